@@ -1,0 +1,51 @@
+# inventory_ops: `make run` for a live local demo, `make test` for the whole suite.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3)
+PORT ?= 8000
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup run test test-fast lint format migrate demo services
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else "inventory_ops needs Python 3.12 (found %s); install it (pyenv install 3.12) or run make PYTHON=/path/to/python3.12" % sys.version.split()[0])'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+migrate: setup
+	$(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(PY) manage.py load_demo
+
+# Start everything in the Procfile (web, worker, simulator); Ctrl-C stops them all.
+run: setup
+	@$(PY) scripts/ensure_redis.py
+	$(PY) manage.py migrate --noinput
+	@$(PY) manage.py load_demo
+	@echo "Open http://127.0.0.1:$(PORT)/ and log in with a user above. Ctrl-C stops everything."
+	$(VENV)/bin/honcho --procfile Procfile start --port $(PORT)
+
+# Start PostgreSQL and Redis if they do not answer, and install Chromium if it is missing.
+services:
+	@scripts/test-services
+
+# The whole suite: PostgreSQL when DATABASE_URL points at it (as in CI), SQLite otherwise.
+test: setup services
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} $(PY) -m pytest
+
+# Everything but the tests marked slow or browser: for the edit-test loop.
+test-fast: setup
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} $(PY) -m pytest -m "not slow and not browser"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .

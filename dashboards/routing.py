@@ -1,0 +1,3 @@
+"""WebSocket routes, mounted by inventory_ops.asgi."""
+
+websocket_urlpatterns: list = []

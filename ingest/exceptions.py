@@ -1,0 +1,8 @@
+class IngestError(Exception):
+    """Base of the errors the ingest services raise on purpose."""
+
+
+class FeedSourceExists(IngestError):
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"a feed source named {name!r} already exists")

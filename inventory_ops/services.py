@@ -1,0 +1,258 @@
+"""The only writer of stock: every change to a stock level goes through `movements_record`.
+
+How a call keeps the ledger right:
+1. site and SKU codes are resolved first, so an unknown code fails before anything is written;
+2. the affected stock levels are created if missing, then locked with SELECT ... FOR UPDATE in
+   one fixed order (primary key), so concurrent writers queue instead of deadlocking;
+3. each request is applied in the caller's order against the locked values (a count sets on_hand
+   to what was counted, so it needs the value left by the movements before it in the same call);
+4. the movements are inserted in bulk and the levels updated in bulk with `F()` expressions, in
+   the same transaction.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.db.models import BigIntegerField, Case, F, Value, When
+
+from inventory_ops.catalog import SiteRow, SkuRow
+from inventory_ops.db import run_atomic_with_retry
+from inventory_ops.exceptions import InvalidMovement, UnknownSite, UnknownSku
+from inventory_ops.models import (
+    Movement,
+    MovementCause,
+    MovementKind,
+    Site,
+    Sku,
+    StockLevel,
+)
+
+MOVEMENT_INSERT_BATCH = 1000
+LEVEL_UPDATE_BATCH = 500
+LEVEL_LOOKUP_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class MovementRequest:
+    """One change asked of the ledger.
+
+    For `MovementKind.COUNTED`, give `counted_qty` instead of deltas: the on_hand delta is
+    computed under the lock as counted_qty minus the on_hand it finds.
+    """
+
+    site: str
+    sku: str
+    kind: str
+    occurred_at: datetime
+    on_hand_delta: int = 0
+    reserved_delta: int = 0
+    counted_qty: int | None = None
+    cause: str = MovementCause.FEED_EVENT
+    cause_ref: str = ""
+    user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedMovement:
+    """What a request did: the level before it and the deltas written."""
+
+    request: MovementRequest
+    site_id: int
+    sku_id: int
+    on_hand_before: int
+    reserved_before: int
+    on_hand_delta: int
+    reserved_delta: int
+
+    @property
+    def on_hand_after(self) -> int:
+        return self.on_hand_before + self.on_hand_delta
+
+
+def movements_record(*, requests: Sequence[MovementRequest]) -> list[AppliedMovement]:
+    """Apply the requests to the ledger in one transaction, in order; all or nothing.
+
+    Raises UnknownSite, UnknownSku or InvalidMovement before writing anything. Called outside a
+    transaction, it retries deadlocks and serialization failures itself; inside one, the caller
+    that opened the outermost block retries (see `inventory_ops.db.run_atomic_with_retry`).
+    """
+    if not requests:
+        return []
+    for request in requests:
+        _validate_request(request)
+    return run_atomic_with_retry(lambda: _movements_record_in_transaction(requests))
+
+
+def _validate_request(request: MovementRequest) -> None:
+    if request.kind not in MovementKind.values:
+        raise InvalidMovement(f"unknown movement kind {request.kind!r}")
+    if request.cause not in MovementCause.values:
+        raise InvalidMovement(f"unknown movement cause {request.cause!r}")
+    if request.kind == MovementKind.COUNTED:
+        if request.counted_qty is None or request.counted_qty < 0:
+            raise InvalidMovement("a count needs counted_qty >= 0")
+        if request.on_hand_delta or request.reserved_delta:
+            raise InvalidMovement("a count gives counted_qty, not deltas")
+    elif request.counted_qty is not None:
+        raise InvalidMovement("counted_qty is only for counts")
+
+
+def _movements_record_in_transaction(requests: Sequence[MovementRequest]) -> list[AppliedMovement]:
+    site_ids = _ids_by_code(Site, {request.site for request in requests}, UnknownSite)
+    sku_ids = _ids_by_code(Sku, {request.sku for request in requests}, UnknownSku)
+    pairs = {(site_ids[request.site], sku_ids[request.sku]) for request in requests}
+    levels = _stock_levels_lock(pairs)
+
+    movements: list[Movement] = []
+    applied: list[AppliedMovement] = []
+    level_deltas: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for request in requests:
+        site_id, sku_id = site_ids[request.site], sku_ids[request.sku]
+        level = levels[(site_id, sku_id)]
+        on_hand_before, reserved_before = level.on_hand, level.reserved
+        if request.kind == MovementKind.COUNTED:
+            on_hand_delta, reserved_delta = request.counted_qty - on_hand_before, 0
+        else:
+            on_hand_delta, reserved_delta = request.on_hand_delta, request.reserved_delta
+        # The locked rows are our working copy: later requests in this call see these values.
+        level.on_hand += on_hand_delta
+        level.reserved += reserved_delta
+        level_deltas[level.pk][0] += on_hand_delta
+        level_deltas[level.pk][1] += reserved_delta
+        movements.append(
+            Movement(
+                site_id=site_id,
+                sku_id=sku_id,
+                kind=request.kind,
+                on_hand_delta=on_hand_delta,
+                reserved_delta=reserved_delta,
+                on_hand_after=level.on_hand,
+                reserved_after=level.reserved,
+                occurred_at=request.occurred_at,
+                cause=request.cause,
+                cause_ref=request.cause_ref[:300],
+                user_id=request.user_id,
+            )
+        )
+        applied.append(
+            AppliedMovement(
+                request=request,
+                site_id=site_id,
+                sku_id=sku_id,
+                on_hand_before=on_hand_before,
+                reserved_before=reserved_before,
+                on_hand_delta=on_hand_delta,
+                reserved_delta=reserved_delta,
+            )
+        )
+
+    Movement.objects.bulk_create(movements, batch_size=MOVEMENT_INSERT_BATCH)
+    _stock_levels_add(level_deltas)
+    return applied
+
+
+def _ids_by_code(model, codes: set[str], missing_error) -> dict[str, int]:
+    found: dict[str, int] = {}
+    code_list = sorted(codes)
+    for start in range(0, len(code_list), LEVEL_LOOKUP_BATCH):
+        chunk = code_list[start : start + LEVEL_LOOKUP_BATCH]
+        found.update(model.objects.filter(code__in=chunk).values_list("code", "id"))
+    missing = codes - found.keys()
+    if missing:
+        raise missing_error(missing)
+    return found
+
+
+def _stock_levels_lock(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], StockLevel]:
+    """Lock the levels of `pairs` in primary-key order, creating the missing ones first.
+
+    Precondition: inside a transaction. Levels created here get higher keys than every existing
+    level, so locking existing ones first and new ones after still follows key order.
+    """
+    levels = _stock_levels_select_for_update(pairs)
+    missing = pairs - levels.keys()
+    if missing:
+        StockLevel.objects.bulk_create(
+            [StockLevel(site_id=site_id, sku_id=sku_id) for site_id, sku_id in sorted(missing)],
+            ignore_conflicts=True,
+        )
+        levels.update(_stock_levels_select_for_update(missing))
+    return levels
+
+
+def _stock_levels_select_for_update(
+    pairs: Iterable[tuple[int, int]],
+) -> dict[tuple[int, int], StockLevel]:
+    # A row-value IN list locks exactly the pairs asked for (site_id IN .. AND sku_id IN ..
+    # would lock their whole cross product). Works on PostgreSQL and SQLite alike.
+    table = StockLevel._meta.db_table
+    lock_clause = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    levels: dict[tuple[int, int], StockLevel] = {}
+    pair_list = sorted(pairs)
+    for start in range(0, len(pair_list), LEVEL_LOOKUP_BATCH):
+        chunk = pair_list[start : start + LEVEL_LOOKUP_BATCH]
+        placeholders = ", ".join(["(%s, %s)"] * len(chunk))
+        params = [value for pair in chunk for value in pair]
+        # Only the table name and placeholders are interpolated; values go as parameters.
+        sql = (
+            f"SELECT id, site_id, sku_id, on_hand, reserved FROM {table} "  # noqa: S608
+            f"WHERE (site_id, sku_id) IN (VALUES {placeholders}) ORDER BY id{lock_clause}"
+        )
+        for level in StockLevel.objects.raw(sql, params):
+            levels[(level.site_id, level.sku_id)] = level
+    return levels
+
+
+def _stock_levels_add(level_deltas: dict[int, list[int]]) -> None:
+    """Add the deltas to the levels with F() expressions. Caller holds the row locks."""
+    changed = sorted(pk for pk, (on_hand, reserved) in level_deltas.items() if on_hand or reserved)
+    for start in range(0, len(changed), LEVEL_UPDATE_BATCH):
+        chunk = changed[start : start + LEVEL_UPDATE_BATCH]
+        StockLevel.objects.filter(pk__in=chunk).update(
+            on_hand=Case(
+                *[
+                    When(
+                        pk=pk,
+                        then=F("on_hand")
+                        + Value(level_deltas[pk][0], output_field=BigIntegerField()),
+                    )
+                    for pk in chunk
+                ],
+                default=F("on_hand"),
+                output_field=BigIntegerField(),
+            ),
+            reserved=Case(
+                *[
+                    When(
+                        pk=pk,
+                        then=F("reserved")
+                        + Value(level_deltas[pk][1], output_field=BigIntegerField()),
+                    )
+                    for pk in chunk
+                ],
+                default=F("reserved"),
+                output_field=BigIntegerField(),
+            ),
+        )
+
+
+@transaction.atomic
+def catalog_import(*, sites: Sequence[SiteRow] = (), skus: Sequence[SkuRow] = ()) -> dict[str, int]:
+    """Create or update sites and SKUs from parsed catalog rows; return what changed."""
+    counts = {"sites_created": 0, "sites_updated": 0, "skus_created": 0, "skus_updated": 0}
+    for row in sites:
+        defaults = {"name": row.name}
+        if row.timezone:
+            defaults["timezone"] = row.timezone
+        _, created = Site.objects.update_or_create(code=row.code, defaults=defaults)
+        counts["sites_created" if created else "sites_updated"] += 1
+    for row in skus:
+        defaults = {"name": row.name, "unit_cost": row.unit_cost}
+        if row.reorder_point is not None:
+            defaults["reorder_point"] = row.reorder_point
+        _, created = Sku.objects.update_or_create(code=row.code, defaults=defaults)
+        counts["skus_created" if created else "skus_updated"] += 1
+    return counts

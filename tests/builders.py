@@ -1,0 +1,46 @@
+"""Small builders for domain objects in tests (no frozen fixture files)."""
+
+import itertools
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from inventory_ops.models import MovementKind, Site, Sku
+from inventory_ops.services import MovementRequest
+
+_sequence = itertools.count(1)
+
+
+def site_make(code: str | None = None, **fields) -> Site:
+    code = code or f"site-{next(_sequence)}"
+    return Site.objects.create(code=code, name=fields.pop("name", f"Site {code}"), **fields)
+
+
+def sku_make(code: str | None = None, unit_cost: str | Decimal = "2.50", **fields) -> Sku:
+    code = code or f"SKU-{next(_sequence)}"
+    return Sku.objects.create(
+        code=code, name=fields.pop("name", f"Product {code}"), unit_cost=Decimal(unit_cost), **fields
+    )
+
+
+def user_make(username: str | None = None, *, role: str | None = None, **fields):
+    username = username or f"user{next(_sequence)}"
+    user = get_user_model().objects.create_user(
+        username=username, password=fields.pop("password", "pw-for-tests"), **fields
+    )
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+def receive(site: Site, sku: Sku, qty: int, **fields) -> MovementRequest:
+    return MovementRequest(
+        site=site.code,
+        sku=sku.code,
+        kind=MovementKind.RECEIVED,
+        on_hand_delta=qty,
+        occurred_at=fields.pop("occurred_at", timezone.now()),
+        **fields,
+    )
