@@ -151,6 +151,10 @@ def _movements_record_in_transaction(requests: Sequence[MovementRequest]) -> lis
 
     Movement.objects.bulk_create(movements, batch_size=MOVEMENT_INSERT_BATCH)
     _stock_levels_add(level_deltas)
+    # Imported here: the rollups module imports this one for AppliedMovement.
+    from dashboards.rollups import rollups_movements_record
+
+    rollups_movements_record(applied=applied)
     return applied
 
 

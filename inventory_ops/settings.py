@@ -57,8 +57,10 @@ INSTALLED_APPS = [
     "django_rq",
     "ninja",
     "inventory_ops",
+    "inventory_ops.corrections",
     "ingest",
     "dashboards",
+    "dashboards.oncall",
 ]
 
 MIDDLEWARE = [

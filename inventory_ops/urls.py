@@ -13,5 +13,6 @@ urlpatterns = [
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
+    path("oncall/", include("dashboards.oncall.urls")),
     path("", include("dashboards.urls")),
 ]

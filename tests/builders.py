@@ -21,7 +21,10 @@ def site_make(code: str | None = None, **fields) -> Site:
 def sku_make(code: str | None = None, unit_cost: str | Decimal = "2.50", **fields) -> Sku:
     code = code or f"SKU-{next(_sequence)}"
     return Sku.objects.create(
-        code=code, name=fields.pop("name", f"Product {code}"), unit_cost=Decimal(unit_cost), **fields
+        code=code,
+        name=fields.pop("name", f"Product {code}"),
+        unit_cost=Decimal(unit_cost),
+        **fields,
     )
 
 
