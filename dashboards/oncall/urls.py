@@ -1,4 +1,3 @@
-
 app_name = "oncall"
 
 urlpatterns: list = []
