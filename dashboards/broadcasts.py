@@ -10,3 +10,7 @@ from collections.abc import Iterable
 
 def scopes_changed_announce(*, site_codes: Iterable[str]) -> None:
     """Tell the dashboards that these sites (and so the all-sites scope) changed."""
+
+
+def alerts_changed_announce(*, site_codes: Iterable[str]) -> None:
+    """Tell the dashboards that alerts opened or resolved for these sites (None: all-sites)."""

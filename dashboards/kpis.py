@@ -35,3 +35,23 @@ def kpis_compute(
         "reconciliation_skew": None,
         "feeds": [],
     }
+
+
+def kpi_trends_compute(
+    *, site: str | None = None, window: str = "1h", now: datetime | None = None
+) -> dict:
+    """Time series for the dashboard charts, from the rollups (bounded cost).
+
+    Keys: "orders_per_minute", "turnover", "accuracy", "cost_per_shipment": lists of
+    {"t": ISO time, "value": number|None} over the window; "mismatch_by_site": list of
+    {"site", "rate", "units", "value"}; "worst_stockouts": list of
+    {"site", "sku", "available", "reorder_point"} (most negative available first, at most 10).
+    """
+    return {
+        "orders_per_minute": [],
+        "turnover": [],
+        "accuracy": [],
+        "cost_per_shipment": [],
+        "mismatch_by_site": [],
+        "worst_stockouts": [],
+    }
