@@ -23,21 +23,9 @@ from ingest.services import (
     feed_source_create,
     feed_source_rotate_token,
 )
+from inventory_ops.admin import ReadOnlyAdmin
 
 REMEDIATION_PERMISSION = "inventory_ops.run_remediation"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Written only by the ingest services."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class FeedSourceForm(forms.ModelForm):
