@@ -43,26 +43,23 @@ def sources_totals(*, sources=None) -> dict[int, dict]:
     batches = IngestBatch.objects.all()
     if sources is not None:
         batches = batches.filter(source__in=sources)
-    not_done = ~Q(status=BatchStatus.DONE)
+    names = ("accepted", "applied", "duplicates", "rejected", "held")
     rows = batches.values("source_id").annotate(
-        accepted=Sum("accepted"),
-        applied=Sum("applied"),
-        duplicates=Sum("duplicates"),
-        rejected=Sum("rejected"),
-        held=Sum("held"),
-        unprocessed=Sum("accepted", filter=not_done),
-        batches=Count("pk"),
+        **{f"sum_{name}": Sum(name) for name in names},
+        sum_unprocessed=Sum("accepted", filter=~Q(status=BatchStatus.DONE)),
+        batch_count=Count("pk"),
     )
     totals = {}
     for row in rows:
+        sums = {name: row[f"sum_{name}"] or 0 for name in names}
         totals[row["source_id"]] = {
-            "accepted": row["accepted"] or 0,
-            "applied": row["applied"] or 0,
-            "duplicates": row["duplicates"] or 0,
-            "rejected": row["rejected"] or 0,
+            "accepted": sums["accepted"],
+            "applied": sums["applied"],
+            "duplicates": sums["duplicates"],
+            "rejected": sums["rejected"],
             # A batch not done yet has counted nothing: all of its events are pending.
-            "pending": (row["held"] or 0) + (row["unprocessed"] or 0),
-            "batches": row["batches"],
+            "pending": sums["held"] + (row["sum_unprocessed"] or 0),
+            "batches": row["batch_count"],
         }
     return totals
 

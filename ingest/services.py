@@ -50,7 +50,6 @@ from ingest.models import (
 from ingest.parsing import events_parse
 from ingest.schemas import (
     ORDER_EVENT_TYPES,
-    STOCK_EVENT_TYPES,
     event_validate,
     validation_reason,
 )
@@ -65,8 +64,6 @@ INGEST_QUEUE = "ingest"
 KEY_INSERT_CHUNK = 1000
 CODE_LOOKUP_CHUNK = 900
 DEFAULT_HOLD_SECONDS = 24 * 3600
-# A batch not done this long after it arrived, with no live job, is enqueued again.
-SWEEP_GRACE_SECONDS = 10
 # Order events of one order applied in this order when they were waiting for it.
 ORDER_EVENT_RANK = {
     "order.created": 0,
@@ -344,16 +341,16 @@ def _events_validate(items: list[_Item]) -> None:
         if problem:
             item.reject(RejectionCode.MALFORMED, f"a text field {problem}")
             continue
-        try:
-            item.event = event_validate(item.raw)
-        except ValidationError as error:
-            item.reject(RejectionCode.MALFORMED, validation_reason(error))
-            continue
-        if item.from_csv and item.event.type not in STOCK_EVENT_TYPES:
+        if item.from_csv and item.raw.get("type") in ORDER_EVENT_TYPES:
             item.reject(
                 RejectionCode.MALFORMED,
                 "type: CSV carries only stock.* events; send order events as JSON or NDJSON",
             )
+            continue
+        try:
+            item.event = event_validate(item.raw)
+        except ValidationError as error:
+            item.reject(RejectionCode.MALFORMED, validation_reason(error))
 
 
 def _codes_lookup(model, codes: set[str]) -> dict[str, int]:
@@ -924,7 +921,7 @@ def batches_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
         candidates = list(
             IngestBatch.objects.select_for_update(skip_locked=True)
             .exclude(status=BatchStatus.DONE)
-            .filter(received_at__lte=now - timedelta(seconds=SWEEP_GRACE_SECONDS))
+            .filter(received_at__lte=now - timedelta(seconds=settings.INGEST_SWEEP_GRACE_SECONDS))
             .order_by("received_at")
             .values_list("pk", flat=True)[:limit]
         )
