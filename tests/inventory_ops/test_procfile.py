@@ -34,12 +34,15 @@ def test_every_procfile_process_starts_and_the_web_serves_login_and_healthz_with
         wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/") as response:
             page = response.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/css/app.css") as response:
+            stylesheet = response.read().decode()
         elapsed = time.monotonic() - started
         time.sleep(2)  # let the worker and simulator fail, if they are going to
         still_running = honcho_process.poll() is None
 
     assert elapsed < 60
     assert 'name="username"' in page
+    assert "--bg" in stylesheet  # static files are served by the web process itself
     assert still_running, (
         "honcho stopped: one of the Procfile processes exited (see var/test-logs/honcho.log)"
     )
