@@ -24,6 +24,11 @@ def database_recreate() -> None:
     """Drop and create the benchmark database, then migrate it (outside Django)."""
     import psycopg
 
+    if "django.db" in sys.modules:
+        from django.db import connections
+
+        connections.close_all()  # or the DROP ... FORCE below kills them under our feet
+
     admin_url, name = BENCH_DATABASE_URL.rsplit("/", 1)
     with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

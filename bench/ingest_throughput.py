@@ -96,21 +96,24 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--clients", type=int, default=2, help="concurrent POSTing threads")
     args = parser.parse_args()
-    results = [
-        run(events=args.events, batch_size=args.batch_size, workers=workers, clients=args.clients)
-        for workers in args.workers
-    ]
-    copy_rate = copy_baseline(args.events)
-    print(f"raw COPY of {args.events:,} ledger rows: {copy_rate:,.0f} rows/s")
-    for result in results:
+    rates = []
+    for workers in args.workers:
+        result = run(
+            events=args.events, batch_size=args.batch_size, workers=workers, clients=args.clients
+        )
         print(
             "{workers} worker(s): {events:,} events in {elapsed_s:.1f} s (all POSTed after "
             "{posted_s:.1f} s): {events_per_s:,.0f} events/s; applied {applied:,}, duplicates "
             "{duplicates:,}, rejected {rejected:,}, held {held:,}; {movements:,} movements".format(
                 **result
-            )
+            ),
+            flush=True,
         )
-        print(f"  fraction of raw COPY: {result['events_per_s'] / copy_rate:.3f}")
+        rates.append(result["events_per_s"])
+    copy_rate = copy_baseline(args.events)
+    print(f"raw COPY of {args.events:,} ledger rows: {copy_rate:,.0f} rows/s")
+    for workers, rate in zip(args.workers, rates, strict=True):
+        print(f"{workers} worker(s): {rate / copy_rate:.3f} of the raw COPY rate")
 
 
 if __name__ == "__main__":
