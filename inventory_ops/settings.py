@@ -189,3 +189,7 @@ LOGGING = {
 INVENTORY_CURRENCY = os.environ.get("INVENTORY_CURRENCY", "USD")
 # Corrections whose absolute value exceeds this wait for a manager's approval (SPEC.md).
 CORRECTION_APPROVAL_THRESHOLD = os.environ.get("CORRECTION_APPROVAL_THRESHOLD", "1000")
+# Live dashboards (docs/dashboard.md): each watched scope is recomputed at most once per
+# DASHBOARD_COALESCE_MS after changes are announced, and at least every DASHBOARD_REFRESH_S.
+DASHBOARD_COALESCE_MS = int(os.environ.get("DASHBOARD_COALESCE_MS", "500"))
+DASHBOARD_REFRESH_S = float(os.environ.get("DASHBOARD_REFRESH_S", "10"))
