@@ -45,6 +45,13 @@ def stock_receive_and_announce(site, sku, qty: int) -> None:
     scopes_changed_announce(site_codes=[site.code])
 
 
+def dashboard_open(page, base_url: str, path: str) -> None:
+    """Log in as the manager and open a dashboard until it is live."""
+    log_in(page, base_url, username="boss", password=PASSWORD)
+    page.goto(f"{base_url}{path}")
+    live_state_wait(page, "live")
+
+
 def cell_text_wait(page, selector: str, text: str, timeout_ms: float) -> None:
     page.wait_for_function(
         "([selector, text]) => (document.querySelector(selector) || {}).textContent === text",
@@ -55,9 +62,7 @@ def cell_text_wait(page, selector: str, text: str, timeout_ms: float) -> None:
 
 def test_a_change_announced_by_a_writer_shows_without_reload_within_2s(page, manager, stocked_site):
     with daphne_server() as daphne:
-        log_in(page, daphne.base_url, username="boss", password=PASSWORD)
-        page.goto(f"{daphne.base_url}/sites/ams/")
-        live_state_wait(page, "live")
+        dashboard_open(page, daphne.base_url, "/sites/ams/")
         on_hand = '[data-stock-on-hand="ams/TEA"]'
         assert page.text_content(on_hand) == "5"
 
@@ -97,9 +102,7 @@ def test_events_posted_through_the_ingest_api_change_a_kpi_tile_within_2s(page, 
                 f"POST /api/ingest/events answered {status}: the ingest pipeline has not landed "
                 "yet (ingest issue). Remove this skip once it has."
             )
-        log_in(page, daphne.base_url, username="boss", password=PASSWORD)
-        page.goto(f"{daphne.base_url}/sites/ams/")
-        live_state_wait(page, "live")
+        dashboard_open(page, daphne.base_url, "/sites/ams/")
         tile = '[data-kpi="negative_stock"]'
         assert page.text_content(tile) == "0"
 
@@ -133,9 +136,7 @@ def test_after_the_web_process_restarts_the_page_reconnects_and_resyncs(
     with daphne_server() as daphne:
         port = daphne.base_url.rsplit(":", 1)[1]
         base_url = daphne.base_url
-        log_in(page, base_url, username="boss", password=PASSWORD)
-        page.goto(f"{base_url}/sites/ams/")
-        live_state_wait(page, "live")
+        dashboard_open(page, base_url, "/sites/ams/")
         page.evaluate("window.__sameDocument = true")
 
     # the web process is gone: the page says so
@@ -154,9 +155,7 @@ def test_after_the_web_process_restarts_the_page_reconnects_and_resyncs(
 def test_a_frozen_server_makes_the_page_stale_then_live_again(page, manager, stocked_site):
     # Refresh every second: three missed refreshes (3 s) and the page calls itself stale.
     with daphne_server(env=subprocess_env(DASHBOARD_REFRESH_S="1")) as daphne:
-        log_in(page, daphne.base_url, username="boss", password=PASSWORD)
-        page.goto(f"{daphne.base_url}/")
-        live_state_wait(page, "live")
+        dashboard_open(page, daphne.base_url, "/")
 
         os.kill(daphne.pid, signal.SIGSTOP)  # the socket stays open, nothing comes
         try:
@@ -171,9 +170,7 @@ def test_a_frozen_server_makes_the_page_stale_then_live_again(page, manager, sto
 
 def test_the_window_selector_changes_the_window_without_a_reload(page, manager, stocked_site):
     with daphne_server() as daphne:
-        log_in(page, daphne.base_url, username="boss", password=PASSWORD)
-        page.goto(f"{daphne.base_url}/sites/ams/")
-        live_state_wait(page, "live")
+        dashboard_open(page, daphne.base_url, "/sites/ams/")
 
         with no_reload(page):
             page.click('[data-window-choice="7d"]')
