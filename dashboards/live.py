@@ -92,7 +92,8 @@ class DashboardHub:
         # only time-driven figures age, and the periodic refresh bounds that age anyway.
         fresh = time.monotonic() - state.latest_at < refresh_seconds()
         if state.latest_frame is not None and fresh and not state.dirty:
-            await self._send(watcher, state.latest_frame)
+            if not await self._send(watcher, state.latest_frame):
+                state.watchers.discard(watcher)
         else:
             self._request(scope, FULL)
 
@@ -166,14 +167,18 @@ class DashboardHub:
 
     async def _broadcast(self, state: ScopeState, frame: str) -> None:
         for watcher in list(state.watchers):
-            await self._send(watcher, frame)
+            if not await self._send(watcher, frame):
+                state.watchers.discard(watcher)
 
-    async def _send(self, watcher: Watcher, frame: str) -> None:
+    async def _send(self, watcher: Watcher, frame: str) -> bool:
         try:
             await watcher.frame_send(frame)
         except Exception:
-            # One broken socket must not stop the fan-out to the others; it leaves on disconnect.
-            logger.warning("dropping a dashboard frame for a closing socket", exc_info=True)
+            # One broken socket must not stop the fan-out to the others: drop it (its client
+            # reconnects and resyncs).
+            logger.warning("dropping a dashboard watcher that failed a send", exc_info=True)
+            return False
+        return True
 
     # --- background: announcements listener and periodic refresh ------------------------------
     def _background_start(self) -> None:
