@@ -311,13 +311,20 @@ def remediation_rebuild_kpis(*, actor, site_code: str) -> RemediationAction:
     action = _remediation_start(actor=actor, kind=RemediationKind.REBUILD_KPIS, target=site_code)
     from dashboards.oncall.jobs import rebuild_kpis_job
 
-    try:
-        job = django_rq.get_queue("default").enqueue(rebuild_kpis_job, action.pk)
-    except RedisError as error:
-        _remediation_finish(action, succeeded=False, result=f"Redis unreachable: {error}")
-        return action
-    RemediationAction.objects.filter(pk=action.pk).update(result=f"enqueued as job {job.id}")
-    action.refresh_from_db()
+    def enqueue() -> None:
+        # After commit: the worker must find the action row.
+        try:
+            job = django_rq.get_queue("default", commit_mode="auto").enqueue(
+                rebuild_kpis_job, action.pk
+            )
+        except RedisError as error:
+            _remediation_finish(action, succeeded=False, result=f"Redis unreachable: {error}")
+        else:
+            RemediationAction.objects.filter(pk=action.pk, status=RemediationStatus.RUNNING).update(
+                result=f"enqueued as job {job.id}"
+            )
+
+    transaction.on_commit(enqueue)
     return action
 
 
