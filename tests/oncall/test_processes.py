@@ -1,0 +1,57 @@
+"""Alert evaluation through the real pieces: an RQ worker process and RQ's cron scheduler."""
+
+import time
+from decimal import Decimal
+
+import django_rq
+import pytest
+from rq.registry import FailedJobRegistry
+
+from dashboards.oncall.alerts import alerts_evaluation_request
+from dashboards.oncall.models import Alert, AlertKind, AlertRule, AlertStatus
+from tests.processes import manage_py, rq_worker, running, subprocess_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def failed_ingest_job_in_a_worker():
+    queue = django_rq.get_queue("ingest", commit_mode="auto")
+    queue.enqueue("tests.oncall.test_console.explode")
+    assert wait_for(lambda: FailedJobRegistry(queue=queue).count == 1)
+
+
+def test_a_requested_evaluation_runs_in_the_worker_and_opens_the_alert(redis_clean):
+    AlertRule.objects.create(name="Failed jobs", kind=AlertKind.FAILED_JOBS, threshold=Decimal(0))
+    with rq_worker("ingest", "default"):
+        failed_ingest_job_in_a_worker()
+
+        alerts_evaluation_request(site_codes=["ams"])
+
+        assert wait_for(lambda: Alert.objects.filter(status=AlertStatus.OPEN).exists())
+    alert = Alert.objects.get()
+    assert (alert.kind, alert.value) == ("failed_jobs", 1)
+
+
+def test_the_scheduled_evaluation_opens_an_alert_nobody_asked_for(redis_clean):
+    AlertRule.objects.create(name="Failed jobs", kind=AlertKind.FAILED_JOBS, threshold=Decimal(0))
+    env = subprocess_env(ALERTS_EVALUATION_INTERVAL="1")
+    clock = manage_py("rqcron", "dashboards.oncall.cron")
+    with rq_worker("ingest", "default", env=env), running(clock, env=env, log_name="rqcron"):
+        failed_ingest_job_in_a_worker()
+
+        assert wait_for(lambda: Alert.objects.filter(status=AlertStatus.OPEN).exists())
+
+        FailedJobRegistry(queue=django_rq.get_queue("ingest")).remove(
+            FailedJobRegistry(queue=django_rq.get_queue("ingest")).get_job_ids()[0],
+            delete_job=True,
+        )
+        assert wait_for(lambda: Alert.objects.filter(status=AlertStatus.RESOLVED).exists())
