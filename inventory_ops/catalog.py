@@ -86,6 +86,10 @@ def _read_rows(text: str, filename: str, columns: tuple, required: tuple, proble
             return
         if not any(value.strip() for value in values):
             continue
+        if len(values) < len(header) and all(
+            name not in required for name in header[len(values) :]
+        ):
+            values = values + [""] * (len(header) - len(values))  # optional trailing columns
         if len(values) != len(header):
             problems.append(
                 f"{filename} line {reader.line_num}: {len(values)} values for "

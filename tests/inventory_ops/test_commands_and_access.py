@@ -1,0 +1,134 @@
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import CommandError, call_command
+
+from ingest.models import FeedSource
+from ingest.services import token_hash
+from inventory_ops.models import Movement, Site, Sku, StockLevel
+from tests.builders import user_make
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args, **options) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, **options)
+    return out.getvalue()
+
+
+def test_create_feed_source_prints_the_token_alone_on_the_last_line_and_stores_only_its_hash():
+    output = run("create_feed_source", "courier-app")
+
+    token = output.strip().splitlines()[-1]
+    assert token.startswith("iof_") and " " not in token and len(token) > 40
+    source = FeedSource.objects.get(name="courier-app")
+    assert source.token_hash == token_hash(token)
+    assert token not in {source.token_hash, source.token_prefix, source.signing_secret}
+
+
+def test_create_feed_source_refuses_a_duplicate_name_and_rotates_on_request():
+    first = run("create_feed_source", "wms").strip().splitlines()[-1]
+
+    with pytest.raises(CommandError, match="already exists; use --rotate"):
+        run("create_feed_source", "wms")
+    second = run("create_feed_source", "wms", "--rotate").strip().splitlines()[-1]
+
+    source = FeedSource.objects.get(name="wms")
+    assert second != first
+    assert source.token_hash == token_hash(second)
+
+
+def test_create_feed_source_with_signature_prints_the_secret_once():
+    output = run("create_feed_source", "3pl", "--require-signature")
+
+    source = FeedSource.objects.get(name="3pl")
+    assert source.require_signature
+    assert source.signing_secret in output
+    assert output.strip().splitlines()[-1] != source.signing_secret
+
+
+def test_roles_exist_with_their_permissions():
+    def codenames(role):
+        return set(Group.objects.get(name=role).permissions.values_list("codename", flat=True))
+
+    assert {"approve_correction", "view_dashboard"} <= codenames("managers")
+    assert "approve_correction" not in codenames("stock-staff")
+    assert {"correct_stock", "import_counts"} <= codenames("stock-staff")
+    assert "run_remediation" in codenames("on-call")
+    assert "run_remediation" not in codenames("managers")
+
+
+def test_load_demo_refuses_well_known_passwords_in_production_without_force(settings):
+    settings.DEBUG = False
+
+    with pytest.raises(CommandError, match="needs --force"):
+        run("load_demo")
+
+    assert not get_user_model().objects.exists()
+
+
+def test_load_demo_is_idempotent_and_prints_a_user_per_role(settings):
+    settings.DEBUG = True
+    first = run("load_demo")
+    counts = (Site.objects.count(), Sku.objects.count(), Movement.objects.count())
+    second = run("load_demo")
+
+    assert (Site.objects.count(), Sku.objects.count(), Movement.objects.count()) == counts
+    assert counts[0] >= 3 and counts[1] >= 20
+    assert StockLevel.objects.filter(on_hand__gt=0).count() == counts[0] * counts[1]
+    for role, username in (
+        ("managers", "manager"),
+        ("stock-staff", "staff"),
+        ("on-call", "oncall"),
+    ):
+        assert get_user_model().objects.get(username=username).groups.filter(name=role).exists()
+        assert f"username: {username}" in first
+        assert f"username: {username}" in second
+    call_command("check_ledger", stdout=io.StringIO())
+
+
+def test_every_page_requires_login(client):
+    for path in ("/", "/admin/", "/admin/inventory_ops/stocklevel/", "/admin/rq/"):
+        response = client.get(path)
+        assert response.status_code == 302, path
+        assert "/login/" in response["Location"]
+
+
+def test_login_page_logs_a_user_in_and_logout_logs_out(client):
+    user_make("dora", password="correct horse")
+
+    page = client.get("/accounts/login/")
+    assert page.status_code == 200
+    assert b'name="username"' in page.content
+
+    refused = client.post("/accounts/login/", {"username": "dora", "password": "wrong"})
+    assert refused.status_code == 200
+    assert b"Please enter a correct username and password" in refused.content
+
+    response = client.post("/accounts/login/", {"username": "dora", "password": "correct horse"})
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200
+
+    client.post("/accounts/logout/")
+    assert client.get("/").status_code == 302
+
+
+def test_healthz_answers_without_login(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_reports_each_dependency_in_json(client):
+    response = client.get("/readyz")
+
+    body = response.json()
+    assert body["database"] == "ok"
+    assert body["redis"] == "ok"
+    # No worker runs in this test, so the app is not ready to ingest.
+    assert response.status_code == 503
+    assert body["workers"] == 0
