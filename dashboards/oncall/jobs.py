@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from dashboards.oncall.alerts import pending_sites_take
 from dashboards.oncall.models import RemediationAction, RemediationStatus
+from dashboards.oncall.schedule import alerts_schedule_ensure, scheduled_run_claim
 from dashboards.oncall.services import alerts_evaluate
 
 logger = logging.getLogger(__name__)
@@ -17,11 +18,14 @@ logger = logging.getLogger(__name__)
 def alerts_evaluation_job() -> int:
     """Evaluate the rules of the sites that changed since the last run (and all-sites rules)."""
     changes = alerts_evaluate(site_codes=pending_sites_take())
+    alerts_schedule_ensure()
     return len(changes)
 
 
-def alerts_scheduled_evaluation_job() -> int:
+def alerts_scheduled_evaluation_job() -> int | None:
     """Evaluate every rule: catches what no write announces (a silent feed, failed jobs)."""
+    if not scheduled_run_claim():
+        return None
     return len(alerts_evaluate(site_codes=None))
 
 

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboards.oncall.exceptions import OncallError, OncallNotAllowed
 from dashboards.oncall.models import Alert, AlertStatus, Runbook, RunbookVersion
 from dashboards.oncall.runbooks import markdown_render_safe
+from dashboards.oncall.schedule import alerts_schedule_ensure
 from dashboards.oncall.selectors import (
     CONSOLE_DIAGNOSTICS,
     DEFAULT_SILENT_MINUTES,
@@ -62,6 +63,7 @@ def _common(request) -> dict:
 @require_GET
 def console(request):
     _require(request, VIEW_ALERT)
+    alerts_schedule_ensure()  # one Redis GET when the chain is alive
     context = {
         **_common(request),
         "alerts": open_alerts(),

@@ -1,11 +1,14 @@
 """Alert evaluation through the real pieces: an RQ worker process and RQ's cron scheduler."""
 
+import tempfile
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import django_rq
 import pytest
-from rq.registry import FailedJobRegistry
+from django.core.management import call_command
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from dashboards.oncall.alerts import alerts_evaluation_request
 from dashboards.oncall.models import Alert, AlertKind, AlertRule, AlertStatus
@@ -41,17 +44,32 @@ def test_a_requested_evaluation_runs_in_the_worker_and_opens_the_alert(redis_cle
     assert (alert.kind, alert.value) == ("failed_jobs", 1)
 
 
-def test_the_scheduled_evaluation_opens_an_alert_nobody_asked_for(redis_clean):
+def test_the_scheduled_evaluation_opens_and_resolves_an_alert_nobody_asked_for(
+    redis_clean, monkeypatch
+):
+    monkeypatch.setenv("ALERTS_EVALUATION_INTERVAL", "1")
     AlertRule.objects.create(name="Failed jobs", kind=AlertKind.FAILED_JOBS, threshold=Decimal(0))
     env = subprocess_env(ALERTS_EVALUATION_INTERVAL="1")
-    clock = manage_py("rqcron", "dashboards.oncall.cron")
-    with rq_worker("ingest", "default", env=env), running(clock, env=env, log_name="rqcron"):
+    worker = manage_py(
+        "rqworker",
+        "ingest",
+        "default",
+        "--worker-class",
+        "rq.worker.SimpleWorker",
+        "--with-scheduler",
+    )  # the Procfile's worker line
+    with running(worker, env=env, log_name="rqworker-scheduler"):
         failed_ingest_job_in_a_worker()
+        call_command("load_runbooks", directory=str(tmp_empty_dir()))  # starts the chain
 
         assert wait_for(lambda: Alert.objects.filter(status=AlertStatus.OPEN).exists())
 
-        FailedJobRegistry(queue=django_rq.get_queue("ingest")).remove(
-            FailedJobRegistry(queue=django_rq.get_queue("ingest")).get_job_ids()[0],
-            delete_job=True,
-        )
+        registry = FailedJobRegistry(queue=django_rq.get_queue("ingest"))
+        registry.remove(registry.get_job_ids()[0], delete_job=True)
         assert wait_for(lambda: Alert.objects.filter(status=AlertStatus.RESOLVED).exists())
+    assert ScheduledJobRegistry(queue=django_rq.get_queue("default")).count == 1
+
+
+def tmp_empty_dir():
+    path = Path(tempfile.mkdtemp())
+    return path

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from dashboards.oncall.exceptions import RunbookInvalid
+from dashboards.oncall.schedule import alerts_schedule_ensure
 from dashboards.oncall.services import alert_rules_default_create, runbooks_load
 
 SHIPPED_RUNBOOKS = Path(settings.BASE_DIR) / "docs" / "runbooks"
@@ -39,4 +40,6 @@ class Command(BaseCommand):
         created = alert_rules_default_create()
         if created:
             self.stdout.write(f"default alert rules created: {created}")
+        if alerts_schedule_ensure():
+            self.stdout.write("scheduled alert evaluation started")
         self.stdout.write(self.style.SUCCESS("runbooks ready"))
