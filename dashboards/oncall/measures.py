@@ -13,6 +13,7 @@ from rq.registry import FailedJobRegistry
 
 from dashboards.kpis import kpis_compute
 from dashboards.oncall.models import AlertKind, AlertRule
+from ingest.models import DeadLetter, DeadLetterStatus
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +85,6 @@ def _rq_measure(kind: str) -> Decimal | None:
     raise ValueError(f"no measure for alert kind {kind!r}")
 
 
-def dead_letters_waiting() -> int | None:
-    """Dead letters not yet replayed, or None while the ingest dead-letter store is absent."""
-    try:
-        from ingest.models import DeadLetter
-    except ImportError:
-        return None
-    return DeadLetter.objects.count()
+def dead_letters_waiting() -> int:
+    """Dead letters still open (neither replayed nor discarded)."""
+    return DeadLetter.objects.filter(status=DeadLetterStatus.OPEN).count()

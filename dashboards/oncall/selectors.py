@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import django_rq
 from django.db import DatabaseError, connection
-from django.db.models import Q
+from django.db.models import Count, Max, Min, Q
 from django.urls import reverse
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -22,6 +22,7 @@ from dashboards.oncall.models import (
     RemediationAction,
     Runbook,
 )
+from ingest.models import DeadLetter, DeadLetterStatus, RejectionCode
 from ingest.selectors import feeds_freshness
 from inventory_ops.models import Movement, MovementKind, StockLevel
 
@@ -191,9 +192,32 @@ def silent_sources(*, minutes: int = DEFAULT_SILENT_MINUTES) -> Diagnostic:
     return diagnostic
 
 
-def dead_letters_by_reason() -> Diagnostic:
+def dead_letters_by_reason(*, samples: int = 3) -> Diagnostic:
+    """Open dead letters grouped by reason code and source, each group with a few examples."""
     diagnostic = Diagnostic(DiagnosticName.DEAD_LETTERS, DiagnosticName.DEAD_LETTERS.label)
-    diagnostic.error = "The dead-letter store is not part of this deployment yet."
+    open_letters = DeadLetter.objects.filter(status=DeadLetterStatus.OPEN)
+    groups = (
+        open_letters.order_by()
+        .values("reason_code", "source_id", "source__name")
+        .annotate(count=Count("id"), oldest=Min("created_at"), newest=Max("created_at"))
+        .order_by("-count", "reason_code", "source__name")
+    )
+    labels = dict(RejectionCode.choices)
+    for group in groups:
+        examples = list(
+            open_letters.filter(reason_code=group["reason_code"], source_id=group["source_id"])
+            .order_by("-id")
+            .values("id", "event_id", "reason")[:samples]
+        )
+        diagnostic.rows.append(
+            {
+                **group,
+                "reason_label": labels.get(group["reason_code"], group["reason_code"]),
+                "examples": examples,
+            }
+        )
+    total = sum(group["count"] for group in diagnostic.rows)
+    diagnostic.summary = f"{total} open dead letter(s) in {len(diagnostic.rows)} group(s)"
     return diagnostic
 
 

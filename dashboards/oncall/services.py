@@ -8,7 +8,7 @@ from decimal import Decimal
 from functools import partial
 
 import django_rq
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -32,6 +32,8 @@ from dashboards.oncall.models import (
     Runbook,
     RunbookVersion,
 )
+from ingest.models import DeadLetter, DeadLetterStatus
+from ingest.services import dead_letters_replay
 from inventory_ops.models import Site
 
 logger = logging.getLogger(__name__)
@@ -352,3 +354,37 @@ def alert_rules_default_create() -> int:
             for name, kind, threshold, hold, window in DEFAULT_ALERT_RULES
         )
     return len(DEFAULT_ALERT_RULES)
+
+
+REPLAY_LIMIT = 1000
+
+
+def remediation_replay_dead_letters(
+    *, actor, reason_code: str, source_id: int | None = None
+) -> RemediationAction:
+    """Replay the open dead letters of one reason (and source), at most REPLAY_LIMIT a click."""
+    letters = DeadLetter.objects.filter(status=DeadLetterStatus.OPEN, reason_code=reason_code)
+    if source_id is not None:
+        letters = letters.filter(source_id=source_id)
+    ids = list(letters.order_by("pk").values_list("pk", flat=True)[: REPLAY_LIMIT + 1])
+    target = f"reason {reason_code}" + (f", source #{source_id}" if source_id else "")
+    if not ids:
+        raise OncallError(f"no open dead letters for {target}")
+    action = _remediation_start(
+        actor=actor, kind=RemediationKind.REPLAY_DEAD_LETTERS, target=target
+    )
+    more = len(ids) > REPLAY_LIMIT
+    ids = ids[:REPLAY_LIMIT]
+    try:
+        summary = dead_letters_replay(dead_letter_ids=ids, actor=actor)
+    except DatabaseError as error:
+        _remediation_finish(action, succeeded=False, result=f"replay failed: {error}")
+        return action
+    result = (
+        f"replayed {len(ids)} dead letter(s): {summary.applied} applied, "
+        f"{summary.duplicates} duplicates, {summary.held} held, "
+        f"{summary.still_rejected} still rejected, {summary.skipped} skipped"
+        + ("; more remain: replay again" if more else "")
+    )
+    _remediation_finish(action, succeeded=summary.still_rejected == 0, result=result)
+    return action

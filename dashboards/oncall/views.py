@@ -22,6 +22,7 @@ from dashboards.oncall.services import (
     RUN_REMEDIATION,
     alert_transition,
     remediation_rebuild_kpis,
+    remediation_replay_dead_letters,
     remediation_requeue_failed_jobs,
 )
 from inventory_ops.models import Site
@@ -121,6 +122,13 @@ def remediation_view(request, kind: str):
         if kind == "requeue":
             ids = [job_id for job_id in request.POST.getlist("job_id") if job_id]
             action = remediation_requeue_failed_jobs(actor=request.user, job_ids=ids or None)
+        elif kind == "replay":
+            source = request.POST.get("source", "")
+            action = remediation_replay_dead_letters(
+                actor=request.user,
+                reason_code=request.POST.get("reason_code", ""),
+                source_id=int(source) if source.isdigit() else None,
+            )
         elif kind == "rebuild-kpis":
             action = remediation_rebuild_kpis(
                 actor=request.user, site_code=request.POST.get("site", "")

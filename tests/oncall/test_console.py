@@ -16,10 +16,12 @@ from dashboards.oncall.models import (
     RemediationStatus,
 )
 from dashboards.oncall.services import alerts_evaluate
-from inventory_ops.models import MovementKind
+from ingest.models import DeadLetter, DeadLetterStatus
+from inventory_ops.models import MovementKind, StockLevel
 from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
 from inventory_ops.services import MovementRequest, movements_record
 from tests.builders import receive, site_make, sku_make, user_make
+from tests.ingest.helpers import batch_apply, received, source_make
 
 pytestmark = pytest.mark.django_db
 
@@ -152,8 +154,9 @@ def test_remediations_are_refused_to_everyone_but_on_call(client, redis_clean, r
 
     requeue = client.post("/oncall/remediations/requeue/", {"job_id": job.id})
     rebuild = client.post("/oncall/remediations/rebuild-kpis/", {"site": site.code})
+    replay = client.post("/oncall/remediations/replay/", {"reason_code": "unknown_sku"})
 
-    assert (requeue.status_code, rebuild.status_code) == (403, 403)
+    assert (requeue.status_code, rebuild.status_code, replay.status_code) == (403, 403, 403)
     assert FailedJobRegistry(queue=django_rq.get_queue("ingest")).count == 1
     assert not RemediationAction.objects.exists()
 
@@ -250,3 +253,75 @@ def test_a_sku_name_with_script_is_inert_on_the_console(client, redis_clean):
 
     assert "<script>alert('sku')" not in page.text
     assert "&lt;script&gt;alert(" in page.text
+
+
+def dead_letter_for_unknown_sku(site_code="north", sku_code="LATE", event_id="wms-1"):
+    source, _ = source_make("wms")
+    batch_apply(source, [received(sku_code, 4, event_id=event_id, site=site_code)])
+    return source, DeadLetter.objects.get(event_id=event_id)
+
+
+def test_the_console_groups_dead_letters_by_reason_and_on_call_replays_them(client, redis_clean):
+    site = site_make("north")
+    source, letter = dead_letter_for_unknown_sku()
+    engineer = logged_in(client, ON_CALL)
+
+    page = client.get("/oncall/")
+
+    [group] = next(d for d in page.context["diagnostics"] if d.name == "dead_letters").rows
+    assert (group["reason_code"], group["source__name"], group["count"]) == (
+        "unknown_sku",
+        "wms",
+        1,
+    )
+    assert 'data-dead-letters="unknown_sku"' in page.text
+    assert "wms-1" in page.text
+
+    sku = sku_make("LATE")  # the cause is fixed
+    client.post("/oncall/remediations/replay/", {"reason_code": "unknown_sku", "source": source.pk})
+
+    letter.refresh_from_db()
+    assert letter.status == DeadLetterStatus.REPLAYED
+    assert StockLevel.objects.get(site=site, sku=sku).on_hand == 4
+    action = RemediationAction.objects.get()
+    assert (action.actor, action.kind, action.status) == (
+        engineer,
+        "replay_dead_letters",
+        RemediationStatus.SUCCEEDED,
+    )
+    assert action.result.startswith("replayed 1 dead letter(s): 1 applied")
+
+
+def test_a_replay_that_is_still_rejected_is_recorded_as_failed(client, redis_clean):
+    site_make("north")
+    dead_letter_for_unknown_sku()
+    logged_in(client, ON_CALL)
+
+    client.post("/oncall/remediations/replay/", {"reason_code": "unknown_sku"})
+
+    action = RemediationAction.objects.get()
+    assert action.status == RemediationStatus.FAILED
+    assert "1 still rejected" in action.result
+    assert DeadLetter.objects.get().status == DeadLetterStatus.OPEN
+
+
+def test_a_dead_letters_rule_opens_an_alert(redis_clean):
+    site_make("north")
+    dead_letter_for_unknown_sku()
+    AlertRule.objects.create(name="DLQ", kind=AlertKind.DEAD_LETTERS, threshold=Decimal(0))
+
+    alerts_evaluate(site_codes=None)
+
+    assert Alert.objects.get().value == 1
+
+
+def test_a_dead_letter_with_script_is_inert_on_the_console(client, redis_clean):
+    site_make("north")
+    dead_letter_for_unknown_sku(sku_code="<script>alert(1)</script>", event_id="<b>x</b>")
+    logged_in(client, ON_CALL)
+
+    page = client.get("/oncall/")
+
+    assert "<script>alert(1)" not in page.text
+    assert "<b>x</b>" not in page.text
+    assert "&lt;b&gt;x&lt;/b&gt;" in page.text
