@@ -325,3 +325,12 @@ def test_a_dead_letter_with_script_is_inert_on_the_console(client, redis_clean):
     assert "<script>alert(1)" not in page.text
     assert "<b>x</b>" not in page.text
     assert "&lt;b&gt;x&lt;/b&gt;" in page.text
+
+
+@pytest.mark.parametrize(("role", "status"), [(ON_CALL, 200), (MANAGERS, 403), (STOCK_STAFF, 403)])
+def test_django_rq_pages_are_for_on_call_only(client, redis_clean, role, status):
+    failed_job()
+    logged_in(client, role)
+
+    assert client.get("/admin/rq/").status_code == status
+    assert client.get("/admin/rq/queues/0/failed/").status_code == status
