@@ -225,3 +225,28 @@ def test_redis_down_while_feeds_arrive_nothing_accepted_is_lost(client, catalog,
     assert sum(b.applied for b in batches) == 100 * len(accepted)
     assert Movement.objects.count() == 100 * len(accepted)
     assert_ledger_ok()
+
+
+def test_database_unreachable_answers_503_in_json_and_keeps_nothing(catalog):
+    # given the web process with a database that does not answer
+    import json
+    import urllib.error
+    import urllib.request
+
+    from tests.processes import daphne_server
+
+    _, token = source_make()
+    dead_db = f"postgres://postgres@127.0.0.1:{free_port()}/nowhere"
+    with daphne_server(env=subprocess_env(DATABASE_URL=dead_db)) as web:
+        request = urllib.request.Request(  # noqa: S310 (local URL)
+            f"{web.base_url}{URL}",
+            data=json_body([received("A", 1)]).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        # when a feed is pushed
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=30)  # noqa: S310 (local URL)
+    # then the producer is told to retry, in JSON, and nothing was stored
+    assert answer.value.code == 503
+    assert "retry" in json.loads(answer.value.read())["detail"]
+    assert IngestBatch.objects.count() == 0
