@@ -257,3 +257,37 @@ def test_a_request_never_fails_the_writer_when_redis_is_down(settings):
     }
 
     alerts_evaluation_request(site_codes=["ams"])  # logs a warning, raises nothing
+
+
+def test_the_dashboards_show_open_alerts_with_their_runbook_and_escape_names(
+    client, kpis_from_stock
+):
+    north, south = site_make("north"), site_make("south")
+    rule = negative_stock_rule(north)
+    rule.name = "<script>alert('rule')</script>"
+    rule.save()
+    movements_record(requests=[dispatch(north, sku_make(), 1)])
+    alerts_evaluate(site_codes=None)
+    runbook_save(
+        runbook=Runbook(
+            slug="negative-stock",
+            title="Negative stock",
+            owner="ops",
+            last_reviewed=timezone.now().date(),
+            alert_kinds=["negative_stock"],
+            body="x",
+        ),
+        edited_by=None,
+    )
+    client.force_login(user_make(role=MANAGERS))
+
+    everywhere = client.get("/")
+    at_north = client.get(f"/sites/{north.code}/")
+    at_south = client.get(f"/sites/{south.code}/")
+
+    for page in (everywhere, at_north):
+        assert 'data-open-alerts="1"' in page.text
+        assert 'href="/oncall/runbooks/negative-stock/"' in page.text
+        assert "<script>alert('rule')" not in page.text
+        assert "&lt;script&gt;alert(" in page.text
+    assert 'data-open-alerts="0"' in at_south.text
