@@ -1,3 +1,9 @@
 """WebSocket routes, mounted by inventory_ops.asgi."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from dashboards.consumers import DashboardConsumer
+
+websocket_urlpatterns = [
+    path("ws/dashboard/", DashboardConsumer.as_asgi()),
+]

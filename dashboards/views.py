@@ -1,16 +1,109 @@
-"""Dashboard pages."""
+"""Dashboard pages: all sites, one site, a SKU's lineage; and plotly.js served locally."""
 
-from django.db.models import Count, Sum
-from django.shortcuts import render
+from pathlib import Path
 
-from inventory_ops.models import Site
+import plotly
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from dashboards import panels
+from dashboards.kpis import WINDOWS
+from dashboards.live import refresh_seconds
+from dashboards.panels import Scope
+from inventory_ops.models import Movement, Site, Sku, StockLevel
+
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+LINEAGE_PAGE_SIZE = 50
+ROTATE_SECONDS_MIN = 10
 
 
+@require_GET
 def home(request):
-    """All sites at a glance. The live KPI dashboard replaces this (issue: live dashboards)."""
-    sites = Site.objects.annotate(
-        skus=Count("stock_levels"),
-        on_hand=Sum("stock_levels__on_hand"),
-        reserved=Sum("stock_levels__reserved"),
-    )
-    return render(request, "dashboards/home.html", {"sites": sites})
+    """All sites at a glance, live."""
+    return _dashboard_render(request, site=None)
+
+
+@require_GET
+def site_dashboard(request, code: str):
+    """One site, live."""
+    site = get_object_or_404(Site, code=code)
+    return _dashboard_render(request, site=site.code)
+
+
+def _dashboard_render(request, *, site: str | None):
+    notice = ""
+    try:
+        window = panels.window_parse(request.GET.get("window"))
+    except ValueError as error:
+        window, notice = panels.DEFAULT_WINDOW, f"{error}. Showing {panels.DEFAULT_WINDOW}."
+    kiosk = request.GET.get("kiosk") == "1"
+    scope = Scope(site=site, window=window)
+    context = {
+        **panels.scope_context_build(scope),
+        "sites": Site.objects.only("code").order_by("code"),
+        "windows": list(WINDOWS),
+        "chart_ids": panels.CHART_IDS,
+        "kiosk": kiosk,
+        "notice": notice,
+        # Three missed periodic refreshes and the page calls itself stale.
+        "stale_after_ms": int(refresh_seconds() * 3 * 1000),
+    }
+    if kiosk:
+        context.update(_kiosk_rotation(request, window=window))
+    template = "dashboards/dashboard.html"
+    if request.htmx:
+        template += "#dashboard"  # the window selector swaps only the dashboard region
+    return render(request, template, context)
+
+
+def _kiosk_rotation(request, *, window: str) -> dict:
+    """`?kiosk=1&rotate=<seconds>`: cycle through all sites then each site, on the TV."""
+    try:
+        seconds = int(request.GET.get("rotate", "0"))
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        return {}
+    seconds = max(seconds, ROTATE_SECONDS_MIN)
+    query = f"?kiosk=1&rotate={seconds}&window={window}"
+    urls = [reverse("dashboards:home") + query] + [
+        reverse("dashboards:site", args=[code]) + query
+        for code in Site.objects.order_by("code").values_list("code", flat=True)
+    ]
+    return {"rotate_urls": urls, "rotate_seconds": seconds}
+
+
+@require_GET
+def sku_lineage(request, code: str):
+    """The movements behind a stock level, newest first, with what caused each."""
+    sku = get_object_or_404(Sku, code=code)
+    site_code = request.GET.get("site", "")
+    levels = StockLevel.objects.filter(sku=sku).select_related("site").order_by("site__code")
+    context = {"sku": sku, "levels": levels, "site": None, "level": None, "page": None}
+    if site_code:
+        site = Site.objects.filter(code=site_code).first()
+        if site is None:
+            raise Http404(f"No site with code {site_code!r}.")
+        movements = (
+            Movement.objects.for_level(site_id=site.id, sku_id=sku.id)
+            .select_related("user")
+            .order_by("-id")
+        )
+        context.update(
+            site=site,
+            level=levels.filter(site=site).first(),
+            page=Paginator(movements, LINEAGE_PAGE_SIZE).get_page(request.GET.get("page")),
+        )
+    return render(request, "dashboards/sku_lineage.html", context)
+
+
+@require_GET
+def plotly_js(request):
+    """plotly.js from the installed plotly package: the dashboards work with no internet."""
+    response = FileResponse(PLOTLY_JS.open("rb"), content_type="text/javascript")
+    response["Cache-Control"] = "public, max-age=86400"
+    response["ETag"] = f'"plotly-{plotly.__version__}"'
+    return response

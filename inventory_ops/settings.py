@@ -200,3 +200,8 @@ INGEST_HOLD_SECONDS = int(os.environ.get("INGEST_HOLD_SECONDS", str(24 * 3600)))
 # INGEST_SWEEP_GRACE_SECONDS after it arrived if it has no live job (see ingest/worker.py).
 INGEST_SWEEP_SECONDS = float(os.environ.get("INGEST_SWEEP_SECONDS", "5"))
 INGEST_SWEEP_GRACE_SECONDS = float(os.environ.get("INGEST_SWEEP_GRACE_SECONDS", "10"))
+
+# Live dashboards (docs/dashboard.md): each watched scope is recomputed at most once per
+# DASHBOARD_COALESCE_MS after changes are announced, and at least every DASHBOARD_REFRESH_S.
+DASHBOARD_COALESCE_MS = int(os.environ.get("DASHBOARD_COALESCE_MS", "500"))
+DASHBOARD_REFRESH_S = float(os.environ.get("DASHBOARD_REFRESH_S", "10"))

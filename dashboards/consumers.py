@@ -1,0 +1,72 @@
+"""The dashboard WebSocket: `/ws/dashboard/?site=<code>&window=<w>`.
+
+Thin on purpose: it checks who is asking and for what, then joins the scope's watchers in this
+process's hub (`dashboards.live`), which computes once per scope and sends the frames. Reads
+only; never writes to the database.
+"""
+
+import json
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from dashboards.live import hub_get
+from dashboards.panels import Scope, window_parse
+from inventory_ops.models import Site
+
+# Close codes in the application range (4000-4999), so a client can tell why it was closed.
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNKNOWN_SITE = 4404
+
+
+class DashboardConsumer(AsyncWebsocketConsumer):
+    # No channel-layer channel per socket: frames come from the hub in this process, never
+    # through the layer. This saves a Redis receive per socket, and avoids a failure seen with
+    # channels-redis 4.3.0 + redis-py 8.1.0: the layer's blocking receive raised "Timeout
+    # reading from Redis" every ~5 s, killing the consumer while its socket stayed open.
+    channel_layer_alias = "dashboards-no-channel-layer"  # not in CHANNEL_LAYERS: no layer
+    scope_watched: Scope | None = None
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close()  # before accept: the handshake is refused with 403
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        site = (query.get("site") or [""])[0] or None
+        await self.accept()
+        try:
+            window = window_parse((query.get("window") or [""])[0])
+        except ValueError as error:
+            await self._refuse(CLOSE_BAD_REQUEST, str(error))
+            return
+        if site is not None and not await _site_exists(site):
+            await self._refuse(CLOSE_UNKNOWN_SITE, f"unknown site {site!r}")
+            return
+        self.scope_watched = Scope(site=site, window=window)
+        await hub_get().watch(self.scope_watched, self)
+
+    async def _refuse(self, code: int, message: str) -> None:
+        await self.send(text_data=json.dumps({"type": "error", "message": message}))
+        await self.close(code=code)
+
+    async def disconnect(self, code):
+        if self.scope_watched is not None:
+            hub_get().unwatch(self.scope_watched, self)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        """The stream is server to client; a client message is answered, not acted on."""
+        await self.send(
+            text_data=json.dumps(
+                {"type": "error", "message": "this socket only sends; nothing to receive"}
+            )
+        )
+
+    async def frame_send(self, frame: str) -> None:
+        await self.send(text_data=frame)
+
+
+@database_sync_to_async
+def _site_exists(code: str) -> bool:
+    return Site.objects.filter(code=code).exists()

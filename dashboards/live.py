@@ -1,0 +1,254 @@
+"""The live coalescer: one per Daphne process (per event loop), shared by all its sockets.
+
+How an update travels:
+1. a writer commits and calls `dashboards.broadcasts.scopes_changed_announce` (one PUBLISH);
+2. the hub of every Daphne process hears it and marks the watched scopes it covers dirty;
+3. each dirty scope is recomputed at most once per DASHBOARD_COALESCE_MS (the first change of a
+   quiet period is computed at once, later ones wait for the interval), whatever the number of
+   watchers, and the result is serialised once;
+4. the same frame (htmx out-of-band fragments + Plotly figures) is sent to every watcher.
+
+Why the fan-out is in-process rather than a channel-layer `group_send` per scope: RedisChannelLayer
+copies a group message into every member's channel and each consumer pops its copy in its own
+round trip, so a 30 kB frame to 1,000 sockets is 30 MB through Redis per update, and a full
+channel drops messages silently (BASELINES.md). Here Redis carries only the tiny announcement;
+the watchers of a scope in this process are its group.
+
+No database writes here: computing a view only reads.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+from weakref import WeakKeyDictionary
+
+import redis.asyncio as aioredis
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from dashboards import panels
+from dashboards.broadcasts import KIND_ALERTS, KIND_SCOPES, announcements_channel
+from dashboards.panels import Scope
+
+logger = logging.getLogger(__name__)
+
+FULL = "full"
+ALERTS = "alerts"
+
+
+class Watcher(Protocol):
+    async def frame_send(self, frame: str) -> None: ...
+
+
+@dataclass(eq=False)
+class ScopeState:
+    watchers: set = field(default_factory=set)
+    dirty: set[str] = field(default_factory=set)  # parts waiting: FULL and/or ALERTS
+    last_started: float = -math.inf  # monotonic time the last full computation started
+    task: asyncio.Task | None = None
+    computing: bool = False
+    latest_frame: str | None = None
+    latest_at: float = -math.inf
+
+
+def coalesce_seconds() -> float:
+    return getattr(settings, "DASHBOARD_COALESCE_MS", 500) / 1000
+
+
+def refresh_seconds() -> float:
+    """Recompute watched scopes at least this often: windows slide and feeds age with time."""
+    return getattr(settings, "DASHBOARD_REFRESH_S", 10)
+
+
+class DashboardHub:
+    def __init__(
+        self,
+        *,
+        view_build: Callable[[Scope], dict] = panels.scope_view_build,
+        alerts_build: Callable[[Scope], str] = panels.alerts_fragment_render,
+    ) -> None:
+        self.scopes: dict[Scope, ScopeState] = {}
+        self.computations = 0  # full view computations by this process, shown in every frame
+        self._view_build = view_build
+        self._alerts_build = alerts_build
+        self._background: list[asyncio.Task] = []
+        self.listening = asyncio.Event()
+
+    # --- watchers ---------------------------------------------------------------------------
+    async def watch(self, scope: Scope, watcher: Watcher) -> None:
+        """Add a watcher and bring it up to date (a full resync, as after any reconnect)."""
+        self._background_start()
+        state = self.scopes.setdefault(scope, ScopeState())
+        state.watchers.add(watcher)
+        if state.computing:
+            return  # the running computation's frame goes to every watcher, this one included
+        # The cached view is still right if no change was announced since (dirty is empty);
+        # only time-driven figures age, and the periodic refresh bounds that age anyway.
+        fresh = time.monotonic() - state.latest_at < refresh_seconds()
+        if state.latest_frame is not None and fresh and not state.dirty:
+            if not await self._send(watcher, state.latest_frame):
+                state.watchers.discard(watcher)
+        else:
+            self._request(scope, FULL)
+
+    def unwatch(self, scope: Scope, watcher: Watcher) -> None:
+        state = self.scopes.get(scope)
+        if state is None:
+            return
+        state.watchers.discard(watcher)
+        if not state.watchers and not state.computing:
+            if state.task:
+                state.task.cancel()
+            del self.scopes[scope]
+
+    def watcher_count(self) -> int:
+        return sum(len(state.watchers) for state in self.scopes.values())
+
+    # --- announcements ----------------------------------------------------------------------
+    def announcement_handle(self, kind: str, site_codes: list[str] | None) -> None:
+        part = ALERTS if kind == KIND_ALERTS else FULL
+        for scope in list(self.scopes):
+            if scope.covers(site_codes):
+                self._request(scope, part)
+
+    def _request(self, scope: Scope, part: str) -> None:
+        state = self.scopes[scope]
+        state.dirty.add(part)
+        if state.task is None or state.task.done():
+            state.task = asyncio.get_running_loop().create_task(self._run(scope, state))
+
+    async def _run(self, scope: Scope, state: ScopeState) -> None:
+        """Compute while the scope is dirty, never starting two full computations within the
+        coalescing interval. Announcements during a computation only mark it dirty again."""
+        while state.dirty and state.watchers:
+            if FULL in state.dirty:
+                wait = state.last_started + coalesce_seconds() - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                state.dirty.clear()  # a full view includes the alerts
+                state.last_started = time.monotonic()
+                await self._full_view_send(scope, state)
+            else:
+                state.dirty.discard(ALERTS)
+                await self._alerts_send(scope, state)
+
+    async def _full_view_send(self, scope: Scope, state: ScopeState) -> None:
+        state.computing = True
+        try:
+            payload = await database_sync_to_async(self._view_build)(scope)
+        except Exception as error:
+            # Keep serving the other scopes; the clients show "stale" until a view comes.
+            logger.exception("dashboard view %s could not be computed", scope.key)
+            frame = json.dumps({"type": "degraded", "message": f"update failed: {error}"})
+            await self._broadcast(state, frame)
+            return
+        finally:
+            state.computing = False
+        self.computations += 1
+        payload["computations"] = self.computations
+        frame = json.dumps(payload)
+        # Cached before the fan-out: a watcher joining mid-broadcast gets this frame from watch().
+        state.latest_frame, state.latest_at = frame, time.monotonic()
+        await self._broadcast(state, frame)
+
+    async def _alerts_send(self, scope: Scope, state: ScopeState) -> None:
+        try:
+            html = await database_sync_to_async(self._alerts_build)(scope)
+        except Exception:
+            logger.exception("alerts panel for %s could not be rendered", scope.key)
+            return
+        await self._broadcast(state, json.dumps({"type": "alerts", "html": html}))
+
+    async def _broadcast(self, state: ScopeState, frame: str) -> None:
+        for watcher in list(state.watchers):
+            if not await self._send(watcher, frame):
+                state.watchers.discard(watcher)
+
+    async def _send(self, watcher: Watcher, frame: str) -> bool:
+        try:
+            await watcher.frame_send(frame)
+        except Exception:
+            # One broken socket must not stop the fan-out to the others: drop it (its client
+            # reconnects and resyncs).
+            logger.warning("dropping a dashboard watcher that failed a send", exc_info=True)
+            return False
+        return True
+
+    # --- background: announcements listener and periodic refresh ------------------------------
+    def _background_start(self) -> None:
+        if self._background:
+            return
+        loop = asyncio.get_running_loop()
+        self._background = [
+            loop.create_task(self._listen(), name="dashboards-announcements"),
+            loop.create_task(self._refresh_periodically(), name="dashboards-refresh"),
+        ]
+
+    async def _listen(self) -> None:
+        backoff = 0.5
+        while True:
+            client = aioredis.Redis.from_url(settings.REDIS_URL)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(announcements_channel())
+                    if backoff > 0.5:
+                        # Announcements may have been missed while disconnected: recompute all.
+                        self.announcement_handle(KIND_SCOPES, None)
+                    backoff = 0.5
+                    self.listening.set()
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self._announcement_parse(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except (aioredis.RedisError, OSError):
+                self.listening.clear()
+                logger.warning("announcements listener lost Redis; retrying in %.1fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+            finally:
+                await client.aclose()
+
+    def _announcement_parse(self, data: bytes) -> None:
+        try:
+            message = json.loads(data)
+            kind, sites = message["kind"], message["sites"]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("ignoring a malformed dashboard announcement: %r", data[:200])
+            return
+        self.announcement_handle(kind, sites)
+
+    async def _refresh_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(refresh_seconds())
+            stale_before = time.monotonic() - refresh_seconds()
+            for scope, state in list(self.scopes.items()):
+                if state.watchers and state.latest_at < stale_before:
+                    self._request(scope, FULL)
+
+    async def close(self) -> None:
+        tasks = self._background + [s.task for s in self.scopes.values() if s.task]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background = []
+
+
+_hubs: "WeakKeyDictionary[asyncio.AbstractEventLoop, DashboardHub]" = WeakKeyDictionary()
+
+
+def hub_get() -> DashboardHub:
+    """The hub of the running event loop (Daphne runs one loop per process)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = DashboardHub()
+    return hub

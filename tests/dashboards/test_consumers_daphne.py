@@ -1,0 +1,46 @@
+"""The dashboard WebSocket on a real Daphne process, with a real WebSocket client."""
+
+import asyncio
+import json
+
+import pytest
+import websockets
+from django.test import Client
+
+from tests.builders import site_make, user_make
+from tests.processes import daphne_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+async def handshake(url: str, *, origin: str, cookie: str | None = None):
+    headers = {"Cookie": cookie} if cookie else {}
+    try:
+        async with websockets.connect(url, origin=origin, additional_headers=headers) as socket:
+            return json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
+    except websockets.InvalidStatus as refused:
+        return refused.response.status_code
+
+
+def test_daphne_refuses_anonymous_and_foreign_origins_and_serves_a_logged_in_user():
+    site_make("ams")
+    cookie = session_cookie(user_make())
+    with daphne_server() as daphne:
+        url = daphne.base_url.replace("http://", "ws://") + "/ws/dashboard/?site=ams"
+        origin = daphne.base_url
+
+        anonymous = asyncio.run(handshake(url, origin=origin))
+        foreign = asyncio.run(handshake(url, origin="https://evil.example", cookie=cookie))
+        welcome = asyncio.run(handshake(url, origin=origin, cookie=cookie))
+
+    assert anonymous == 403
+    assert foreign == 403
+    assert welcome["type"] == "view"
+    assert welcome["scope"] == "ams|1h"
+    assert 'data-kpi="negative_stock"' in welcome["html"]

@@ -1,0 +1,80 @@
+"""Chart builders: pure functions from trend data to Plotly figures (no database)."""
+
+import json
+
+import pytest
+
+from dashboards import figures
+
+POINTS = [
+    {"t": "2026-11-23T10:00:00+00:00", "value": 0.9},
+    {"t": "2026-11-23T10:01:00+00:00", "value": None},
+    {"t": "2026-11-23T10:02:00+00:00", "value": 0.75},
+]
+
+
+def every_figure(data: bool):
+    points = POINTS if data else []
+    rows = [{"site": "ams", "rate": 0.25, "units": 4, "value": 10.0}] if data else []
+    stockouts = [{"site": "ams", "sku": "TEA", "available": -3, "reorder_point": 5}]
+    return [
+        figures.orders_per_minute_figure(points),
+        figures.turnover_accuracy_figure(turnover=points, accuracy=points),
+        figures.cost_per_shipment_figure(points, currency="EUR"),
+        figures.mismatch_by_site_figure(rows),
+        figures.worst_stockouts_figure(stockouts if data else []),
+    ]
+
+
+@pytest.mark.parametrize("data", [True, False])
+def test_every_chart_has_a_title_and_axis_titles(data):
+    for figure in every_figure(data):
+        layout = figure.layout
+        assert layout.title.text
+        assert layout.xaxis.title.text
+        assert layout.yaxis.title.text
+
+
+def test_an_empty_chart_says_there_is_no_data_and_hides_the_placeholder_axes():
+    for figure in every_figure(data=False):
+        assert [a.text for a in figure.layout.annotations] == [figures.NO_DATA_TEXT]
+        assert figure.layout.xaxis.showticklabels is False
+
+
+def test_a_chart_with_data_has_no_placeholder_text():
+    for figure in every_figure(data=True):
+        assert not figure.layout.annotations
+
+
+def test_accuracy_is_plotted_in_percent_on_its_own_axis_and_gaps_stay_gaps():
+    figure = figures.turnover_accuracy_figure(turnover=POINTS, accuracy=POINTS)
+    turnover, accuracy = figure.data
+    assert list(turnover.y) == [0.9, None, 0.75]
+    assert list(accuracy.y) == [90.0, None, 75.0]
+    assert accuracy.yaxis == "y2"
+    assert figure.layout.yaxis2.title.text == "Order accuracy (%)"
+    # series differ by dash and marker, not by colour alone
+    assert turnover.line.dash != accuracy.line.dash
+
+
+def test_cost_axis_names_the_currency_and_mismatch_is_in_percent():
+    assert "EUR" in figures.cost_per_shipment_figure(POINTS, currency="EUR").layout.yaxis.title.text
+    mismatch = figures.mismatch_by_site_figure([{"site": "ams", "rate": 0.25}])
+    assert list(mismatch.data[0].y) == [25.0]
+
+
+def test_worst_stockouts_lists_site_and_sku_most_negative_at_the_top():
+    figure = figures.worst_stockouts_figure(
+        [
+            {"site": "ams", "sku": "TEA", "available": -9, "reorder_point": 5},
+            {"site": "rtm", "sku": "MILK", "available": 0, "reorder_point": None},
+        ]
+    )
+    assert list(figure.data[0].y) == ["ams / TEA", "rtm / MILK"]
+    assert figure.layout.yaxis.autorange == "reversed"
+
+
+def test_figures_stay_small_enough_to_send_on_every_update():
+    # The default template would add ~10 kB per chart to every live frame.
+    for figure in every_figure(data=True):
+        assert len(json.dumps(json.loads(figure.to_json()))) < 3000

@@ -1,0 +1,193 @@
+"""The coalescer (dashboards.live.DashboardHub): one computation per scope per interval, fanned
+out to every watcher, whatever the number of watchers and announcements."""
+
+import asyncio
+import itertools
+import json
+import time
+
+import pytest
+
+from dashboards.broadcasts import KIND_ALERTS, KIND_SCOPES, scopes_changed_announce
+from dashboards.live import DashboardHub
+from dashboards.panels import Scope
+
+
+class RecordingWatcher:
+    def __init__(self):
+        self.frames: list[dict] = []
+
+    async def frame_send(self, frame: str) -> None:
+        self.frames.append(json.loads(frame))
+
+
+class CountingViews:
+    """Stands in for the database-backed view builder: counts calls, records their times."""
+
+    def __init__(self, fail: bool = False):
+        self.calls: list[tuple[str, float]] = []
+        self.fail = fail
+
+    def __call__(self, scope: Scope) -> dict:
+        self.calls.append((scope.key, time.monotonic()))
+        if self.fail:
+            raise RuntimeError("database unreachable")
+        return {"type": "view", "scope": scope.key, "html": "", "charts": {}}
+
+
+def hub_run(scenario, **hub_options):
+    async def main():
+        hub = DashboardHub(**hub_options)
+        try:
+            return await scenario(hub)
+        finally:
+            await hub.close()
+
+    return asyncio.run(main())
+
+
+@pytest.fixture(autouse=True)
+def quick_coalescing(settings):
+    settings.DASHBOARD_COALESCE_MS = 200
+    settings.DASHBOARD_REFRESH_S = 3600
+
+
+def test_a_burst_of_10000_announcements_to_1000_watchers_costs_a_few_computations():
+    # given 1,000 watchers of one scope, each already sent its first view
+    views = CountingViews()
+    watchers = [RecordingWatcher() for _ in range(1000)]
+    scope = Scope(site=None, window="1h")
+
+    async def scenario(hub):
+        for watcher in watchers:
+            await hub.watch(scope, watcher)
+        await asyncio.sleep(0.3)
+        first = len(views.calls)
+        # when 10,000 announcements arrive over one second
+        for _ in range(100):
+            for _ in range(100):
+                hub.announcement_handle(KIND_SCOPES, ["ams"])
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)
+        return first
+
+    first_computations = hub_run(scenario, view_build=views)
+
+    # then joining cost one computation, and the burst a handful, not one per event or watcher
+    assert first_computations == 1
+    burst_computations = len(views.calls) - first_computations
+    assert 1 <= burst_computations <= 8
+    # and every watcher received exactly one frame per computation
+    assert {len(watcher.frames) for watcher in watchers} == {len(views.calls)}
+
+
+def test_recomputes_a_scope_at_most_once_per_coalescing_interval():
+    # given a watched scope
+    views = CountingViews()
+    scope = Scope(site="ams", window="1h")
+
+    async def scenario(hub):
+        await hub.watch(scope, RecordingWatcher())
+        await asyncio.sleep(0.05)
+        # when changes keep coming every 20 ms for a second
+        for _ in range(50):
+            hub.announcement_handle(KIND_SCOPES, ["ams"])
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+
+    hub_run(scenario, view_build=views)
+
+    # then computations start at least the interval (200 ms here) apart
+    starts = [started for _, started in views.calls]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert len(starts) >= 3
+    assert min(gaps) >= 0.19
+
+
+def test_a_change_at_one_site_updates_that_site_and_all_sites_not_another_site():
+    # given watchers of site ams, site rtm and all sites
+    views = CountingViews()
+    ams, rtm, everything = RecordingWatcher(), RecordingWatcher(), RecordingWatcher()
+
+    async def scenario(hub):
+        await hub.watch(Scope("ams", "1h"), ams)
+        await hub.watch(Scope("rtm", "1h"), rtm)
+        await hub.watch(Scope(None, "24h"), everything)
+        await asyncio.sleep(0.3)
+        # when ams changes
+        hub.announcement_handle(KIND_SCOPES, ["ams"])
+        await asyncio.sleep(0.3)
+
+    hub_run(scenario, view_build=views)
+
+    # then ams and all-sites got a second view; rtm only its first
+    assert [frame["scope"] for frame in ams.frames] == ["ams|1h", "ams|1h"]
+    assert [frame["scope"] for frame in everything.frames] == ["*|24h", "*|24h"]
+    assert [frame["scope"] for frame in rtm.frames] == ["rtm|1h"]
+
+
+def test_a_new_watcher_gets_the_fresh_cached_view_without_a_computation():
+    views = CountingViews()
+    scope = Scope("ams", "1h")
+    late = RecordingWatcher()
+
+    async def scenario(hub):
+        await hub.watch(scope, RecordingWatcher())
+        await asyncio.sleep(0.05)
+        await hub.watch(scope, late)
+
+    hub_run(scenario, view_build=views)
+
+    assert len(views.calls) == 1
+    assert [frame["type"] for frame in late.frames] == ["view"]
+    assert late.frames[0]["computations"] == 1
+
+
+def test_alert_changes_send_only_the_alerts_panel_without_computing_kpis():
+    views = CountingViews()
+    watcher = RecordingWatcher()
+
+    async def scenario(hub):
+        await hub.watch(Scope("ams", "1h"), watcher)
+        await asyncio.sleep(0.3)
+        hub.announcement_handle(KIND_ALERTS, ["ams"])
+        await asyncio.sleep(0.1)
+
+    hub_run(scenario, view_build=views, alerts_build=lambda scope: f"<p>{scope.key}</p>")
+
+    assert len(views.calls) == 1
+    assert watcher.frames[-1] == {"type": "alerts", "html": "<p>ams|1h</p>"}
+
+
+def test_a_failing_computation_tells_the_watchers_and_keeps_serving():
+    watcher = RecordingWatcher()
+
+    async def scenario(hub):
+        await hub.watch(Scope("ams", "1h"), watcher)
+        await asyncio.sleep(0.1)
+
+    hub_run(scenario, view_build=CountingViews(fail=True))
+
+    assert watcher.frames == [
+        {"type": "degraded", "message": "update failed: database unreachable"}
+    ]
+
+
+def test_an_announcement_through_redis_reaches_the_hub():
+    # given a hub listening on the real Redis
+    views = CountingViews()
+    watcher = RecordingWatcher()
+
+    async def scenario(hub):
+        await hub.watch(Scope("ams", "1h"), watcher)
+        await asyncio.wait_for(hub.listening.wait(), timeout=5)
+        await asyncio.sleep(0.3)
+        # when a writer announces a change (synchronously, as a worker does)
+        await asyncio.to_thread(scopes_changed_announce, site_codes=["ams"])
+        await asyncio.sleep(0.5)
+
+    hub_run(scenario, view_build=views)
+
+    # then the scope was recomputed and sent
+    assert len(views.calls) == 2
+    assert len(watcher.frames) == 2
