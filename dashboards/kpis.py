@@ -285,20 +285,31 @@ def _order_statistics(state: WindowState, site_id: int | None, ranks: list[int])
             by_bin[duration_bin].append((rank, rank - seen))
             rank = next(rank_iter, None)
         seen += count
-    records = DeliveryRecord.objects.filter(occurred_at__gt=state.start, occurred_at__lte=state.end)
-    if site_id is not None:
-        records = records.filter(site_id=site_id)
+    # One round trip: a sub-select per bin, each reading only its bin's rows in the window.
+    site_clause = "" if site_id is None else " AND site_id = %s"
+    parts, params, firsts = [], [], {}
+    for index, (duration_bin, wanted) in enumerate(sorted(by_bin.items())):
+        first = min(offset for _, offset in wanted)
+        firsts[duration_bin] = first
+        parts.append(
+            f"SELECT {int(duration_bin)} AS bin, fulfillment_us FROM ("  # noqa: S608
+            f"SELECT fulfillment_us FROM {DeliveryRecord._meta.db_table} "
+            f"WHERE fulfillment_bin = %s AND occurred_at > %s AND occurred_at <= %s{site_clause} "
+            f"ORDER BY fulfillment_us LIMIT %s OFFSET %s) AS part_{index}"
+        )
+        params.extend([duration_bin, _adapt(state.start), _adapt(state.end)])
+        params.extend([] if site_id is None else [site_id])
+        params.extend([max(offset for _, offset in wanted) - first + 1, first])
+    found: dict[int, list[int]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params)
+        for duration_bin, duration_us in cursor.fetchall():
+            found[duration_bin].append(duration_us)
     values = {}
     for duration_bin, wanted in by_bin.items():
-        first = min(offset for _, offset in wanted)
-        last = max(offset for _, offset in wanted)
-        found = list(
-            records.filter(fulfillment_bin=duration_bin)
-            .order_by("fulfillment_us")
-            .values_list("fulfillment_us", flat=True)[first : last + 1]
-        )
+        in_order = sorted(found[duration_bin])
         for rank_value, offset in wanted:
-            values[rank_value] = found[offset - first]
+            values[rank_value] = in_order[offset - firsts[duration_bin]]
     return values
 
 

@@ -136,15 +136,25 @@ def instant(epoch_s: int) -> dt.datetime:
     return EPOCH + dt.timedelta(seconds=epoch_s)
 
 
+FULFILLMENT_BIN_BITS = 5  # 32 bins per doubling of the duration
+
+
 def fulfillment_bin(duration_us: int) -> int:
-    """A duration's histogram bin: 8 bins per doubling, in integer arithmetic so that bins are
-    exactly monotonic (a larger duration never lands in a lower bin)."""
+    """A duration's histogram bin: 32 bins per doubling, in integer arithmetic so that bins are
+    exactly monotonic (a larger duration never lands in a lower bin).
+
+    Finer bins mean fewer delivery rows to read in the bin holding a percentile, but more
+    histogram rows per bucket: 32 keeps both to a few thousand at 200,000 orders a month.
+    """
     if duration_us < 0:
         return -1
     bits = duration_us.bit_length()
-    if bits <= 4:
+    mantissa = FULFILLMENT_BIN_BITS + 1
+    if bits <= mantissa:
         return duration_us
-    return (bits << 3) | ((duration_us >> (bits - 4)) & 7)
+    return (bits << FULFILLMENT_BIN_BITS) | (
+        (duration_us >> (bits - mantissa)) & ((1 << FULFILLMENT_BIN_BITS) - 1)
+    )
 
 
 # --- standard cost in effect at an instant --------------------------------------------------

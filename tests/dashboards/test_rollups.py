@@ -6,10 +6,12 @@ import threading
 import pytest
 from django.db import connection, transaction
 from django.db.models import Sum
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dashboards.kpis import kpis_compute
 from dashboards.models import ALL_SITES, KpiBucket, StockStatus
-from dashboards.rollups import instant, minute_of
+from dashboards.rollups import fulfillment_bin, instant, minute_of
 from inventory_ops.models import MovementKind
 from tests.builders import site_make, sku_make
 from tests.dashboards.kpi_helpers import move, now_mid_minute, receive, record, ship
@@ -104,3 +106,12 @@ def test_two_writers_of_one_site_do_not_wait_for_each_other(postgres_only):
         ]
         == 12 * 10000
     )
+
+
+@given(st.lists(st.integers(min_value=-(10**9), max_value=10**13), min_size=2, max_size=200))
+def test_fulfillment_bins_never_put_a_longer_time_in_a_lower_bin(durations):
+    ordered = sorted(durations)
+
+    bins = [fulfillment_bin(duration) for duration in ordered]
+
+    assert bins == sorted(bins)
