@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import DecimalField, F, Q, Sum, Value
+from django.db.models import BigIntegerField, Case, DecimalField, F, Q, Sum, Value, When
 from django.utils import timezone
 
 from dashboards.models import (
@@ -26,6 +26,7 @@ from dashboards.models import (
     Revaluation,
     SnapshotRecord,
     StockStatus,
+    UnitCostChange,
 )
 from dashboards.rollups import (
     ACCURATE,
@@ -41,7 +42,6 @@ from dashboards.rollups import (
     TOTAL_SPAN,
     VALUE,
     CostBook,
-    cost_changes_load,
     deliveries_fold,
     instant,
     minute_of,
@@ -171,37 +171,78 @@ def window_state(
     return state
 
 
-REVALUATION = "revaluation"
+REVALUATION, COST_CHANGE, DELIVERED, DELIVERED_ACCURATE = (
+    "~revaluation",
+    "~cost_change",
+    "~delivered",
+    "~delivered_accurate",
+)
 
 
 def _edges_add(state, site_id, start, end, first_whole, last_minute) -> None:
-    """Fold the raw facts of the partial minutes at both ends of the window."""
+    """Fold the raw facts of the partial minutes at both ends of the window.
+
+    One round trip: movements (with their SKU's cost), revaluations, the cost changes of those
+    SKUs and deliveries, shaped alike and glued with UNION ALL.
+    """
     head = Q(occurred_at__gt=start, occurred_at__lt=instant(first_whole))
     tail = Q(occurred_at__gte=instant(last_minute), occurred_at__lt=instant(last_minute + 60))
     scope = Q() if site_id is None else Q(site_id=site_id)
     columns = ("site_id", "sku_id", "kind", "on_hand_delta", "occurred_at", "unit_cost")
-    movements = (
-        Movement.objects.filter(scope & (head | tail))
-        .annotate(unit_cost=F("sku__unit_cost"))
-        .values_list(*columns)
-    )
+    no_cost = Value(Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=4))
+    edge_movements = Movement.objects.filter(scope & (head | tail))
+    movements = edge_movements.annotate(unit_cost=F("sku__unit_cost")).values_list(*columns)
     # Cost changes take effect on whole minutes: only the tail minute's start can hold one.
     revaluations = (
         Revaluation.objects.filter(scope, occurred_at=instant(last_minute), occurred_at__lte=end)
+        .annotate(kind=Value(REVALUATION), on_hand_delta=F("amount_e4"), unit_cost=no_cost)
+        .values_list(*columns)
+    )
+    cost_changes = (
+        UnitCostChange.objects.filter(
+            effective_at__gt=start, sku_id__in=edge_movements.values("sku_id")
+        )
         .annotate(
-            kind=Value(REVALUATION),
-            on_hand_delta=F("amount_e4"),
-            unit_cost=Value(Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=4)),
+            site_id=Value(0, output_field=BigIntegerField()),
+            kind=Value(COST_CHANGE),
+            on_hand_delta=F("new_cost_e4") - F("old_cost_e4"),
+            occurred_at=F("effective_at"),
+            unit_cost=no_cost,
         )
         .values_list(*columns)
     )
-    rows = list(movements.order_by().union(revaluations.order_by(), all=True).order_by())
-    moved = [row[:5] for row in rows if row[2] != REVALUATION]
-    if moved:
-        book = CostBook(
-            {row[1]: money_e4(row[5]) for row in rows if row[2] != REVALUATION},
-            cost_changes_load({row[1] for row in moved}, since=start),
+    deliveries = (
+        DeliveryRecord.objects.filter(scope & (head | tail), occurred_at__lte=end)
+        .annotate(
+            sku_id=F("fulfillment_bin"),
+            kind=Case(
+                When(accurate=True, then=Value(DELIVERED_ACCURATE)), default=Value(DELIVERED)
+            ),
+            on_hand_delta=F("shipping_cost_e4"),
+            unit_cost=no_cost,
         )
+        .values_list(*columns)
+    )
+    rows = list(
+        movements.order_by()
+        .union(revaluations.order_by(), cost_changes.order_by(), deliveries.order_by(), all=True)
+        .order_by()
+    )
+    moved, delivered, changes, costs = [], [], defaultdict(list), {}
+    for row_site, sku_id, kind, amount, occurred_at, unit_cost in rows:
+        if kind == REVALUATION:
+            state.sums[row_site][VALUE] += amount
+        elif kind == COST_CHANGE:
+            changes[sku_id].append((int(occurred_at.timestamp()), amount))
+        elif kind in (DELIVERED, DELIVERED_ACCURATE):
+            delivered.append((row_site, occurred_at, kind == DELIVERED_ACCURATE, amount, sku_id))
+        else:
+            moved.append((row_site, sku_id, kind, amount, occurred_at))
+            costs[sku_id] = money_e4(unit_cost)
+    if moved:
+        for sku_changes in changes.values():
+            sku_changes.sort()
+        book = CostBook(costs, dict(changes))
         inside = sums_new()
         after = sums_new()
         movements_fold(inside, [row for row in moved if row[4] <= end], book)
@@ -209,19 +250,10 @@ def _edges_add(state, site_id, start, end, first_whole, last_minute) -> None:
         _sums_add(state, inside)
         for (row_site, _minute), values in after.items():
             state.value_end_e4[row_site] -= values[VALUE]
-    for row_site, _sku, _kind, amount, _at, _cost in rows:
-        if _kind == REVALUATION:
-            state.sums[row_site][VALUE] += amount
-    deliveries = sums_new()
+    edge_deliveries = sums_new()
     bins: defaultdict = defaultdict(int)
-    deliveries_fold(
-        deliveries,
-        bins,
-        DeliveryRecord.objects.filter(scope & (head | tail))
-        .filter(occurred_at__lte=end)
-        .values_list("site_id", "occurred_at", "accurate", "shipping_cost_e4", "fulfillment_bin"),
-    )
-    _sums_add(state, deliveries)
+    deliveries_fold(edge_deliveries, bins, delivered)
+    _sums_add(state, edge_deliveries)
     for (_site, _minute, duration_bin), count in bins.items():
         state.bins[duration_bin] += count
 
