@@ -249,3 +249,30 @@ def test_lineage_of_an_unknown_sku_or_site_is_not_found(client):
     sku_make("TEA")
     assert client.get("/skus/NOPE/").status_code == 404
     assert client.get("/skus/TEA/?site=nowhere").status_code == 404
+
+
+def contrast_ratio(foreground: str, background: str) -> float:
+    """WCAG 2 contrast ratio of two #rrggbb colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    lighter, darker = sorted([luminance(foreground), luminance(background)], reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def test_text_colours_pass_wcag_aa_on_every_background():
+    from django.conf import settings
+
+    from dashboards import figures
+
+    css = (settings.BASE_DIR / "static" / "css" / "app.css").read_text()
+    colours = dict(re.findall(r"--(\w+): (#[0-9a-f]{6})", css))
+    for text in ("text", "muted", "accent", "ok", "warn", "bad"):
+        for background in ("bg", "panel"):
+            assert contrast_ratio(colours[text], colours[background]) >= 4.5, (text, background)
+    assert contrast_ratio(figures.TEXT_COLOUR, figures.PANEL_BACKGROUND) >= 4.5
+    for series in figures.SERIES_COLOURS:  # lines and bars: 3:1 for graphical objects
+        assert contrast_ratio(series, figures.PANEL_BACKGROUND) >= 3
