@@ -252,3 +252,8 @@ def hub_get() -> DashboardHub:
     if hub is None:
         hub = _hubs[loop] = DashboardHub()
     return hub
+
+
+def websocket_clients_count() -> int:
+    """Dashboard sockets open in this process (for /metrics)."""
+    return sum(hub.watcher_count() for hub in list(_hubs.values()))

@@ -54,7 +54,7 @@ def _dashboard_render(request, *, site: str | None):
     if kiosk:
         context.update(_kiosk_rotation(request, window=window))
     template = "dashboards/dashboard.html"
-    if request.htmx:
+    if request.htmx and not request.htmx.history_restore_request:
         template += "#dashboard"  # the window selector swaps only the dashboard region
     return render(request, template, context)
 

@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from dashboards.broadcasts import scopes_changed_announce
-from dashboards.live import hub_get
+from dashboards.live import hub_get, websocket_clients_count
 from inventory_ops.asgi import application
 from inventory_ops.services import movements_record
 from tests.builders import receive, site_make, sku_make, user_make
@@ -157,9 +157,11 @@ def test_many_watchers_of_one_scope_share_one_computation():
         for socket in sockets:
             await socket.connect()
         frames = [await frame_receive(socket) for socket in sockets]
+        clients = websocket_clients_count()
         await close_all(*sockets)
-        return frames
+        return frames, clients, websocket_clients_count()
 
-    frames = async_to_sync(scenario)()
+    frames, clients_open, clients_after = async_to_sync(scenario)()
 
     assert {frame["computations"] for frame in frames} == {1}
+    assert (clients_open, clients_after) == (20, 0)

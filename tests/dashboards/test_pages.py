@@ -136,6 +136,15 @@ def test_window_selector_swaps_only_the_dashboard_region(client):
     assert re.search(r'data-window-choice="24h" aria-current="true"', html)
 
 
+def test_a_history_restore_gets_the_whole_page(client):
+    # htmx asks for the page with HX-Request when going back to a URL not in its cache
+    response = client.get(
+        "/?window=24h", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    )
+
+    assert 'id="live-root"' in response.content.decode()
+
+
 def test_an_unknown_window_says_so_and_shows_the_default(client):
     html = client.get("/?window=2h").content.decode()
 
