@@ -45,7 +45,7 @@ def _dashboard_render(request, *, site: str | None):
         **panels.scope_context_build(scope),
         "sites": Site.objects.only("code").order_by("code"),
         "windows": list(WINDOWS),
-        "chart_ids": panels.CHART_IDS,
+        "charts_shown": panels.CHARTS.items(),
         "kiosk": kiosk,
         "notice": notice,
         # Three missed periodic refreshes and the page calls itself stale.

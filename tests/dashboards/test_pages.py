@@ -51,6 +51,8 @@ def test_home_has_a_tile_for_every_kpi_key_showing_a_dash_for_none(client):
     assert values["deliveries"] == "0"
     assert values["mismatch_value"] == "0.00 USD"
     assert 'data-live-state="connecting"' in html
+    charts = re.findall(r'class="chart" id="([\w-]+)" role="img" aria-label="[^"]+"', html)
+    assert charts == list(panels.CHARTS)
     assert 'data-ws-path="/ws/dashboard/?window=1h"' in html
 
 
