@@ -191,3 +191,12 @@ def test_an_announcement_through_redis_reaches_the_hub():
     # then the scope was recomputed and sent
     assert len(views.calls) == 2
     assert len(watcher.frames) == 2
+
+
+def test_an_announcement_without_redis_is_logged_not_raised(settings, caplog):
+    # The writer's transaction is already committed: failing it now would help no one.
+    settings.REDIS_URL = "redis://127.0.0.1:1/3"  # nothing listens on port 1
+
+    scopes_changed_announce(site_codes=["ams"])
+
+    assert "could not announce scopes change for sites ['ams']" in caplog.text

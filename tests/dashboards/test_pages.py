@@ -287,3 +287,23 @@ def test_text_colours_pass_wcag_aa_on_every_background():
     assert contrast_ratio(figures.TEXT_COLOUR, figures.PANEL_BACKGROUND) >= 4.5
     for series in figures.SERIES_COLOURS:  # lines and bars: 3:1 for graphical objects
         assert contrast_ratio(series, figures.PANEL_BACKGROUND) >= 3
+
+
+def test_computing_a_view_costs_the_same_queries_however_many_stock_levels():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ams = site_make("ams")
+
+    def queries_for_scopes() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            panels.scope_view_build(panels.Scope(site="ams", window="1h"))
+            panels.scope_view_build(panels.Scope(site=None, window="1h"))
+        return len(captured)
+
+    movements_record(requests=[receive(ams, sku_make(), 1) for _ in range(3)])
+    with_three = queries_for_scopes()
+    movements_record(requests=[receive(ams, sku_make(), 1) for _ in range(30)])
+    with_thirty_three = queries_for_scopes()
+
+    assert with_thirty_three == with_three
