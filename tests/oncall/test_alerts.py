@@ -9,7 +9,14 @@ from dashboards.broadcasts import alerts_changed_announce
 from dashboards.oncall.alerts import alerts_evaluation_request, pending_sites_take
 from dashboards.oncall.exceptions import AlertTransitionRefused, OncallNotAllowed
 from dashboards.oncall.jobs import alerts_evaluation_job
-from dashboards.oncall.models import Alert, AlertKind, AlertRule, AlertStatus, Runbook
+from dashboards.oncall.models import (
+    Alert,
+    AlertKind,
+    AlertRule,
+    AlertRuleState,
+    AlertStatus,
+    Runbook,
+)
 from dashboards.oncall.selectors import open_alerts
 from dashboards.oncall.services import alert_transition, alerts_evaluate, runbook_save
 from inventory_ops.corrections.services import CorrectionDraft, corrections_request
@@ -291,3 +298,21 @@ def test_the_dashboards_show_open_alerts_with_their_runbook_and_escape_names(
         assert "<script>alert('rule')" not in page.text
         assert "&lt;script&gt;alert(" in page.text
     assert 'data-open-alerts="0"' in at_south.text
+
+
+def test_quiet_rules_cost_a_bounded_number_of_queries_however_many(
+    kpis_from_stock, django_assert_max_num_queries
+):
+    site = site_make()
+    for n in range(30):
+        AlertRule.objects.create(
+            name=f"rule {n}", kind=AlertKind.NEGATIVE_STOCK, site=site, threshold=Decimal(5)
+        )
+    movements_record(requests=[dispatch(site, sku_make(), 1)])  # 1 negative: below 5
+    alerts_evaluate(site_codes=None)  # first run creates each rule's state
+
+    with django_assert_max_num_queries(8):
+        alerts_evaluate(site_codes=None)
+
+    assert not Alert.objects.exists()
+    assert set(AlertRuleState.objects.values_list("last_value", flat=True)) == {1}
