@@ -40,7 +40,7 @@ run: setup
 	$(PY) manage.py migrate --noinput
 	@$(PY) manage.py load_demo
 	@echo "Open http://127.0.0.1:$(PORT)/ and log in with a user above. Ctrl-C stops everything."
-	$(VENV)/bin/honcho --procfile Procfile start --port $(PORT)
+	SIMULATOR_URL=http://127.0.0.1:$(PORT) $(VENV)/bin/honcho --procfile Procfile start --port $(PORT)
 
 # Start PostgreSQL and Redis if they do not answer, and install Chromium if it is missing.
 services:

@@ -127,9 +127,17 @@ class StockCounted(EventBase):
     counted_qty: Annotated[Integer, Field(ge=0, le=MAX_QTY)]
 
 
+class SnapshotLine(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    sku: Code
+    # An on-hand view: zero is a real answer (SPEC.md's "> 0 unless said otherwise").
+    qty: Annotated[Integer, Field(ge=0, le=MAX_QTY)]
+
+
 class StockSnapshot(EventBase):
     type: Literal["stock.snapshot"]
-    lines: Annotated[list[Line], Field(min_length=1, max_length=EVENTS_PER_REQUEST)]
+    lines: Annotated[list[SnapshotLine], Field(min_length=1, max_length=EVENTS_PER_REQUEST)]
 
 
 Event = Annotated[

@@ -7,8 +7,9 @@ How a batch becomes ledger movements (`batch_process`), in one transaction per b
    a key that exists (re-send, retried job, racing worker) makes the event a duplicate;
 4. order events are planned against the orders, locked in key order; an event whose order is
    not known yet is held, and applied as soon as its `order.created` is;
-5. all movements go to `movements_record` in one call, the other KPI facts to
-   `rollups_facts_record`, then dead letters, held events and counters are written in bulk.
+5. orders, dead letters, held events and counters are written in bulk, the KPI facts go to
+   `rollups_facts_record`, and last all movements go to `movements_record` in one call (its
+   stock-level locks are then held only until the commit).
 """
 
 import hashlib
@@ -288,17 +289,19 @@ def _events_apply(items: list[_Item]) -> ProcessingSummary:
     _keys_claim(items)
     plan = _OrderPlan(items=items, site_ids=site_ids, sku_ids=sku_ids)
     plan.run()
-    movements_record(requests=plan.requests)
-    if plan.deliveries or plan.order_lines or plan.snapshots:
-        rollups_facts_record(
-            deliveries=plan.deliveries, order_lines=plan.order_lines, snapshots=plan.snapshots
-        )
     plan.orders_save()
     all_items = items + plan.released
     _keys_release([item for item in all_items if item.outcome == REJECTED and item.keyed])
     _held_events_write(all_items)
     _dead_letters_write(all_items)
     _origin_counters_update(all_items)
+    if plan.deliveries or plan.order_lines or plan.snapshots:
+        rollups_facts_record(
+            deliveries=plan.deliveries, order_lines=plan.order_lines, snapshots=plan.snapshots
+        )
+    # The ledger last: its stock-level locks, which every worker needs, are held only from
+    # here to the commit.
+    movements_record(requests=plan.requests)
     _freshness_update(all_items)
     summary = ProcessingSummary(site_codes=plan.site_codes)
     for item in all_items:
