@@ -69,13 +69,34 @@ def alerts_evaluate(
     rules = AlertRule.objects.filter(enabled=True).select_related("site")
     if site_codes is not None:
         rules = rules.filter(site__isnull=True) | rules.filter(site__code__in=list(site_codes))
+    rules = list(rules.order_by("pk"))
+    states = {state.rule_id: state for state in AlertRuleState.objects.filter(rule__in=rules)}
+    active_rule_ids = set(
+        Alert.objects.filter(rule__in=rules, status__in=ACTIVE_STATUSES).values_list(
+            "rule_id", flat=True
+        )
+    )
     cache = MeasureCache()
     changes: list[AlertChange] = []
-    for rule in rules.order_by("pk"):
+    quiet: list[AlertRuleState] = []
+    for rule in rules:
         value = rule_measure(rule, cache)
+        state = states.get(rule.pk)
+        # Most rules, most of the time: nothing open, nothing breaching, nothing to decide.
+        # Their last value is written in one statement below instead of a locked transaction
+        # each (a commit per rule made 50 rules cost a second).
+        if (
+            state is not None
+            and rule.pk not in active_rule_ids
+            and (value is None or (not is_breaching(rule, value) and state.breaching_since is None))
+        ):
+            state.last_value, state.last_evaluated_at = value, now
+            quiet.append(state)
+            continue
         change = _rule_decide(rule=rule, value=value, now=now)
         if change:
             changes.append(change)
+    AlertRuleState.objects.bulk_update(quiet, ["last_value", "last_evaluated_at"], batch_size=500)
     return changes
 
 

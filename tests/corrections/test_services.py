@@ -1,7 +1,9 @@
+import threading
+import time
 from decimal import Decimal
 
 import pytest
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 
 from dashboards.broadcasts import scopes_changed_announce
 from inventory_ops.corrections.exceptions import (
@@ -264,3 +266,34 @@ def test_applied_corrections_announce_their_site_after_commit(
     [announce] = callbacks
     assert announce.func is scopes_changed_announce
     assert announce.keywords == {"site_codes": [site.code]}
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_counted_correction_waits_for_a_concurrent_writer_and_counts_from_its_result(
+    postgres_only,
+):
+    site, sku = stocked(10)
+    staff = user_make(role=STOCK_STAFF)
+    lock_held = threading.Event()
+
+    def concurrent_receipt():
+        try:
+            with transaction.atomic():
+                StockLevel.objects.select_for_update().get(site=site, sku=sku)
+                lock_held.set()
+                time.sleep(0.5)  # the correction must wait here, not read 10
+                movements_record(requests=[receive(site, sku, 5)])
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=concurrent_receipt)
+    writer.start()
+    lock_held.wait(5)
+    [correction] = corrections_request(
+        drafts=[draft(site, sku, counted_qty=12)], requested_by=staff
+    )
+    writer.join()
+
+    assert (correction.on_hand_before, correction.applied_delta) == (15, -3)
+    assert on_hand(site, sku) == 12
+    assert ledger_differences()[1] == []

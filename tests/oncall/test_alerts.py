@@ -3,13 +3,23 @@ from decimal import Decimal
 
 import django_rq
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from dashboards.broadcasts import alerts_changed_announce
+from dashboards.kpis import kpis_compute
 from dashboards.oncall.alerts import alerts_evaluation_request, pending_sites_take
 from dashboards.oncall.exceptions import AlertTransitionRefused, OncallNotAllowed
 from dashboards.oncall.jobs import alerts_evaluation_job
-from dashboards.oncall.models import Alert, AlertKind, AlertRule, AlertStatus, Runbook
+from dashboards.oncall.models import (
+    Alert,
+    AlertKind,
+    AlertRule,
+    AlertRuleState,
+    AlertStatus,
+    Runbook,
+)
 from dashboards.oncall.selectors import open_alerts
 from dashboards.oncall.services import alert_transition, alerts_evaluate, runbook_save
 from inventory_ops.corrections.services import CorrectionDraft, corrections_request
@@ -41,7 +51,7 @@ def negative_stock_rule(site=None, hold_seconds=0):
     )
 
 
-def test_an_alert_opens_when_the_kpi_crosses_and_resolves_when_it_recovers(kpis_from_stock):
+def test_an_alert_opens_when_the_kpi_crosses_and_resolves_when_it_recovers():
     site, sku = site_make(), sku_make()
     rule = negative_stock_rule(site)
     movements_record(requests=[receive(site, sku, 2), dispatch(site, sku, 5)])
@@ -69,7 +79,7 @@ def test_an_alert_opens_when_the_kpi_crosses_and_resolves_when_it_recovers(kpis_
     assert last.note.startswith("recovered: value 0")
 
 
-def test_one_open_alert_per_rule_however_often_it_is_evaluated(kpis_from_stock):
+def test_one_open_alert_per_rule_however_often_it_is_evaluated():
     site, sku = site_make(), sku_make()
     negative_stock_rule(site)
     movements_record(requests=[dispatch(site, sku, 1)])
@@ -83,7 +93,7 @@ def test_one_open_alert_per_rule_however_often_it_is_evaluated(kpis_from_stock):
     assert alert.last_value == 2
 
 
-def test_an_alert_opens_only_after_the_breach_held_for_the_hold_time(kpis_from_stock):
+def test_an_alert_opens_only_after_the_breach_held_for_the_hold_time():
     site, sku = site_make(), sku_make()
     negative_stock_rule(site, hold_seconds=300)
     movements_record(requests=[dispatch(site, sku, 1)])
@@ -97,7 +107,7 @@ def test_an_alert_opens_only_after_the_breach_held_for_the_hold_time(kpis_from_s
     assert Alert.objects.get().status == AlertStatus.OPEN
 
 
-def test_a_breach_that_recovers_before_the_hold_time_opens_nothing(kpis_from_stock):
+def test_a_breach_that_recovers_before_the_hold_time_opens_nothing():
     site, sku = site_make(), sku_make()
     negative_stock_rule(site, hold_seconds=60)
     movements_record(requests=[dispatch(site, sku, 1)])
@@ -112,7 +122,7 @@ def test_a_breach_that_recovers_before_the_hold_time_opens_nothing(kpis_from_sto
     assert not Alert.objects.exists()  # the clock restarted at the second breach
 
 
-def test_rules_of_other_sites_are_not_evaluated_but_all_sites_rules_are(kpis_from_stock):
+def test_rules_of_other_sites_are_not_evaluated_but_all_sites_rules_are():
     north, south, sku = site_make(), site_make(), sku_make()
     negative_stock_rule(south)
     everywhere = negative_stock_rule(None)
@@ -135,7 +145,7 @@ def test_disabled_rules_and_missing_data_open_nothing():
     assert not Alert.objects.exists()
 
 
-def test_on_call_acknowledges_then_resolves_with_notes_kept(kpis_from_stock):
+def test_on_call_acknowledges_then_resolves_with_notes_kept():
     site = site_make()
     negative_stock_rule(site)
     movements_record(requests=[dispatch(site, sku_make(), 1)])
@@ -156,7 +166,7 @@ def test_on_call_acknowledges_then_resolves_with_notes_kept(kpis_from_stock):
 
 
 @pytest.mark.parametrize("role", [MANAGERS, STOCK_STAFF, None])
-def test_only_on_call_moves_alerts(kpis_from_stock, role):
+def test_only_on_call_moves_alerts(role):
     site = site_make()
     negative_stock_rule(site)
     movements_record(requests=[dispatch(site, sku_make(), 1)])
@@ -170,7 +180,7 @@ def test_only_on_call_moves_alerts(kpis_from_stock, role):
     assert Alert.objects.get().status == AlertStatus.OPEN
 
 
-def test_a_rule_still_breaching_after_a_manual_resolve_reopens_a_new_alert(kpis_from_stock):
+def test_a_rule_still_breaching_after_a_manual_resolve_reopens_a_new_alert():
     site = site_make()
     negative_stock_rule(site)
     movements_record(requests=[dispatch(site, sku_make(), 1)])
@@ -184,7 +194,7 @@ def test_a_rule_still_breaching_after_a_manual_resolve_reopens_a_new_alert(kpis_
 
 
 def test_opened_and_resolved_alerts_are_announced_to_the_dashboards_after_commit(
-    kpis_from_stock, django_capture_on_commit_callbacks
+    django_capture_on_commit_callbacks,
 ):
     site, sku = site_make(), sku_make()
     negative_stock_rule(site)
@@ -199,7 +209,7 @@ def test_opened_and_resolved_alerts_are_announced_to_the_dashboards_after_commit
     assert announced == [["<all>"], [site.code]]
 
 
-def test_open_alerts_carries_the_runbook_covering_its_kind(kpis_from_stock):
+def test_open_alerts_carries_the_runbook_covering_its_kind():
     north, south = site_make(), site_make()
     negative_stock_rule(north)
     negative_stock_rule(south)
@@ -240,7 +250,7 @@ def test_evaluation_requests_are_coalesced_into_one_job_until_it_starts(redis_cl
     assert pending_sites_take() == ["utr"]
 
 
-def test_the_evaluation_job_evaluates_the_requested_sites(redis_clean, kpis_from_stock):
+def test_the_evaluation_job_evaluates_the_requested_sites(redis_clean):
     site = site_make()
     negative_stock_rule(site)
     movements_record(requests=[dispatch(site, sku_make(), 1)])
@@ -260,7 +270,7 @@ def test_a_request_never_fails_the_writer_when_redis_is_down(settings):
 
 
 def test_the_dashboards_show_open_alerts_with_their_runbook_and_escape_names(
-    client, kpis_from_stock
+    client,
 ):
     north, south = site_make("north"), site_make("south")
     rule = negative_stock_rule(north)
@@ -291,3 +301,24 @@ def test_the_dashboards_show_open_alerts_with_their_runbook_and_escape_names(
         assert "<script>alert('rule')" not in page.text
         assert "&lt;script&gt;alert(" in page.text
     assert 'data-open-alerts="0"' in at_south.text
+
+
+def test_quiet_rules_cost_a_bounded_number_of_queries_however_many(
+    django_assert_max_num_queries,
+):
+    site = site_make()
+    for n in range(30):
+        AlertRule.objects.create(
+            name=f"rule {n}", kind=AlertKind.NEGATIVE_STOCK, site=site, threshold=Decimal(5)
+        )
+    movements_record(requests=[dispatch(site, sku_make(), 1)])  # 1 negative: below 5
+    alerts_evaluate(site_codes=None)  # first run creates each rule's state
+
+    with CaptureQueriesContext(connection) as one_kpi_computation:
+        kpis_compute(site=site.code, window="1h")
+
+    with django_assert_max_num_queries(len(one_kpi_computation) + 5):
+        alerts_evaluate(site_codes=None)
+
+    assert not Alert.objects.exists()
+    assert set(AlertRuleState.objects.values_list("last_value", flat=True)) == {1}

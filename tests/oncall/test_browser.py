@@ -5,12 +5,15 @@ from decimal import Decimal
 
 import django_rq
 import pytest
-from rq.registry import FailedJobRegistry
+from django.contrib.auth import get_user_model
+from django.utils import timezone
 
-from dashboards.oncall.alerts import alerts_evaluation_request
-from dashboards.oncall.models import AlertKind, AlertRule
+from dashboards.broadcasts import scopes_changed_announce
+from dashboards.oncall.models import Alert, AlertKind, AlertRule
+from inventory_ops.corrections.services import CorrectionDraft, corrections_request
+from inventory_ops.models import MovementKind, Site
 from inventory_ops.roles import MANAGERS, STOCK_STAFF
-from inventory_ops.services import movements_record
+from inventory_ops.services import MovementRequest, movements_record
 from tests.browser.conftest import (  # noqa: F401 (fixtures)
     chromium,
     in_thread,
@@ -80,28 +83,40 @@ def test_a_correction_in_the_admin_shows_on_a_managers_dashboard_without_reload(
     assert elapsed < 5
 
 
-def failed_job_make():
-    queue = django_rq.get_queue("ingest", commit_mode="auto")
-    queue.enqueue("tests.oncall.test_console.explode")
-    deadline = time.monotonic() + 20
-    while FailedJobRegistry(queue=queue).count == 0:
-        assert time.monotonic() < deadline, "the failing job never failed"
-        time.sleep(0.2)
+def stock_oversold_and_announced():
+    """A feed dispatches 8 TEA at ams, which holds 5: on hand -3 (as an ingest worker writes)."""
+    movements_record(
+        requests=[
+            MovementRequest(
+                site="ams",
+                sku="TEA",
+                kind=MovementKind.ORDER_DISPATCHED,
+                on_hand_delta=-8,
+                occurred_at=timezone.now(),
+            )
+        ]
+    )
+    scopes_changed_announce(site_codes=["ams"])
 
 
-def failed_jobs_clear():
-    registry = FailedJobRegistry(queue=django_rq.get_queue("ingest"))
-    for job_id in registry.get_job_ids():
-        registry.remove(job_id, delete_job=True)
+def stock_recounted():
+    corrections_request(
+        drafts=[CorrectionDraft(site="ams", sku="TEA", reason="recount", counted_qty=0)],
+        requested_by=get_user_model().objects.get(username="clerk"),
+    )
 
 
-def test_an_alert_appears_on_the_dashboard_live_and_goes_when_it_recovers(chromium):  # noqa: F811
+def test_an_alert_opens_on_a_kpi_shows_on_the_dashboard_live_and_goes_when_it_recovers(
+    chromium,  # noqa: F811
+):
     def given():
         django_rq.get_connection("default").flushdb()
-        user_make("boss", role=MANAGERS)
-        site_make("ams")
+        people_and_stock()
         AlertRule.objects.create(
-            name="Failed jobs", kind=AlertKind.FAILED_JOBS, threshold=Decimal(0)
+            name="Negative stock at ams",
+            kind=AlertKind.NEGATIVE_STOCK,
+            site=Site.objects.get(code="ams"),
+            threshold=Decimal(0),
         )
 
     in_thread(given)
@@ -114,11 +129,15 @@ def test_an_alert_appears_on_the_dashboard_live_and_goes_when_it_recovers(chromi
         assert manager.get_attribute("#alerts", "data-open-alerts") == "0"
 
         with no_reload(manager):
-            in_thread(failed_job_make)
-            in_thread(alerts_evaluation_request, site_codes=["ams"])
-            manager.wait_for_selector('#alerts [data-alert-kind="failed_jobs"]', timeout=15000)
-            assert "Failed jobs" in manager.text_content("#alerts")
+            in_thread(stock_oversold_and_announced)
+            manager.wait_for_selector('#alerts [data-alert-kind="negative_stock"]', timeout=15000)
+            assert "Negative stock at ams" in manager.text_content("#alerts")
 
-            in_thread(failed_jobs_clear)
-            in_thread(alerts_evaluation_request, site_codes=["ams"])
+            in_thread(stock_recounted)  # the correction announces itself after commit
             manager.wait_for_selector("#alerts [data-alerts-placeholder]", timeout=15000)
+
+    def alert_history():
+        alert = Alert.objects.get()
+        return alert.status, [t.to_status for t in alert.transitions.all()]
+
+    assert in_thread(alert_history) == ("resolved", ["open", "resolved"])
