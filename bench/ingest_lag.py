@@ -46,7 +46,7 @@ def main() -> None:
     late_posts = 0
     with ingest_stack.stack(workers=args.workers) as base_url:
         interval = 1 / args.batches_per_second
-        next_at = time.monotonic()
+        next_at = posting_started = time.monotonic()
         for body in bodies:
             ingest_stack.post(base_url, token, body)
             next_at += interval
@@ -55,6 +55,7 @@ def main() -> None:
                 time.sleep(pause)
             else:
                 late_posts += 1
+        posting_s = time.monotonic() - posting_started
         while IngestBatch.objects.exclude(status=BatchStatus.DONE).exists():
             time.sleep(0.05)
     lags = []
@@ -64,7 +65,8 @@ def main() -> None:
         lags.extend([(finished_at - received_at).total_seconds()] * accepted)
     print(
         f"{len(lags):,} events at {args.rate:,}/s for {args.seconds} s in batches of "
-        f"{batch_size} ({args.workers} worker(s); {late_posts} posts fell behind schedule)"
+        f"{batch_size} ({args.workers} worker(s); {late_posts} posts fell behind schedule; "
+        f"offered {len(bodies) * batch_size / posting_s:,.0f} events/s)"
     )
     print(
         f"lag received->applied: p50 {percentile(lags, 0.5):.3f} s, "

@@ -125,3 +125,19 @@ def test_managers_see_dead_letters_but_cannot_replay(client):
     page = client.get("/admin/ingest/deadletter/")
     assert page.status_code == 200
     assert "replay_selected" not in page.content.decode()
+
+
+def test_admin_pages_render(admin_client_logged):
+    site_make("north")
+    source, _ = source_make()
+    batch = batch_apply(source, [received("NOPE", 1)])
+    letter = DeadLetter.objects.get()
+    for url in [
+        "/admin/ingest/feedsource/add/",
+        f"/admin/ingest/feedsource/{source.pk}/change/",
+        "/admin/ingest/ingestbatch/",
+        f"/admin/ingest/ingestbatch/{batch.pk}/change/",
+        "/admin/ingest/heldevent/",
+        f"/admin/ingest/deadletter/{letter.pk}/change/",
+    ]:
+        assert admin_client_logged.get(url).status_code == 200, url
