@@ -20,9 +20,11 @@ django.setup()
 
 import websockets  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.models import Group  # noqa: E402
 from django.test import Client  # noqa: E402
 
 from inventory_ops.models import Site, Sku, StockLevel  # noqa: E402
+from inventory_ops.roles import MANAGERS  # noqa: E402
 
 BENCH_SITE = "bench-site"
 BENCH_SKU = "BENCH-SKU"
@@ -40,6 +42,7 @@ def bench_data_ensure() -> tuple[Site, Sku, str]:
         code=BENCH_SKU, defaults={"name": "Benchmark SKU", "unit_cost": "1.00"}
     )
     user, _ = get_user_model().objects.get_or_create(username=BENCH_USER)
+    user.groups.add(Group.objects.get(name=MANAGERS))  # dashboards need a role
     client = Client()
     client.force_login(user)
     return site, sku, f"sessionid={client.cookies['sessionid'].value}"
@@ -64,9 +67,20 @@ class Watcher:
     seen_at: dict[int, float] = field(default_factory=dict)
     computations: int = 0
     frames: int = 0
+    retries: int = 0
     socket: object = None
 
     async def run(self, url: str, *, origin: str, cookie: str) -> None:
+        for attempt in range(8):
+            try:
+                await self._receive(url, origin=origin, cookie=cookie)
+                return
+            except (OSError, websockets.InvalidHandshake, websockets.InvalidMessage):
+                # A crowd of handshakes overflows the listen backlog; browsers retry, so do we.
+                self.retries += 1
+                await asyncio.sleep(0.2 * 2**attempt)
+
+    async def _receive(self, url: str, *, origin: str, cookie: str) -> None:
         async with websockets.connect(
             url,
             origin=origin,
@@ -88,17 +102,17 @@ class Watcher:
                     self.computations = max(self.computations, int(match.group(1)))
 
 
-async def watchers_connect(count: int, url: str, *, origin: str, cookie: str, batch: int = 50):
-    """Open `count` clients (in batches, as a crowd of browsers would arrive)."""
+async def watchers_connect(count: int, url: str, *, origin: str, cookie: str, batch: int = 25):
+    """Open `count` clients, a batch at a time, each batch waiting for its first views."""
     watchers = [Watcher() for _ in range(count)]
     tasks = []
     for start in range(0, count, batch):
-        for watcher in watchers[start : start + batch]:
+        group = watchers[start : start + batch]
+        for watcher in group:
             tasks.append(asyncio.create_task(watcher.run(url, origin=origin, cookie=cookie)))
-        await asyncio.sleep(0.05)
-    deadline = time.monotonic() + 120
-    while sum(1 for w in watchers if w.frames) < count and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
+        deadline = time.monotonic() + 30
+        while not all(watcher.frames for watcher in group) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
     return watchers, tasks
 
 

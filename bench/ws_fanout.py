@@ -52,9 +52,10 @@ async def bench(args, daphne, site, sku, cookie) -> None:
         args.clients, url, origin=daphne.base_url, cookie=cookie
     )
     connected = sum(1 for watcher in watchers if watcher.frames)
+    retries = sum(watcher.retries for watcher in watchers)
     print(
         f"clients connected with a first view: {connected}/{args.clients} "
-        f"in {time.monotonic() - started:.1f}s"
+        f"in {time.monotonic() - started:.1f}s ({retries} handshake retries)"
     )
     await asyncio.sleep(2)
     computations_before = max(watcher.computations for watcher in watchers)

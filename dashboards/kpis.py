@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import OuterRef, Q, Subquery, Sum
+from django.db.models import BigIntegerField, Case, DecimalField, F, Q, Sum, Value, When
 from django.utils import timezone
 
 from dashboards.models import (
@@ -26,6 +26,7 @@ from dashboards.models import (
     Revaluation,
     SnapshotRecord,
     StockStatus,
+    UnitCostChange,
 )
 from dashboards.rollups import (
     ACCURATE,
@@ -44,6 +45,7 @@ from dashboards.rollups import (
     deliveries_fold,
     instant,
     minute_of,
+    money_e4,
     money_from_e4,
     movements_fold,
     sums_new,
@@ -110,72 +112,148 @@ def _bucket_ranges(low: int, high: int) -> list[tuple[int, int, int]]:
     return [(span, lo, hi) for span, lo, hi in ranges if lo < hi]
 
 
-def _buckets_q(ranges) -> Q:
-    query = Q(pk__in=[])
+def _ranges_sql(ranges) -> tuple[str, list]:
+    """SQL matching the buckets of these (span, first start, end) runs, and its parameters."""
+    clauses, params = [], []
     for span, lo, hi in ranges:
-        query |= Q(span_s=span, start__gte=instant(lo), start__lt=instant(hi))
-    return query
+        clauses.append("(span_s = %s AND start >= %s AND start < %s)")
+        params.extend([span, _adapt(instant(lo)), _adapt(instant(hi))])
+    return " OR ".join(clauses) or "1 = 0", params
 
 
-def window_state(*, site_id: int | None, start: dt.datetime, end: dt.datetime) -> WindowState:
-    """Sum the facts in (start, end] per site, and each site's inventory value at `end`."""
+def _adapt(moment: dt.datetime):
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
+# Which part of the answer a bucket row belongs to: the window, after its end, or the total.
+IN_WINDOW, AFTER_END, TOTAL = 0, 1, 2
+
+
+def window_state(
+    *, site_id: int | None, start: dt.datetime, end: dt.datetime, per_site: bool = False
+) -> WindowState:
+    """Sum the facts in (start, end], and the inventory value at `end`; for all sites
+    (site_id None) from the all-sites rows, or with `per_site` site by site."""
     state = WindowState(start=start, end=end)
     first_whole = minute_of(start) + 60  # the first minute boundary after `start`
     last_minute = minute_of(end)  # the minute holding `end`, read from raw facts
-    ranges = _bucket_ranges(first_whole, last_minute)
-    in_window = _buckets_q(ranges)
-    after_end = Q(span_s=SPANS[0], start__gte=instant(last_minute + 60))
-    buckets = KpiBucket.objects.filter(in_window | after_end | Q(span_s=TOTAL_SPAN))
-    if site_id is not None:
-        buckets = buckets.filter(site_id=site_id)
-    aggregates = {f"window_{name}": Sum(name, filter=in_window) for name in FIELDS}
-    aggregates["value_total"] = Sum("value_change_e4", filter=Q(span_s=TOTAL_SPAN))
-    aggregates["value_after"] = Sum("value_change_e4", filter=after_end)
-    for row in buckets.order_by().values("site_id").annotate(**aggregates):
-        values = state.sums[row["site_id"]]
-        for index, name in enumerate(FIELDS):
-            values[index] += row[f"window_{name}"] or 0
-        state.value_end_e4[row["site_id"]] += (row["value_total"] or 0) - (row["value_after"] or 0)
+    in_window, window_params = _ranges_sql(_bucket_ranges(first_whole, last_minute))
+    after_end = _adapt(instant(last_minute + 60))
+    # All sites: the all-sites rows, a few hundred at most whatever the number of sites.
+    site_clause, site_params = "site_id = %s", [ALL_SITES if site_id is None else site_id]
+    if per_site and site_id is None:
+        site_clause, site_params = "site_id <> %s", [ALL_SITES]
+    # One round trip; raw SQL because the ORM spends longer building this than PostgreSQL
+    # spends running it. Only our column names are interpolated.
+    sql = (
+        f"SELECT site_id, CASE WHEN span_s = {TOTAL_SPAN} THEN {TOTAL} "  # noqa: S608
+        f"WHEN span_s = {SPANS[0]} AND start >= %s THEN {AFTER_END} ELSE {IN_WINDOW} END, "
+        + ", ".join(f"SUM({name})" for name in FIELDS)
+        + f" FROM {KpiBucket._meta.db_table} WHERE {site_clause} AND ("
+        f"{in_window} OR span_s = {TOTAL_SPAN} OR (span_s = {SPANS[0]} AND start >= %s)) "
+        "GROUP BY 1, 2"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [after_end, *site_params, *window_params, after_end])
+        rows = cursor.fetchall()
+    for row_site, part, *sums in rows:
+        # PostgreSQL sums bigints as numeric: back to exact Python ints.
+        values = [int(value or 0) for value in sums]
+        if part == IN_WINDOW:
+            target = state.sums[row_site]
+            for index, value in enumerate(values):
+                target[index] += value
+        elif part == TOTAL:
+            state.value_end_e4[row_site] += values[VALUE]
+        else:
+            state.value_end_e4[row_site] -= values[VALUE]
     _edges_add(state, site_id, start, end, first_whole, last_minute)
     return state
 
 
+REVALUATION, COST_CHANGE, DELIVERED, DELIVERED_ACCURATE = (
+    "~revaluation",
+    "~cost_change",
+    "~delivered",
+    "~delivered_accurate",
+)
+
+
 def _edges_add(state, site_id, start, end, first_whole, last_minute) -> None:
-    """Fold the raw facts of the partial minutes at both ends of the window."""
+    """Fold the raw facts of the partial minutes at both ends of the window.
+
+    One round trip: movements (with their SKU's cost), revaluations, the cost changes of those
+    SKUs and deliveries, shaped alike and glued with UNION ALL.
+    """
     head = Q(occurred_at__gt=start, occurred_at__lt=instant(first_whole))
     tail = Q(occurred_at__gte=instant(last_minute), occurred_at__lt=instant(last_minute + 60))
     scope = Q() if site_id is None else Q(site_id=site_id)
-    rows = list(
-        Movement.objects.filter(scope & (head | tail))
-        .order_by()
-        .values_list("site_id", "sku_id", "kind", "on_hand_delta", "occurred_at")
+    columns = ("site_id", "sku_id", "kind", "on_hand_delta", "occurred_at", "unit_cost")
+    no_cost = Value(Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=4))
+    edge_movements = Movement.objects.filter(scope & (head | tail))
+    movements = edge_movements.annotate(unit_cost=F("sku__unit_cost")).values_list(*columns)
+    # Cost changes take effect on whole minutes: only the tail minute's start can hold one.
+    revaluations = (
+        Revaluation.objects.filter(scope, occurred_at=instant(last_minute), occurred_at__lte=end)
+        .annotate(kind=Value(REVALUATION), on_hand_delta=F("amount_e4"), unit_cost=no_cost)
+        .values_list(*columns)
     )
-    if rows:
-        book = CostBook.load({row[1] for row in rows}, since=start)
+    cost_changes = (
+        UnitCostChange.objects.filter(
+            effective_at__gt=start, sku_id__in=edge_movements.values("sku_id")
+        )
+        .annotate(
+            site_id=Value(0, output_field=BigIntegerField()),
+            kind=Value(COST_CHANGE),
+            on_hand_delta=F("new_cost_e4") - F("old_cost_e4"),
+            occurred_at=F("effective_at"),
+            unit_cost=no_cost,
+        )
+        .values_list(*columns)
+    )
+    deliveries = (
+        DeliveryRecord.objects.filter(scope & (head | tail), occurred_at__lte=end)
+        .annotate(
+            sku_id=F("fulfillment_bin"),
+            kind=Case(
+                When(accurate=True, then=Value(DELIVERED_ACCURATE)), default=Value(DELIVERED)
+            ),
+            on_hand_delta=F("shipping_cost_e4"),
+            unit_cost=no_cost,
+        )
+        .values_list(*columns)
+    )
+    rows = list(
+        movements.order_by()
+        .union(revaluations.order_by(), cost_changes.order_by(), deliveries.order_by(), all=True)
+        .order_by()
+    )
+    moved, delivered, changes, costs = [], [], defaultdict(list), {}
+    for row_site, sku_id, kind, amount, occurred_at, unit_cost in rows:
+        if kind == REVALUATION:
+            state.sums[row_site][VALUE] += amount
+        elif kind == COST_CHANGE:
+            changes[sku_id].append((int(occurred_at.timestamp()), amount))
+        elif kind in (DELIVERED, DELIVERED_ACCURATE):
+            delivered.append((row_site, occurred_at, kind == DELIVERED_ACCURATE, amount, sku_id))
+        else:
+            moved.append((row_site, sku_id, kind, amount, occurred_at))
+            costs[sku_id] = money_e4(unit_cost)
+    if moved:
+        for sku_changes in changes.values():
+            sku_changes.sort()
+        book = CostBook(costs, dict(changes))
         inside = sums_new()
         after = sums_new()
-        movements_fold(inside, [row for row in rows if row[4] <= end], book)
-        movements_fold(after, [row for row in rows if row[4] > end], book)
+        movements_fold(inside, [row for row in moved if row[4] <= end], book)
+        movements_fold(after, [row for row in moved if row[4] > end], book)
         _sums_add(state, inside)
         for (row_site, _minute), values in after.items():
             state.value_end_e4[row_site] -= values[VALUE]
-    # Cost changes take effect on whole minutes: only the tail minute's start can hold one.
-    for row_site, amount in (
-        Revaluation.objects.filter(scope, occurred_at=instant(last_minute))
-        .filter(occurred_at__lte=end)
-        .values_list("site_id", "amount_e4")
-    ):
-        state.sums[row_site][VALUE] += amount
-    deliveries = sums_new()
+    edge_deliveries = sums_new()
     bins: defaultdict = defaultdict(int)
-    deliveries_fold(
-        deliveries,
-        bins,
-        DeliveryRecord.objects.filter(scope & (head | tail))
-        .filter(occurred_at__lte=end)
-        .values_list("site_id", "occurred_at", "accurate", "shipping_cost_e4", "fulfillment_bin"),
-    )
-    _sums_add(state, deliveries)
+    deliveries_fold(edge_deliveries, bins, delivered)
+    _sums_add(state, edge_deliveries)
     for (_site, _minute, duration_bin), count in bins.items():
         state.bins[duration_bin] += count
 
@@ -188,19 +266,17 @@ def _sums_add(state: WindowState, sums) -> None:
 
 
 def _fulfillment_bins_add(state: WindowState, site_id: int | None) -> None:
-    first_whole = minute_of(state.start) + 60
-    last_minute = minute_of(state.end)
-    ranges = _bucket_ranges(first_whole, last_minute)
-    rows = (
-        FulfillmentBin.objects.filter(
-            _buckets_q(ranges), site_id=ALL_SITES if site_id is None else site_id
-        )
-        .order_by()
-        .values("bin")
-        .annotate(count=Sum("count"))
+    in_window, params = _ranges_sql(
+        _bucket_ranges(minute_of(state.start) + 60, minute_of(state.end))
     )
-    for row in rows:
-        state.bins[row["bin"]] += row["count"]
+    sql = (
+        f"SELECT bin, SUM(count) FROM {FulfillmentBin._meta.db_table} "  # noqa: S608
+        f"WHERE site_id = %s AND ({in_window}) GROUP BY bin"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [ALL_SITES if site_id is None else site_id, *params])
+        for duration_bin, count in cursor.fetchall():
+            state.bins[duration_bin] += int(count)
 
 
 def _percentiles(state: WindowState, site_id: int | None) -> dict[str, float | None]:
@@ -241,54 +317,68 @@ def _order_statistics(state: WindowState, site_id: int | None, ranks: list[int])
             by_bin[duration_bin].append((rank, rank - seen))
             rank = next(rank_iter, None)
         seen += count
-    records = DeliveryRecord.objects.filter(occurred_at__gt=state.start, occurred_at__lte=state.end)
-    if site_id is not None:
-        records = records.filter(site_id=site_id)
+    # One round trip: a sub-select per bin, each reading only its bin's rows in the window.
+    site_clause = "" if site_id is None else " AND site_id = %s"
+    parts, params, firsts = [], [], {}
+    for index, (duration_bin, wanted) in enumerate(sorted(by_bin.items())):
+        first = min(offset for _, offset in wanted)
+        firsts[duration_bin] = first
+        parts.append(
+            f"SELECT {int(duration_bin)} AS bin, fulfillment_us FROM ("  # noqa: S608
+            f"SELECT fulfillment_us FROM {DeliveryRecord._meta.db_table} "
+            f"WHERE fulfillment_bin = %s AND occurred_at > %s AND occurred_at <= %s{site_clause} "
+            f"ORDER BY fulfillment_us LIMIT %s OFFSET %s) AS part_{index}"
+        )
+        params.extend([duration_bin, _adapt(state.start), _adapt(state.end)])
+        params.extend([] if site_id is None else [site_id])
+        params.extend([max(offset for _, offset in wanted) - first + 1, first])
+    found: dict[int, list[int]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params)
+        for duration_bin, duration_us in cursor.fetchall():
+            found[duration_bin].append(duration_us)
     values = {}
     for duration_bin, wanted in by_bin.items():
-        first = min(offset for _, offset in wanted)
-        last = max(offset for _, offset in wanted)
-        found = list(
-            records.filter(fulfillment_bin=duration_bin)
-            .order_by("fulfillment_us")
-            .values_list("fulfillment_us", flat=True)[first : last + 1]
-        )
+        in_order = sorted(found[duration_bin])
         for rank_value, offset in wanted:
-            values[rank_value] = found[offset - first]
+            values[rank_value] = in_order[offset - firsts[duration_bin]]
     return values
 
 
-def _now_counts(site_id: int | None, now: dt.datetime) -> tuple[int, int, int]:
-    """Stockouts, negative stock and below-reorder-point pairs now: one round trip, each count
-    served by its partial index."""
-    table = StockStatus._meta.db_table
+def _now_state(site_id: int | None, now: dt.datetime) -> dict:
+    """Stockouts, negative stock, below-reorder-point pairs now (each count served by its
+    partial index), and the reconciliation skew of the latest snapshot of each site: one
+    round trip."""
+    status = StockStatus._meta.db_table
+    snapshots = SnapshotRecord._meta.db_table
     site_clause = "" if site_id is None else " AND site_id = %s"
     site_params = [] if site_id is None else [site_id]
+    sites_clause = "" if site_id is None else " WHERE site.id = %s"
     demand_since = connection.ops.adapt_datetimefield_value(now - DEMAND_LOOKBACK)
+    # Only table names and fixed clauses are interpolated; values are parameters.
     sql = (
-        f"SELECT (SELECT COUNT(*) FROM {table} WHERE available <= 0 "  # noqa: S608
-        f"AND last_order_line_at > %s{site_clause}), "
-        f"(SELECT COUNT(*) FROM {table} WHERE on_hand < 0{site_clause}), "
-        f"(SELECT COUNT(*) FROM {table} WHERE available < reorder_point "
-        f"AND has_level{site_clause})"
+        "SELECT counts.*, skew.* FROM (SELECT "  # noqa: S608
+        f"(SELECT COUNT(*) FROM {status} WHERE available <= 0 "
+        f"AND last_order_line_at > %s{site_clause}) AS stockouts, "
+        f"(SELECT COUNT(*) FROM {status} WHERE on_hand < 0{site_clause}) AS negative, "
+        f"(SELECT COUNT(*) FROM {status} WHERE available < reorder_point "
+        f"AND has_level{site_clause}) AS below) AS counts CROSS JOIN ("
+        f"SELECT SUM(line_count) AS lines, SUM(mismatched_lines) AS mismatched, "
+        f"SUM(unit_difference) AS units FROM {snapshots} WHERE id IN ("
+        f"SELECT (SELECT latest.id FROM {snapshots} latest WHERE latest.site_id = site.id "
+        "ORDER BY latest.occurred_at DESC, latest.id DESC LIMIT 1) "
+        f"FROM {Site._meta.db_table} site{sites_clause})) AS skew"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [demand_since, *site_params, *site_params, *site_params])
-        stockouts, negative, below = cursor.fetchone()
-    return stockouts, negative, below
-
-
-def _reconciliation(site_id: int | None) -> tuple[float | None, int | None]:
-    """Share of mismatched lines and unit difference of the latest snapshot of each site."""
-    latest = SnapshotRecord.objects.filter(site_id=OuterRef("pk")).order_by("-occurred_at", "-id")
-    sites = Site.objects.all() if site_id is None else Site.objects.filter(pk=site_id)
-    latest_ids = sites.annotate(latest=Subquery(latest.values("id")[:1])).values("latest")
-    totals = SnapshotRecord.objects.filter(id__in=latest_ids).aggregate(
-        lines=Sum("line_count"), mismatched=Sum("mismatched_lines"), units=Sum("unit_difference")
-    )
-    if not totals["lines"]:
-        return None, None
-    return float(Decimal(totals["mismatched"]) / Decimal(totals["lines"])), totals["units"]
+        cursor.execute(sql, [demand_since, *site_params * 3, *site_params])
+        stockouts, negative, below, lines, mismatched, units = cursor.fetchone()
+    return {
+        "stockouts": int(stockouts),
+        "negative_stock": int(negative),
+        "below_reorder_point": int(below),
+        "reconciliation_skew": _ratio(int(mismatched), int(lines)) if lines else None,
+        "reconciliation_skew_units": int(units) if lines else None,
+    }
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
@@ -329,8 +419,6 @@ def kpis_compute(
     value_end = sum(state.value_end_e4.values())
     value_start = value_end - total(VALUE)
     rate = turnover(total(COGS), value_start, value_end, window_s)
-    stockouts, negative, below = _now_counts(site_id, now)
-    skew, skew_units = _reconciliation(site_id)
     from ingest.selectors import feeds_freshness
 
     return {
@@ -350,11 +438,7 @@ def kpis_compute(
             else float(money_from_e4(total(SHIPPING)) / total(DELIVERIES))
         ),
         **_percentiles(state, site_id),
-        "stockouts": stockouts,
-        "negative_stock": negative,
-        "below_reorder_point": below,
-        "reconciliation_skew": skew,
-        "reconciliation_skew_units": skew_units,
+        **_now_state(site_id, now),
         "feeds": feeds_freshness(now=now),
     }
 
@@ -387,7 +471,7 @@ def kpi_trends_compute(
     span = TREND_SPANS[window]
     last = int(now.timestamp()) // span * span
     first = int((now - dt.timedelta(seconds=window_s)).timestamp()) // span * span
-    scope = Q() if site_id is None else Q(site_id=site_id)
+    scope = Q(site_id=ALL_SITES if site_id is None else site_id)
     series = {
         row["start"]: row
         for row in KpiBucket.objects.filter(
@@ -436,7 +520,9 @@ def kpi_trends_compute(
         value_after_bucket = value_before_bucket
     for values in points.values():
         values.reverse()
-    state = window_state(site_id=site_id, start=now - dt.timedelta(seconds=window_s), end=now)
+    state = window_state(
+        site_id=site_id, start=now - dt.timedelta(seconds=window_s), end=now, per_site=True
+    )
     codes = dict(Site.objects.filter(id__in=list(state.sums)).values_list("id", "code"))
     mismatch_by_site = [
         {

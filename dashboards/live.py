@@ -137,11 +137,15 @@ class DashboardHub:
             else:
                 state.dirty.discard(ALERTS)
                 await self._alerts_send(scope, state)
+        if not state.watchers and self.scopes.get(scope) is state:
+            del self.scopes[scope]  # the last watcher left while we were computing
 
     async def _full_view_send(self, scope: Scope, state: ScopeState) -> None:
         state.computing = True
         try:
             payload = await database_sync_to_async(self._view_build)(scope)
+            payload["computations"] = self.computations + 1
+            frame = json.dumps(payload)
         except Exception as error:
             # Keep serving the other scopes; the clients show "stale" until a view comes.
             logger.exception("dashboard view %s could not be computed", scope.key)
@@ -151,8 +155,6 @@ class DashboardHub:
         finally:
             state.computing = False
         self.computations += 1
-        payload["computations"] = self.computations
-        frame = json.dumps(payload)
         # Cached before the fan-out: a watcher joining mid-broadcast gets this frame from watch().
         state.latest_frame, state.latest_at = frame, time.monotonic()
         await self._broadcast(state, frame)
@@ -163,6 +165,8 @@ class DashboardHub:
         except Exception:
             logger.exception("alerts panel for %s could not be rendered", scope.key)
             return
+        # The cached full view now shows old alerts: the next watcher gets a fresh computation.
+        state.latest_frame = None
         await self._broadcast(state, json.dumps({"type": "alerts", "html": html}))
 
     async def _broadcast(self, state: ScopeState, frame: str) -> None:
@@ -252,3 +256,8 @@ def hub_get() -> DashboardHub:
     if hub is None:
         hub = _hubs[loop] = DashboardHub()
     return hub
+
+
+def websocket_clients_count() -> int:
+    """Dashboard sockets open in this process (for /metrics)."""
+    return sum(hub.watcher_count() for hub in list(_hubs.values()))

@@ -18,6 +18,7 @@ from dashboards import figures
 from dashboards.kpis import WINDOWS, kpi_trends_compute, kpis_compute
 from inventory_ops.models import Site, StockLevel
 
+VIEW_PERMISSION = "inventory_ops.view_dashboard"  # every role has it (migration 0003)
 DEFAULT_WINDOW = "1h"
 LOWEST_STOCK_ROWS = 15
 # A feed with no applied event for this long gets a "stale" badge.
@@ -44,13 +45,14 @@ KPI_TILES = (
 # Tiles whose value above zero is trouble: shown with a warning style (never colour alone).
 ALARMING_WHEN_POSITIVE = {"stockouts", "negative_stock", "below_reorder_point"}
 
-CHART_IDS = (
-    "chart-orders-per-minute",
-    "chart-turnover-accuracy",
-    "chart-cost-per-shipment",
-    "chart-mismatch-by-site",
-    "chart-worst-stockouts",
-)
+# Element id -> accessible name (the figure's own title is drawn in SVG, not read out).
+CHARTS = {
+    "chart-orders-per-minute": "Orders per minute",
+    "chart-turnover-accuracy": "Inventory turnover and order accuracy over time",
+    "chart-cost-per-shipment": "Cost per shipment over time",
+    "chart-mismatch-by-site": "Stock mismatch rate by site",
+    "chart-worst-stockouts": "Worst stockouts: lowest available SKU-sites",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import plotly
+from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, render
@@ -18,15 +19,18 @@ from inventory_ops.models import Movement, Site, Sku, StockLevel
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 LINEAGE_PAGE_SIZE = 50
 ROTATE_SECONDS_MIN = 10
+dashboard_permission_required = permission_required(panels.VIEW_PERMISSION, raise_exception=True)
 
 
 @require_GET
+@dashboard_permission_required
 def home(request):
     """All sites at a glance, live."""
     return _dashboard_render(request, site=None)
 
 
 @require_GET
+@dashboard_permission_required
 def site_dashboard(request, code: str):
     """One site, live."""
     site = get_object_or_404(Site, code=code)
@@ -45,7 +49,7 @@ def _dashboard_render(request, *, site: str | None):
         **panels.scope_context_build(scope),
         "sites": Site.objects.only("code").order_by("code"),
         "windows": list(WINDOWS),
-        "chart_ids": panels.CHART_IDS,
+        "charts_shown": panels.CHARTS.items(),
         "kiosk": kiosk,
         "notice": notice,
         # Three missed periodic refreshes and the page calls itself stale.
@@ -54,7 +58,7 @@ def _dashboard_render(request, *, site: str | None):
     if kiosk:
         context.update(_kiosk_rotation(request, window=window))
     template = "dashboards/dashboard.html"
-    if request.htmx:
+    if request.htmx and not request.htmx.history_restore_request:
         template += "#dashboard"  # the window selector swaps only the dashboard region
     return render(request, template, context)
 
@@ -77,6 +81,7 @@ def _kiosk_rotation(request, *, window: str) -> dict:
 
 
 @require_GET
+@dashboard_permission_required
 def sku_lineage(request, code: str):
     """The movements behind a stock level, newest first, with what caused each."""
     sku = get_object_or_404(Sku, code=code)
@@ -101,6 +106,7 @@ def sku_lineage(request, code: str):
 
 
 @require_GET
+@dashboard_permission_required
 def plotly_js(request):
     """plotly.js from the installed plotly package: the dashboards work with no internet."""
     response = FileResponse(PLOTLY_JS.open("rb"), content_type="text/javascript")

@@ -4,7 +4,6 @@ import logging
 import time
 import uuid
 
-import django_rq
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
@@ -29,7 +28,7 @@ from ingest.schemas import (
     event_json_schema,
 )
 from ingest.selectors import batch_report, source_totals
-from ingest.services import INGEST_QUEUE, batch_receive
+from ingest.services import batch_receive, ingest_queue
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ def _rate_limited(source) -> int | None:
     window = int(now // 60)
     key = f"ingest:rate:{source.pk}:{window}"
     try:
-        pipe = django_rq.get_connection(INGEST_QUEUE).pipeline()
+        pipe = ingest_queue().connection.pipeline()
         pipe.incr(key)
         pipe.expire(key, 120)
         count, _ = pipe.execute()

@@ -12,6 +12,7 @@ How a batch becomes ledger movements (`batch_process`), in one transaction per b
    stock-level locks are then held only until the commit).
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -161,12 +162,24 @@ def batch_receive(
     return batch
 
 
+@functools.cache
+def _queue_for(url: str):
+    # django_rq builds a new client (and TCP connection) per call; keep one per process. Keyed
+    # by URL so that a changed RQ_QUEUES setting gets its own.
+    return django_rq.get_queue(INGEST_QUEUE)
+
+
+def ingest_queue():
+    """The RQ queue of ingest jobs (its `.connection` is the Redis client to reuse)."""
+    return _queue_for(settings.RQ_QUEUES[INGEST_QUEUE]["URL"])
+
+
 def batch_enqueue(*, batch_id: UUID | str) -> bool:
     """Put the batch's job on the ingest queue; False (logged) if Redis is unreachable."""
     from ingest.jobs import batch_process_job
 
     try:
-        django_rq.get_queue(INGEST_QUEUE).enqueue(
+        ingest_queue().enqueue(
             batch_process_job,
             str(batch_id),
             job_id=batch_job_id(batch_id),
@@ -323,23 +336,26 @@ def _events_apply(items: list[_Item]) -> ProcessingSummary:
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(0000|d[89a-f])", re.IGNORECASE)
 
 
-def _text_problem(raw: object) -> str | None:
-    """Name a string PostgreSQL cannot store (NUL, lone surrogate) anywhere in the event."""
-    stack = [raw]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, str):
-            if "\x00" in value:
-                return "contains a NUL character"
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return "contains an invalid unicode escape (a lone surrogate)"
-        elif isinstance(value, dict):
-            stack.extend(value.keys())
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
+def _text_problem(value: object, path: str = "") -> str | None:
+    """Name the first string PostgreSQL cannot store (NUL, lone surrogate) and where it is."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{path or 'text'}: contains a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{path or 'text'}: contains an invalid unicode escape (a lone surrogate)"
+        return None
+    if isinstance(value, dict):
+        children = value.items()
+    elif isinstance(value, list):
+        children = enumerate(value)
+    else:
+        return None
+    for key, child in children:
+        problem = _text_problem(key, path) or _text_problem(child, f"{path}.{key}".lstrip("."))
+        if problem:
+            return problem
     return None
 
 
@@ -350,10 +366,6 @@ def _events_validate(items: list[_Item]) -> None:
         if not isinstance(item.raw, dict):
             item.reject(RejectionCode.MALFORMED, "an event must be a JSON object")
             continue
-        problem = _text_problem(item.raw) if item.text_check else None
-        if problem:
-            item.reject(RejectionCode.MALFORMED, f"a text field {problem}")
-            continue
         if item.from_csv and item.raw.get("type") in ORDER_EVENT_TYPES:
             item.reject(
                 RejectionCode.MALFORMED,
@@ -361,9 +373,16 @@ def _events_validate(items: list[_Item]) -> None:
             )
             continue
         try:
-            item.event = event_validate(item.raw)
+            event = event_validate(item.raw)
         except ValidationError as error:
             item.reject(RejectionCode.MALFORMED, validation_reason(error))
+            continue
+        # Only the validated fields are stored (extra ones are ignored), so only they matter.
+        problem = _text_problem(event.model_dump()) if item.text_check else None
+        if problem:
+            item.reject(RejectionCode.MALFORMED, problem)
+            continue
+        item.event = event
 
 
 def _codes_lookup(model, codes: set[str]) -> dict[str, int]:
@@ -494,6 +513,24 @@ def _keys_release(items: list[_Item]) -> None:
         item.keyed = False
 
 
+@dataclass(slots=True, eq=False)
+class _OrderRecord:
+    """An order as the plan sees it (a model instance per order costs too much per batch).
+
+    Field names match ORDER_COLUMNS; `pk` is None for an order this call creates.
+    """
+
+    pk: int | None
+    order_id: str
+    site_id: int
+    source_id: int
+    channel: str
+    created_occurred_at: datetime
+    lines: list
+    state: str
+    delivered: bool
+
+
 class _OrderPlan:
     """Turn the accepted events into movement requests and KPI facts, in arrival order."""
 
@@ -506,10 +543,10 @@ class _OrderPlan:
         self.order_lines: list[OrderLineFact] = []
         self.snapshots: list[SnapshotFact] = []
         self.site_codes: set[str] = set()
-        self.orders: dict[str, Order] = {}
+        self.orders: dict[str, _OrderRecord] = {}
         self.site_code_by_id: dict[int, str] = {pk: code for code, pk in site_ids.items()}
-        self.new_orders: list[Order] = []
-        self.changed_orders: dict[str, Order] = {}
+        self.new_orders: list[_OrderRecord] = []
+        self.changed_orders: dict[str, _OrderRecord] = {}
         self.released: list[_Item] = []  # held events taken in because their order appears
 
     def run(self) -> None:
@@ -547,13 +584,14 @@ class _OrderPlan:
             chunk = order_ids[start : start + CODE_LOOKUP_CHUNK]
             locked = (
                 Order.objects.select_for_update(of=("self",))
-                .select_related("site")
                 .filter(order_id__in=chunk)
                 .order_by("pk")
+                .values_list("pk", *ORDER_COLUMNS, "site__code")
             )
-            for order in locked:
+            for pk, *columns, site_code in locked:
+                order = _OrderRecord(pk, *columns)
                 self.orders[order.order_id] = order
-                self.site_code_by_id[order.site_id] = order.site.code
+                self.site_code_by_id[order.site_id] = site_code
 
     def _held_for_new_orders(self, live: list[_Item]) -> list[_Item]:
         """Load the held events of the orders this call creates, to apply right after them."""
@@ -600,11 +638,11 @@ class _OrderPlan:
         if not item.outcome:
             item.outcome = APPLIED
 
-    def _order(self, event) -> tuple[Order, str]:
+    def _order(self, event) -> tuple[_OrderRecord, str]:
         order = self.orders[event.order_id]
         return order, self.site_code_by_id[order.site_id]
 
-    def _order_changed(self, order: Order) -> None:
+    def _order_changed(self, order: _OrderRecord) -> None:
         if order.pk is not None:
             self.changed_orders[order.order_id] = order
 
@@ -614,7 +652,8 @@ class _OrderPlan:
                 RejectionCode.ORDER_STATE, f"order_id: order {event.order_id!r} already exists"
             )
             return
-        order = Order(
+        order = _OrderRecord(
+            pk=None,
             order_id=event.order_id,
             site_id=self.site_ids[event.site],
             source_id=item.source_id,
@@ -622,6 +661,7 @@ class _OrderPlan:
             created_occurred_at=event.occurred_at,
             lines=[[line.sku, line.qty] for line in event.lines],
             state=OrderState.OPEN,
+            delivered=False,
         )
         self.orders[event.order_id] = order
         self.new_orders.append(order)
@@ -781,28 +821,22 @@ ORDER_COLUMNS = (
 )
 
 
-def _orders_insert(orders: list[Order]) -> None:
+def _orders_insert(orders: list[_OrderRecord]) -> None:
     """Insert new orders: COPY on PostgreSQL (hundreds per batch), the ORM elsewhere."""
+    rows = [tuple(getattr(order, column) for column in ORDER_COLUMNS) for order in orders]
     if connection.vendor != "postgresql":
-        Order.objects.bulk_create(orders, batch_size=1000)
+        Order.objects.bulk_create(
+            [Order(**dict(zip(ORDER_COLUMNS, row, strict=True))) for row in rows],
+            batch_size=1000,
+        )
         return
+    lines_at = ORDER_COLUMNS.index("lines")
     with connection.cursor() as cursor:
         # Only the table and column names are interpolated; the rows are streamed as data.
         copy_sql = f"COPY {Order._meta.db_table} ({', '.join(ORDER_COLUMNS)}) FROM STDIN"
         with cursor.cursor.copy(copy_sql) as copy:
-            for order in orders:
-                copy.write_row(
-                    (
-                        order.order_id,
-                        order.site_id,
-                        order.source_id,
-                        order.channel,
-                        order.created_occurred_at,
-                        json.dumps(order.lines),
-                        order.state,
-                        order.delivered,
-                    )
-                )
+            for row in rows:
+                copy.write_row((*row[:lines_at], json.dumps(row[lines_at]), *row[lines_at + 1 :]))
 
 
 def _payload_text(raw: object) -> str:
@@ -1000,7 +1034,7 @@ def batches_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
         )
     if not candidates:
         return 0
-    redis = django_rq.get_connection(INGEST_QUEUE)
+    redis = ingest_queue().connection
     jobs = Job.fetch_many([batch_job_id(pk) for pk in candidates], connection=redis)
     waiting = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
     enqueued = 0

@@ -42,7 +42,7 @@ def percent_format(value) -> str:
 
 @register.filter
 def kpi_format(value, value_format: str) -> str:
-    """Format a KPI value: integer, decimal, percent, money, duration or skew."""
+    """Format a KPI value: integer, decimal, percent, money, amount, duration or skew."""
     if value_format == "skew" and isinstance(value, dict):
         # The KPI engine may give the skew as {"share": .., "units": ..}: show the share.
         value = value.get("share")
@@ -57,6 +57,8 @@ def kpi_format(value, value_format: str) -> str:
         return f"{int(number):,}"
     if value_format == "money":
         return f"{float(number):,.2f} {settings.INVENTORY_CURRENCY}"
+    if value_format == "amount":  # money without its currency (the template sets it smaller)
+        return f"{float(number):,.2f}"
     return f"{float(number):,.2f}"
 
 

@@ -123,6 +123,21 @@
     if (event.target && event.target.id === "dashboard") reconnectForNewScope();
   });
 
+  document.body.addEventListener("htmx:historyRestore", function () {
+    // Back/forward after a window change: htmx restored an old copy of the page, live state
+    // and all. Load it afresh instead (this script's references point at the replaced nodes).
+    location.reload();
+  });
+
+  if (document.body.classList.contains("kiosk")) {
+    // Browsers allow full screen only after a gesture: a double click (or a TV remote's OK).
+    document.addEventListener("dblclick", function () {
+      if (!document.fullscreenElement && document.documentElement.requestFullscreen) {
+        document.documentElement.requestFullscreen();
+      }
+    });
+  }
+
   if (root.dataset.rotateUrls) {
     const urls = root.dataset.rotateUrls.split(" ");
     const here = location.pathname + location.search;

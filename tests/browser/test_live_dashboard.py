@@ -15,7 +15,8 @@ from django.utils import timezone
 from dashboards.broadcasts import scopes_changed_announce
 from inventory_ops.services import movements_record
 from tests.browser.conftest import in_thread, live_state_wait, log_in, no_reload
-from tests.builders import receive, site_make, sku_make, user_make
+from tests.builders import receive, site_make, sku_make
+from tests.dashboards.viewers import dashboard_viewer_make
 from tests.processes import daphne_server, rq_worker, subprocess_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -25,7 +26,7 @@ PASSWORD = "pw-for-tests"
 
 @pytest.fixture
 def manager():
-    return in_thread(user_make, "boss")
+    return in_thread(dashboard_viewer_make, "boss")
 
 
 @pytest.fixture
@@ -182,8 +183,33 @@ def test_the_window_selector_changes_the_window_without_a_reload(page, manager, 
             in_thread(stock_receive_and_announce, *stocked_site, 1)
             cell_text_wait(page, '[data-stock-on-hand="ams/TEA"]', "6", timeout_ms=2000)
 
+        # and Back returns to the previous window, live again
+        page.go_back()
+        page.wait_for_url(re.compile(r"/sites/ams/$"))
+        live_state_wait(page, "live")
+        ws_path_after_back = page.get_attribute("#dashboard", "data-ws-path")
+
     assert ws_path == "/ws/dashboard/?site=ams&window=7d"
     assert current == "true"
+    assert ws_path_after_back == "/ws/dashboard/?site=ams&window=1h"
+
+
+@pytest.mark.parametrize(("width", "height"), [(1366, 768), (1920, 1080)])
+def test_the_layout_fits_a_laptop_and_a_1080p_screen(page, manager, stocked_site, width, height):
+    with daphne_server() as daphne:
+        page.set_viewport_size({"width": width, "height": height})
+        dashboard_open(page, daphne.base_url, "/")
+        page.wait_for_selector("#chart-worst-stockouts .main-svg")
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        tiles_visible = page.evaluate(
+            "[...document.querySelectorAll('[data-kpi]')]"
+            ".every(e => e.scrollWidth <= e.clientWidth)"
+        )
+
+    assert overflow == 0  # no sideways scrolling
+    assert tiles_visible  # no tile value cut off
 
 
 def test_kiosk_mode_is_readable_from_afar_and_needs_nothing_from_the_internet(page, manager):

@@ -113,7 +113,7 @@ def test_kpis_cost_a_bounded_number_of_queries_whatever_the_history(
 
     for window in ("1h", "24h", "7d", "30d"):
         for scope in ("", "&site=q1"):
-            with django_assert_max_num_queries(14):
+            with django_assert_max_num_queries(10):
                 response = client.get(f"/api/kpis?window={window}{scope}", **_bearer(token))
             assert response.status_code == 200
             if window == "30d" and not scope:

@@ -159,6 +159,38 @@ def test_alert_changes_send_only_the_alerts_panel_without_computing_kpis():
     assert watcher.frames[-1] == {"type": "alerts", "html": "<p>ams|1h</p>"}
 
 
+def test_a_watcher_joining_after_an_alerts_change_gets_a_fresh_view_not_the_cached_one():
+    views = CountingViews()
+    late = RecordingWatcher()
+
+    async def scenario(hub):
+        await hub.watch(Scope("ams", "1h"), RecordingWatcher())
+        await asyncio.sleep(0.3)
+        hub.announcement_handle(KIND_ALERTS, ["ams"])
+        await asyncio.sleep(0.1)
+        await hub.watch(Scope("ams", "1h"), late)
+        await asyncio.sleep(0.1)
+
+    hub_run(scenario, view_build=views, alerts_build=lambda scope: "<p>new alert</p>")
+
+    assert len(views.calls) == 2
+    assert [frame["type"] for frame in late.frames] == ["view"]
+
+
+def test_a_scope_nobody_watches_any_more_is_forgotten():
+    async def scenario(hub):
+        watcher = RecordingWatcher()
+        await hub.watch(Scope("ams", "1h"), watcher)
+        await asyncio.sleep(0)  # the computation has started
+        hub.unwatch(Scope("ams", "1h"), watcher)
+        await asyncio.sleep(0.1)
+        return dict(hub.scopes), hub.watcher_count()
+
+    scopes, watchers = hub_run(scenario, view_build=CountingViews())
+
+    assert (scopes, watchers) == ({}, 0)
+
+
 def test_a_failing_computation_tells_the_watchers_and_keeps_serving():
     watcher = RecordingWatcher()
 
@@ -191,3 +223,12 @@ def test_an_announcement_through_redis_reaches_the_hub():
     # then the scope was recomputed and sent
     assert len(views.calls) == 2
     assert len(watcher.frames) == 2
+
+
+def test_an_announcement_without_redis_is_logged_not_raised(settings, caplog):
+    # The writer's transaction is already committed: failing it now would help no one.
+    settings.REDIS_URL = "redis://127.0.0.1:1/3"  # nothing listens on port 1
+
+    scopes_changed_announce(site_codes=["ams"])
+
+    assert "could not announce scopes change for sites ['ams']" in caplog.text

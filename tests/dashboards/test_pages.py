@@ -20,12 +20,14 @@ NON_TILE_KEYS = {"as_of", "site", "window", "feeds"}
 @pytest.fixture
 def client():
     client = Client(HTTP_HOST="127.0.0.1")
-    client.force_login(user_make("viewer"))
+    client.force_login(user_make("viewer", role="managers"))
     return client
 
 
 def kpi_values(html: str) -> dict[str, str]:
-    return dict(re.findall(r'data-kpi="([a-z0-9_]+)">([^<]*)<', html))
+    """The text of each data-kpi element, as a browser's textContent gives it."""
+    elements = re.findall(r'data-kpi="([a-z0-9_]+)">(.*?)</p>', html, flags=re.S)
+    return {key: re.sub(r"<[^>]+>", "", inner) for key, inner in elements}
 
 
 def test_pages_need_a_login():
@@ -35,6 +37,23 @@ def test_pages_need_a_login():
         response = anonymous.get(url)
         assert response.status_code == 302
         assert response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.parametrize("role", ["managers", "stock-staff", "on-call"])
+def test_every_role_may_see_the_dashboards(role):
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user_make(role=role))
+
+    assert client.get("/").status_code == 200
+
+
+def test_a_user_without_a_role_is_forbidden():
+    site_make("ams"), sku_make("TEA")
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user_make())
+
+    for url in ("/", "/sites/ams/", "/skus/TEA/?site=ams", "/assets/plotly.min.js"):
+        assert client.get(url).status_code == 403
 
 
 def test_home_has_a_tile_for_every_kpi_key_showing_a_dash_for_none(client):
@@ -47,7 +66,10 @@ def test_home_has_a_tile_for_every_kpi_key_showing_a_dash_for_none(client):
     # The KPI engine answers null for "none" (no deliveries yet): the tile shows a dash.
     assert values["order_accuracy"] == "—"
     assert values["deliveries"] == "0"
+    assert values["mismatch_value"] == "0.00 USD"
     assert 'data-live-state="connecting"' in html
+    charts = re.findall(r'class="chart" id="([\w-]+)" role="img" aria-label="[^"]+"', html)
+    assert charts == list(panels.CHARTS)
     assert 'data-ws-path="/ws/dashboard/?window=1h"' in html
 
 
@@ -133,6 +155,15 @@ def test_window_selector_swaps_only_the_dashboard_region(client):
     assert "<html" not in html
     assert 'data-ws-path="/ws/dashboard/?window=24h"' in html
     assert re.search(r'data-window-choice="24h" aria-current="true"', html)
+
+
+def test_a_history_restore_gets_the_whole_page(client):
+    # htmx asks for the page with HX-Request when going back to a URL not in its cache
+    response = client.get(
+        "/?window=24h", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    )
+
+    assert 'id="live-root"' in response.content.decode()
 
 
 def test_an_unknown_window_says_so_and_shows_the_default(client):
@@ -248,3 +279,50 @@ def test_lineage_of_an_unknown_sku_or_site_is_not_found(client):
     sku_make("TEA")
     assert client.get("/skus/NOPE/").status_code == 404
     assert client.get("/skus/TEA/?site=nowhere").status_code == 404
+
+
+def contrast_ratio(foreground: str, background: str) -> float:
+    """WCAG 2 contrast ratio of two #rrggbb colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    lighter, darker = sorted([luminance(foreground), luminance(background)], reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def test_text_colours_pass_wcag_aa_on_every_background():
+    from django.conf import settings
+
+    from dashboards import figures
+
+    css = (settings.BASE_DIR / "static" / "css" / "app.css").read_text()
+    colours = dict(re.findall(r"--(\w+): (#[0-9a-f]{6})", css))
+    for text in ("text", "muted", "accent", "ok", "warn", "bad"):
+        for background in ("bg", "panel"):
+            assert contrast_ratio(colours[text], colours[background]) >= 4.5, (text, background)
+    assert contrast_ratio(figures.TEXT_COLOUR, figures.PANEL_BACKGROUND) >= 4.5
+    for series in figures.SERIES_COLOURS:  # lines and bars: 3:1 for graphical objects
+        assert contrast_ratio(series, figures.PANEL_BACKGROUND) >= 3
+
+
+def test_computing_a_view_costs_the_same_queries_however_many_stock_levels():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ams = site_make("ams")
+
+    def queries_for_scopes() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            panels.scope_view_build(panels.Scope(site="ams", window="1h"))
+            panels.scope_view_build(panels.Scope(site=None, window="1h"))
+        return len(captured)
+
+    movements_record(requests=[receive(ams, sku_make(), 1) for _ in range(3)])
+    with_three = queries_for_scopes()
+    movements_record(requests=[receive(ams, sku_make(), 1) for _ in range(30)])
+    with_thirty_three = queries_for_scopes()
+
+    assert with_thirty_three == with_three

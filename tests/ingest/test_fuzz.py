@@ -94,10 +94,23 @@ def feed(client):
     return token
 
 
+def unstorable(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value or value != value.encode("utf-8", "ignore").decode("utf-8")
+    if isinstance(value, dict):
+        return any(unstorable(key) or unstorable(child) for key, child in value.items())
+    if isinstance(value, list):
+        return any(unstorable(child) for child in value)
+    return False
+
+
 def is_valid(raw: dict) -> bool:
     try:
         event = event_validate(raw)
     except ValidationError:
+        return False
+    # PostgreSQL cannot store NUL or lone surrogates: documented as a rejection.
+    if unstorable(event.model_dump()):
         return False
     return event.site == "north" and getattr(event, "sku", None) in {"A", "B"}
 

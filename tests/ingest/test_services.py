@@ -175,3 +175,18 @@ def test_every_event_type_moves_stock_as_specified(catalog):
     assert level("north", "A") == (10 - 4 - 1 - 2 + 1, 0)
     assert level("south", "A") == (4, 0)
     assert level("north", "B") == (7, 0)
+
+
+def test_unstorable_text_rejects_only_when_in_a_field_we_keep(catalog):
+    # given text PostgreSQL cannot store, in a kept field and in an ignored extra field
+    source, _ = source_make()
+    kept = received("A", 1, event_id="nul-kept", reference="PO\u00001")
+    ignored = received("A", 2, event_id="nul-ignored", note="x\u0000y")
+    surrogate = received("A", 4, event_id="surrogate", reference="\ud800")
+    batch = batch_apply(source, [kept, ignored, surrogate])
+    # then the kept ones are rejected naming the field, and the other applied
+    assert (batch.applied, batch.rejected) == (1, 2)
+    reasons = dict(DeadLetter.objects.values_list("event_id", "reason"))
+    assert reasons["nul-kept"] == "reference: contains a NUL character"
+    assert reasons["surrogate"].startswith("reference: ")  # pydantic refuses lone surrogates
+    assert level() == (2, 0)

@@ -1,0 +1,70 @@
+"""Take the README screenshots of the live dashboard: docs/dashboard.png (laptop) and
+docs/dashboard-kiosk.png (1080p TV, kiosk mode).
+
+Uses the database in DATABASE_URL (loads the demo data into it if missing), starts Daphne on a
+free port, logs in as the demo manager with the system Chromium, and waits for the page to be
+live before each shot. Run again once the KPI engine has real numbers to show:
+
+    DATABASE_URL=... REDIS_URL=... .venv/bin/python scripts/screenshots.py
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inventory_ops.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from tests.processes import daphne_server, manage_py  # noqa: E402
+
+DOCS = BASE_DIR / "docs"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHOTS = [
+    # (file, path, viewport, whole page): a laptop scrolls, a TV shows one screen
+    ("dashboard.png", "/", {"width": 1366, "height": 768}, True),
+    ("dashboard-kiosk.png", "/sites/ams-dc/?kiosk=1", {"width": 1920, "height": 1080}, False),
+]
+
+
+def main() -> None:
+    subprocess.run(manage_py("load_demo"), check=True, cwd=BASE_DIR, stdout=subprocess.DEVNULL)
+    DOCS.mkdir(exist_ok=True)
+    with daphne_server() as daphne, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        page = browser.new_page()
+        page.goto(f"{daphne.base_url}/accounts/login/")
+        page.fill("#id_username", "manager")
+        page.fill("#id_password", "manager-demo")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{daphne.base_url}/")
+        for file_name, path, viewport, full_page in SHOTS:
+            page.set_viewport_size(viewport)
+            page.goto(f"{daphne.base_url}{path}")
+            page.wait_for_function(
+                "document.querySelector('[data-live-state]').dataset.liveState === 'live'"
+            )
+            page.wait_for_selector("#chart-orders-per-minute .main-svg")
+            page.screenshot(path=DOCS / file_name, full_page=full_page)
+            print(f"saved docs/{file_name}")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
