@@ -247,3 +247,15 @@ def test_a_sku_name_with_script_is_inert_on_the_correction_pages(client):
         assert page.status_code == 200
         assert "<script>alert('sku')" not in page.text
         assert "&lt;script&gt;alert(" in page.text
+
+
+def test_a_sku_name_with_script_is_inert_on_the_bulk_correction_page(client):
+    stocked(10, name="<script>alert('bulk')</script>")
+    logged_in(client, STOCK_STAFF)
+    level = StockLevel.objects.get()
+
+    page = client.get(reverse("admin:corrections_correction_bulk") + f"?levels={level.pk}")
+
+    assert page.status_code == 200
+    assert "<script>alert('bulk')" not in page.text
+    assert "&lt;script&gt;alert(" in page.text
