@@ -183,30 +183,28 @@ class CorrectionAdmin(ReadOnlyAdmin):
         else:
             formset = BulkCorrectionFormSet(initial=[{"level_id": pk} for pk in sorted(levels)])
             common = BulkCorrectionCommonForm()
-        rows = [
-            (
-                row_form,
-                levels.get(row_form["level_id"].value() and int(row_form["level_id"].value())),
-            )
-            for row_form in formset
-        ]
+        previews: dict[int, object] = {}
         if request.method == "POST" and formset.is_valid() and common.is_valid():
-            drafts = [
-                CorrectionDraft(
-                    site=levels[line["level_id"]].site.code,
-                    sku=levels[line["level_id"]].sku.code,
-                    reason=common.cleaned_data["reason"],
-                    note=common.cleaned_data["note"],
-                    counted_qty=line["counted_qty"],
-                    delta=line["delta"],
-                )
+            lines = [
+                line
                 for line in formset.cleaned_data
                 if line.get("level_id") in levels
                 and (line.get("counted_qty") is not None or line.get("delta") is not None)
             ]
-            if not drafts:
+            if not lines:
                 common.add_error(None, "Enter a counted quantity or a delta on at least one line.")
-            else:
+            elif "_apply" in request.POST:
+                drafts = [
+                    CorrectionDraft(
+                        site=levels[line["level_id"]].site.code,
+                        sku=levels[line["level_id"]].sku.code,
+                        reason=common.cleaned_data["reason"],
+                        note=common.cleaned_data["note"],
+                        counted_qty=line["counted_qty"],
+                        delta=line["delta"],
+                    )
+                    for line in lines
+                ]
                 try:
                     corrections = corrections_request(drafts=drafts, requested_by=request.user)
                 except CorrectionNotAllowed:
@@ -216,12 +214,28 @@ class CorrectionAdmin(ReadOnlyAdmin):
                 else:
                     self._report(request, corrections)
                     return redirect("admin:corrections_correction_changelist")
+            else:
+                previews = {
+                    line["level_id"]: correction_preview(
+                        site=levels[line["level_id"]].site,
+                        sku=levels[line["level_id"]].sku,
+                        counted_qty=line["counted_qty"],
+                        delta=line["delta"],
+                    )
+                    for line in lines
+                }
+        rows = []
+        for row_form in formset:
+            level_id = row_form["level_id"].value()
+            level_id = int(level_id) if str(level_id).isdigit() else None
+            rows.append((row_form, levels.get(level_id), previews.get(level_id)))
         context = self._context(
             request,
             title="Correct selected stock levels",
             formset=formset,
             common=common,
             rows=rows,
+            previewed=bool(previews),
             level_ids=",".join(str(pk) for pk in sorted(levels)),
         )
         return TemplateResponse(request, "admin/corrections/correction_bulk.html", context)

@@ -193,20 +193,24 @@ def test_bulk_correction_from_the_stock_level_list(client):
     form_page = client.get(action.url)
     assert form_page.status_code == 200
     ids = ",".join(str(level.pk) for level in levels)
-    client.post(
-        reverse("admin:corrections_correction_bulk"),
-        {
-            "levels": ids,
-            "form-TOTAL_FORMS": "2",
-            "form-INITIAL_FORMS": "2",
-            "form-0-level_id": levels[0].pk,
-            "form-0-counted_qty": "8",
-            "form-1-level_id": levels[1].pk,
-            "form-1-delta": "",
-            "reason": "recount",
-            "note": "cycle count aisle 4",
-        },
-    )
+    form = {
+        "levels": ids,
+        "form-TOTAL_FORMS": "2",
+        "form-INITIAL_FORMS": "2",
+        "form-0-level_id": levels[0].pk,
+        "form-0-counted_qty": "8",
+        "form-1-level_id": levels[1].pk,
+        "form-1-delta": "",
+        "reason": "recount",
+        "note": "cycle count aisle 4",
+    }
+
+    preview = client.post(reverse("admin:corrections_correction_bulk"), {**form, "_preview": "1"})
+
+    assert f'data-preview-after="{levels[0].pk}">8<' in preview.text
+    assert on_hand(site, first) == 10  # a preview changes nothing
+
+    client.post(reverse("admin:corrections_correction_bulk"), {**form, "_apply": "1"})
 
     assert on_hand(site, first) == 8
     assert on_hand(site, second) == 20  # a blank line is skipped
@@ -243,3 +247,15 @@ def test_a_sku_name_with_script_is_inert_on_the_correction_pages(client):
         assert page.status_code == 200
         assert "<script>alert('sku')" not in page.text
         assert "&lt;script&gt;alert(" in page.text
+
+
+def test_a_sku_name_with_script_is_inert_on_the_bulk_correction_page(client):
+    stocked(10, name="<script>alert('bulk')</script>")
+    logged_in(client, STOCK_STAFF)
+    level = StockLevel.objects.get()
+
+    page = client.get(reverse("admin:corrections_correction_bulk") + f"?levels={level.pk}")
+
+    assert page.status_code == 200
+    assert "<script>alert('bulk')" not in page.text
+    assert "&lt;script&gt;alert(" in page.text

@@ -7,8 +7,10 @@ from django.utils import timezone
 from dashboards.oncall.models import AlertKind, Runbook, RunbookVersion
 from dashboards.oncall.runbooks import markdown_render_safe
 from dashboards.oncall.services import runbook_save, runbooks_load
+from inventory_ops.models import MovementKind
 from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
-from tests.builders import user_make
+from inventory_ops.services import MovementRequest, movements_record
+from tests.builders import site_make, sku_make, user_make
 
 pytestmark = pytest.mark.django_db
 
@@ -175,3 +177,28 @@ def test_a_runbook_page_runs_its_diagnostics(client):
     assert 'data-diagnostic="negative_stock"' in page.text
     assert 'data-check="database"' in page.text
     assert "reachable" in page.text
+
+
+def test_a_sku_name_with_script_is_inert_in_a_runbooks_diagnostics(client):
+    site, sku = site_make(), sku_make(name="<script>alert('count')</script>")
+    movements_record(
+        requests=[
+            MovementRequest(
+                site=site.code,
+                sku=sku.code,
+                kind=MovementKind.COUNTED,
+                counted_qty=3,
+                occurred_at=timezone.now(),
+            )
+        ]
+    )
+    runbook = runbook_make()
+    runbook.diagnostics = ["count_mismatches", "negative_stock"]
+    runbook_save(runbook=runbook, edited_by=None)
+    logged_in(client, ON_CALL)
+
+    page = client.get(f"/oncall/runbooks/{runbook.slug}/")
+
+    assert 'data-diagnostic="count_mismatches"' in page.text
+    assert "<script>alert('count')" not in page.text
+    assert "&lt;script&gt;alert(" in page.text
