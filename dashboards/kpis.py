@@ -50,6 +50,7 @@ from dashboards.rollups import (
     movements_fold,
     sums_new,
 )
+from ingest.selectors import feeds_freshness
 from inventory_ops.exceptions import UnknownSite
 from inventory_ops.models import Movement, Site, Sku
 
@@ -419,8 +420,6 @@ def kpis_compute(
     value_end = sum(state.value_end_e4.values())
     value_start = value_end - total(VALUE)
     rate = turnover(total(COGS), value_start, value_end, window_s)
-    from ingest.selectors import feeds_freshness
-
     return {
         "as_of": now.isoformat(),
         "site": site,

@@ -18,7 +18,9 @@ Unit costs: a movement is valued at the standard cost in effect at its `occurred
 """
 
 import datetime as dt
+import functools
 import itertools
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -132,6 +134,7 @@ def minute_of(moment: dt.datetime) -> int:
     return int(moment.timestamp() // 60) * 60
 
 
+@functools.lru_cache(maxsize=65536)
 def instant(epoch_s: int) -> dt.datetime:
     return EPOCH + dt.timedelta(seconds=epoch_s)
 
@@ -231,6 +234,8 @@ def cost_changes_load(
 class FlatCost:
     """A cost book that values everything at one difference (re-valuing after a change)."""
 
+    changes: dict = {}
+
     def __init__(self, difference: int):
         self.difference = difference
 
@@ -272,7 +277,7 @@ def movements_fold(
                     bucket[MISMATCHES] += 1
                     bucket[MISMATCH_UNITS] += abs(delta)
                 bucket[MISMATCH_VALUE] += abs(delta) * cost
-        if revaluations is not None and delta:
+        if revaluations is not None and delta and sku_id in book.changes:
             for effective_s, difference in book.changes_after(sku_id, moment_s):
                 revaluations.append((site_id, sku_id, effective_s, delta * difference))
 
@@ -313,18 +318,17 @@ def _bucket_rows(sums, *, all_sites: bool = True) -> dict[tuple[int, int, int], 
     for (site_id, minute), values in sums.items():
         if not any(values):
             continue
-        keys = [
-            (site_id if scope is None else scope, span, minute - minute % span if span else 0)
-            for scope in scopes
-            for span in (*SPANS, TOTAL_SPAN)
-        ]
-        for key in keys:
-            row = rows.get(key)
-            if row is None:
-                rows[key] = list(values)
-            else:
-                for index, value in enumerate(values):
-                    row[index] += value
+        for scope in scopes:
+            row_site = site_id if scope is None else scope
+            for key in (
+                (row_site, 60, minute),
+                (row_site, 3600, minute - minute % 3600),
+                (row_site, 86400, minute - minute % 86400),
+                (row_site, TOTAL_SPAN, 0),
+            ):
+                row = rows.get(key)
+                # map(add): the rebuild spends much of its time in this loop.
+                rows[key] = list(values) if row is None else list(map(operator.add, row, values))
     return rows
 
 
