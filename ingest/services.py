@@ -242,8 +242,59 @@ def batch_process(*, batch_id: UUID | str) -> dict:
         status=BatchStatus.PROCESSING, started_at=timezone.now(), attempts=F("attempts") + 1
     ):
         return {"batch_id": str(batch_id), "status": "already done or unknown"}
-    summary = run_atomic_with_retry(partial(_batch_process_in_transaction, batch_id))
+    try:
+        summary = run_atomic_with_retry(partial(_batch_process_in_transaction, batch_id))
+    except Exception as error:
+        attempts = IngestBatch.objects.filter(pk=batch_id).values_list("attempts", flat=True)
+        if not attempts or attempts[0] < settings.INGEST_MAX_ATTEMPTS:
+            raise  # the job fails; the sweeper enqueues the batch again
+        logger.exception(
+            "batch %s failed %d times: its events become dead letters", batch_id, attempts[0]
+        )
+        failed = run_atomic_with_retry(
+            partial(
+                _batch_give_up, batch_id, reason=f"processing failed {attempts[0]} times: {error}"
+            )
+        )
+        return {"batch_id": str(batch_id), "status": "done", "rejected": failed}
     return {"batch_id": str(batch_id), "status": "done", **_summary_counts(summary)}
+
+
+def _batch_give_up(batch_id, *, reason: str) -> int:
+    """Finish a batch whose processing keeps raising: every event becomes a dead letter.
+
+    The failed transactions rolled back, so none of its events was applied, held or keyed;
+    replaying the dead letters (once the cause is fixed) sorts them into applied, duplicates
+    and rejected through the usual path.
+    """
+    batch = IngestBatch.objects.select_for_update().filter(pk=batch_id).first()
+    if batch is None or batch.status == BatchStatus.DONE:
+        return 0
+    raw_events = events_parse(body_format=batch.body_format, text=batch.raw_body)
+    DeadLetter.objects.bulk_create(
+        [
+            DeadLetter(
+                source_id=batch.source_id,
+                batch_id=batch.pk,
+                index=index,
+                event_id=_raw_event_id(raw),
+                payload=_payload_text(raw),
+                reason_code=RejectionCode.PROCESSING_FAILED,
+                reason=reason[:2000],
+            )
+            for index, raw in enumerate(raw_events)
+        ],
+        batch_size=1000,
+    )
+    IngestBatch.objects.filter(pk=batch.pk).update(
+        status=BatchStatus.DONE,
+        finished_at=timezone.now(),
+        applied=0,
+        duplicates=0,
+        held=0,
+        rejected=len(raw_events),
+    )
+    return len(raw_events)
 
 
 def _summary_counts(summary: ProcessingSummary | None) -> dict:

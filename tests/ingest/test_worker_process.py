@@ -7,9 +7,12 @@ from contextlib import contextmanager
 
 import django_rq
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import connection
 
 from ingest.models import BatchStatus, DeadLetter, IngestBatch
+from ingest.services import dead_letters_replay
 from inventory_ops.models import Movement, StockLevel
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import (
@@ -250,3 +253,60 @@ def test_database_unreachable_answers_503_in_json_and_keeps_nothing(catalog):
     assert answer.value.code == 503
     assert "retry" in json.loads(answer.value.read())["detail"]
     assert IngestBatch.objects.count() == 0
+
+
+@contextmanager
+def poison_event(event_id: str):
+    """A database trigger that makes storing `event_id`'s idempotency key raise, as a bug or a
+    broken constraint would: every attempt at the batch holding it fails."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_poison() RETURNS trigger AS $$ BEGIN "
+            f"IF NEW.event_id = '{event_id}' THEN RAISE EXCEPTION 'poisoned event %', "
+            "NEW.event_id; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            "CREATE TRIGGER test_poison BEFORE INSERT ON ingest_processedevent "
+            "FOR EACH ROW EXECUTE FUNCTION test_poison()"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER IF EXISTS test_poison ON ingest_processedevent")
+            cursor.execute("DROP FUNCTION IF EXISTS test_poison()")
+
+
+def test_a_batch_that_keeps_failing_ends_done_with_dead_letters_after_the_cap(client, catalog):
+    # given a batch whose processing raises every time, and a worker that gives up after 3
+    _, token = source_make()
+    env = subprocess_env(INGEST_MAX_ATTEMPTS="3")
+    with poison_event("poison-1"), ingest_worker(env=env, log_name="poison-worker"):
+        body = json_body([received("A", 5), received("B", 7, event_id="poison-1")])
+        # when it is pushed
+        response = post(client, token, body)
+        assert response.status_code == 202
+        batch_id = response.json()["batch_id"]
+        # then it is retried up to the cap, then done: every event a dead letter, none applied
+        (batch,) = wait_done([batch_id], timeout=60)
+        assert (batch.attempts, batch.applied, batch.rejected) == (3, 0, 2)
+        letters = DeadLetter.objects.filter(batch_id=batch_id).order_by("index")
+        assert [letter.reason_code for letter in letters] == ["processing_failed"] * 2
+        assert "poisoned event poison-1" in letters[0].reason
+        assert StockLevel.objects.count() == 0
+        report = client.get(
+            f"/api/ingest/batches/{batch_id}", headers={"Authorization": f"Bearer {token}"}
+        ).json()
+        assert report["accepted"] == report["rejected"] + report["applied"] + report["pending"]
+        assert report["pending"] == 0
+        time.sleep(2)  # the sweeper leaves a done batch alone
+        batch.refresh_from_db()
+        assert batch.attempts == 3
+    # and once the cause is gone, replaying the dead letters applies them
+    actor = get_user_model().objects.create_user("oncall")
+    summary = dead_letters_replay(dead_letter_ids=[letter.pk for letter in letters], actor=actor)
+    assert summary.applied == 2
+    assert stock() == {("north", "A"): (5, 0), ("north", "B"): (7, 0)}
+    batch.refresh_from_db()
+    assert (batch.applied, batch.rejected) == (2, 0)
+    assert_ledger_ok()
