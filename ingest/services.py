@@ -32,7 +32,10 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from pydantic import ValidationError
+from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 from rq.job import Job, JobStatus
 
 from dashboards.broadcasts import scopes_changed_announce
@@ -163,15 +166,25 @@ def batch_receive(
 
 
 @functools.cache
-def _queue_for(url: str):
+def _queue_for(url: str, timeout: float):
     # django_rq builds a new client (and TCP connection) per call; keep one per process. Keyed
-    # by URL so that a changed RQ_QUEUES setting gets its own.
-    return django_rq.get_queue(INGEST_QUEUE)
+    # by URL so that a changed RQ_QUEUES setting gets its own. The client is used in the request
+    # path (rate limit, enqueue on commit): a hung Redis must cost seconds, not the request, so
+    # it has socket timeouts and no retries (a batch not enqueued stays queued for the sweeper).
+    client = Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), retries=0),
+    )
+    return django_rq.get_queue(INGEST_QUEUE, connection=client)
 
 
 def ingest_queue():
     """The RQ queue of ingest jobs (its `.connection` is the Redis client to reuse)."""
-    return _queue_for(settings.RQ_QUEUES[INGEST_QUEUE]["URL"])
+    return _queue_for(
+        settings.RQ_QUEUES[INGEST_QUEUE]["URL"], settings.INGEST_REDIS_TIMEOUT_SECONDS
+    )
 
 
 def batch_enqueue(*, batch_id: UUID | str) -> bool:

@@ -1,9 +1,13 @@
 """Batches through the HTTP API, real Redis, real RQ worker processes and PostgreSQL."""
 
+import json
 import signal
+import socket
 import subprocess
+import threading
 import time
-from contextlib import contextmanager
+import urllib.request
+from contextlib import contextmanager, suppress
 
 import django_rq
 import pytest
@@ -24,7 +28,14 @@ from tests.ingest.helpers import (
     received,
     source_make,
 )
-from tests.processes import free_port, manage_py, running, stop_process, subprocess_env
+from tests.processes import (
+    daphne_server,
+    free_port,
+    manage_py,
+    running,
+    stop_process,
+    subprocess_env,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -310,3 +321,51 @@ def test_a_batch_that_keeps_failing_ends_done_with_dead_letters_after_the_cap(cl
     batch.refresh_from_db()
     assert (batch.applied, batch.rejected) == (2, 0)
     assert_ledger_ok()
+
+
+@contextmanager
+def hung_redis():
+    """A TCP server that accepts connections and never answers: a hung Redis. Yields its URL."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(50)
+    accepted = []
+    stop = threading.Event()
+
+    def accept_forever():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def test_a_hung_redis_delays_a_post_by_seconds_and_the_batch_waits_in_the_database(catalog):
+    # given the web process whose Redis accepts connections and never answers
+    _, token = source_make()
+    with hung_redis() as redis_url, daphne_server(env=subprocess_env(REDIS_URL=redis_url)) as web:
+        request = urllib.request.Request(  # noqa: S310 (local URL)
+            f"{web.base_url}{URL}",
+            data=json_body([received("A", 5)]).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        # when a feed pushes a batch
+        started = time.monotonic()
+        with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310
+            status, answer = response.status, json.loads(response.read())
+        elapsed = time.monotonic() - started
+    # then it is accepted within a few seconds (rate limit and enqueue each time out)
+    assert status == 202
+    assert elapsed < 8
+    # and the batch is kept, queued, for the sweeper
+    assert IngestBatch.objects.get(pk=answer["batch_id"]).status == BatchStatus.QUEUED
