@@ -110,6 +110,7 @@ class FeedSimulator:
         }
 
     def _later(self, role: str, at: datetime, event: dict) -> None:
+        """Send `event` once the simulated clock reaches `at` (never before it happened)."""
         heapq.heappush(self.due, _Due(at, next(self.sequence), role, event))
 
     def _order(self, now: datetime) -> dict:
@@ -152,9 +153,11 @@ class FeedSimulator:
             "issues": [] if accurate else [self.random.choice(("wrong item", "missing item"))],
         }
         if self.random.random() < self.mix.courier_reorders:
-            # the courier app's delivery report overtakes its dispatch report
-            self._later(COURIER, dispatch_at, delivered)
-            self._later(COURIER, deliver_at, dispatched)
+            # the courier app's dispatch report is held up and arrives after its delivery
+            # report (an event is never sent before it happened)
+            late_by = timedelta(seconds=self.random.uniform(1, 30))
+            self._later(COURIER, deliver_at, delivered)
+            self._later(COURIER, deliver_at + late_by, dispatched)
         else:
             self._later(COURIER, dispatch_at, dispatched)
             self._later(COURIER, deliver_at, delivered)
