@@ -181,6 +181,7 @@ class RejectionCode(models.TextChoices):
     UNKNOWN_ORDER = "unknown_order", "Unknown order (holding period over)"
     ORDER_STATE = "order_state", "Not possible in the order's state"
     WRONG_CURRENCY = "wrong_currency", "Wrong currency"
+    PROCESSING_FAILED = "processing_failed", "Processing failed (batch gave up after retries)"
 
 
 class DeadLetter(models.Model):

@@ -32,7 +32,10 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from pydantic import ValidationError
+from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 from rq.job import Job, JobStatus
 
 from dashboards.broadcasts import scopes_changed_announce
@@ -163,15 +166,25 @@ def batch_receive(
 
 
 @functools.cache
-def _queue_for(url: str):
+def _queue_for(url: str, timeout: float):
     # django_rq builds a new client (and TCP connection) per call; keep one per process. Keyed
-    # by URL so that a changed RQ_QUEUES setting gets its own.
-    return django_rq.get_queue(INGEST_QUEUE)
+    # by URL so that a changed RQ_QUEUES setting gets its own. The client is used in the request
+    # path (rate limit, enqueue on commit): a hung Redis must cost seconds, not the request, so
+    # it has socket timeouts and no retries (a batch not enqueued stays queued for the sweeper).
+    client = Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), retries=0),
+    )
+    return django_rq.get_queue(INGEST_QUEUE, connection=client)
 
 
 def ingest_queue():
     """The RQ queue of ingest jobs (its `.connection` is the Redis client to reuse)."""
-    return _queue_for(settings.RQ_QUEUES[INGEST_QUEUE]["URL"])
+    return _queue_for(
+        settings.RQ_QUEUES[INGEST_QUEUE]["URL"], settings.INGEST_REDIS_TIMEOUT_SECONDS
+    )
 
 
 def batch_enqueue(*, batch_id: UUID | str) -> bool:
@@ -242,8 +255,59 @@ def batch_process(*, batch_id: UUID | str) -> dict:
         status=BatchStatus.PROCESSING, started_at=timezone.now(), attempts=F("attempts") + 1
     ):
         return {"batch_id": str(batch_id), "status": "already done or unknown"}
-    summary = run_atomic_with_retry(partial(_batch_process_in_transaction, batch_id))
+    try:
+        summary = run_atomic_with_retry(partial(_batch_process_in_transaction, batch_id))
+    except Exception as error:
+        attempts = IngestBatch.objects.filter(pk=batch_id).values_list("attempts", flat=True)
+        if not attempts or attempts[0] < settings.INGEST_MAX_ATTEMPTS:
+            raise  # the job fails; the sweeper enqueues the batch again
+        logger.exception(
+            "batch %s failed %d times: its events become dead letters", batch_id, attempts[0]
+        )
+        failed = run_atomic_with_retry(
+            partial(
+                _batch_give_up, batch_id, reason=f"processing failed {attempts[0]} times: {error}"
+            )
+        )
+        return {"batch_id": str(batch_id), "status": "done", "rejected": failed}
     return {"batch_id": str(batch_id), "status": "done", **_summary_counts(summary)}
+
+
+def _batch_give_up(batch_id, *, reason: str) -> int:
+    """Finish a batch whose processing keeps raising: every event becomes a dead letter.
+
+    The failed transactions rolled back, so none of its events was applied, held or keyed;
+    replaying the dead letters (once the cause is fixed) sorts them into applied, duplicates
+    and rejected through the usual path.
+    """
+    batch = IngestBatch.objects.select_for_update().filter(pk=batch_id).first()
+    if batch is None or batch.status == BatchStatus.DONE:
+        return 0
+    raw_events = events_parse(body_format=batch.body_format, text=batch.raw_body)
+    DeadLetter.objects.bulk_create(
+        [
+            DeadLetter(
+                source_id=batch.source_id,
+                batch_id=batch.pk,
+                index=index,
+                event_id=_raw_event_id(raw),
+                payload=_payload_text(raw),
+                reason_code=RejectionCode.PROCESSING_FAILED,
+                reason=reason[:2000],
+            )
+            for index, raw in enumerate(raw_events)
+        ],
+        batch_size=1000,
+    )
+    IngestBatch.objects.filter(pk=batch.pk).update(
+        status=BatchStatus.DONE,
+        finished_at=timezone.now(),
+        applied=0,
+        duplicates=0,
+        held=0,
+        rejected=len(raw_events),
+    )
+    return len(raw_events)
 
 
 def _summary_counts(summary: ProcessingSummary | None) -> dict:

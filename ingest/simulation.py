@@ -29,7 +29,8 @@ class SimulationMix:
     cancel: float = 0.03
     inaccurate: float = 0.04
     returned: float = 0.02
-    count_mismatch: float = 0.1
+    count_mismatch: float = 0.03  # share of cycle counts off by a unit or two
+    snapshot_mismatch: float = 0.02  # share of snapshot lines off by a unit or two
     courier_reorders: float = 0.02  # a delivery reported before its dispatch
     dispatch_delay: tuple[float, float] = (5, 60)
     delivery_delay: tuple[float, float] = (20, 240)
@@ -43,6 +44,10 @@ class _Due:
     seq: int
     role: str = field(compare=False)
     event: dict = field(compare=False)
+    # on-hand changes the event makes once sent: ((site, sku), delta), ...
+    on_hand: tuple = field(compare=False, default=())
+    # reservations the event settles (dispatch, cancellation): ((site, sku), qty), ...
+    settles: tuple = field(compare=False, default=())
 
 
 class FeedSimulator:
@@ -64,7 +69,13 @@ class FeedSimulator:
         self.random = random.Random(seed)
         self.mix = mix or SimulationMix()
         self.run_id = run_id or f"{self.random.getrandbits(32):08x}"
+        # The simulator's view of on-hand: moved as its events are sent, and re-read from the
+        # real ledger through `stock_observe`, so that counts and snapshots start from it.
         self.believed = defaultdict(int, stock or {})
+        self.promised = defaultdict(int)  # ordered, not dispatched yet: what receipts top up
+        # on-hand before this tick's warehouse events changed it: what a snapshot reports (the
+        # ledger compares a snapshot with the on-hand before its batch's movements)
+        self.before_tick: dict[tuple[str, str], int] = {}
         self.sequence = itertools.count(1)
         self.due: list[_Due] = []
         self.sent: dict[str, list[dict]] = {role: [] for role in ROLES}
@@ -77,7 +88,12 @@ class FeedSimulator:
         while self.due and self.due[0].at <= now and produced < count:
             due = heapq.heappop(self.due)
             out[due.role].append(due.event)
+            for key, delta in due.on_hand:
+                self.believed[key] += delta
+            for key, qty in due.settles:
+                self.promised[key] -= qty
             produced += 1
+        self.before_tick = {}
         while produced < count:
             role, event = self._fresh_event(now)
             out[role].append(event)
@@ -94,6 +110,11 @@ class FeedSimulator:
             events.extend(extras)
         return out
 
+    def stock_observe(self, on_hand: dict[tuple[str, str], int]) -> None:
+        """Take the ledger's on-hand ((site, sku) -> qty) as the truth, e.g. read from
+        `GET /api/stock` once every event sent so far has been applied."""
+        self.believed.update(on_hand)
+
     def _fresh_event(self, now: datetime) -> tuple[str, dict]:
         if self.random.random() < self.mix.new_order_share:
             return SHOP, self._order(now)
@@ -109,8 +130,18 @@ class FeedSimulator:
             "site": site,
         }
 
-    def _later(self, role: str, at: datetime, event: dict) -> None:
-        heapq.heappush(self.due, _Due(at, next(self.sequence), role, event))
+    def _later(self, role: str, at: datetime, event: dict, on_hand=(), settles=()) -> None:
+        """Send `event` once the simulated clock reaches `at` (never before it happened); its
+        `on_hand` changes and `settles` count from then."""
+        due = _Due(at, next(self.sequence), role, event, tuple(on_hand), tuple(settles))
+        heapq.heappush(self.due, due)
+
+    def _on_hand_add(self, key: tuple[str, str], delta: int) -> None:
+        self.before_tick.setdefault(key, self.believed[key])
+        self.believed[key] += delta
+
+    def _available(self, site: str, sku: str) -> int:
+        return self.believed[(site, sku)] - self.promised[(site, sku)]
 
     def _order(self, now: datetime) -> dict:
         site = self.random.choice(self.sites)
@@ -118,8 +149,9 @@ class FeedSimulator:
         lines = {}
         for sku in self.random.sample(self.skus, k=min(len(self.skus), self.random.randint(1, 5))):
             lines[sku] = self.random.choice((1, 1, 1, 2, 2, 3, 4))
-        for sku, qty in lines.items():
-            self.believed[(site, sku)] -= qty
+        reserved = [((site, sku), qty) for sku, qty in lines.items()]
+        for key, qty in reserved:
+            self.promised[key] += qty
         created = self._base("order.created", now, site) | {
             "order_id": order_id,
             "channel": self.random.choice(CHANNELS),
@@ -131,9 +163,8 @@ class FeedSimulator:
                 SHOP,
                 cancel_at,
                 self._base("order.cancelled", cancel_at, site) | {"order_id": order_id},
+                settles=reserved,
             )
-            for sku, qty in lines.items():
-                self.believed[(site, sku)] += qty
             return created
         courier = f"courier-{self.random.randint(1, 40)}"
         dispatch_at = now + timedelta(seconds=self.random.uniform(*self.mix.dispatch_delay))
@@ -151,12 +182,16 @@ class FeedSimulator:
             "accurate": accurate,
             "issues": [] if accurate else [self.random.choice(("wrong item", "missing item"))],
         }
+        # creating an order only reserves: on-hand moves when the dispatch is sent
+        shipped = [((site, sku), -qty) for sku, qty in lines.items()]
         if self.random.random() < self.mix.courier_reorders:
-            # the courier app's delivery report overtakes its dispatch report
-            self._later(COURIER, dispatch_at, delivered)
-            self._later(COURIER, deliver_at, dispatched)
+            # the courier app's dispatch report is held up and arrives after its delivery
+            # report (an event is never sent before it happened)
+            late_by = timedelta(seconds=self.random.uniform(1, 30))
+            self._later(COURIER, deliver_at, delivered)
+            self._later(COURIER, deliver_at + late_by, dispatched, shipped, reserved)
         else:
-            self._later(COURIER, dispatch_at, dispatched)
+            self._later(COURIER, dispatch_at, dispatched, shipped, reserved)
             self._later(COURIER, deliver_at, delivered)
         if self.random.random() < self.mix.returned:
             return_at = deliver_at + timedelta(seconds=self.random.uniform(60, 600))
@@ -166,6 +201,7 @@ class FeedSimulator:
                 return_at,
                 self._base("order.returned", return_at, site)
                 | {"order_id": order_id, "lines": [{"sku": sku, "qty": qty}]},
+                [((site, sku), qty)],
             )
         return created
 
@@ -173,12 +209,12 @@ class FeedSimulator:
 
     def _stock_event(self, now: datetime) -> dict:
         site = self.random.choice(self.sites)
-        low = [sku for sku in self.skus if self.believed[(site, sku)] < 20]
+        low = [sku for sku in self.skus if self._available(site, sku) < 20]
         roll = self.random.random()
         if low and roll < 0.6:
             sku = self.random.choice(low)
             qty = self.random.randint(40, 120)
-            self.believed[(site, sku)] += qty
+            self._on_hand_add((site, sku), qty)
             return self._base("stock.received", now, site) | {
                 "sku": sku,
                 "qty": qty,
@@ -187,13 +223,13 @@ class FeedSimulator:
         sku = self.random.choice(self.skus)
         if roll < 0.3:
             qty = self.random.randint(30, 80)
-            self.believed[(site, sku)] += qty
+            self._on_hand_add((site, sku), qty)
             return self._base("stock.received", now, site) | {"sku": sku, "qty": qty}
-        if roll < 0.5 and len(self.sites) > 1 and self.believed[(site, sku)] > 10:
+        if roll < 0.5 and len(self.sites) > 1 and self._available(site, sku) > 10:
             to_site = self.random.choice([other for other in self.sites if other != site])
             qty = self.random.randint(1, 5)
-            self.believed[(site, sku)] -= qty
-            self.believed[(to_site, sku)] += qty
+            self._on_hand_add((site, sku), -qty)
+            self._on_hand_add((to_site, sku), qty)
             return self._base("stock.transferred", now, site) | {
                 "sku": sku,
                 "qty": qty,
@@ -202,21 +238,28 @@ class FeedSimulator:
         if roll < 0.85:
             counted = max(0, self.believed[(site, sku)])
             if self.random.random() < self.mix.count_mismatch:
-                counted = max(0, counted + self.random.choice((-2, -1, 1)))
-            self.believed[(site, sku)] = counted
+                counted = max(0, counted + self._small_difference())
+            self._on_hand_add((site, sku), counted - self.believed[(site, sku)])
             return self._base("stock.counted", now, site) | {"sku": sku, "counted_qty": counted}
         if roll < 0.95:
             delta = self.random.choice((-2, -1, -1, 1))
-            self.believed[(site, sku)] += delta
+            self._on_hand_add((site, sku), delta)
             return self._base("stock.adjusted", now, site) | {
                 "sku": sku,
                 "qty_delta": delta,
                 "reason": "damaged" if delta < 0 else "found",
             }
         skus = self.random.sample(self.skus, k=min(len(self.skus), 8))
-        return self._base("stock.snapshot", now, site) | {
-            "lines": [{"sku": sku, "qty": max(0, self.believed[(site, sku)])} for sku in skus]
-        }
+        lines = []
+        for sku in skus:
+            qty = max(0, self.before_tick.get((site, sku), self.believed[(site, sku)]))
+            if self.random.random() < self.mix.snapshot_mismatch:
+                qty = max(0, qty + self._small_difference())
+            lines.append({"sku": sku, "qty": qty})
+        return self._base("stock.snapshot", now, site) | {"lines": lines}
+
+    def _small_difference(self) -> int:
+        return self.random.choice((-2, -1, -1, 1))
 
     def _malformed(self, event: dict) -> dict:
         broken = dict(event, event_id=f"sim-{self.run_id}-{next(self.sequence)}")

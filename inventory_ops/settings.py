@@ -200,6 +200,12 @@ INGEST_HOLD_SECONDS = int(os.environ.get("INGEST_HOLD_SECONDS", str(24 * 3600)))
 # INGEST_SWEEP_GRACE_SECONDS after it arrived if it has no live job (see ingest/worker.py).
 INGEST_SWEEP_SECONDS = float(os.environ.get("INGEST_SWEEP_SECONDS", "5"))
 INGEST_SWEEP_GRACE_SECONDS = float(os.environ.get("INGEST_SWEEP_GRACE_SECONDS", "10"))
+# A batch whose processing raised INGEST_MAX_ATTEMPTS times is finished: its events become
+# dead letters "processing_failed" (replayable) instead of being retried forever.
+INGEST_MAX_ATTEMPTS = int(os.environ.get("INGEST_MAX_ATTEMPTS", "5"))
+# Connect and read timeout of the Redis client the ingest API uses (rate limit, enqueue): a hung
+# Redis delays a POST by seconds, and the batch waits in the database for the sweeper.
+INGEST_REDIS_TIMEOUT_SECONDS = float(os.environ.get("INGEST_REDIS_TIMEOUT_SECONDS", "2"))
 
 # Live dashboards (docs/dashboard.md): each watched scope is recomputed at most once per
 # DASHBOARD_COALESCE_MS after changes are announced, and at least every DASHBOARD_REFRESH_S.

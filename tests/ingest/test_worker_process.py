@@ -1,15 +1,22 @@
 """Batches through the HTTP API, real Redis, real RQ worker processes and PostgreSQL."""
 
+import json
 import signal
+import socket
 import subprocess
+import threading
 import time
-from contextlib import contextmanager
+import urllib.request
+from contextlib import contextmanager, suppress
 
 import django_rq
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import connection
 
 from ingest.models import BatchStatus, DeadLetter, IngestBatch
+from ingest.services import dead_letters_replay
 from inventory_ops.models import Movement, StockLevel
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import (
@@ -21,7 +28,14 @@ from tests.ingest.helpers import (
     received,
     source_make,
 )
-from tests.processes import free_port, manage_py, running, stop_process, subprocess_env
+from tests.processes import (
+    daphne_server,
+    free_port,
+    manage_py,
+    running,
+    stop_process,
+    subprocess_env,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -250,3 +264,108 @@ def test_database_unreachable_answers_503_in_json_and_keeps_nothing(catalog):
     assert answer.value.code == 503
     assert "retry" in json.loads(answer.value.read())["detail"]
     assert IngestBatch.objects.count() == 0
+
+
+@contextmanager
+def poison_event(event_id: str):
+    """A database trigger that makes storing `event_id`'s idempotency key raise, as a bug or a
+    broken constraint would: every attempt at the batch holding it fails."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_poison() RETURNS trigger AS $$ BEGIN "
+            f"IF NEW.event_id = '{event_id}' THEN RAISE EXCEPTION 'poisoned event %', "
+            "NEW.event_id; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            "CREATE TRIGGER test_poison BEFORE INSERT ON ingest_processedevent "
+            "FOR EACH ROW EXECUTE FUNCTION test_poison()"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER IF EXISTS test_poison ON ingest_processedevent")
+            cursor.execute("DROP FUNCTION IF EXISTS test_poison()")
+
+
+def test_a_batch_that_keeps_failing_ends_done_with_dead_letters_after_the_cap(client, catalog):
+    # given a batch whose processing raises every time, and a worker that gives up after 3
+    _, token = source_make()
+    env = subprocess_env(INGEST_MAX_ATTEMPTS="3")
+    with poison_event("poison-1"), ingest_worker(env=env, log_name="poison-worker"):
+        body = json_body([received("A", 5), received("B", 7, event_id="poison-1")])
+        # when it is pushed
+        response = post(client, token, body)
+        assert response.status_code == 202
+        batch_id = response.json()["batch_id"]
+        # then it is retried up to the cap, then done: every event a dead letter, none applied
+        (batch,) = wait_done([batch_id], timeout=60)
+        assert (batch.attempts, batch.applied, batch.rejected) == (3, 0, 2)
+        letters = DeadLetter.objects.filter(batch_id=batch_id).order_by("index")
+        assert [letter.reason_code for letter in letters] == ["processing_failed"] * 2
+        assert "poisoned event poison-1" in letters[0].reason
+        assert StockLevel.objects.count() == 0
+        report = client.get(
+            f"/api/ingest/batches/{batch_id}", headers={"Authorization": f"Bearer {token}"}
+        ).json()
+        assert report["accepted"] == report["rejected"] + report["applied"] + report["pending"]
+        assert report["pending"] == 0
+        time.sleep(2)  # the sweeper leaves a done batch alone
+        batch.refresh_from_db()
+        assert batch.attempts == 3
+    # and once the cause is gone, replaying the dead letters applies them
+    actor = get_user_model().objects.create_user("oncall")
+    summary = dead_letters_replay(dead_letter_ids=[letter.pk for letter in letters], actor=actor)
+    assert summary.applied == 2
+    assert stock() == {("north", "A"): (5, 0), ("north", "B"): (7, 0)}
+    batch.refresh_from_db()
+    assert (batch.applied, batch.rejected) == (2, 0)
+    assert_ledger_ok()
+
+
+@contextmanager
+def hung_redis():
+    """A TCP server that accepts connections and never answers: a hung Redis. Yields its URL."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(50)
+    accepted = []
+    stop = threading.Event()
+
+    def accept_forever():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def test_a_hung_redis_delays_a_post_by_seconds_and_the_batch_waits_in_the_database(catalog):
+    # given the web process whose Redis accepts connections and never answers
+    _, token = source_make()
+    with hung_redis() as redis_url, daphne_server(env=subprocess_env(REDIS_URL=redis_url)) as web:
+        request = urllib.request.Request(  # noqa: S310 (local URL)
+            f"{web.base_url}{URL}",
+            data=json_body([received("A", 5)]).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        # when a feed pushes a batch
+        started = time.monotonic()
+        with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310
+            status, answer = response.status, json.loads(response.read())
+        elapsed = time.monotonic() - started
+    # then it is accepted within a few seconds (rate limit and enqueue each time out)
+    assert status == 202
+    assert elapsed < 8
+    # and the batch is kept, queued, for the sweeper
+    assert IngestBatch.objects.get(pk=answer["batch_id"]).status == BatchStatus.QUEUED

@@ -2,6 +2,7 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
 
@@ -10,7 +11,7 @@ from django.db import close_old_connections
 
 from ingest.models import FeedSource
 from ingest.services import feed_source_create, feed_source_rotate_token
-from ingest.simulation import ROLES, FeedSimulator
+from ingest.simulation import ROLES, WAREHOUSE, FeedSimulator
 from inventory_ops.models import Site, Sku, StockLevel
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -46,8 +47,15 @@ class Command(BaseCommand):
         )
         parser.add_argument("--interval", type=float, default=1.0, help="seconds between batches")
         parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument(
+            "--stock-refresh",
+            type=float,
+            default=5.0,
+            help="seconds between reads of the real on-hand (GET /api/stock) that counts and "
+            "snapshots start from; 0: never",
+        )
 
-    def handle(self, *args, rate, duration, sites, url, interval, seed, **options):
+    def handle(self, *args, rate, duration, sites, url, interval, seed, stock_refresh, **options):
         if rate <= 0 or interval <= 0:
             raise CommandError("--rate and --interval must be positive")
         url = url.rstrip("/")
@@ -69,14 +77,23 @@ class Command(BaseCommand):
         started = time.monotonic()
         totals = {"events": 0, "accepted": 0, "refused": 0}
         next_tick, owed = started, 0.0
-        last_report = started
+        last_report = last_refresh = started
+        sent: list[tuple[str, str]] = []  # (token, batch id) of the last tick
         while not duration or time.monotonic() - started < duration:
+            if stock_refresh and time.monotonic() - last_refresh >= stock_refresh:
+                on_hand = self._stock_read(url, tokens[WAREHOUSE], site_codes, sent)
+                if on_hand is not None:
+                    simulator.stock_observe(on_hand)
+                    last_refresh = time.monotonic()
             owed += rate * interval
             count, owed = int(owed), owed - int(owed)
             batches = simulator.tick(now=datetime.now(UTC), count=count)
+            sent = []
             for role in ROLES:
                 if batches[role]:
-                    self._send(url, tokens[role], batches[role], totals)
+                    batch_id = self._send(url, tokens[role], batches[role], totals)
+                    if batch_id:
+                        sent.append((tokens[role], batch_id))
             if time.monotonic() - last_report >= 10:
                 last_report = time.monotonic()
                 self._report(totals)
@@ -125,7 +142,44 @@ class Command(BaseCommand):
             close_old_connections()
             time.sleep(2)
 
-    def _send(self, url: str, token: str, events: list[dict], totals: dict) -> None:
+    def _get(self, url: str, token: str) -> dict:
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return json.loads(response.read())
+
+    def _stock_read(
+        self, url: str, token: str, site_codes: list[str], sent: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], int] | None:
+        """The real on-hand of the simulated sites, once the batches sent last are applied
+        (else None: a count based on it would miss them; try again next tick)."""
+        try:
+            for batch_token, batch_id in sent:
+                if (
+                    self._get(f"{url}/api/ingest/batches/{batch_id}", batch_token)["status"]
+                    != "done"
+                ):
+                    return None
+            on_hand = {}
+            for site in site_codes:
+                offset = 0
+                while True:
+                    page = self._get(
+                        f"{url}/api/stock?site={urllib.parse.quote(site)}&limit=10000&offset={offset}",
+                        token,
+                    )
+                    on_hand.update(
+                        {(item["site"], item["sku"]): item["on_hand"] for item in page["items"]}
+                    )
+                    offset += len(page["items"])
+                    if not page["items"] or offset >= page["count"]:
+                        break
+        except (OSError, ValueError, KeyError) as error:
+            self.stderr.write(f"simulate_feeds: stock not read ({error}); keeping its own view")
+            return None
+        return on_hand
+
+    def _send(self, url: str, token: str, events: list[dict], totals: dict) -> str | None:
+        """POST the events; the batch id if accepted."""
         body = json.dumps({"events": events}).encode()
         request = urllib.request.Request(  # noqa: S310 (the configured web URL)
             f"{url}/api/ingest/events",
@@ -135,7 +189,9 @@ class Command(BaseCommand):
         totals["events"] += len(events)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-                totals["accepted"] += json.loads(response.read())["accepted"]
+                answer = json.loads(response.read())
+                totals["accepted"] += answer["accepted"]
+                return answer["batch_id"]
         except urllib.error.HTTPError as error:
             totals["refused"] += len(events)
             detail = error.read()[:300].decode(errors="replace")
@@ -143,3 +199,4 @@ class Command(BaseCommand):
         except OSError as error:
             totals["refused"] += len(events)
             self.stderr.write(f"simulate_feeds: the web did not answer ({error}); continuing")
+        return None
