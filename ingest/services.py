@@ -8,8 +8,9 @@ How a batch becomes ledger movements (`batch_process`), in one transaction per b
 4. order events are planned against the orders, locked in key order; an event whose order is
    not known yet is held, and applied as soon as its `order.created` is;
 5. orders, dead letters, held events and counters are written in bulk, the KPI facts go to
-   `rollups_facts_record`, and last all movements go to `movements_record` in one call (its
-   stock-level locks are then held only until the commit).
+   `rollups_facts_record`, then all movements go to `movements_record` in one call (its
+   stock-level locks are then held only until the commit); snapshots are folded last, so they
+   are compared with the stock the batch's earlier events left.
 """
 
 import functools
@@ -372,13 +373,15 @@ def _events_apply(items: list[_Item]) -> ProcessingSummary:
     _held_events_write(all_items)
     _dead_letters_write(all_items)
     _origin_counters_update(all_items)
-    if plan.deliveries or plan.order_lines or plan.snapshots:
-        rollups_facts_record(
-            deliveries=plan.deliveries, order_lines=plan.order_lines, snapshots=plan.snapshots
-        )
+    if plan.deliveries or plan.order_lines:
+        rollups_facts_record(deliveries=plan.deliveries, order_lines=plan.order_lines)
     # The ledger last: its stock-level locks, which every worker needs, are held only from
     # here to the commit.
     movements_record(requests=plan.requests)
+    if plan.snapshots:
+        # After the ledger write: a snapshot is compared with on_hand including the receipts,
+        # dispatches and counts that came before it in the same batch.
+        rollups_facts_record(snapshots=plan.snapshots)
     _freshness_update(all_items)
     summary = ProcessingSummary(site_codes=plan.site_codes)
     for item in all_items:
