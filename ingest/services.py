@@ -10,7 +10,7 @@ How a batch becomes ledger movements (`batch_process`), in one transaction per b
 5. orders, dead letters, held events and counters are written in bulk, the KPI facts go to
    `rollups_facts_record`, then all movements go to `movements_record` in one call (its
    stock-level locks are then held only until the commit); snapshots are folded last, so they
-   are compared with the stock the batch's earlier events left.
+   are compared with the stock as the whole batch leaves it (not before its receipts).
 """
 
 import functools
@@ -379,8 +379,8 @@ def _events_apply(items: list[_Item]) -> ProcessingSummary:
     # here to the commit.
     movements_record(requests=plan.requests)
     if plan.snapshots:
-        # After the ledger write: a snapshot is compared with on_hand including the receipts,
-        # dispatches and counts that came before it in the same batch.
+        # After the ledger write: a snapshot is compared with on_hand as this batch leaves it,
+        # so the receipts and dispatches sent with it are not counted as skew.
         rollups_facts_record(snapshots=plan.snapshots)
     _freshness_update(all_items)
     summary = ProcessingSummary(site_codes=plan.site_codes)
