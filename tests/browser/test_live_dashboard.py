@@ -15,8 +15,7 @@ from django.utils import timezone
 from dashboards.broadcasts import scopes_changed_announce
 from inventory_ops.services import movements_record
 from tests.browser.conftest import in_thread, live_state_wait, log_in, no_reload
-from tests.builders import receive, site_make, sku_make
-from tests.dashboards.viewers import dashboard_viewer_make
+from tests.builders import receive, site_make, sku_make, user_make
 from tests.processes import daphne_server, rq_worker, subprocess_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -26,7 +25,7 @@ PASSWORD = "pw-for-tests"
 
 @pytest.fixture
 def manager():
-    return in_thread(dashboard_viewer_make, "boss")
+    return in_thread(user_make, "boss")
 
 
 @pytest.fixture
