@@ -50,21 +50,18 @@ async def close_all(*sockets):
     await hub_get().close()
 
 
-def test_an_anonymous_connection_is_refused():
-    async def scenario():
-        socket = communicator("/ws/dashboard/")
-        connected, _ = await socket.connect()
-        await close_all(socket)
-        return connected
-
-    assert async_to_sync(scenario)() is False
-
-
-def test_a_foreign_origin_is_refused_even_with_a_session():
-    cookie = session_cookie(user_make())
+@pytest.mark.parametrize(
+    ("logged_in", "origin"),
+    [
+        (False, ORIGIN),  # anonymous
+        (True, b"https://evil.example"),  # a foreign page riding on a user's session
+    ],
+)
+def test_the_handshake_is_refused(logged_in, origin):
+    cookie = session_cookie(user_make()) if logged_in else None
 
     async def scenario():
-        socket = communicator("/ws/dashboard/", cookie=cookie, origin=b"https://evil.example")
+        socket = communicator("/ws/dashboard/", cookie=cookie, origin=origin)
         connected, _ = await socket.connect()
         await close_all(socket)
         return connected
