@@ -23,8 +23,9 @@ CLOSE_UNKNOWN_SITE = 4404
 class DashboardConsumer(AsyncWebsocketConsumer):
     # No channel-layer channel per socket: frames come from the hub in this process, never
     # through the layer. This saves a Redis receive per socket, and avoids a failure seen with
-    # channels-redis 4.3.0 + redis-py 8.1.0: the layer's blocking receive raised "Timeout
-    # reading from Redis" every ~5 s, killing the consumer while its socket stayed open.
+    # channels-redis 4.3.0 + redis-py 8.1.0 and our CHANNEL_LAYERS: the layer's blocking receive
+    # raises "Timeout reading from Redis" after 5 s idle, killing the consumer while its socket
+    # stays open (docs/dashboard.md, "Known issues").
     channel_layer_alias = "dashboards-no-channel-layer"  # not in CHANNEL_LAYERS: no layer
     scope_watched: Scope | None = None
 
