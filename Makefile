@@ -6,14 +6,26 @@ PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3)
 PORT ?= 8000
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test test-fast lint format migrate demo services
+.PHONY: setup setup-dev run test test-fast lint format migrate demo services
 
+# Runtime packages only (what `make run` needs); `setup-dev` adds the test and lint tools.
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+setup-dev: $(VENV)/.installed-dev
+
+$(VENV)/.python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else "inventory_ops needs Python 3.12 (found %s); install it (pyenv install 3.12) or run make PYTHON=/path/to/python3.12" % sys.version.split()[0])'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# --no-compile: byte-compiling every package doubles the install time; Python compiles what it
+# imports on first use anyway.
+$(VENV)/.installed: requirements.txt $(VENV)/.python
+	$(PY) -m pip install --quiet --no-compile --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --no-compile --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 migrate: setup
@@ -28,24 +40,24 @@ run: setup
 	$(PY) manage.py migrate --noinput
 	@$(PY) manage.py load_demo
 	@echo "Open http://127.0.0.1:$(PORT)/ and log in with a user above. Ctrl-C stops everything."
-	$(VENV)/bin/honcho --procfile Procfile start --port $(PORT)
+	SIMULATOR_URL=http://127.0.0.1:$(PORT) $(VENV)/bin/honcho --procfile Procfile start --port $(PORT)
 
 # Start PostgreSQL and Redis if they do not answer, and install Chromium if it is missing.
 services:
 	@scripts/test-services
 
 # The whole suite: PostgreSQL when DATABASE_URL points at it (as in CI), SQLite otherwise.
-test: setup services
+test: setup-dev services
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} $(PY) -m pytest
 
 # Everything but the tests marked slow or browser: for the edit-test loop.
-test-fast: setup
+test-fast: setup-dev
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} $(PY) -m pytest -m "not slow and not browser"
 
-lint: setup
+lint: setup-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-format: setup
+format: setup-dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .

@@ -1,5 +1,129 @@
-"""KPI and stock read API (`/api/kpis`, `/api/stock`)."""
+"""KPI and stock read API (`/api/kpis`, `/api/stock`).
 
+Both answer a logged-in session or a feed token (`Authorization: Bearer <token>` of an active
+feed source: read access). Errors are JSON `{"detail": "..."}` saying what to fix.
+"""
+
+from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
+from dashboards.kpis import WINDOWS, UnknownWindow, kpis_compute
+from ingest.models import FeedSource
+from ingest.services import token_hash
+from inventory_ops.exceptions import UnknownSite
+from inventory_ops.models import Site, Sku, StockLevel
+
 router = Router(tags=["kpis"])
+
+STOCK_PAGE_DEFAULT = 1000
+STOCK_PAGE_MAX = 10000
+
+
+def _reader_allowed(request: HttpRequest) -> bool:
+    if request.user.is_authenticated:
+        return True
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    return FeedSource.objects.filter(token_hash=token_hash(token.strip()), is_active=True).exists()
+
+
+def _error(status: int, detail: str) -> JsonResponse:
+    return JsonResponse({"detail": detail}, status=status)
+
+
+def _unauthorized() -> JsonResponse:
+    response = _error(
+        401, "log in, or send 'Authorization: Bearer <token>' with an active feed source's token"
+    )
+    response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@router.get(
+    "/kpis",
+    summary="Every KPI for one site or all sites over a window",
+    description=(
+        "Query: `window` (1h, 24h, 7d or 30d; default 1h), `site` (a site code; omit for all "
+        "sites). Ratios are fractions, durations seconds, money in the deployment currency, "
+        "null when there is nothing to measure (see SPEC.md 'KPIs')."
+    ),
+)
+def kpis(request: HttpRequest, site: str | None = None, window: str = "1h"):
+    if not _reader_allowed(request):
+        return _unauthorized()
+    if window not in WINDOWS:
+        return _error(400, f"window must be one of {', '.join(WINDOWS)}; got {window!r}")
+    try:
+        return JsonResponse(kpis_compute(site=site or None, window=window))
+    except UnknownSite:
+        return _error(404, f"no site with code {site!r}")
+    except UnknownWindow as error:
+        return _error(400, str(error))
+
+
+def _page_bound(raw: str | None, name: str, default: int, maximum: int | None) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number; got {raw!r}") from None
+    if value < 0 or (maximum is not None and value > maximum):
+        limit = f"0 to {maximum}" if maximum is not None else ">= 0"
+        raise ValueError(f"{name} must be {limit}; got {value}")
+    return value
+
+
+@router.get(
+    "/stock",
+    summary="Stock levels, ordered by site and SKU, paged",
+    description=(
+        "Query: `site` (site code, optional), `sku` (SKU code, optional), `limit` (default "
+        "1000, at most 10000), `offset` (default 0)."
+    ),
+)
+def stock(
+    request: HttpRequest,
+    site: str | None = None,
+    sku: str | None = None,
+    limit: str | None = None,
+    offset: str | None = None,
+):
+    if not _reader_allowed(request):
+        return _unauthorized()
+    try:
+        page_size = _page_bound(limit, "limit", STOCK_PAGE_DEFAULT, STOCK_PAGE_MAX)
+        first = _page_bound(offset, "offset", 0, None)
+    except ValueError as error:
+        return _error(400, str(error))
+    levels = StockLevel.objects.all()
+    if site:
+        site_id = Site.objects.filter(code=site).values_list("id", flat=True).first()
+        if site_id is None:
+            return _error(404, f"no site with code {site!r}")
+        levels = levels.filter(site_id=site_id)
+    if sku:
+        sku_id = Sku.objects.filter(code=sku).values_list("id", flat=True).first()
+        if sku_id is None:
+            return _error(404, f"no SKU with code {sku!r}")
+        levels = levels.filter(sku_id=sku_id)
+    rows = levels.order_by("site__code", "sku__code").values_list(
+        "site__code", "sku__code", "on_hand", "reserved"
+    )[first : first + page_size]
+    return JsonResponse(
+        {
+            "count": levels.count(),
+            "items": [
+                {
+                    "site": site_code,
+                    "sku": sku_code,
+                    "on_hand": on_hand,
+                    "reserved": reserved,
+                    "available": on_hand - reserved,
+                }
+                for site_code, sku_code, on_hand, reserved in rows
+            ],
+        }
+    )

@@ -1,44 +1,460 @@
-"""Every KPI of SPEC.md for a scope and window.
+"""Every KPI of SPEC.md for a scope and window, read from the rollups at a bounded cost.
 
-CONTRACT (stub until the KPI issue lands): `kpis_compute` returns exactly the JSON object of
-`GET /api/kpis` (keys, units and nulls as SPEC.md says); the dashboards and alerts read only this.
+CONTRACT: `kpis_compute` returns exactly the JSON object of `GET /api/kpis` (keys, units and
+nulls as SPEC.md says); the dashboards and alerts read only this.
+
+A window W is the instants (now - W, now], by event time. Whole minutes, hours and days inside
+it are read from `KpiBucket` (at most ~200 rows per site); the partial minute at each end is
+folded from the raw facts of those two minutes, so the edges are exact too. Inventory value at
+an instant is the site's all-time total minus what happened after it (see docs/kpis.md).
 """
 
-from datetime import datetime
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
 
+from django.db import connection
+from django.db.models import BigIntegerField, Case, DecimalField, F, Q, Sum, Value, When
 from django.utils import timezone
 
+from dashboards.models import (
+    ALL_SITES,
+    DeliveryRecord,
+    FulfillmentBin,
+    KpiBucket,
+    Revaluation,
+    SnapshotRecord,
+    StockStatus,
+    UnitCostChange,
+)
+from dashboards.rollups import (
+    ACCURATE,
+    COGS,
+    COUNTS,
+    DELIVERIES,
+    FIELDS,
+    MISMATCH_UNITS,
+    MISMATCH_VALUE,
+    MISMATCHES,
+    SHIPPING,
+    SPANS,
+    TOTAL_SPAN,
+    VALUE,
+    CostBook,
+    deliveries_fold,
+    instant,
+    minute_of,
+    money_e4,
+    money_from_e4,
+    movements_fold,
+    sums_new,
+)
+from inventory_ops.exceptions import UnknownSite
+from inventory_ops.models import Movement, Site, Sku
+
 WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+YEAR_S = 365 * 86400
+DEMAND_LOOKBACK = dt.timedelta(days=30)
+PERCENTILES = {"fulfillment_p50_s": Decimal("0.5"), "fulfillment_p90_s": Decimal("0.9")}
+WORST_STOCKOUTS = 10
+
+
+class UnknownWindow(ValueError):
+    def __init__(self, window: str):
+        super().__init__(f"unknown window {window!r}: use one of {', '.join(WINDOWS)}")
+
+
+@dataclass
+class WindowState:
+    """What a window holds, per site: summed facts, value now and fulfillment histogram."""
+
+    start: dt.datetime
+    end: dt.datetime
+    sums: dict = field(default_factory=lambda: defaultdict(lambda: [0] * len(FIELDS)))
+    value_end_e4: dict = field(default_factory=lambda: defaultdict(int))
+    bins: dict = field(default_factory=lambda: defaultdict(int))
+
+    def total(self, index: int) -> int:
+        return sum(values[index] for values in self.sums.values())
+
+
+def _site_id(site: str | None) -> int | None:
+    if site is None:
+        return None
+    site_id = Site.objects.filter(code=site).values_list("id", flat=True).first()
+    if site_id is None:
+        raise UnknownSite([site])
+    return site_id
+
+
+def _bucket_ranges(low: int, high: int) -> list[tuple[int, int, int]]:
+    """Cover [low, high) (whole minutes) with (span, first start, end) runs of buckets,
+    using the largest buckets that fit."""
+    ranges = []
+
+    def cover(span_index: int, lo: int, hi: int) -> None:
+        if lo >= hi:
+            return
+        if span_index < 0:
+            return
+        span = SPANS[span_index]
+        first = -(-lo // span) * span
+        last = hi // span * span
+        if span_index > 0 and first >= last:
+            cover(span_index - 1, lo, hi)
+            return
+        cover(span_index - 1, lo, first)
+        ranges.append((span, first, last))
+        cover(span_index - 1, last, hi)
+
+    cover(len(SPANS) - 1, low, high)
+    return [(span, lo, hi) for span, lo, hi in ranges if lo < hi]
+
+
+def _ranges_sql(ranges) -> tuple[str, list]:
+    """SQL matching the buckets of these (span, first start, end) runs, and its parameters."""
+    clauses, params = [], []
+    for span, lo, hi in ranges:
+        clauses.append("(span_s = %s AND start >= %s AND start < %s)")
+        params.extend([span, _adapt(instant(lo)), _adapt(instant(hi))])
+    return " OR ".join(clauses) or "1 = 0", params
+
+
+def _adapt(moment: dt.datetime):
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
+# Which part of the answer a bucket row belongs to: the window, after its end, or the total.
+IN_WINDOW, AFTER_END, TOTAL = 0, 1, 2
+
+
+def window_state(
+    *, site_id: int | None, start: dt.datetime, end: dt.datetime, per_site: bool = False
+) -> WindowState:
+    """Sum the facts in (start, end], and the inventory value at `end`; for all sites
+    (site_id None) from the all-sites rows, or with `per_site` site by site."""
+    state = WindowState(start=start, end=end)
+    first_whole = minute_of(start) + 60  # the first minute boundary after `start`
+    last_minute = minute_of(end)  # the minute holding `end`, read from raw facts
+    in_window, window_params = _ranges_sql(_bucket_ranges(first_whole, last_minute))
+    after_end = _adapt(instant(last_minute + 60))
+    # All sites: the all-sites rows, a few hundred at most whatever the number of sites.
+    site_clause, site_params = "site_id = %s", [ALL_SITES if site_id is None else site_id]
+    if per_site and site_id is None:
+        site_clause, site_params = "site_id <> %s", [ALL_SITES]
+    # One round trip; raw SQL because the ORM spends longer building this than PostgreSQL
+    # spends running it. Only our column names are interpolated.
+    sql = (
+        f"SELECT site_id, CASE WHEN span_s = {TOTAL_SPAN} THEN {TOTAL} "  # noqa: S608
+        f"WHEN span_s = {SPANS[0]} AND start >= %s THEN {AFTER_END} ELSE {IN_WINDOW} END, "
+        + ", ".join(f"SUM({name})" for name in FIELDS)
+        + f" FROM {KpiBucket._meta.db_table} WHERE {site_clause} AND ("
+        f"{in_window} OR span_s = {TOTAL_SPAN} OR (span_s = {SPANS[0]} AND start >= %s)) "
+        "GROUP BY 1, 2"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [after_end, *site_params, *window_params, after_end])
+        rows = cursor.fetchall()
+    for row_site, part, *sums in rows:
+        # PostgreSQL sums bigints as numeric: back to exact Python ints.
+        values = [int(value or 0) for value in sums]
+        if part == IN_WINDOW:
+            target = state.sums[row_site]
+            for index, value in enumerate(values):
+                target[index] += value
+        elif part == TOTAL:
+            state.value_end_e4[row_site] += values[VALUE]
+        else:
+            state.value_end_e4[row_site] -= values[VALUE]
+    _edges_add(state, site_id, start, end, first_whole, last_minute)
+    return state
+
+
+REVALUATION, COST_CHANGE, DELIVERED, DELIVERED_ACCURATE = (
+    "~revaluation",
+    "~cost_change",
+    "~delivered",
+    "~delivered_accurate",
+)
+
+
+def _edges_add(state, site_id, start, end, first_whole, last_minute) -> None:
+    """Fold the raw facts of the partial minutes at both ends of the window.
+
+    One round trip: movements (with their SKU's cost), revaluations, the cost changes of those
+    SKUs and deliveries, shaped alike and glued with UNION ALL.
+    """
+    head = Q(occurred_at__gt=start, occurred_at__lt=instant(first_whole))
+    tail = Q(occurred_at__gte=instant(last_minute), occurred_at__lt=instant(last_minute + 60))
+    scope = Q() if site_id is None else Q(site_id=site_id)
+    columns = ("site_id", "sku_id", "kind", "on_hand_delta", "occurred_at", "unit_cost")
+    no_cost = Value(Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=4))
+    edge_movements = Movement.objects.filter(scope & (head | tail))
+    movements = edge_movements.annotate(unit_cost=F("sku__unit_cost")).values_list(*columns)
+    # Cost changes take effect on whole minutes: only the tail minute's start can hold one.
+    revaluations = (
+        Revaluation.objects.filter(scope, occurred_at=instant(last_minute), occurred_at__lte=end)
+        .annotate(kind=Value(REVALUATION), on_hand_delta=F("amount_e4"), unit_cost=no_cost)
+        .values_list(*columns)
+    )
+    cost_changes = (
+        UnitCostChange.objects.filter(
+            effective_at__gt=start, sku_id__in=edge_movements.values("sku_id")
+        )
+        .annotate(
+            site_id=Value(0, output_field=BigIntegerField()),
+            kind=Value(COST_CHANGE),
+            on_hand_delta=F("new_cost_e4") - F("old_cost_e4"),
+            occurred_at=F("effective_at"),
+            unit_cost=no_cost,
+        )
+        .values_list(*columns)
+    )
+    deliveries = (
+        DeliveryRecord.objects.filter(scope & (head | tail), occurred_at__lte=end)
+        .annotate(
+            sku_id=F("fulfillment_bin"),
+            kind=Case(
+                When(accurate=True, then=Value(DELIVERED_ACCURATE)), default=Value(DELIVERED)
+            ),
+            on_hand_delta=F("shipping_cost_e4"),
+            unit_cost=no_cost,
+        )
+        .values_list(*columns)
+    )
+    rows = list(
+        movements.order_by()
+        .union(revaluations.order_by(), cost_changes.order_by(), deliveries.order_by(), all=True)
+        .order_by()
+    )
+    moved, delivered, changes, costs = [], [], defaultdict(list), {}
+    for row_site, sku_id, kind, amount, occurred_at, unit_cost in rows:
+        if kind == REVALUATION:
+            state.sums[row_site][VALUE] += amount
+        elif kind == COST_CHANGE:
+            changes[sku_id].append((int(occurred_at.timestamp()), amount))
+        elif kind in (DELIVERED, DELIVERED_ACCURATE):
+            delivered.append((row_site, occurred_at, kind == DELIVERED_ACCURATE, amount, sku_id))
+        else:
+            moved.append((row_site, sku_id, kind, amount, occurred_at))
+            costs[sku_id] = money_e4(unit_cost)
+    if moved:
+        for sku_changes in changes.values():
+            sku_changes.sort()
+        book = CostBook(costs, dict(changes))
+        inside = sums_new()
+        after = sums_new()
+        movements_fold(inside, [row for row in moved if row[4] <= end], book)
+        movements_fold(after, [row for row in moved if row[4] > end], book)
+        _sums_add(state, inside)
+        for (row_site, _minute), values in after.items():
+            state.value_end_e4[row_site] -= values[VALUE]
+    edge_deliveries = sums_new()
+    bins: defaultdict = defaultdict(int)
+    deliveries_fold(edge_deliveries, bins, delivered)
+    _sums_add(state, edge_deliveries)
+    for (_site, _minute, duration_bin), count in bins.items():
+        state.bins[duration_bin] += count
+
+
+def _sums_add(state: WindowState, sums) -> None:
+    for (row_site, _minute), values in sums.items():
+        target = state.sums[row_site]
+        for index, value in enumerate(values):
+            target[index] += value
+
+
+def _fulfillment_bins_add(state: WindowState, site_id: int | None) -> None:
+    in_window, params = _ranges_sql(
+        _bucket_ranges(minute_of(state.start) + 60, minute_of(state.end))
+    )
+    sql = (
+        f"SELECT bin, SUM(count) FROM {FulfillmentBin._meta.db_table} "  # noqa: S608
+        f"WHERE site_id = %s AND ({in_window}) GROUP BY bin"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [ALL_SITES if site_id is None else site_id, *params])
+        for duration_bin, count in cursor.fetchall():
+            state.bins[duration_bin] += int(count)
+
+
+def _percentiles(state: WindowState, site_id: int | None) -> dict[str, float | None]:
+    """Exact percentiles with linear interpolation between closest ranks (numpy's default)."""
+    population = sum(state.bins.values())
+    if population == 0:
+        return dict.fromkeys(PERCENTILES)
+    wanted: dict[str, tuple[int, Decimal]] = {}
+    ranks: set[int] = set()
+    for key, fraction in PERCENTILES.items():
+        position = (population - 1) * fraction
+        lower = int(position)
+        wanted[key] = (lower, position - lower)
+        ranks.add(lower)
+        if position != lower:
+            ranks.add(lower + 1)
+    values = _order_statistics(state, site_id, sorted(ranks))
+    result = {}
+    for key, (lower, weight) in wanted.items():
+        low_value = Decimal(values[lower])
+        value = low_value
+        if weight:
+            value = low_value + weight * (Decimal(values[lower + 1]) - low_value)
+        result[key] = float(value.scaleb(-6))
+    return result
+
+
+def _order_statistics(state: WindowState, site_id: int | None, ranks: list[int]) -> dict:
+    """The fulfillment times (µs) at these 0-based ranks: find each rank's bin from the
+    histogram, then read only that bin's rows."""
+    by_bin: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    seen = 0
+    rank_iter = iter(ranks)
+    rank = next(rank_iter, None)
+    for duration_bin in sorted(state.bins):
+        count = state.bins[duration_bin]
+        while rank is not None and rank < seen + count:
+            by_bin[duration_bin].append((rank, rank - seen))
+            rank = next(rank_iter, None)
+        seen += count
+    # One round trip: a sub-select per bin, each reading only its bin's rows in the window.
+    site_clause = "" if site_id is None else " AND site_id = %s"
+    parts, params, firsts = [], [], {}
+    for index, (duration_bin, wanted) in enumerate(sorted(by_bin.items())):
+        first = min(offset for _, offset in wanted)
+        firsts[duration_bin] = first
+        parts.append(
+            f"SELECT {int(duration_bin)} AS bin, fulfillment_us FROM ("  # noqa: S608
+            f"SELECT fulfillment_us FROM {DeliveryRecord._meta.db_table} "
+            f"WHERE fulfillment_bin = %s AND occurred_at > %s AND occurred_at <= %s{site_clause} "
+            f"ORDER BY fulfillment_us LIMIT %s OFFSET %s) AS part_{index}"
+        )
+        params.extend([duration_bin, _adapt(state.start), _adapt(state.end)])
+        params.extend([] if site_id is None else [site_id])
+        params.extend([max(offset for _, offset in wanted) - first + 1, first])
+    found: dict[int, list[int]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params)
+        for duration_bin, duration_us in cursor.fetchall():
+            found[duration_bin].append(duration_us)
+    values = {}
+    for duration_bin, wanted in by_bin.items():
+        in_order = sorted(found[duration_bin])
+        for rank_value, offset in wanted:
+            values[rank_value] = in_order[offset - firsts[duration_bin]]
+    return values
+
+
+def _now_state(site_id: int | None, now: dt.datetime) -> dict:
+    """Stockouts, negative stock, below-reorder-point pairs now (each count served by its
+    partial index), and the reconciliation skew of the latest snapshot of each site: one
+    round trip."""
+    status = StockStatus._meta.db_table
+    snapshots = SnapshotRecord._meta.db_table
+    site_clause = "" if site_id is None else " AND site_id = %s"
+    site_params = [] if site_id is None else [site_id]
+    sites_clause = "" if site_id is None else " WHERE site.id = %s"
+    demand_since = connection.ops.adapt_datetimefield_value(now - DEMAND_LOOKBACK)
+    # Only table names and fixed clauses are interpolated; values are parameters.
+    sql = (
+        "SELECT counts.*, skew.* FROM (SELECT "  # noqa: S608
+        f"(SELECT COUNT(*) FROM {status} WHERE available <= 0 "
+        f"AND last_order_line_at > %s{site_clause}) AS stockouts, "
+        f"(SELECT COUNT(*) FROM {status} WHERE on_hand < 0{site_clause}) AS negative, "
+        f"(SELECT COUNT(*) FROM {status} WHERE available < reorder_point "
+        f"AND has_level{site_clause}) AS below) AS counts CROSS JOIN ("
+        f"SELECT SUM(line_count) AS lines, SUM(mismatched_lines) AS mismatched, "
+        f"SUM(unit_difference) AS units FROM {snapshots} WHERE id IN ("
+        f"SELECT (SELECT latest.id FROM {snapshots} latest WHERE latest.site_id = site.id "
+        "ORDER BY latest.occurred_at DESC, latest.id DESC LIMIT 1) "
+        f"FROM {Site._meta.db_table} site{sites_clause})) AS skew"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [demand_since, *site_params * 3, *site_params])
+        stockouts, negative, below, lines, mismatched, units = cursor.fetchone()
+    return {
+        "stockouts": int(stockouts),
+        "negative_stock": int(negative),
+        "below_reorder_point": int(below),
+        "reconciliation_skew": _ratio(int(mismatched), int(lines)) if lines else None,
+        "reconciliation_skew_units": int(units) if lines else None,
+    }
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return None if denominator == 0 else float(Decimal(numerator) / Decimal(denominator))
+
+
+def _money(amount_e4: int) -> float:
+    return float(money_from_e4(amount_e4))
+
+
+def _window_bounds(window: str, now: dt.datetime | None) -> tuple[dt.datetime, int]:
+    if window not in WINDOWS:
+        raise UnknownWindow(window)
+    return now or timezone.now(), WINDOWS[window]
+
+
+def turnover(cogs_e4: int, value_start_e4: int, value_end_e4: int, window_s: int):
+    """COGS(W) / ((V_start + V_end) / 2) * (365 days / W); None when the average value is 0."""
+    average = Decimal(value_start_e4 + value_end_e4) / 2
+    if average == 0:
+        return None
+    return Decimal(cogs_e4) / average * Decimal(YEAR_S) / Decimal(window_s)
 
 
 def kpis_compute(
-    *, site: str | None = None, window: str = "1h", now: datetime | None = None
+    *, site: str | None = None, window: str = "1h", now: dt.datetime | None = None
 ) -> dict:
-    now = now or timezone.now()
+    """Every KPI of SPEC.md for one site (code) or all sites (None) over `window` ending `now`.
+
+    Raises UnknownSite or UnknownWindow (a ValueError) for a bad argument.
+    """
+    now, window_s = _window_bounds(window, now)
+    site_id = _site_id(site)
+    start = now - dt.timedelta(seconds=window_s)
+    state = window_state(site_id=site_id, start=start, end=now)
+    _fulfillment_bins_add(state, site_id)
+    total = state.total
+    value_end = sum(state.value_end_e4.values())
+    value_start = value_end - total(VALUE)
+    rate = turnover(total(COGS), value_start, value_end, window_s)
+    from ingest.selectors import feeds_freshness
+
     return {
         "as_of": now.isoformat(),
         "site": site,
         "window": window,
-        "inventory_turnover": None,
-        "order_accuracy": None,
-        "deliveries": 0,
-        "stock_mismatch_rate": None,
-        "counts": 0,
-        "mismatch_units": 0,
-        "mismatch_value": 0,
-        "cost_per_shipment": None,
-        "fulfillment_p50_s": None,
-        "fulfillment_p90_s": None,
-        "stockouts": 0,
-        "negative_stock": 0,
-        "below_reorder_point": 0,
-        "reconciliation_skew": None,
-        "feeds": [],
+        "inventory_turnover": None if rate is None else float(rate),
+        "order_accuracy": _ratio(total(ACCURATE), total(DELIVERIES)),
+        "deliveries": total(DELIVERIES),
+        "stock_mismatch_rate": _ratio(total(MISMATCHES), total(COUNTS)),
+        "counts": total(COUNTS),
+        "mismatch_units": total(MISMATCH_UNITS),
+        "mismatch_value": _money(total(MISMATCH_VALUE)),
+        "cost_per_shipment": (
+            None
+            if total(DELIVERIES) == 0
+            else float(money_from_e4(total(SHIPPING)) / total(DELIVERIES))
+        ),
+        **_percentiles(state, site_id),
+        **_now_state(site_id, now),
+        "feeds": feeds_freshness(now=now),
     }
 
 
+def inventory_value_at(*, site: str | None = None, at: dt.datetime) -> Decimal:
+    """Inventory value at standard cost (of the time) at an instant, from the rollups."""
+    site_id = _site_id(site)
+    state = window_state(site_id=site_id, start=at - dt.timedelta(minutes=1), end=at)
+    return money_from_e4(sum(state.value_end_e4.values()))
+
+
+TREND_SPANS = {"1h": 60, "24h": 3600, "7d": 3600, "30d": 86400}
+
+
 def kpi_trends_compute(
-    *, site: str | None = None, window: str = "1h", now: datetime | None = None
+    *, site: str | None = None, window: str = "1h", now: dt.datetime | None = None
 ) -> dict:
     """Time series for the dashboard charts, from the rollups (bounded cost).
 
@@ -46,12 +462,95 @@ def kpi_trends_compute(
     {"t": ISO time, "value": number|None} over the window; "mismatch_by_site": list of
     {"site", "rate", "units", "value"}; "worst_stockouts": list of
     {"site", "sku", "available", "reorder_point"} (most negative available first, at most 10).
+
+    The series use whole buckets (minutes for 1h, hours for 24h and 7d, days for 30d): the
+    first and last point cover the buckets holding the window's ends.
     """
-    return {
-        "orders_per_minute": [],
-        "turnover": [],
-        "accuracy": [],
-        "cost_per_shipment": [],
-        "mismatch_by_site": [],
-        "worst_stockouts": [],
+    now, window_s = _window_bounds(window, now)
+    site_id = _site_id(site)
+    span = TREND_SPANS[window]
+    last = int(now.timestamp()) // span * span
+    first = int((now - dt.timedelta(seconds=window_s)).timestamp()) // span * span
+    scope = Q(site_id=ALL_SITES if site_id is None else site_id)
+    series = {
+        row["start"]: row
+        for row in KpiBucket.objects.filter(
+            scope, span_s=span, start__gte=instant(first), start__lte=instant(last)
+        )
+        .order_by()
+        .values("start")
+        .annotate(**{f"sum_{name}": Sum(name) for name in FIELDS})
     }
+    after = (
+        KpiBucket.objects.filter(scope, span_s=span, start__gt=instant(last)).aggregate(
+            value=Sum("value_change_e4")
+        )["value"]
+        or 0
+    )
+    total_value = (
+        KpiBucket.objects.filter(scope, span_s=TOTAL_SPAN).aggregate(value=Sum("value_change_e4"))[
+            "value"
+        ]
+        or 0
+    )
+    value_after_bucket = total_value - after
+    points = {"orders_per_minute": [], "turnover": [], "accuracy": [], "cost_per_shipment": []}
+    for start_s in range(last, first - 1, -span):
+        moment = instant(start_s)
+        found = series.get(moment) or {}
+        row = {name: found.get(f"sum_{name}") or 0 for name in FIELDS}
+        value_before_bucket = value_after_bucket - row["value_change_e4"]
+        rate = turnover(row["cogs_e4"], value_before_bucket, value_after_bucket, span)
+        t = moment.isoformat()
+        points["orders_per_minute"].append(
+            {"t": t, "value": float(Decimal(row["orders_created"]) * 60 / span)}
+        )
+        points["turnover"].append({"t": t, "value": None if rate is None else float(rate)})
+        points["accuracy"].append(
+            {"t": t, "value": _ratio(row["accurate_deliveries"], row["deliveries"])}
+        )
+        points["cost_per_shipment"].append(
+            {
+                "t": t,
+                "value": None
+                if not row["deliveries"]
+                else float(money_from_e4(row["shipping_cost_e4"]) / row["deliveries"]),
+            }
+        )
+        value_after_bucket = value_before_bucket
+    for values in points.values():
+        values.reverse()
+    state = window_state(
+        site_id=site_id, start=now - dt.timedelta(seconds=window_s), end=now, per_site=True
+    )
+    codes = dict(Site.objects.filter(id__in=list(state.sums)).values_list("id", "code"))
+    mismatch_by_site = [
+        {
+            "site": codes[row_site],
+            "rate": _ratio(values[MISMATCHES], values[COUNTS]),
+            "units": values[MISMATCH_UNITS],
+            "value": _money(values[MISMATCH_VALUE]),
+        }
+        for row_site, values in sorted(state.sums.items(), key=lambda item: codes.get(item[0], ""))
+        if row_site in codes
+    ]
+    return {
+        **points,
+        "mismatch_by_site": mismatch_by_site,
+        "worst_stockouts": _worst_stockouts(site_id, now),
+    }
+
+
+def _worst_stockouts(site_id: int | None, now: dt.datetime) -> list[dict]:
+    rows = list(
+        StockStatus.objects.filter(available__lte=0, last_order_line_at__gt=now - DEMAND_LOOKBACK)
+        .filter(Q() if site_id is None else Q(site_id=site_id))
+        .order_by("available", "site_id", "sku_id")
+        .values_list("site_id", "sku_id", "available", "reorder_point")[:WORST_STOCKOUTS]
+    )
+    sites = dict(Site.objects.filter(id__in={r[0] for r in rows}).values_list("id", "code"))
+    skus = dict(Sku.objects.filter(id__in={r[1] for r in rows}).values_list("id", "code"))
+    return [
+        {"site": sites[s], "sku": skus[k], "available": available, "reorder_point": point}
+        for s, k, available, point in rows
+    ]

@@ -39,6 +39,7 @@ KPI_TILES = (
     ("negative_stock", "Negative stock", "integer", "SKU-sites now"),
     ("below_reorder_point", "Below reorder point", "integer", "SKU-sites now"),
     ("reconciliation_skew", "Reconciliation skew", "skew", "of snapshot lines"),
+    ("reconciliation_skew_units", "Skew units", "integer", "snapshot vs on hand"),
 )
 # Tiles whose value above zero is trouble: shown with a warning style (never colour alone).
 ALARMING_WHEN_POSITIVE = {"stockouts", "negative_stock", "below_reorder_point"}

@@ -1,20 +1,84 @@
 """KPI rollups, kept by the writers in the same transaction as the facts they come from.
 
-CONTRACT (stub until the KPI issue lands; signatures are fixed, bodies are the KPI engine's):
+CONTRACT (signatures fixed; see docs/kpis.md for the design):
 - `rollups_movements_record(applied=...)` is called by `inventory_ops.services.movements_record`
   for every ledger write (feed events, corrections, counts). From movements alone come: COGS
-  (order_dispatched: -delta * unit_cost; order_returned: -delta * unit_cost), counts and
-  mismatches (kind counted: on_hand_before != counted), inventory value change.
+  (order_dispatched and order_returned: -on_hand_delta * unit_cost), counts and mismatches
+  (kind counted: on_hand_before != counted), inventory value change (on_hand_delta * unit_cost).
 - `rollups_facts_record(...)` is called by the ingest workers, in the batch's transaction, for
-  the facts that are not movements: deliveries, order lines (demand), stock snapshots.
+  the facts that are not movements: deliveries, order lines (demand), stock snapshots. They are
+  stored here (append-only) so that `rebuild_kpis` needs nothing but the ledger and these tables.
+
+Every fact is added to its site's minute, hour and day bucket (`KpiBucket`), by event time, with
+one multi-row upsert per call; a late fact simply lands in a past bucket. The same folding
+functions serve the writers, `rollups_rebuild` and the exact window edges in `dashboards.kpis`.
+
+Unit costs: a movement is valued at the standard cost in effect at its `occurred_at`, read from
+`Sku.unit_cost` and the `UnitCostChange` history (see `unit_cost_change_record`).
 """
 
-from collections.abc import Sequence
+import datetime as dt
+import itertools
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
+from django.db import connection, transaction
+from django.db.models import Q, Sum
+
+from dashboards.models import (
+    ALL_SITES,
+    DeliveryRecord,
+    FulfillmentBin,
+    KpiBucket,
+    OrderLineRecord,
+    Revaluation,
+    SnapshotRecord,
+    StockStatus,
+    UnitCostChange,
+)
+from inventory_ops.models import (
+    Movement,
+    MovementKind,
+    SiteReorderPoint,
+    Sku,
+    StockLevel,
+)
 from inventory_ops.services import AppliedMovement
+
+SPANS = (60, 3600, 86400)
+TOTAL_SPAN = 0  # the all-time bucket of a site, at the epoch
+FIELDS = (
+    "cogs_e4",
+    "value_change_e4",
+    "deliveries",
+    "accurate_deliveries",
+    "shipping_cost_e4",
+    "counts",
+    "mismatches",
+    "mismatch_units",
+    "mismatch_value_e4",
+    "orders_created",
+)
+(
+    COGS,
+    VALUE,
+    DELIVERIES,
+    ACCURATE,
+    SHIPPING,
+    COUNTS,
+    MISMATCHES,
+    MISMATCH_UNITS,
+    MISMATCH_VALUE,
+    ORDERS,
+) = range(len(FIELDS))
+UPSERT_BATCH = 1000
+ROLLUP_SHARDS = 8
+ROLLUP_SHARD_LOCK_CLASS = 470_417  # advisory lock namespace of the rollup shards
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+COGS_KINDS = frozenset({MovementKind.ORDER_DISPATCHED.value, MovementKind.ORDER_RETURNED.value})
+COUNTED = MovementKind.COUNTED.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,20 +86,24 @@ class DeliveryFact:
     """One `order.delivered` applied."""
 
     site_id: int
-    occurred_at: datetime
+    occurred_at: dt.datetime
     accurate: bool
     shipping_cost: Decimal
-    order_created_at: datetime | None  # None when the order's creation is not known
+    order_created_at: dt.datetime | None  # None when the order's creation is not known
 
 
 @dataclass(frozen=True, slots=True)
 class OrderLineFact:
-    """One line of an `order.created` applied: demand for a (site, SKU)."""
+    """One line of an `order.created` applied: demand for a (site, SKU).
+
+    `order_id` (optional) lets the orders-per-minute chart count orders rather than lines.
+    """
 
     site_id: int
     sku_id: int
-    occurred_at: datetime
+    occurred_at: dt.datetime
     qty: int
+    order_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +111,413 @@ class SnapshotFact:
     """One `stock.snapshot` applied: an external system's on-hand view of a site."""
 
     site_id: int
-    occurred_at: datetime
+    occurred_at: dt.datetime
     lines: dict[int, int]  # sku_id -> qty
 
 
+# --- units ----------------------------------------------------------------------------------
+
+
+def money_e4(amount: Decimal) -> int:
+    """Money as an integer of 1/10,000 (standard costs have 4 decimal places)."""
+    return int((Decimal(amount) * 10000).to_integral_value(ROUND_HALF_EVEN))
+
+
+def money_from_e4(amount_e4: int) -> Decimal:
+    return Decimal(amount_e4).scaleb(-4)
+
+
+def minute_of(moment: dt.datetime) -> int:
+    """Epoch second at which the minute holding `moment` starts."""
+    return int(moment.timestamp() // 60) * 60
+
+
+def instant(epoch_s: int) -> dt.datetime:
+    return EPOCH + dt.timedelta(seconds=epoch_s)
+
+
+FULFILLMENT_BIN_BITS = 5  # 32 bins per doubling of the duration
+
+
+def fulfillment_bin(duration_us: int) -> int:
+    """A duration's histogram bin: 32 bins per doubling, in integer arithmetic so that bins are
+    exactly monotonic (a larger duration never lands in a lower bin).
+
+    Finer bins mean fewer delivery rows to read in the bin holding a percentile, but more
+    histogram rows per bucket: 32 keeps both to a few thousand at 200,000 orders a month.
+    """
+    if duration_us < 0:
+        return -1
+    bits = duration_us.bit_length()
+    mantissa = FULFILLMENT_BIN_BITS + 1
+    if bits <= mantissa:
+        return duration_us
+    return (bits << FULFILLMENT_BIN_BITS) | (
+        (duration_us >> (bits - mantissa)) & ((1 << FULFILLMENT_BIN_BITS) - 1)
+    )
+
+
+# --- standard cost in effect at an instant --------------------------------------------------
+
+
+class CostBook:
+    """Standard cost (e4) of SKUs at any instant: today's cost minus the later changes."""
+
+    def __init__(self, current: dict[int, int], changes: dict[int, list[tuple[int, int]]]):
+        self.current = current
+        self.changes = changes  # sku_id -> [(effective epoch s, new - old)]
+
+    def cost_at(self, sku_id: int, moment_s: float) -> int:
+        cost = self.current[sku_id]
+        for effective_s, difference in self.changes.get(sku_id, ()):
+            if effective_s > moment_s:
+                cost -= difference
+        return cost
+
+    def changes_after(self, sku_id: int, moment_s: float) -> list[tuple[int, int]]:
+        return [change for change in self.changes.get(sku_id, ()) if change[0] > moment_s]
+
+    @classmethod
+    def load(
+        cls,
+        sku_ids: Iterable[int] | None = None,
+        *,
+        since: dt.datetime | None = None,
+        lock_unsafe: bool = False,
+    ) -> "CostBook":
+        """Load costs of `sku_ids` (all when None) and their changes effective after `since`.
+
+        `lock_unsafe`: take FOR SHARE on the SKU rows (PostgreSQL), so that a concurrent cost
+        change waits for this writer or this writer for it (see docs/kpis.md). Caller is inside
+        the writing transaction.
+        """
+        ids = None if sku_ids is None else sorted(set(sku_ids))
+        if lock_unsafe and connection.vendor == "postgresql" and ids:
+            current = {}
+            for start in range(0, len(ids), UPSERT_BATCH):
+                chunk = ids[start : start + UPSERT_BATCH]
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        f"SELECT id, unit_cost FROM {Sku._meta.db_table} "  # noqa: S608
+                        f"WHERE id IN ({', '.join(['%s'] * len(chunk))}) ORDER BY id FOR SHARE",
+                        chunk,
+                    )
+                    current.update({sku_id: money_e4(cost) for sku_id, cost in cursor})
+        else:
+            skus = Sku.objects.all() if ids is None else Sku.objects.filter(id__in=ids)
+            current = {
+                sku_id: money_e4(cost) for sku_id, cost in skus.values_list("id", "unit_cost")
+            }
+        return cls(current, cost_changes_load(ids, since=since))
+
+
+def cost_changes_load(
+    sku_ids: Iterable[int] | None, *, since: dt.datetime | None = None
+) -> dict[int, list[tuple[int, int]]]:
+    """Cost changes of these SKUs (all when None) effective after `since`, oldest first."""
+    changes_query = UnitCostChange.objects.all()
+    if sku_ids is not None:
+        changes_query = changes_query.filter(sku_id__in=list(sku_ids))
+    if since is not None:
+        changes_query = changes_query.filter(effective_at__gt=since)
+    changes: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for sku_id, effective_at, old, new in changes_query.order_by("effective_at", "id").values_list(
+        "sku_id", "effective_at", "old_cost_e4", "new_cost_e4"
+    ):
+        changes[sku_id].append((int(effective_at.timestamp()), new - old))
+    return dict(changes)
+
+
+class FlatCost:
+    """A cost book that values everything at one difference (re-valuing after a change)."""
+
+    def __init__(self, difference: int):
+        self.difference = difference
+
+    def cost_at(self, sku_id: int, moment_s: float) -> int:
+        return self.difference
+
+    def changes_after(self, sku_id: int, moment_s: float) -> list:
+        return []
+
+
+# --- folding facts into per-(site, minute) sums ----------------------------------------------
+
+
+def sums_new() -> defaultdict:
+    return defaultdict(lambda: [0] * len(FIELDS))
+
+
+def movements_fold(
+    sums, rows, book, revaluations: list | None = None, *, money_only: bool = False
+) -> None:
+    """Add movements `(site_id, sku_id, kind, on_hand_delta, occurred_at)` to `sums`.
+
+    With `revaluations`, also list the value a cost change made later than the movement adds
+    at the change's instant: `(site_id, sku_id, effective epoch s, amount e4)`. `money_only`
+    adds only amounts (re-valuing movements already counted).
+    """
+    for site_id, sku_id, kind, delta, occurred_at in rows:
+        moment_s = occurred_at.timestamp()
+        cost = book.cost_at(sku_id, moment_s)
+        bucket = sums[(site_id, int(moment_s // 60) * 60)]
+        bucket[VALUE] += delta * cost
+        if kind in COGS_KINDS:
+            bucket[COGS] -= delta * cost
+        elif kind == COUNTED:
+            if not money_only:
+                bucket[COUNTS] += 1
+            if delta:
+                if not money_only:
+                    bucket[MISMATCHES] += 1
+                    bucket[MISMATCH_UNITS] += abs(delta)
+                bucket[MISMATCH_VALUE] += abs(delta) * cost
+        if revaluations is not None and delta:
+            for effective_s, difference in book.changes_after(sku_id, moment_s):
+                revaluations.append((site_id, sku_id, effective_s, delta * difference))
+
+
+def deliveries_fold(sums, bins, rows) -> None:
+    """Add deliveries `(site_id, occurred_at, accurate, shipping_cost_e4, bin)` to the sums and
+    the fulfillment histogram `bins[(site_id, minute, bin)]` (bin None: creation unknown)."""
+    for site_id, occurred_at, accurate, shipping_cost_e4, duration_bin in rows:
+        minute = minute_of(occurred_at)
+        bucket = sums[(site_id, minute)]
+        bucket[DELIVERIES] += 1
+        bucket[ACCURATE] += 1 if accurate else 0
+        bucket[SHIPPING] += shipping_cost_e4
+        if duration_bin is not None and bins is not None:
+            bins[(site_id, minute, duration_bin)] += 1
+
+
+def orders_fold(sums, rows) -> None:
+    """Add order lines `(site_id, occurred_at, opens_order)` to the orders-created counts."""
+    for site_id, occurred_at, opens_order in rows:
+        if opens_order:
+            sums[(site_id, minute_of(occurred_at))][ORDERS] += 1
+
+
+def revaluations_fold(sums, revaluations) -> None:
+    for site_id, _sku_id, effective_s, amount in revaluations:
+        sums[(site_id, effective_s - effective_s % 60)][VALUE] += amount
+
+
+# --- writing the rollups --------------------------------------------------------------------
+
+
+def _bucket_rows(sums, *, all_sites: bool = True) -> dict[tuple[int, int, int], list[int]]:
+    """Spread per-(site, minute) sums over the minute, hour, day and all-time buckets of the
+    site and (unless told otherwise) of all sites."""
+    rows: dict[tuple[int, int, int], list[int]] = {}
+    scopes = (None, ALL_SITES) if all_sites else (None,)
+    for (site_id, minute), values in sums.items():
+        if not any(values):
+            continue
+        keys = [
+            (site_id if scope is None else scope, span, minute - minute % span if span else 0)
+            for scope in scopes
+            for span in (*SPANS, TOTAL_SPAN)
+        ]
+        for key in keys:
+            row = rows.get(key)
+            if row is None:
+                rows[key] = list(values)
+            else:
+                for index, value in enumerate(values):
+                    row[index] += value
+    return rows
+
+
+def _bin_rows(bins) -> dict[tuple[int, int, int, int], int]:
+    rows: dict[tuple[int, int, int, int], int] = defaultdict(int)
+    for (site_id, minute, duration_bin), count in bins.items():
+        for scope in (site_id, ALL_SITES):
+            for span in SPANS:
+                rows[(scope, span, minute - minute % span, duration_bin)] += count
+    return rows
+
+
+def _adapt(moment: dt.datetime):
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
+def _upsert_add(model, key_fields: Sequence[str], value_fields: Sequence[str], rows) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE adding the values, in key order (a fixed lock order)."""
+    table = model._meta.db_table
+    columns = [*key_fields, *value_fields]
+    updates = ", ".join(f"{field} = {table}.{field} + excluded.{field}" for field in value_fields)
+    row_placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    items = sorted(rows)
+    for start in range(0, len(items), UPSERT_BATCH):
+        chunk = items[start : start + UPSERT_BATCH]
+        params = []
+        for key, values in chunk:
+            params.extend(
+                _adapt(instant(part)) if name == "start" else part
+                for name, part in zip(key_fields, key, strict=True)
+            )
+            params.extend(values)
+        # Only column names we own and placeholders are interpolated; values are parameters.
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608
+            f"{', '.join([row_placeholder] * len(chunk))} "
+            f"ON CONFLICT ({', '.join(key_fields)}) DO UPDATE SET {updates}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def writer_shard() -> int:
+    """A rollup shard no other open transaction writes to (PostgreSQL), else 0.
+
+    Without shards, every writer of a site would wait on that site's current-minute rows until
+    the other's commit: ingest jobs of one site would run one after the other, and jobs that
+    also wait on each other's stock level locks would deadlock. Each shard is claimed with a
+    transaction-scoped advisory lock (re-entrant, released at commit); if all are taken, shard
+    0 is shared and writers merely queue, as without shards.
+    """
+    if connection.vendor != "postgresql":
+        return 0  # SQLite runs one writer at a time anyway
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # No ORDER BY: it would evaluate (and take) every lock before sorting; the series
+            # is scanned in order and LIMIT stops at the first lock obtained.
+            "SELECT shard FROM generate_series(0, %s) AS shard "
+            "WHERE pg_try_advisory_xact_lock(%s, shard) LIMIT 1",
+            [ROLLUP_SHARDS - 1, ROLLUP_SHARD_LOCK_CLASS],
+        )
+        row = cursor.fetchone()
+    return 0 if row is None else row[0]
+
+
+def _rollups_add(sums, bins=None) -> None:
+    buckets = _bucket_rows(sums)
+    if not buckets and not bins:
+        return
+    shard = writer_shard()
+    if buckets:
+        _upsert_add(
+            KpiBucket,
+            ("site_id", "span_s", "start", "shard"),
+            FIELDS,
+            [((*key, shard), values) for key, values in buckets.items()],
+        )
+    if bins:
+        _upsert_add(
+            FulfillmentBin,
+            ("site_id", "span_s", "start", "bin", "shard"),
+            ("count",),
+            [((*key, shard), (count,)) for key, count in _bin_rows(bins).items()],
+        )
+
+
+def _revaluations_insert(revaluations) -> None:
+    amounts: dict[tuple[int, int, int], int] = defaultdict(int)
+    for site_id, sku_id, effective_s, amount in revaluations:
+        amounts[(site_id, sku_id, effective_s)] += amount
+    Revaluation.objects.bulk_create(
+        [
+            Revaluation(
+                site_id=site_id, sku_id=sku_id, occurred_at=instant(effective_s), amount_e4=amount
+            )
+            for (site_id, sku_id, effective_s), amount in sorted(amounts.items())
+            if amount
+        ],
+        batch_size=UPSERT_BATCH,
+    )
+
+
+def _reorder_points(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], int | None]:
+    """Effective reorder point of each pair: the site's own, else the SKU's."""
+    sku_ids = {sku_id for _, sku_id in pairs}
+    site_ids = {site_id for site_id, _ in pairs}
+    defaults = dict(Sku.objects.filter(id__in=sku_ids).values_list("id", "reorder_point"))
+    overrides = {
+        (site_id, sku_id): point
+        for site_id, sku_id, point in SiteReorderPoint.objects.filter(
+            site_id__in=site_ids, sku_id__in=sku_ids
+        ).values_list("site_id", "sku_id", "reorder_point")
+    }
+    return {pair: overrides.get(pair, defaults.get(pair[1])) for pair in pairs}
+
+
+def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None:
+    """Set the copied state of these levels: (site, sku) -> (on_hand, reserved)."""
+    points = _reorder_points(set(levels))
+    table = StockStatus._meta.db_table
+    items = sorted(levels.items())
+    for start in range(0, len(items), UPSERT_BATCH):
+        chunk = items[start : start + UPSERT_BATCH]
+        params = []
+        for (site_id, sku_id), (on_hand, reserved) in chunk:
+            params.extend(
+                [site_id, sku_id, True, on_hand, on_hand - reserved, points[(site_id, sku_id)]]
+            )
+        sql = (
+            f"INSERT INTO {table} (site_id, sku_id, has_level, on_hand, available, "  # noqa: S608
+            f"reorder_point) VALUES {', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(chunk))} "
+            "ON CONFLICT (site_id, sku_id) DO UPDATE SET has_level = excluded.has_level, "
+            "on_hand = excluded.on_hand, available = excluded.available, "
+            "reorder_point = excluded.reorder_point"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def _stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
+    """Raise each pair's last order line time (creating a demand-only row if needed)."""
+    table = StockStatus._meta.db_table
+    items = sorted(latest.items())
+    for start in range(0, len(items), UPSERT_BATCH):
+        chunk = items[start : start + UPSERT_BATCH]
+        params = []
+        for (site_id, sku_id), moment in chunk:
+            params.extend([site_id, sku_id, False, 0, 0, _adapt(moment)])
+        sql = (
+            f"INSERT INTO {table} (site_id, sku_id, has_level, on_hand, available, "  # noqa: S608
+            f"last_order_line_at) VALUES "
+            f"{', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(chunk))} "
+            "ON CONFLICT (site_id, sku_id) DO UPDATE SET last_order_line_at = CASE "
+            f"WHEN {table}.last_order_line_at IS NULL "
+            f"OR {table}.last_order_line_at < excluded.last_order_line_at "
+            f"THEN excluded.last_order_line_at ELSE {table}.last_order_line_at END"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+# --- the hooks ------------------------------------------------------------------------------
+
+
 def rollups_movements_record(*, applied: Sequence[AppliedMovement]) -> None:
-    """Fold ledger movements into the rollups. Caller is inside the writing transaction."""
+    """Fold ledger movements into the rollups. Caller is inside the writing transaction and
+    holds the row locks of the affected stock levels."""
+    if not applied:
+        return
+    earliest = min(movement.request.occurred_at for movement in applied)
+    book = CostBook.load(
+        {movement.sku_id for movement in applied}, since=earliest, lock_unsafe=True
+    )
+    sums = sums_new()
+    revaluations: list = []
+    movements_fold(
+        sums,
+        (
+            (m.site_id, m.sku_id, m.request.kind, m.on_hand_delta, m.request.occurred_at)
+            for m in applied
+        ),
+        book,
+        revaluations,
+    )
+    revaluations_fold(sums, revaluations)
+    _rollups_add(sums)
+    _revaluations_insert(revaluations)
+    # The last movement of a pair in this call leaves the level as it now stands.
+    levels = {
+        (m.site_id, m.sku_id): (m.on_hand_after, m.reserved_before + m.reserved_delta)
+        for m in applied
+    }
+    _stock_status_upsert(levels)
 
 
 def rollups_facts_record(
@@ -57,4 +526,334 @@ def rollups_facts_record(
     order_lines: Sequence[OrderLineFact] = (),
     snapshots: Sequence[SnapshotFact] = (),
 ) -> None:
-    """Fold non-movement facts into the rollups. Caller is inside the writing transaction."""
+    """Store and fold non-movement facts into the rollups. Caller is inside the writing
+    transaction."""
+    sums = sums_new()
+    bins: defaultdict = defaultdict(int)
+    if deliveries:
+        records = [_delivery_record(fact) for fact in deliveries]
+        DeliveryRecord.objects.bulk_create(records, batch_size=UPSERT_BATCH)
+        deliveries_fold(sums, bins, (_delivery_row(record) for record in records))
+    if order_lines:
+        records = _order_line_records(order_lines)
+        OrderLineRecord.objects.bulk_create(records, batch_size=UPSERT_BATCH)
+        orders_fold(sums, ((r.site_id, r.occurred_at, r.opens_order) for r in records))
+        latest: dict[tuple[int, int], dt.datetime] = {}
+        for fact in order_lines:
+            pair = (fact.site_id, fact.sku_id)
+            if pair not in latest or latest[pair] < fact.occurred_at:
+                latest[pair] = fact.occurred_at
+        _stock_status_demand(latest)
+    _rollups_add(sums, bins)
+    if snapshots:
+        SnapshotRecord.objects.bulk_create([_snapshot_record(fact) for fact in snapshots])
+
+
+def _delivery_record(fact: DeliveryFact) -> DeliveryRecord:
+    duration_us = None
+    if fact.order_created_at is not None:
+        duration_us = (fact.occurred_at - fact.order_created_at) // dt.timedelta(microseconds=1)
+    return DeliveryRecord(
+        site_id=fact.site_id,
+        occurred_at=fact.occurred_at,
+        accurate=bool(fact.accurate),
+        shipping_cost_e4=money_e4(fact.shipping_cost),
+        order_created_at=fact.order_created_at,
+        fulfillment_us=duration_us,
+        fulfillment_bin=None if duration_us is None else fulfillment_bin(duration_us),
+    )
+
+
+def _delivery_row(record: DeliveryRecord) -> tuple:
+    return (
+        record.site_id,
+        record.occurred_at,
+        record.accurate,
+        record.shipping_cost_e4,
+        record.fulfillment_bin,
+    )
+
+
+def _order_line_records(order_lines: Sequence[OrderLineFact]) -> list[OrderLineRecord]:
+    """One record per line; the first line of each order in the call opens the order."""
+    seen: set[tuple[int, str]] = set()
+    records = []
+    for fact in order_lines:
+        key = (fact.site_id, fact.order_id)
+        opens = not fact.order_id or key not in seen
+        seen.add(key)
+        records.append(
+            OrderLineRecord(
+                site_id=fact.site_id,
+                sku_id=fact.sku_id,
+                occurred_at=fact.occurred_at,
+                qty=fact.qty,
+                order_id=fact.order_id[:200],
+                opens_order=opens,
+            )
+        )
+    return records
+
+
+def _snapshot_record(fact: SnapshotFact) -> SnapshotRecord:
+    """Compare the snapshot with the ledger as it stands now (when the snapshot is applied)."""
+    on_hand = dict(
+        StockLevel.objects.filter(site_id=fact.site_id, sku_id__in=list(fact.lines)).values_list(
+            "sku_id", "on_hand"
+        )
+    )
+    lines = [[sku_id, qty, on_hand.get(sku_id, 0)] for sku_id, qty in sorted(fact.lines.items())]
+    return SnapshotRecord(
+        site_id=fact.site_id,
+        occurred_at=fact.occurred_at,
+        lines=lines,
+        line_count=len(lines),
+        mismatched_lines=sum(1 for _, qty, held in lines if qty != held),
+        unit_difference=sum(abs(qty - held) for _, qty, held in lines),
+    )
+
+
+# --- standard cost changes and reorder points -----------------------------------------------
+
+
+def unit_cost_change_record(
+    *, sku_id: int, old_cost: Decimal, new_cost: Decimal, changed_at: dt.datetime
+) -> UnitCostChange | None:
+    """Record a change of standard cost, effective from the next whole minute, and revalue.
+
+    Stock held before the change (by event time) gains (new - old) per unit at that instant;
+    movements already recorded at or after it were valued at the old cost and are revalued in
+    their own buckets. Caller is inside the transaction that updated the SKU row (whose lock
+    makes concurrent writers of this SKU wait, see `CostBook.load`).
+    """
+    difference = money_e4(new_cost) - money_e4(old_cost)
+    if not difference:
+        return None
+    effective_s = minute_of(changed_at) + 60
+    effective_at = instant(effective_s)
+    change = UnitCostChange.objects.create(
+        sku_id=sku_id,
+        effective_at=effective_at,
+        old_cost_e4=money_e4(old_cost),
+        new_cost_e4=money_e4(new_cost),
+    )
+    held = Movement.objects.filter(sku_id=sku_id, occurred_at__lt=effective_at).values("site_id")
+    revaluations = [
+        (row["site_id"], sku_id, effective_s, row["on_hand"] * difference)
+        for row in held.order_by("site_id").annotate(on_hand=Sum("on_hand_delta"))
+        if row["on_hand"]
+    ]
+    sums = sums_new()
+    revaluations_fold(sums, revaluations)
+    later = Movement.objects.filter(sku_id=sku_id, occurred_at__gte=effective_at).values_list(
+        "site_id", "sku_id", "kind", "on_hand_delta", "occurred_at"
+    )
+    movements_fold(sums, later.iterator(), FlatCost(difference), money_only=True)
+    _rollups_add(sums)
+    _revaluations_insert(revaluations)
+    return change
+
+
+def stock_status_reorder_points_refresh(*, sku_id: int, site_id: int | None = None) -> None:
+    """Copy the effective reorder points of a SKU (at one site or all) into `StockStatus`."""
+    rows = StockStatus.objects.filter(sku_id=sku_id)
+    if site_id is not None:
+        rows = rows.filter(site_id=site_id)
+    pairs = set(rows.values_list("site_id", "sku_id"))
+    if not pairs:
+        return
+    by_point: dict[int | None, list[int]] = defaultdict(list)
+    for (site, _sku), point in _reorder_points(pairs).items():
+        by_point[point].append(site)
+    for point, sites in by_point.items():
+        StockStatus.objects.filter(sku_id=sku_id, site_id__in=sites).update(reorder_point=point)
+
+
+# --- rebuilding everything from the ledger and the stored facts -----------------------------
+
+
+REBUILD_CHUNK = 20000
+
+
+def rollups_rebuild(
+    *, site_id: int | None = None, progress: Callable[[str, int, int], None] | None = None
+) -> dict[str, int]:
+    """Recompute every rollup (of one site, or all) from the ledger and the stored facts.
+
+    Runs in one transaction and locks the rollup tables against writers meanwhile (they wait,
+    then add what they wrote on top, so nothing is lost or counted twice).
+    """
+    progress = progress or (lambda stage, done, total: None)
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "LOCK TABLE "
+                    + ", ".join(
+                        model._meta.db_table
+                        for model in (KpiBucket, FulfillmentBin, Revaluation, StockStatus)
+                    )
+                    + " IN EXCLUSIVE MODE"
+                )
+        scope = Q() if site_id is None else Q(site_id=site_id)
+        # The all-sites rows are summed again from the sites' rows below.
+        scope_and_all = Q() if site_id is None else Q(site_id__in=[site_id, ALL_SITES])
+        KpiBucket.objects.filter(scope_and_all).delete()
+        FulfillmentBin.objects.filter(scope_and_all).delete()
+        Revaluation.objects.filter(scope).delete()
+        StockStatus.objects.filter(scope).delete()
+
+        sums = sums_new()
+        bins: defaultdict = defaultdict(int)
+        revaluations: list = []
+        book = CostBook.load()
+        movements = Movement.objects.filter(scope)
+        total = movements.count()
+        rows = movements.order_by().values_list(
+            "site_id", "sku_id", "kind", "on_hand_delta", "occurred_at"
+        )
+        done = 0
+        iterator = rows.iterator(chunk_size=REBUILD_CHUNK)
+        while chunk := list(itertools.islice(iterator, REBUILD_CHUNK)):
+            movements_fold(sums, chunk, book, revaluations)
+            done += len(chunk)
+            progress("movements", done, total)
+        revaluations_fold(sums, revaluations)
+
+        deliveries = DeliveryRecord.objects.filter(scope).order_by()
+        deliveries_fold(
+            sums,
+            bins,
+            deliveries.values_list(
+                "site_id", "occurred_at", "accurate", "shipping_cost_e4", "fulfillment_bin"
+            ).iterator(chunk_size=REBUILD_CHUNK),
+        )
+        progress("deliveries", 1, 1)
+        latest: dict[tuple[int, int], dt.datetime] = {}
+        order_rows = (
+            OrderLineRecord.objects.filter(scope)
+            .order_by()
+            .values_list("site_id", "sku_id", "occurred_at", "opens_order")
+        )
+        for line_site, sku_id, occurred_at, opens_order in order_rows.iterator(
+            chunk_size=REBUILD_CHUNK
+        ):
+            if opens_order:
+                sums[(line_site, minute_of(occurred_at))][ORDERS] += 1
+            pair = (line_site, sku_id)
+            if pair not in latest or latest[pair] < occurred_at:
+                latest[pair] = occurred_at
+        progress("order lines", 1, 1)
+
+        buckets = _bucket_rows(sums, all_sites=False)
+        _bulk_insert(
+            KpiBucket,
+            ["site_id", "span_s", "start", "shard", *FIELDS],
+            (
+                [site, span, instant(start), 0, *values]
+                for (site, span, start), values in buckets.items()
+            ),
+        )
+        site_bins = {key: count for key, count in _bin_rows(bins).items() if key[0] != ALL_SITES}
+        _bulk_insert(
+            FulfillmentBin,
+            ["site_id", "span_s", "start", "bin", "shard", "count"],
+            (
+                [site, span, instant(start), duration_bin, 0, count]
+                for (site, span, start, duration_bin), count in site_bins.items()
+            ),
+        )
+        _all_sites_rows_sum()
+        _revaluations_insert(revaluations)
+        progress("rollups", 1, 1)
+        levels = StockLevel.objects.filter(scope).values_list(
+            "site_id", "sku_id", "on_hand", "reserved"
+        )
+        status = {
+            (level_site, sku_id): [True, on_hand, on_hand - reserved, None, None]
+            for level_site, sku_id, on_hand, reserved in levels.iterator(chunk_size=REBUILD_CHUNK)
+        }
+        for pair, moment in latest.items():
+            status.setdefault(pair, [False, 0, 0, None, None])[4] = moment
+        for pair, point in _reorder_points_all(scope).items():
+            if pair in status:
+                status[pair][3] = point
+        _bulk_insert(
+            StockStatus,
+            [
+                "site_id",
+                "sku_id",
+                "has_level",
+                "on_hand",
+                "available",
+                "reorder_point",
+                "last_order_line_at",
+            ],
+            ([site, sku, *state] for (site, sku), state in status.items()),
+        )
+        progress("stock status", 1, 1)
+    return {
+        "movements": total,
+        "buckets": len(buckets),
+        "stock_levels": len(status),
+    }
+
+
+def _reorder_points_all(scope: Q) -> dict[tuple[int, int], int | None]:
+    defaults = dict(Sku.objects.values_list("id", "reorder_point"))
+    points = {
+        pair: defaults.get(pair[1])
+        for pair in StockLevel.objects.filter(scope).values_list("site_id", "sku_id")
+    }
+    for site, sku, point in SiteReorderPoint.objects.filter(scope).values_list(
+        "site_id", "sku_id", "reorder_point"
+    ):
+        if (site, sku) in points:
+            points[(site, sku)] = point
+    return points
+
+
+def _all_sites_rows_sum() -> None:
+    """(Re)create the all-sites rows of the rollups as sums of the sites' rows."""
+    bins = FulfillmentBin._meta.db_table
+    buckets = KpiBucket._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {bins} (site_id, span_s, start, bin, shard, count) "  # noqa: S608
+            f"SELECT %s, span_s, start, bin, 0, SUM(count) FROM {bins} WHERE site_id <> %s "
+            "GROUP BY span_s, start, bin",
+            [ALL_SITES, ALL_SITES],
+        )
+        cursor.execute(
+            f"INSERT INTO {buckets} (site_id, span_s, start, shard, {', '.join(FIELDS)}) "  # noqa: S608
+            f"SELECT %s, span_s, start, 0, {', '.join(f'SUM({name})' for name in FIELDS)} "
+            f"FROM {buckets} WHERE site_id <> %s GROUP BY span_s, start",
+            [ALL_SITES, ALL_SITES],
+        )
+
+
+def _bulk_insert(model, columns: list[str], rows: Iterable[list]) -> None:
+    """Insert many rows: COPY on PostgreSQL, multi-row INSERT elsewhere."""
+    table = model._meta.db_table
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            raw = cursor.cursor  # psycopg 3 cursor under Django's wrapper
+            with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return
+    placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    batch = max(1, 30000 // len(columns))
+    iterator = iter(rows)
+    while chunk := list(itertools.islice(iterator, batch)):
+        params = []
+        for row in chunk:
+            params.extend(
+                _adapt(value) if isinstance(value, dt.datetime) else value for value in row
+            )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608
+                f"{', '.join([placeholder] * len(chunk))}",
+                params,
+            )

@@ -1,6 +1,14 @@
-"""Feed sources: who may push events, with what credentials."""
+"""Feed sources, the batches they push, and what became of every event in them.
 
+Conservation (SPEC.md): for a batch, and so for a source, accepted = applied + duplicates +
+rejected + pending, where pending is `held` plus every event of a batch not processed yet.
+"""
+
+import uuid
+
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 class FeedSource(models.Model):
@@ -22,9 +30,199 @@ class FeedSource(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     token_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Kept by the workers in the batch's transaction: feed freshness without scanning batches.
+    newest_applied_occurred_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+
+class BatchStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PROCESSING = "processing", "Processing"
+    DONE = "done", "Done"
+
+
+class BatchFormat(models.TextChoices):
+    JSON = "json", "JSON"
+    NDJSON = "ndjson", "NDJSON"
+    CSV = "csv", "CSV"
+
+
+class IngestBatch(models.Model):
+    """One accepted request, stored raw before `202` is answered; the job carries only its id."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    source = models.ForeignKey(FeedSource, on_delete=models.PROTECT, related_name="batches")
+    body_format = models.CharField(max_length=8, choices=BatchFormat.choices)
+    raw_body = models.TextField(help_text="The request body exactly as received (UTF-8).")
+    status = models.CharField(
+        max_length=16, choices=BatchStatus.choices, default=BatchStatus.QUEUED
+    )
+    accepted = models.PositiveIntegerField(help_text="Events in the request.")
+    applied = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    held = models.PositiveIntegerField(
+        default=0, help_text="Order events waiting for their order to appear."
+    )
+    received_at = models.DateTimeField()
+    job_id = models.CharField(max_length=64, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Times a worker started it.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name = "ingest batch"
+        verbose_name_plural = "ingest batches"
+        indexes = [
+            models.Index(fields=["source", "received_at"], name="batch_source_received_idx"),
+            models.Index(fields=["finished_at"], name="batch_finished_idx"),
+            models.Index(
+                fields=["received_at"],
+                condition=~Q(status="done"),
+                name="batch_unfinished_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.id} ({self.status})"
+
+    @property
+    def pending(self) -> int:
+        """Events not yet applied, duplicate or rejected."""
+        if self.status != BatchStatus.DONE:
+            return self.accepted - self.applied - self.duplicates - self.rejected
+        return self.held
+
+
+class ProcessedEvent(models.Model):
+    """The idempotency key of an event taken into the ledger path (applied or held).
+
+    Inserted in the transaction that applies (or holds) the event: a re-sent event, a retried
+    job or a racing worker hits the unique constraint and counts a duplicate. Rejected events
+    keep no key, so a producer may fix and resend them.
+    """
+
+    source = models.ForeignKey(FeedSource, on_delete=models.PROTECT, related_name="+")
+    event_id = models.CharField(max_length=200)
+    batch = models.ForeignKey(
+        IngestBatch, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "event_id"], name="unique_source_event"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.event_id}"
+
+
+class OrderState(models.TextChoices):
+    OPEN = "open", "Open (reserved)"
+    DISPATCHED = "dispatched", "Dispatched"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Order(models.Model):
+    """An order seen in `order.created`; `order_id` is global across sources."""
+
+    order_id = models.CharField(max_length=200, unique=True)
+    site = models.ForeignKey("inventory_ops.Site", on_delete=models.PROTECT, related_name="+")
+    source = models.ForeignKey(FeedSource, on_delete=models.PROTECT, related_name="+")
+    channel = models.CharField(max_length=100, blank=True)
+    created_occurred_at = models.DateTimeField()
+    lines = models.JSONField(help_text="[[sku_code, qty], ...] as created.")
+    state = models.CharField(max_length=16, choices=OrderState.choices, default=OrderState.OPEN)
+    delivered = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"order {self.order_id} ({self.state})"
+
+
+class HeldEvent(models.Model):
+    """An order event whose order has not appeared yet: applied when it does, or rejected
+    with "unknown order" after `INGEST_HOLD_SECONDS`."""
+
+    source = models.ForeignKey(FeedSource, on_delete=models.PROTECT, related_name="+")
+    batch = models.ForeignKey(IngestBatch, on_delete=models.PROTECT, related_name="+")
+    index = models.PositiveIntegerField(help_text="Position of the event in its batch.")
+    event_id = models.CharField(max_length=200)
+    order_id = models.CharField(max_length=200, db_index=True)
+    payload = models.TextField(help_text="The event as JSON text.")
+    received_at = models.DateTimeField()
+    held_until = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"held {self.event_id} (order {self.order_id})"
+
+
+class DeadLetterStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    REPLAYED = "replayed", "Replayed"
+    DISCARDED = "discarded", "Discarded"
+
+
+class RejectionCode(models.TextChoices):
+    """What kind of cause a rejection has: the grouping key of the dead-letter console."""
+
+    MALFORMED = "malformed", "Malformed event (wrong fields or types)"
+    UNKNOWN_SITE = "unknown_site", "Unknown site"
+    UNKNOWN_SKU = "unknown_sku", "Unknown SKU"
+    UNKNOWN_ORDER = "unknown_order", "Unknown order (holding period over)"
+    ORDER_STATE = "order_state", "Not possible in the order's state"
+    WRONG_CURRENCY = "wrong_currency", "Wrong currency"
+
+
+class DeadLetter(models.Model):
+    """A rejected event, kept with its raw payload and reason until replayed or discarded."""
+
+    source = models.ForeignKey(FeedSource, on_delete=models.PROTECT, related_name="dead_letters")
+    # Indexed with `index` below (batch lookups use that index).
+    batch = models.ForeignKey(
+        IngestBatch, on_delete=models.PROTECT, related_name="dead_letters", db_index=False
+    )
+    index = models.PositiveIntegerField(help_text="Position of the event in its batch.")
+    event_id = models.CharField(max_length=200, blank=True)
+    payload = models.TextField(help_text="The raw event as JSON text.")
+    reason_code = models.CharField(max_length=32, choices=RejectionCode.choices)
+    reason = models.TextField(help_text="What is wrong, naming the field.")
+    status = models.CharField(
+        max_length=16, choices=DeadLetterStatus.choices, default=DeadLetterStatus.OPEN
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    replay_count = models.PositiveIntegerField(default=0)
+    replayed_at = models.DateTimeField(null=True, blank=True)
+    replay_outcome = models.CharField(
+        max_length=16, blank=True, help_text="applied, duplicate or held, once replayed."
+    )
+    handled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Who replayed or discarded it last.",
+    )
+    discarded_at = models.DateTimeField(null=True, blank=True)
+    discard_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["status", "reason_code"], name="deadletter_status_reason_idx"),
+            models.Index(fields=["batch", "index"], name="deadletter_batch_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"dead letter {self.pk} ({self.reason_code}, {self.status})"

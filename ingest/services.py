@@ -1,16 +1,83 @@
-"""Writes of the ingest domain."""
+"""Writes of the ingest domain: feed sources, batches, applying events, dead letters.
 
+How a batch becomes ledger movements (`batch_process`), in one transaction per batch:
+1. every event is validated with pydantic; bad ones are rejected with the field named;
+2. site and SKU codes are resolved in bulk; unknown codes reject the event, not the batch;
+3. the idempotency keys `(source, event_id)` are inserted in bulk with ON CONFLICT DO NOTHING:
+   a key that exists (re-send, retried job, racing worker) makes the event a duplicate;
+4. order events are planned against the orders, locked in key order; an event whose order is
+   not known yet is held, and applied as soon as its `order.created` is;
+5. orders, dead letters, held events and counters are written in bulk, the KPI facts go to
+   `rollups_facts_record`, and last all movements go to `movements_record` in one call (its
+   stock-level locks are then held only until the commit).
+"""
+
+import functools
 import hashlib
+import json
+import logging
+import re
 import secrets
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from uuid import UUID
 
-from django.db import IntegrityError, transaction
+import django_rq
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+from rq.job import Job, JobStatus
 
+from dashboards.broadcasts import scopes_changed_announce
+from dashboards.rollups import DeliveryFact, OrderLineFact, SnapshotFact, rollups_facts_record
 from ingest.exceptions import FeedSourceExists
-from ingest.models import FeedSource
+from ingest.models import (
+    BatchStatus,
+    DeadLetter,
+    DeadLetterStatus,
+    FeedSource,
+    HeldEvent,
+    IngestBatch,
+    Order,
+    OrderState,
+    ProcessedEvent,
+    RejectionCode,
+)
+from ingest.parsing import events_parse
+from ingest.schemas import (
+    ORDER_EVENT_TYPES,
+    event_validate,
+    validation_reason,
+)
+from inventory_ops.db import run_atomic_with_retry
+from inventory_ops.models import MovementCause, MovementKind, Site, Sku
+from inventory_ops.services import MovementRequest, movements_record
+
+logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "iof_"  # noqa: S105 (a label, not a secret)
+INGEST_QUEUE = "ingest"
+KEY_INSERT_CHUNK = 1000
+CODE_LOOKUP_CHUNK = 900
+DEFAULT_HOLD_SECONDS = 24 * 3600
+# Order events of one order applied in this order when they were waiting for it.
+ORDER_EVENT_RANK = {
+    "order.created": 0,
+    "order.dispatched": 1,
+    "order.delivered": 2,
+    "order.returned": 3,
+    "order.cancelled": 4,
+}
+
+
+# --- Feed sources ---------------------------------------------------------------------------
 
 
 def token_hash(token: str) -> str:
@@ -61,3 +128,1008 @@ def feed_source_rotate_token(*, source: FeedSource) -> str:
     )
     source.refresh_from_db()
     return token
+
+
+def feed_source_by_token(*, token: str) -> FeedSource | None:
+    return FeedSource.objects.filter(token_hash=token_hash(token)).first()
+
+
+# --- Receiving batches ----------------------------------------------------------------------
+
+
+def batch_job_id(batch_id: UUID | str) -> str:
+    """The RQ job id of a batch: fixed, so the sweeper can find the job without a lookup."""
+    return f"ingest-batch-{batch_id}"
+
+
+def batch_receive(
+    *, source: FeedSource, body_format: str, raw_body: str, accepted: int
+) -> IngestBatch:
+    """Store the batch durably, then (after commit) enqueue its job.
+
+    If Redis is unreachable the batch stays queued in the database; the sweeper enqueues it.
+    DatabaseError goes to the caller: nothing was kept.
+    """
+    with transaction.atomic():
+        batch = IngestBatch.objects.create(
+            source=source,
+            body_format=body_format,
+            raw_body=raw_body,
+            accepted=accepted,
+            received_at=timezone.now(),
+        )
+        transaction.on_commit(partial(batch_enqueue, batch_id=batch.pk))
+    return batch
+
+
+@functools.cache
+def _queue_for(url: str):
+    # django_rq builds a new client (and TCP connection) per call; keep one per process. Keyed
+    # by URL so that a changed RQ_QUEUES setting gets its own.
+    return django_rq.get_queue(INGEST_QUEUE)
+
+
+def ingest_queue():
+    """The RQ queue of ingest jobs (its `.connection` is the Redis client to reuse)."""
+    return _queue_for(settings.RQ_QUEUES[INGEST_QUEUE]["URL"])
+
+
+def batch_enqueue(*, batch_id: UUID | str) -> bool:
+    """Put the batch's job on the ingest queue; False (logged) if Redis is unreachable."""
+    from ingest.jobs import batch_process_job
+
+    try:
+        ingest_queue().enqueue(
+            batch_process_job,
+            str(batch_id),
+            job_id=batch_job_id(batch_id),
+            result_ttl=300,
+            failure_ttl=7 * 24 * 3600,
+        )
+    except RedisError as error:
+        logger.warning("batch %s stays queued for the sweeper: %s", batch_id, error)
+        return False
+    return True
+
+
+# --- Processing ------------------------------------------------------------------------------
+
+APPLIED, DUPLICATE, HELD, REJECTED = "applied", "duplicate", "held", "rejected"
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    """One event on its way through `_events_apply`."""
+
+    source_id: int
+    source_name: str
+    batch_id: UUID
+    index: int
+    raw: object
+    received_at: datetime
+    from_csv: bool = False
+    # False when the whole body was checked at once and holds no NUL or lone-surrogate escape.
+    text_check: bool = True
+    held_id: int | None = None  # releasing a held event: its key is already in
+    dead_letter_id: int | None = None  # replaying a dead letter
+    event: object = None
+    outcome: str = ""
+    reason_code: str = ""
+    reason: str = ""
+    keyed: bool = False
+
+    def reject(self, code: str, reason: str) -> None:
+        self.outcome, self.reason_code, self.reason = REJECTED, code, reason
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.source_id, self.event.event_id)
+
+
+@dataclass
+class ProcessingSummary:
+    applied: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    held: int = 0
+    site_codes: set[str] = field(default_factory=set)
+
+
+def batch_process(*, batch_id: UUID | str) -> dict:
+    """Apply one stored batch; safe to run twice or concurrently (the second finds it done)."""
+    started = IngestBatch.objects.filter(pk=batch_id).exclude(status=BatchStatus.DONE)
+    if not started.update(
+        status=BatchStatus.PROCESSING, started_at=timezone.now(), attempts=F("attempts") + 1
+    ):
+        return {"batch_id": str(batch_id), "status": "already done or unknown"}
+    summary = run_atomic_with_retry(partial(_batch_process_in_transaction, batch_id))
+    return {"batch_id": str(batch_id), "status": "done", **_summary_counts(summary)}
+
+
+def _summary_counts(summary: ProcessingSummary | None) -> dict:
+    if summary is None:
+        return {}
+    return {
+        "applied": summary.applied,
+        "duplicates": summary.duplicates,
+        "rejected": summary.rejected,
+        "held": summary.held,
+    }
+
+
+def _batch_process_in_transaction(batch_id) -> ProcessingSummary | None:
+    # The row lock makes a second job for this batch wait, then find it done.
+    batch = (
+        IngestBatch.objects.select_for_update().select_related("source").filter(pk=batch_id).first()
+    )
+    if batch is None or batch.status == BatchStatus.DONE:
+        return None
+    raw_events = events_parse(body_format=batch.body_format, text=batch.raw_body)
+    text_check = _UNSTORABLE_ESCAPE.search(batch.raw_body) is not None
+    items = [
+        _Item(
+            source_id=batch.source_id,
+            source_name=batch.source.name,
+            batch_id=batch.pk,
+            index=index,
+            raw=raw,
+            received_at=batch.received_at,
+            from_csv=batch.body_format == "csv",
+            text_check=text_check,
+        )
+        for index, raw in enumerate(raw_events)
+    ]
+    summary = _events_apply(items)
+    own = [item for item in items if item.held_id is None and item.dead_letter_id is None]
+    counts = defaultdict(int)
+    for item in own:
+        counts[item.outcome] += 1
+    IngestBatch.objects.filter(pk=batch.pk).update(
+        status=BatchStatus.DONE,
+        finished_at=timezone.now(),
+        applied=counts[APPLIED],
+        duplicates=counts[DUPLICATE],
+        rejected=counts[REJECTED],
+        held=counts[HELD],
+    )
+    return summary
+
+
+def _events_apply(items: list[_Item]) -> ProcessingSummary:
+    """Decide and apply every item. Caller holds the transaction (and retries it)."""
+    _events_validate(items)
+    site_ids, sku_ids = _catalog_resolve(items)
+    _keys_claim(items)
+    plan = _OrderPlan(items=items, site_ids=site_ids, sku_ids=sku_ids)
+    plan.run()
+    plan.orders_save()
+    all_items = items + plan.released
+    _keys_release([item for item in all_items if item.outcome == REJECTED and item.keyed])
+    _held_events_write(all_items)
+    _dead_letters_write(all_items)
+    _origin_counters_update(all_items)
+    if plan.deliveries or plan.order_lines or plan.snapshots:
+        rollups_facts_record(
+            deliveries=plan.deliveries, order_lines=plan.order_lines, snapshots=plan.snapshots
+        )
+    # The ledger last: its stock-level locks, which every worker needs, are held only from
+    # here to the commit.
+    movements_record(requests=plan.requests)
+    _freshness_update(all_items)
+    summary = ProcessingSummary(site_codes=plan.site_codes)
+    for item in all_items:
+        if item.outcome == APPLIED:
+            summary.applied += 1
+        elif item.outcome == DUPLICATE:
+            summary.duplicates += 1
+        elif item.outcome == REJECTED:
+            summary.rejected += 1
+        elif item.outcome == HELD:
+            summary.held += 1
+    if plan.site_codes:
+        transaction.on_commit(partial(scopes_changed_announce, site_codes=sorted(plan.site_codes)))
+    return summary
+
+
+# In a body that passed `body_decode` (no literal NUL, valid UTF-8), the only way to a string
+# PostgreSQL cannot store is a JSON escape: \u0000 or a lone surrogate \ud800-\udfff.
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(0000|d[89a-f])", re.IGNORECASE)
+
+
+def _text_problem(value: object, path: str = "") -> str | None:
+    """Name the first string PostgreSQL cannot store (NUL, lone surrogate) and where it is."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{path or 'text'}: contains a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{path or 'text'}: contains an invalid unicode escape (a lone surrogate)"
+        return None
+    if isinstance(value, dict):
+        children = value.items()
+    elif isinstance(value, list):
+        children = enumerate(value)
+    else:
+        return None
+    for key, child in children:
+        problem = _text_problem(key, path) or _text_problem(child, f"{path}.{key}".lstrip("."))
+        if problem:
+            return problem
+    return None
+
+
+def _events_validate(items: list[_Item]) -> None:
+    for item in items:
+        if item.outcome:
+            continue
+        if not isinstance(item.raw, dict):
+            item.reject(RejectionCode.MALFORMED, "an event must be a JSON object")
+            continue
+        if item.from_csv and item.raw.get("type") in ORDER_EVENT_TYPES:
+            item.reject(
+                RejectionCode.MALFORMED,
+                "type: CSV carries only stock.* events; send order events as JSON or NDJSON",
+            )
+            continue
+        try:
+            event = event_validate(item.raw)
+        except ValidationError as error:
+            item.reject(RejectionCode.MALFORMED, validation_reason(error))
+            continue
+        # Only the validated fields are stored (extra ones are ignored), so only they matter.
+        problem = _text_problem(event.model_dump()) if item.text_check else None
+        if problem:
+            item.reject(RejectionCode.MALFORMED, problem)
+            continue
+        item.event = event
+
+
+def _codes_lookup(model, codes: set[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    code_list = sorted(codes)
+    for start in range(0, len(code_list), CODE_LOOKUP_CHUNK):
+        chunk = code_list[start : start + CODE_LOOKUP_CHUNK]
+        found.update(model.objects.filter(code__in=chunk).values_list("code", "id"))
+    return found
+
+
+def _catalog_resolve(items: list[_Item]) -> tuple[dict[str, int], dict[str, int]]:
+    """Reject events naming an unknown site or SKU (or a foreign currency); return the ids."""
+    site_codes, sku_codes = set(), set()
+    for item in items:
+        if item.outcome:
+            continue
+        # The model's __dict__: getattr on a pydantic model for a field it lacks is slow.
+        fields = item.event.__dict__
+        site_codes.add(fields["site"])
+        if fields.get("to_site"):
+            site_codes.add(fields["to_site"])
+        if fields.get("sku"):
+            sku_codes.add(fields["sku"])
+        for line in fields.get("lines", ()):
+            sku_codes.add(line.sku)
+    site_ids = _codes_lookup(Site, site_codes)
+    sku_ids = _codes_lookup(Sku, sku_codes)
+    currency = settings.INVENTORY_CURRENCY
+    for item in items:
+        if item.outcome:
+            continue
+        fields = item.event.__dict__
+        site, to_site, sku = fields["site"], fields.get("to_site"), fields.get("sku")
+        if site not in site_ids:
+            item.reject(RejectionCode.UNKNOWN_SITE, f"site: unknown site {site!r}")
+        elif to_site is not None and to_site not in site_ids:
+            item.reject(RejectionCode.UNKNOWN_SITE, f"to_site: unknown site {to_site!r}")
+        elif to_site == site:
+            item.reject(RejectionCode.MALFORMED, "to_site: must differ from site")
+        elif sku is not None and sku not in sku_ids:
+            item.reject(RejectionCode.UNKNOWN_SKU, f"sku: unknown SKU {sku!r}")
+        elif fields.get("currency") not in (None, currency):
+            item.reject(
+                RejectionCode.WRONG_CURRENCY,
+                f"currency: must be {currency} (the deployment currency), "
+                f"not {fields['currency']!r}",
+            )
+        else:
+            for position, line in enumerate(fields.get("lines", ())):
+                if line.sku not in sku_ids:
+                    item.reject(
+                        RejectionCode.UNKNOWN_SKU,
+                        f"lines.{position}.sku: unknown SKU {line.sku!r}",
+                    )
+                    break
+    return site_ids, sku_ids
+
+
+def _keys_claim(items: list[_Item]) -> None:
+    """Insert the idempotency keys; an event whose key exists is a duplicate."""
+    claimants: dict[tuple[int, str], _Item] = {}
+    for item in items:
+        if item.outcome or item.held_id is not None:
+            continue
+        if item.key in claimants:
+            item.outcome = DUPLICATE  # the same event twice in one call
+        else:
+            claimants[item.key] = item
+    if not claimants:
+        return
+    # Sorted, so that racing workers take the key locks in one order.
+    keys = sorted(claimants)
+    rows = [
+        (source_id, event_id, claimants[(source_id, event_id)].batch_id)
+        for source_id, event_id in keys
+    ]
+    inserted = _keys_insert(rows)
+    for key, item in claimants.items():
+        if key in inserted:
+            item.keyed = True
+        else:
+            item.outcome = DUPLICATE
+
+
+def _keys_insert(rows: list[tuple[int, str, UUID]]) -> set[tuple[int, str]]:
+    """INSERT ... ON CONFLICT DO NOTHING the keys; return those that were new."""
+    table = ProcessedEvent._meta.db_table
+    conflict = "ON CONFLICT (source_id, event_id) DO NOTHING RETURNING source_id, event_id"
+    inserted: set[tuple[int, str]] = set()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Three array parameters rather than thousands of placeholders.
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            cursor.execute(
+                f"INSERT INTO {table} (source_id, event_id, batch_id) "  # noqa: S608
+                f"SELECT * FROM unnest(%s::bigint[], %s::text[], %s::uuid[]) {conflict}",
+                columns,
+            )
+            return set(cursor.fetchall())
+        for start in range(0, len(rows), KEY_INSERT_CHUNK):
+            chunk = rows[start : start + KEY_INSERT_CHUNK]
+            placeholders = ", ".join(["(%s, %s, %s)"] * len(chunk))
+            params = [
+                value
+                for source_id, event_id, batch_id in chunk
+                for value in (source_id, event_id, batch_id.hex)
+            ]
+            # Only the table name and placeholders are interpolated; values go as parameters.
+            cursor.execute(
+                f"INSERT INTO {table} (source_id, event_id, batch_id) "  # noqa: S608
+                f"VALUES {placeholders} {conflict}",
+                params,
+            )
+            inserted.update(cursor.fetchall())
+    return inserted
+
+
+def _keys_release(items: list[_Item]) -> None:
+    """Delete the keys of events rejected after claiming them: they may be sent again."""
+    if not items:
+        return
+    condition = Q()
+    for item in items:
+        condition |= Q(source_id=item.source_id, event_id=item.event.event_id)
+    ProcessedEvent.objects.filter(condition).delete()
+    for item in items:
+        item.keyed = False
+
+
+@dataclass(slots=True, eq=False)
+class _OrderRecord:
+    """An order as the plan sees it (a model instance per order costs too much per batch).
+
+    Field names match ORDER_COLUMNS; `pk` is None for an order this call creates.
+    """
+
+    pk: int | None
+    order_id: str
+    site_id: int
+    source_id: int
+    channel: str
+    created_occurred_at: datetime
+    lines: list
+    state: str
+    delivered: bool
+
+
+class _OrderPlan:
+    """Turn the accepted events into movement requests and KPI facts, in arrival order."""
+
+    def __init__(self, *, items, site_ids, sku_ids):
+        self.items = items
+        self.site_ids = site_ids
+        self.sku_ids = sku_ids
+        self.requests: list[MovementRequest] = []
+        self.deliveries: list[DeliveryFact] = []
+        self.order_lines: list[OrderLineFact] = []
+        self.snapshots: list[SnapshotFact] = []
+        self.site_codes: set[str] = set()
+        self.orders: dict[str, _OrderRecord] = {}
+        self.site_code_by_id: dict[int, str] = {pk: code for code, pk in site_ids.items()}
+        self.new_orders: list[_OrderRecord] = []
+        self.changed_orders: dict[str, _OrderRecord] = {}
+        self.released: list[_Item] = []  # held events taken in because their order appears
+
+    def run(self) -> None:
+        live = [item for item in self.items if not item.outcome]
+        self._orders_lock(live)
+        waiting: dict[str, list[_Item]] = defaultdict(list)
+        for item in self._held_for_new_orders(live):
+            waiting[item.event.order_id].append(item)
+        for item in live:
+            event = item.event
+            if (
+                event.type in ORDER_EVENT_TYPES
+                and event.type != "order.created"
+                and event.order_id not in self.orders
+            ):
+                waiting[event.order_id].append(item)
+                continue
+            self._apply(item)
+            if event.type == "order.created" and item.outcome == APPLIED:
+                followers = waiting.pop(event.order_id, [])
+                followers.sort(key=lambda f: (f.event.occurred_at, ORDER_EVENT_RANK[f.event.type]))
+                for follower in followers:
+                    self._apply(follower)
+        for followers in waiting.values():
+            for item in followers:
+                # Released held events whose order is still missing stay held as they are.
+                if item.held_id is None:
+                    item.outcome = HELD
+
+    def _orders_lock(self, live: list[_Item]) -> None:
+        order_ids = sorted(
+            {item.event.order_id for item in live if item.event.type in ORDER_EVENT_TYPES}
+        )
+        for start in range(0, len(order_ids), CODE_LOOKUP_CHUNK):
+            chunk = order_ids[start : start + CODE_LOOKUP_CHUNK]
+            locked = (
+                Order.objects.select_for_update(of=("self",))
+                .filter(order_id__in=chunk)
+                .order_by("pk")
+                .values_list("pk", *ORDER_COLUMNS, "site__code")
+            )
+            for pk, *columns, site_code in locked:
+                order = _OrderRecord(pk, *columns)
+                self.orders[order.order_id] = order
+                self.site_code_by_id[order.site_id] = site_code
+
+    def _held_for_new_orders(self, live: list[_Item]) -> list[_Item]:
+        """Load the held events of the orders this call creates, to apply right after them."""
+        new_order_ids = {
+            item.event.order_id
+            for item in live
+            if item.event.type == "order.created" and item.event.order_id not in self.orders
+        }
+        if not new_order_ids:
+            return []
+        held = list(
+            HeldEvent.objects.select_for_update()
+            .select_related("source")
+            .filter(order_id__in=new_order_ids)
+            .order_by("pk")
+        )
+        released = [_item_from_held(row) for row in held]
+        _events_validate(released)
+        site_ids, sku_ids = _catalog_resolve(released)
+        self.site_ids.update(site_ids)
+        self.sku_ids.update(sku_ids)
+        self.site_code_by_id.update({pk: code for code, pk in site_ids.items()})
+        self.released.extend(released)
+        return [item for item in released if not item.outcome]
+
+    def _request(self, item: _Item, *, site: str, sku: str, kind: str, **amounts) -> None:
+        self.requests.append(
+            MovementRequest(
+                site=site,
+                sku=sku,
+                kind=kind,
+                occurred_at=item.event.occurred_at,
+                cause=MovementCause.FEED_EVENT,
+                cause_ref=f"{item.source_name}:{item.event.event_id}",
+                **amounts,
+            )
+        )
+        self.site_codes.add(site)
+
+    def _apply(self, item: _Item) -> None:
+        event = item.event
+        handler = getattr(self, "_apply_" + event.type.replace(".", "_"))
+        handler(item, event)
+        if not item.outcome:
+            item.outcome = APPLIED
+
+    def _order(self, event) -> tuple[_OrderRecord, str]:
+        order = self.orders[event.order_id]
+        return order, self.site_code_by_id[order.site_id]
+
+    def _order_changed(self, order: _OrderRecord) -> None:
+        if order.pk is not None:
+            self.changed_orders[order.order_id] = order
+
+    def _apply_order_created(self, item, event) -> None:
+        if event.order_id in self.orders:
+            item.reject(
+                RejectionCode.ORDER_STATE, f"order_id: order {event.order_id!r} already exists"
+            )
+            return
+        order = _OrderRecord(
+            pk=None,
+            order_id=event.order_id,
+            site_id=self.site_ids[event.site],
+            source_id=item.source_id,
+            channel=event.channel,
+            created_occurred_at=event.occurred_at,
+            lines=[[line.sku, line.qty] for line in event.lines],
+            state=OrderState.OPEN,
+            delivered=False,
+        )
+        self.orders[event.order_id] = order
+        self.new_orders.append(order)
+        for line in event.lines:
+            self._request(
+                item,
+                site=event.site,
+                sku=line.sku,
+                kind=MovementKind.ORDER_RESERVED,
+                reserved_delta=line.qty,
+            )
+            self.order_lines.append(
+                OrderLineFact(
+                    site_id=order.site_id,
+                    sku_id=self.sku_ids[line.sku],
+                    occurred_at=event.occurred_at,
+                    qty=line.qty,
+                )
+            )
+
+    def _apply_order_dispatched(self, item, event) -> None:
+        order, site = self._order(event)
+        if order.state != OrderState.OPEN:
+            item.reject(
+                RejectionCode.ORDER_STATE,
+                f"order_id: order {event.order_id!r} is already {order.state}",
+            )
+            return
+        for sku, qty in order.lines:
+            self._request(
+                item,
+                site=site,
+                sku=sku,
+                kind=MovementKind.ORDER_DISPATCHED,
+                on_hand_delta=-qty,
+                reserved_delta=-qty,
+            )
+        order.state = OrderState.DISPATCHED
+        self._order_changed(order)
+
+    def _apply_order_delivered(self, item, event) -> None:
+        order, site = self._order(event)
+        if order.delivered:
+            item.reject(
+                RejectionCode.ORDER_STATE,
+                f"order_id: order {event.order_id!r} is already delivered",
+            )
+            return
+        order.delivered = True
+        self._order_changed(order)
+        self.deliveries.append(
+            DeliveryFact(
+                site_id=order.site_id,
+                occurred_at=event.occurred_at,
+                accurate=event.accurate,
+                shipping_cost=event.shipping_cost,
+                order_created_at=order.created_occurred_at,
+            )
+        )
+        self.site_codes.add(site)
+
+    def _apply_order_cancelled(self, item, event) -> None:
+        order, site = self._order(event)
+        if order.state != OrderState.OPEN:
+            return  # nothing is reserved any more: releasing nothing is still applied
+        for sku, qty in order.lines:
+            self._request(
+                item, site=site, sku=sku, kind=MovementKind.ORDER_RELEASED, reserved_delta=-qty
+            )
+        order.state = OrderState.CANCELLED
+        self._order_changed(order)
+
+    def _apply_order_returned(self, item, event) -> None:
+        _, site = self._order(event)
+        for line in event.lines:
+            self._request(
+                item,
+                site=site,
+                sku=line.sku,
+                kind=MovementKind.ORDER_RETURNED,
+                on_hand_delta=line.qty,
+            )
+
+    def _apply_stock_received(self, item, event) -> None:
+        self._request(
+            item,
+            site=event.site,
+            sku=event.sku,
+            kind=MovementKind.RECEIVED,
+            on_hand_delta=event.qty,
+        )
+
+    def _apply_stock_transferred(self, item, event) -> None:
+        self._request(
+            item,
+            site=event.site,
+            sku=event.sku,
+            kind=MovementKind.TRANSFER_OUT,
+            on_hand_delta=-event.qty,
+        )
+        self._request(
+            item,
+            site=event.to_site,
+            sku=event.sku,
+            kind=MovementKind.TRANSFER_IN,
+            on_hand_delta=event.qty,
+        )
+
+    def _apply_stock_adjusted(self, item, event) -> None:
+        self._request(
+            item,
+            site=event.site,
+            sku=event.sku,
+            kind=MovementKind.ADJUSTED,
+            on_hand_delta=event.qty_delta,
+        )
+
+    def _apply_stock_counted(self, item, event) -> None:
+        self._request(
+            item,
+            site=event.site,
+            sku=event.sku,
+            kind=MovementKind.COUNTED,
+            counted_qty=event.counted_qty,
+        )
+
+    def _apply_stock_snapshot(self, item, event) -> None:
+        lines: dict[int, int] = defaultdict(int)
+        for line in event.lines:
+            lines[self.sku_ids[line.sku]] += line.qty
+        self.snapshots.append(
+            SnapshotFact(
+                site_id=self.site_ids[event.site], occurred_at=event.occurred_at, lines=dict(lines)
+            )
+        )
+        self.site_codes.add(event.site)
+
+    def orders_save(self) -> None:
+        if self.new_orders:
+            _orders_insert(self.new_orders)
+        by_state: dict[tuple[str, bool], list[int]] = defaultdict(list)
+        for order in self.changed_orders.values():
+            by_state[(order.state, order.delivered)].append(order.pk)
+        for (state, delivered), pks in sorted(by_state.items()):
+            Order.objects.filter(pk__in=pks).update(state=state, delivered=delivered)
+
+
+ORDER_COLUMNS = (
+    "order_id",
+    "site_id",
+    "source_id",
+    "channel",
+    "created_occurred_at",
+    "lines",
+    "state",
+    "delivered",
+)
+
+
+def _orders_insert(orders: list[_OrderRecord]) -> None:
+    """Insert new orders: COPY on PostgreSQL (hundreds per batch), the ORM elsewhere."""
+    rows = [tuple(getattr(order, column) for column in ORDER_COLUMNS) for order in orders]
+    if connection.vendor != "postgresql":
+        Order.objects.bulk_create(
+            [Order(**dict(zip(ORDER_COLUMNS, row, strict=True))) for row in rows],
+            batch_size=1000,
+        )
+        return
+    lines_at = ORDER_COLUMNS.index("lines")
+    with connection.cursor() as cursor:
+        # Only the table and column names are interpolated; the rows are streamed as data.
+        copy_sql = f"COPY {Order._meta.db_table} ({', '.join(ORDER_COLUMNS)}) FROM STDIN"
+        with cursor.cursor.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row((*row[:lines_at], json.dumps(row[lines_at]), *row[lines_at + 1 :]))
+
+
+def _payload_text(raw: object) -> str:
+    # ASCII-escaped JSON: storable whatever the event holds (NUL or lone surrogates included).
+    return json.dumps(raw, ensure_ascii=True)
+
+
+def _item_from_held(row: HeldEvent) -> _Item:
+    return _Item(
+        source_id=row.source_id,
+        source_name=row.source.name,
+        batch_id=row.batch_id,
+        index=row.index,
+        raw=json.loads(row.payload),
+        received_at=row.received_at,
+        held_id=row.pk,
+        keyed=True,
+    )
+
+
+def _hold_seconds() -> int:
+    return int(getattr(settings, "INGEST_HOLD_SECONDS", DEFAULT_HOLD_SECONDS))
+
+
+def _held_events_write(items: list[_Item]) -> None:
+    now = timezone.now()
+    held_until = now + timedelta(seconds=_hold_seconds())
+    new_holds = [
+        HeldEvent(
+            source_id=item.source_id,
+            batch_id=item.batch_id,
+            index=item.index,
+            event_id=item.event.event_id,
+            order_id=item.event.order_id,
+            payload=_payload_text(item.raw),
+            received_at=item.received_at,
+            held_until=held_until,
+        )
+        for item in items
+        if item.outcome == HELD and item.held_id is None
+    ]
+    HeldEvent.objects.bulk_create(new_holds, batch_size=1000)
+    settled = [item.held_id for item in items if item.held_id is not None and item.outcome]
+    if settled:
+        HeldEvent.objects.filter(pk__in=settled).delete()
+
+
+def _raw_event_id(raw: object) -> str:
+    event_id = raw.get("event_id") if isinstance(raw, dict) else None
+    if not isinstance(event_id, str) or _text_problem(event_id):
+        return ""
+    return event_id[:200]
+
+
+def _dead_letters_write(items: list[_Item]) -> None:
+    now = timezone.now()
+    fresh = [
+        DeadLetter(
+            source_id=item.source_id,
+            batch_id=item.batch_id,
+            index=item.index,
+            event_id=_raw_event_id(item.raw),
+            payload=_payload_text(item.raw),
+            reason_code=item.reason_code,
+            reason=item.reason,
+        )
+        for item in items
+        if item.outcome == REJECTED and item.dead_letter_id is None
+    ]
+    DeadLetter.objects.bulk_create(fresh, batch_size=1000)
+    for item in items:
+        if item.dead_letter_id is None or not item.outcome:
+            continue
+        if item.outcome == REJECTED:
+            DeadLetter.objects.filter(pk=item.dead_letter_id).update(
+                reason_code=item.reason_code, reason=item.reason, updated_at=now
+            )
+        else:
+            DeadLetter.objects.filter(pk=item.dead_letter_id).update(
+                status=DeadLetterStatus.REPLAYED,
+                replay_outcome=item.outcome,
+                replayed_at=now,
+                updated_at=now,
+            )
+
+
+def _origin_counters_update(items: list[_Item]) -> None:
+    """Move the counts of earlier batches whose held events or dead letters were settled now."""
+    deltas: dict[UUID, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    column = {APPLIED: "applied", DUPLICATE: "duplicates", REJECTED: "rejected", HELD: "held"}
+    for item in items:
+        if not item.outcome:
+            continue
+        if item.held_id is not None:
+            before = "held"
+        elif item.dead_letter_id is not None:
+            before = "rejected"
+        else:
+            continue
+        after = column[item.outcome]
+        if after != before:
+            deltas[item.batch_id][before] -= 1
+            deltas[item.batch_id][after] += 1
+    for batch_id in sorted(deltas):
+        changes = {name: F(name) + delta for name, delta in deltas[batch_id].items() if delta}
+        if changes:
+            IngestBatch.objects.filter(pk=batch_id).update(**changes)
+
+
+def _freshness_update(items: list[_Item]) -> None:
+    newest: dict[int, datetime] = {}
+    for item in items:
+        if item.outcome == APPLIED:
+            occurred = item.event.occurred_at
+            if item.source_id not in newest or occurred > newest[item.source_id]:
+                newest[item.source_id] = occurred
+    # Last in the transaction: the source row stays locked only until the commit.
+    for source_id in sorted(newest):
+        FeedSource.objects.filter(pk=source_id).update(
+            newest_applied_occurred_at=Greatest(
+                Coalesce(F("newest_applied_occurred_at"), newest[source_id]), newest[source_id]
+            )
+        )
+
+
+# --- Held events and the sweeper -------------------------------------------------------------
+
+
+def held_events_expire(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Reject held events still waiting after the holding period ("unknown order")."""
+    now = now or timezone.now()
+
+    def expire() -> int:
+        rows = list(
+            HeldEvent.objects.select_for_update(skip_locked=True)
+            .filter(held_until__lte=now)
+            .exclude(order_id__in=Order.objects.values("order_id"))
+            .select_related("source")
+            .order_by("pk")[:limit]
+        )
+        if not rows:
+            return 0
+        items = [_item_from_held(row) for row in rows]
+        hours = _hold_seconds() / 3600
+        for item, row in zip(items, rows, strict=True):
+            _events_validate([item])
+            item.reject(
+                RejectionCode.UNKNOWN_ORDER,
+                f"order_id: unknown order {row.order_id!r} (still unknown after {hours:g} h)",
+            )
+        _keys_release([item for item in items if item.event is not None])
+        for item in items:
+            item.keyed = False
+        _held_events_write(items)
+        _dead_letters_write(items)
+        _origin_counters_update(items)
+        return len(items)
+
+    return run_atomic_with_retry(expire)
+
+
+def held_events_release(*, limit: int = 1000) -> int:
+    """Apply held events whose order exists now (it appeared in a racing transaction)."""
+
+    def release() -> int:
+        rows = list(
+            HeldEvent.objects.select_for_update(skip_locked=True)
+            .filter(order_id__in=Order.objects.values("order_id"))
+            .select_related("source")
+            .order_by("pk")[:limit]
+        )
+        if not rows:
+            return 0
+        _events_apply([_item_from_held(row) for row in rows])
+        return len(rows)
+
+    return run_atomic_with_retry(release)
+
+
+def batches_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Enqueue batches not done that have no live job (Redis was down, a worker was killed).
+
+    Batches being processed are row-locked by their worker and skipped; a batch whose job
+    waits in the queue is left alone. A job enqueued twice is harmless: the second finds the
+    batch done.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        candidates = list(
+            IngestBatch.objects.select_for_update(skip_locked=True)
+            .exclude(status=BatchStatus.DONE)
+            .filter(received_at__lte=now - timedelta(seconds=settings.INGEST_SWEEP_GRACE_SECONDS))
+            .order_by("received_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+    if not candidates:
+        return 0
+    redis = ingest_queue().connection
+    jobs = Job.fetch_many([batch_job_id(pk) for pk in candidates], connection=redis)
+    waiting = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+    enqueued = 0
+    for batch_id, job in zip(candidates, jobs, strict=True):
+        if job is not None and job.get_status(refresh=False) in waiting:
+            continue
+        if job is not None:
+            job.delete()
+        if batch_enqueue(batch_id=batch_id):
+            enqueued += 1
+    if enqueued:
+        logger.info("sweeper enqueued %d batch(es) again", enqueued)
+    return enqueued
+
+
+def ingest_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """One pass of the sweeper: stale batches, held events to release or expire."""
+    return {
+        "batches_enqueued": batches_sweep(now=now),
+        "held_released": held_events_release(),
+        "held_expired": held_events_expire(now=now),
+    }
+
+
+# --- Dead letters ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplaySummary:
+    """What a replay did: every dead letter asked for lands in exactly one count."""
+
+    applied: int = 0
+    duplicates: int = 0
+    held: int = 0
+    still_rejected: int = 0
+    skipped: int = 0  # not open (already replayed or discarded) or unknown id
+
+
+def dead_letters_replay(*, dead_letter_ids: Sequence[int], actor) -> ReplaySummary:
+    """Run open dead letters through the same path as new events, once their cause is fixed.
+
+    Applied, duplicate or held ones become `replayed`; still rejected ones stay open with the
+    current reason. `actor` is the user who asked (recorded as `handled_by`).
+    """
+    ids = sorted(set(dead_letter_ids))
+
+    def replay() -> ReplaySummary:
+        rows = list(
+            DeadLetter.objects.select_for_update(of=("self",))
+            .select_related("source")
+            .filter(pk__in=ids, status=DeadLetterStatus.OPEN)
+            .order_by("pk")
+        )
+        items = [
+            _Item(
+                source_id=row.source_id,
+                source_name=row.source.name,
+                batch_id=row.batch_id,
+                index=row.index,
+                raw=json.loads(row.payload),
+                received_at=row.created_at,
+                dead_letter_id=row.pk,
+            )
+            for row in rows
+        ]
+        _events_apply(items)
+        DeadLetter.objects.filter(pk__in=[row.pk for row in rows]).update(
+            replay_count=F("replay_count") + 1, handled_by=actor
+        )
+        outcomes = defaultdict(int)
+        for item in items:
+            outcomes[item.outcome] += 1
+        return ReplaySummary(
+            applied=outcomes[APPLIED],
+            duplicates=outcomes[DUPLICATE],
+            held=outcomes[HELD],
+            still_rejected=outcomes[REJECTED],
+            skipped=len(ids) - len(rows),
+        )
+
+    return run_atomic_with_retry(replay)
+
+
+def dead_letters_discard(*, dead_letter_ids: Sequence[int], actor, note: str) -> int:
+    """Mark open dead letters discarded with a note (required); return how many changed."""
+    note = note.strip()
+    if not note:
+        raise ValueError("say why these dead letters are discarded (a note is required)")
+    now = timezone.now()
+    return DeadLetter.objects.filter(
+        pk__in=list(dead_letter_ids), status=DeadLetterStatus.OPEN
+    ).update(
+        status=DeadLetterStatus.DISCARDED,
+        discarded_at=now,
+        discard_note=note,
+        handled_by=actor,
+        updated_at=now,
+    )

@@ -189,6 +189,18 @@ LOGGING = {
 INVENTORY_CURRENCY = os.environ.get("INVENTORY_CURRENCY", "USD")
 # Corrections whose absolute value exceeds this wait for a manager's approval (SPEC.md).
 CORRECTION_APPROVAL_THRESHOLD = os.environ.get("CORRECTION_APPROVAL_THRESHOLD", "1000")
+
+# --- Ingest ---------------------------------------------------------------------------------
+# Requests may carry up to 5 MiB of events (SPEC.md); Django's default (2.5 MiB) would refuse
+# them first. The ingest API answers 413 itself above 5 MiB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024 + 64 * 1024
+# Order events whose order is still unknown after this long are rejected ("unknown order").
+INGEST_HOLD_SECONDS = int(os.environ.get("INGEST_HOLD_SECONDS", str(24 * 3600)))
+# The worker's sweeper runs every INGEST_SWEEP_SECONDS and enqueues again a batch not done
+# INGEST_SWEEP_GRACE_SECONDS after it arrived if it has no live job (see ingest/worker.py).
+INGEST_SWEEP_SECONDS = float(os.environ.get("INGEST_SWEEP_SECONDS", "5"))
+INGEST_SWEEP_GRACE_SECONDS = float(os.environ.get("INGEST_SWEEP_GRACE_SECONDS", "10"))
+
 # Live dashboards (docs/dashboard.md): each watched scope is recomputed at most once per
 # DASHBOARD_COALESCE_MS after changes are announced, and at least every DASHBOARD_REFRESH_S.
 DASHBOARD_COALESCE_MS = int(os.environ.get("DASHBOARD_COALESCE_MS", "500"))

@@ -2,15 +2,17 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from inventory_ops import views
+from dashboards.oncall import rq_pages
+from inventory_ops import metrics, views
 from inventory_ops.api import api
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("admin/rq/", include("django_rq.urls")),
+    path("admin/rq/", include(rq_pages.urls)),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("oncall/", include("dashboards.oncall.urls")),

@@ -7,3 +7,24 @@ def postgres_only():
     """Skip where the behaviour under test is PostgreSQL's own (row locks, triggers on DELETE)."""
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set DATABASE_URL=postgres://...)")
+
+
+def pytest_collection_modifyitems(items):
+    """Give every transactional test `serialized_rollback=True`.
+
+    A transactional test empties the database when it ends. Without serialized rollback the
+    flush then re-runs post_migrate, which re-creates content types under new keys and loses
+    what data migrations made (the role groups); a later test that restores the snapshot, or
+    needs the groups, breaks depending on test order. With it, the flush skips post_migrate
+    and every transactional test starts from the migrated database.
+    """
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is None or not marker.kwargs.get("transaction"):
+            continue
+        if "serialized_rollback" in marker.kwargs:
+            continue
+        item.add_marker(
+            pytest.mark.django_db(*marker.args, **marker.kwargs, serialized_rollback=True),
+            append=False,
+        )

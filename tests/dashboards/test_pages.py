@@ -57,7 +57,8 @@ def test_home_has_a_tile_for_every_kpi_key_showing_a_dash_for_none(client):
 
 
 def test_tiles_format_values_as_the_api_gives_them(client, monkeypatch):
-    # given the KPI engine's answer (contract shape; the engine itself is another issue)
+    # given the KPI engine's answer for a scope, with values that exercise each format
+    site_make("ams")
     answer = {
         **kpis_compute(site="ams"),
         "order_accuracy": 0.9734,
@@ -65,14 +66,14 @@ def test_tiles_format_values_as_the_api_gives_them(client, monkeypatch):
         "fulfillment_p90_s": 5400,
         "inventory_turnover": 12.345,
         "negative_stock": 2,
-        "reconciliation_skew": {"share": 0.125, "units": 9},
+        "reconciliation_skew": 0.125,
+        "reconciliation_skew_units": 9,
         "feeds": [
             {"source": "courier-app", "freshness_s": 12.0, "lag_p95_s": 0.8},
             {"source": "wms", "freshness_s": 3600.0, "lag_p95_s": None},
         ],
     }
     monkeypatch.setattr(panels, "kpis_compute", lambda **_: answer)
-    site_make("ams")
 
     html = client.get("/sites/ams/").content.decode()
 
@@ -82,6 +83,7 @@ def test_tiles_format_values_as_the_api_gives_them(client, monkeypatch):
     assert values["fulfillment_p90_s"] == "1.5 h"
     assert values["inventory_turnover"] == "12.35"
     assert values["reconciliation_skew"] == "12.5%"
+    assert values["reconciliation_skew_units"] == "9"
     assert "needs attention" in html  # negative stock above zero is flagged in words
     feeds = re.findall(r'data-feed="([^"]+)">.*?badge--(\w+)', html, flags=re.S)
     assert feeds == [("courier-app", "ok"), ("wms", "stale")]

@@ -1,10 +1,37 @@
+import json
+import os
 import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
+
+from ingest.models import FeedSource
+from ingest.services import feed_source_create, feed_source_rotate_token
+from ingest.simulation import ROLES, FeedSimulator
+from inventory_ops.models import Site, Sku, StockLevel
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+SOURCE_NAMES = {"shop": "simulator", "courier": "simulator-courier", "warehouse": "simulator-wms"}
+
+
+def _token_for(name: str) -> str:
+    """Create the source, or rotate its token: the simulator never needs a stored token."""
+    source = FeedSource.objects.filter(name=name).first()
+    if source is None:
+        return feed_source_create(name=name).token
+    # Demo traffic comes in many small batches: allow them.
+    FeedSource.objects.filter(pk=source.pk).update(is_active=True, require_signature=False)
+    return feed_source_rotate_token(source=source)
 
 
 class Command(BaseCommand):
-    help = "Send realistic feed traffic through the ingest API (placeholder until ingest lands)."
+    help = (
+        "Send realistic courier, shop and warehouse traffic through the real HTTP ingest API "
+        "(sources 'simulator', 'simulator-courier', 'simulator-wms', tokens rotated at start)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--rate", type=float, default=20.0, help="events per second")
@@ -12,9 +39,107 @@ class Command(BaseCommand):
             "--duration", type=float, default=0, help="seconds; 0 runs until stopped"
         )
         parser.add_argument("--sites", nargs="*", default=None, help="site codes (default: all)")
+        parser.add_argument(
+            "--url",
+            default=os.environ.get("SIMULATOR_URL", DEFAULT_URL),
+            help=f"the web process (env SIMULATOR_URL; default {DEFAULT_URL})",
+        )
+        parser.add_argument("--interval", type=float, default=1.0, help="seconds between batches")
+        parser.add_argument("--seed", type=int, default=None)
 
-    def handle(self, *args, rate, duration, sites, **options):
-        self.stdout.write("simulate_feeds: the ingest API is not built yet; idling.")
+    def handle(self, *args, rate, duration, sites, url, interval, seed, **options):
+        if rate <= 0 or interval <= 0:
+            raise CommandError("--rate and --interval must be positive")
+        url = url.rstrip("/")
+        self._wait_for_web(url)
+        site_codes, sku_codes = self._catalog(sites)
+        tokens = {role: _token_for(name) for role, name in SOURCE_NAMES.items()}
+        stock = {
+            (site, sku): on_hand
+            for site, sku, on_hand in StockLevel.objects.filter(
+                site__code__in=site_codes
+            ).values_list("site__code", "sku__code", "on_hand")
+        }
+        close_old_connections()
+        simulator = FeedSimulator(sites=site_codes, skus=sku_codes, stock=stock, seed=seed)
+        self.stdout.write(
+            f"simulate_feeds: {rate:g} events/s to {url} for {len(site_codes)} sites, "
+            f"{len(sku_codes)} SKUs" + (f", {duration:g} s" if duration else "")
+        )
         started = time.monotonic()
+        totals = {"events": 0, "accepted": 0, "refused": 0}
+        next_tick, owed = started, 0.0
+        last_report = started
         while not duration or time.monotonic() - started < duration:
-            time.sleep(1)
+            owed += rate * interval
+            count, owed = int(owed), owed - int(owed)
+            batches = simulator.tick(now=datetime.now(UTC), count=count)
+            for role in ROLES:
+                if batches[role]:
+                    self._send(url, tokens[role], batches[role], totals)
+            if time.monotonic() - last_report >= 10:
+                last_report = time.monotonic()
+                self._report(totals)
+            next_tick += interval
+            time.sleep(max(0.0, next_tick - time.monotonic()))
+        self._report(totals)
+
+    def _report(self, totals: dict) -> None:
+        self.stdout.write(
+            "simulate_feeds: {events} events sent, {accepted} accepted, {refused} refused".format(
+                **totals
+            )
+        )
+
+    def _wait_for_web(self, url: str) -> None:
+        announced = False
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2):  # noqa: S310
+                    return
+            except (OSError, urllib.error.URLError):
+                if not announced:
+                    self.stdout.write(f"simulate_feeds: waiting for the web at {url} ...")
+                    announced = True
+                time.sleep(1)
+
+    def _catalog(self, sites: list[str] | None) -> tuple[list[str], list[str]]:
+        announced = False
+        while True:
+            site_qs = Site.objects.all()
+            if sites:
+                site_qs = site_qs.filter(code__in=sites)
+            site_codes = list(site_qs.values_list("code", flat=True))
+            sku_codes = list(Sku.objects.values_list("code", flat=True)[:200])
+            if sites and set(sites) - set(site_codes):
+                raise CommandError(
+                    f"unknown site(s): {', '.join(sorted(set(sites) - set(site_codes)))}"
+                )
+            if site_codes and sku_codes:
+                return site_codes, sku_codes
+            if not announced:
+                self.stdout.write(
+                    "simulate_feeds: no sites or SKUs yet (run `manage.py load_demo`); waiting ..."
+                )
+                announced = True
+            close_old_connections()
+            time.sleep(2)
+
+    def _send(self, url: str, token: str, events: list[dict], totals: dict) -> None:
+        body = json.dumps({"events": events}).encode()
+        request = urllib.request.Request(  # noqa: S310 (the configured web URL)
+            f"{url}/api/ingest/events",
+            data=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        totals["events"] += len(events)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                totals["accepted"] += json.loads(response.read())["accepted"]
+        except urllib.error.HTTPError as error:
+            totals["refused"] += len(events)
+            detail = error.read()[:300].decode(errors="replace")
+            self.stderr.write(f"simulate_feeds: {error.code} {detail}")
+        except OSError as error:
+            totals["refused"] += len(events)
+            self.stderr.write(f"simulate_feeds: the web did not answer ({error}); continuing")

@@ -3,6 +3,7 @@ import random
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
@@ -44,6 +45,7 @@ class Command(BaseCommand):
                 + (", opening stock received." if seeded else " (opening stock already there).")
             )
         )
+        call_command("load_runbooks", stdout=self.stdout)
         self.stdout.write("Demo users (local use only):")
         for username, password, group, is_superuser in DEMO_USERS:
             role = "superuser" if is_superuser else group

@@ -1,0 +1,124 @@
+"""Run the real stack for an ingest benchmark: a fresh PostgreSQL database, Daphne, N workers.
+
+Import this module before anything Django: it points DATABASE_URL at the benchmark database
+(BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/io_ingest_bench) first.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_BENCH_DB = "postgres://postgres@127.0.0.1:5432/io_ingest_bench"
+BENCH_DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", DEFAULT_BENCH_DB)
+os.environ["DATABASE_URL"] = BENCH_DATABASE_URL
+sys.path.insert(0, str(BASE_DIR))
+
+
+def database_recreate() -> None:
+    """Drop and create the benchmark database, then migrate it (outside Django)."""
+    import psycopg
+
+    if "django.db" in sys.modules:
+        from django.db import connections
+
+        connections.close_all()  # or the DROP ... FORCE below kills them under our feet
+
+    admin_url, name = BENCH_DATABASE_URL.rsplit("/", 1)
+    with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=BASE_DIR,
+        check=True,
+        env=dict(os.environ),
+    )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(args: list[str], log_name: str) -> subprocess.Popen:
+    log_dir = BASE_DIR / "var" / "bench-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING")
+    log = open(log_dir / f"{log_name}.log", "wb")  # noqa: SIM115 (closed with the process)
+    process = subprocess.Popen(
+        args, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    process.log = log
+    return process
+
+
+@contextmanager
+def _process(args: list[str], log_name: str):
+    process = _start(args, log_name)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.log.close()
+
+
+@contextmanager
+def stack(*, workers: int):
+    """Yield the web's base URL with Daphne and `workers` ingest workers running."""
+    port = free_port()
+    with ExitStack() as stack_:
+        stack_.enter_context(
+            _process(
+                [
+                    *(sys.executable, "-m", "daphne", "--bind", "127.0.0.1"),
+                    *("--port", str(port), "inventory_ops.asgi:application"),
+                ],
+                "daphne",
+            )
+        )
+        for number in range(workers):
+            stack_.enter_context(
+                _process(
+                    [
+                        *(sys.executable, "manage.py", "rqworker", "ingest"),
+                        *("--worker-class", "ingest.worker.IngestWorker"),
+                    ],
+                    f"worker-{number}",
+                )
+            )
+        base_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base_url}/healthz", timeout=2):  # noqa: S310
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        time.sleep(2)  # let the workers connect
+        yield base_url
+
+
+def post(base_url: str, token: str, body: str) -> dict:
+    request = urllib.request.Request(  # noqa: S310 (local URL)
+        f"{base_url}/api/ingest/events",
+        data=body.encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+        return json.loads(response.read())

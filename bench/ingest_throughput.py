@@ -1,0 +1,120 @@
+"""Sustained ingest throughput: events/s from the first POST until the last event is applied.
+
+    flock /tmp/bench.lock .venv/bin/python bench/ingest_throughput.py [--events 200000]
+        [--batch-size 1000] [--workers 1 2]
+
+Through the real pieces: Daphne, the HTTP API, Redis, `IngestWorker` processes, PostgreSQL (a
+fresh database, BENCH_DATABASE_URL). Events are mixed as the simulator makes them. The same run
+times a raw PostgreSQL COPY of as many ledger-like rows, and prints our rate as a fraction of it.
+"""
+
+import argparse
+import threading
+import time
+from datetime import UTC, datetime
+
+import ingest_stack
+
+
+def copy_baseline(rows: int) -> float:
+    """Rows/s of a COPY of 5-column ledger rows with a unique event id, committed."""
+    import psycopg
+
+    with psycopg.connect(ingest_stack.BENCH_DATABASE_URL) as connection:
+        connection.execute(
+            "CREATE TEMP TABLE copy_bench (event_id text UNIQUE, site_id bigint, "
+            "sku_id bigint, on_hand_delta bigint, occurred_at timestamptz)"
+        )
+        connection.commit()
+        now = datetime.now(UTC)
+        started = time.perf_counter()
+        with connection.cursor() as cursor, cursor.copy("COPY copy_bench FROM STDIN") as copy:
+            for number in range(rows):
+                copy.write_row((f"bench-{number}", number % 8, number % 500, 1, now))
+        connection.commit()
+        return rows / (time.perf_counter() - started)
+
+
+def run(*, events: int, batch_size: int, workers: int, clients: int) -> dict:
+    ingest_stack.database_recreate()
+    from django.db import connection
+    from ingest_common import catalog_ensure, simulator_batches, source_token
+
+    from ingest.models import BatchStatus, IngestBatch
+
+    catalog_ensure()
+    token = source_token()
+    bodies = simulator_batches(total=events, batch_size=batch_size, seed=workers)
+    connection.close()
+    import django_rq
+
+    django_rq.get_connection("ingest").flushdb()
+    with ingest_stack.stack(workers=workers) as base_url:
+        queue = list(bodies)
+        lock = threading.Lock()
+
+        def client() -> None:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    body = queue.pop(0)
+                ingest_stack.post(base_url, token, body)
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        posted = time.perf_counter() - started
+        while IngestBatch.objects.exclude(status=BatchStatus.DONE).exists():
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+    totals = IngestBatch.objects.values_list("applied", "duplicates", "rejected", "held")
+    counts = [sum(column) for column in zip(*totals, strict=True)]
+    from inventory_ops.models import Movement
+
+    return {
+        "workers": workers,
+        "events": events,
+        "posted_s": posted,
+        "elapsed_s": elapsed,
+        "events_per_s": events / elapsed,
+        "applied": counts[0],
+        "duplicates": counts[1],
+        "rejected": counts[2],
+        "held": counts[3],
+        "movements": Movement.objects.count(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--clients", type=int, default=2, help="concurrent POSTing threads")
+    args = parser.parse_args()
+    rates = []
+    for workers in args.workers:
+        result = run(
+            events=args.events, batch_size=args.batch_size, workers=workers, clients=args.clients
+        )
+        print(
+            "{workers} worker(s): {events:,} events in {elapsed_s:.1f} s (all POSTed after "
+            "{posted_s:.1f} s): {events_per_s:,.0f} events/s; applied {applied:,}, duplicates "
+            "{duplicates:,}, rejected {rejected:,}, held {held:,}; {movements:,} movements".format(
+                **result
+            ),
+            flush=True,
+        )
+        rates.append(result["events_per_s"])
+    copy_rate = copy_baseline(args.events)
+    print(f"raw COPY of {args.events:,} ledger rows: {copy_rate:,.0f} rows/s")
+    for workers, rate in zip(args.workers, rates, strict=True):
+        print(f"{workers} worker(s): {rate / copy_rate:.3f} of the raw COPY rate")
+
+
+if __name__ == "__main__":
+    main()

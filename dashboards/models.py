@@ -1,0 +1,209 @@
+"""KPI facts and rollups. Written only by `dashboards.rollups`; read by `dashboards.kpis`.
+
+Money is kept as integers of 1/10,000 of the currency (`*_e4`): standard costs have 4 decimal
+places, so every product and sum is exact on PostgreSQL and on SQLite alike (SQLite would turn
+decimals into floats). `site_id` columns are plain integers, not foreign keys: rollup rows are
+written by multi-row upserts in the writer's transaction, and 0 means "all sites" where noted.
+"""
+
+from django.db import models
+from django.db.models import F, Q
+
+ALL_SITES = 0
+
+
+class KpiBucket(models.Model):
+    """Sums of KPI facts of one site over one time bucket, by event time.
+
+    `span_s` is the bucket length: 60, 3600 or 86400 seconds, or 0 for the all-time total
+    (`start` is then the epoch); every fact is added to its minute, hour and day bucket and to
+    the total, so any window reads a bounded number of rows.
+    """
+
+    site_id = models.BigIntegerField()
+    span_s = models.IntegerField()
+    start = models.DateTimeField()
+    # Concurrent writers add to different shards of a bucket, so that they never wait for each
+    # other's row locks (see `rollups.writer_shard`); readers sum the shards.
+    shard = models.SmallIntegerField(default=0)
+    cogs_e4 = models.BigIntegerField(default=0)
+    value_change_e4 = models.BigIntegerField(default=0)
+    deliveries = models.BigIntegerField(default=0)
+    accurate_deliveries = models.BigIntegerField(default=0)
+    shipping_cost_e4 = models.BigIntegerField(default=0)
+    counts = models.BigIntegerField(default=0)
+    mismatches = models.BigIntegerField(default=0)
+    mismatch_units = models.BigIntegerField(default=0)
+    mismatch_value_e4 = models.BigIntegerField(default=0)
+    orders_created = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site_id", "span_s", "start", "shard"], name="kpi_bucket_key"
+            ),
+        ]
+        indexes = [models.Index(fields=["span_s", "start"], name="kpi_bucket_span_start_idx")]
+
+    def __str__(self) -> str:
+        return f"site {self.site_id} span {self.span_s}s at {self.start:%Y-%m-%d %H:%M}"
+
+
+class FulfillmentBin(models.Model):
+    """How many fulfillment times fell in one duration bin, per site (0: all sites) and bucket.
+
+    Percentiles are exact: these counts find the bin holding the wanted rank, then only that
+    bin's rows of `DeliveryRecord` are read.
+    """
+
+    site_id = models.BigIntegerField()
+    span_s = models.IntegerField()
+    start = models.DateTimeField()
+    bin = models.IntegerField()
+    shard = models.SmallIntegerField(default=0)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site_id", "span_s", "start", "bin", "shard"], name="fulfillment_bin_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"site {self.site_id} bin {self.bin} at {self.start:%Y-%m-%d %H:%M}: {self.count}"
+
+
+class DeliveryRecord(models.Model):
+    """One `order.delivered` applied (append-only fact)."""
+
+    site_id = models.BigIntegerField()
+    occurred_at = models.DateTimeField()
+    accurate = models.BooleanField()
+    shipping_cost_e4 = models.BigIntegerField()
+    order_created_at = models.DateTimeField(null=True)
+    fulfillment_us = models.BigIntegerField(null=True)
+    fulfillment_bin = models.IntegerField(null=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["occurred_at"], name="delivery_occurred_idx"),
+            models.Index(
+                fields=["fulfillment_bin", "occurred_at", "fulfillment_us"],
+                name="delivery_bin_idx",
+            ),
+            models.Index(
+                fields=["site_id", "fulfillment_bin", "occurred_at", "fulfillment_us"],
+                name="delivery_site_bin_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery at site {self.site_id}, {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+class OrderLineRecord(models.Model):
+    """One line of an `order.created` applied (append-only fact): demand for a (site, SKU)."""
+
+    site_id = models.BigIntegerField()
+    sku_id = models.BigIntegerField()
+    occurred_at = models.DateTimeField()
+    qty = models.BigIntegerField()
+    order_id = models.CharField(max_length=200, blank=True)
+    # The first line of its order in the writer's call: counts one order created.
+    opens_order = models.BooleanField(default=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["occurred_at"], name="order_line_occurred_idx")]
+
+    def __str__(self) -> str:
+        return f"order line {self.order_id or '?'} {self.site_id}/{self.sku_id} x{self.qty}"
+
+
+class SnapshotRecord(models.Model):
+    """One `stock.snapshot` applied, compared with the ledger as it stood when applied."""
+
+    site_id = models.BigIntegerField()
+    occurred_at = models.DateTimeField()
+    lines = models.JSONField(help_text="[[sku_id, snapshot qty, on_hand when applied], ...]")
+    line_count = models.IntegerField()
+    mismatched_lines = models.IntegerField()
+    unit_difference = models.BigIntegerField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["site_id", "occurred_at", "id"], name="snapshot_latest_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"snapshot of site {self.site_id} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+class UnitCostChange(models.Model):
+    """A change of a SKU's standard cost, effective from `effective_at` (a whole minute)."""
+
+    sku_id = models.BigIntegerField()
+    effective_at = models.DateTimeField()
+    old_cost_e4 = models.BigIntegerField()
+    new_cost_e4 = models.BigIntegerField()
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["sku_id", "effective_at"], name="cost_change_sku_idx")]
+
+    def __str__(self) -> str:
+        return f"SKU {self.sku_id}: {self.old_cost_e4} -> {self.new_cost_e4} (e4)"
+
+
+class Revaluation(models.Model):
+    """Value change at a cost change's instant for stock held before it (derived; rebuilt)."""
+
+    site_id = models.BigIntegerField()
+    sku_id = models.BigIntegerField()
+    occurred_at = models.DateTimeField()
+    amount_e4 = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["occurred_at"], name="revaluation_occurred_idx")]
+
+    def __str__(self) -> str:
+        return f"revaluation {self.site_id}/{self.sku_id} {self.amount_e4:+} (e4)"
+
+
+class StockStatus(models.Model):
+    """The KPI engine's copy of each stock level's state, indexed for the "now" KPIs.
+
+    Partial indexes make stockouts, negative stock and below-reorder-point counts read only the
+    rows that are in trouble. `has_level` is false for a pair known only from demand.
+    """
+
+    site_id = models.BigIntegerField()
+    sku_id = models.BigIntegerField()
+    has_level = models.BooleanField(default=True)
+    on_hand = models.BigIntegerField(default=0)
+    available = models.BigIntegerField(default=0)
+    reorder_point = models.BigIntegerField(null=True)
+    last_order_line_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["site_id", "sku_id"], name="stock_status_pair"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["site_id"], name="status_negative_idx", condition=Q(on_hand__lt=0)
+            ),
+            models.Index(
+                fields=["site_id", "last_order_line_at"],
+                name="status_stockout_idx",
+                condition=Q(available__lte=0),
+            ),
+            models.Index(
+                fields=["site_id"],
+                name="status_below_reorder_idx",
+                condition=Q(available__lt=F("reorder_point"), has_level=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site_id}/{self.sku_id}: on_hand {self.on_hand}, available {self.available}"

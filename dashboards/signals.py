@@ -1,0 +1,51 @@
+"""Keep the KPI engine's derived data right when the catalog changes, whoever changes it.
+
+Standard costs and reorder points are edited by `catalog_import`, by the admin's SKU form and its
+site reorder point inline: receivers here catch every model save, in the saver's transaction
+(derived data, not a side effect such as a broadcast, so it belongs inside the transaction).
+A queryset `.update()` of `unit_cost` bypasses them; `rebuild_kpis` cannot recover a cost
+history that was never recorded (see docs/kpis.md).
+"""
+
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save, pre_save
+from django.dispatch import receiver
+from django.utils import timezone
+
+from dashboards.rollups import stock_status_reorder_points_refresh, unit_cost_change_record
+from inventory_ops.models import SiteReorderPoint, Sku
+
+
+@receiver(pre_save, sender=Sku, dispatch_uid="kpis_sku_previous")
+def sku_previous_remember(sender, instance: Sku, raw: bool = False, **kwargs) -> None:
+    instance._kpi_previous = None
+    if instance.pk and not raw:
+        instance._kpi_previous = (
+            Sku.objects.filter(pk=instance.pk).values_list("unit_cost", "reorder_point").first()
+        )
+
+
+@receiver(post_save, sender=Sku, dispatch_uid="kpis_sku_changed")
+def sku_changed(sender, instance: Sku, created: bool, raw: bool = False, **kwargs) -> None:
+    previous = getattr(instance, "_kpi_previous", None)
+    if created or raw or previous is None:
+        return
+    old_cost, old_point = previous
+    new_cost = Decimal(str(instance.unit_cost))
+    with transaction.atomic():
+        if old_cost != new_cost:
+            unit_cost_change_record(
+                sku_id=instance.pk, old_cost=old_cost, new_cost=new_cost, changed_at=timezone.now()
+            )
+        if old_point != instance.reorder_point:
+            stock_status_reorder_points_refresh(sku_id=instance.pk)
+
+
+@receiver(post_save, sender=SiteReorderPoint, dispatch_uid="kpis_site_reorder_point_saved")
+@receiver(post_delete, sender=SiteReorderPoint, dispatch_uid="kpis_site_reorder_point_deleted")
+def site_reorder_point_changed(sender, instance: SiteReorderPoint, **kwargs) -> None:
+    if kwargs.get("raw"):
+        return
+    stock_status_reorder_points_refresh(sku_id=instance.sku_id, site_id=instance.site_id)

@@ -1,0 +1,419 @@
+"""Admin screens for stock staff: corrections (with preview and approval) and count sheets.
+
+The admin only collects input and shows results; every change goes through
+`inventory_ops.corrections.services`, which checks permissions again.
+"""
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
+
+from inventory_ops.admin import ReadOnlyAdmin, StockLevelAdmin
+from inventory_ops.corrections.exceptions import CorrectionError, CorrectionNotAllowed
+from inventory_ops.corrections.forms import (
+    BulkCorrectionCommonForm,
+    BulkCorrectionFormSet,
+    CorrectionForm,
+    CountSheetUploadForm,
+    DecisionForm,
+)
+from inventory_ops.corrections.models import (
+    Correction,
+    CorrectionStatus,
+    CountSheet,
+    CountSheetStatus,
+)
+from inventory_ops.corrections.selectors import correction_preview, count_sheet_preview
+from inventory_ops.corrections.services import (
+    APPROVE_CORRECTION,
+    CORRECT_STOCK,
+    IMPORT_COUNTS,
+    CorrectionDraft,
+    approval_threshold,
+    correction_approve,
+    correction_reject,
+    correction_reverse,
+    corrections_request,
+    count_sheet_apply,
+    count_sheet_create,
+    count_sheet_discard,
+)
+from inventory_ops.models import StockLevel
+
+
+def _require(request, *permissions: str) -> None:
+    if not any(request.user.has_perm(permission) for permission in permissions):
+        raise PermissionDenied
+
+
+@admin.register(Correction)
+class CorrectionAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "requested_at",
+        "site",
+        "sku",
+        "asked",
+        "applied_delta",
+        "reason",
+        "status",
+        "value",
+        "requested_by",
+        "decided_by",
+        "reverses",
+    ]
+    list_filter = ["status", "reason", "site"]
+    search_fields = ["sku__code", "sku__name", "note"]
+    list_select_related = ["site", "sku", "requested_by", "decided_by", "reverses"]
+    date_hierarchy = "requested_at"
+    actions = ["approve_selected"]
+    change_form_template = "admin/corrections/correction/change_form.html"
+    readonly_fields = [field.name for field in Correction._meta.fields]
+
+    # Corrections are written only by the services: the admin never edits or deletes one
+    # (ReadOnlyAdmin); adding goes through the preview form below.
+    def has_view_permission(self, request, obj=None):
+        return any(
+            request.user.has_perm(permission)
+            for permission in (CORRECT_STOCK, APPROVE_CORRECTION, "corrections.view_correction")
+        )
+
+    def has_add_permission(self, request):
+        return request.user.has_perm(CORRECT_STOCK)
+
+    def has_approve_correction_permission(self, request):
+        return request.user.has_perm(APPROVE_CORRECTION)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("bulk/", view(self.bulk_view), name="corrections_correction_bulk"),
+            path(
+                "<int:pk>/approve/", view(self.approve_view), name="corrections_correction_approve"
+            ),
+            path("<int:pk>/reject/", view(self.reject_view), name="corrections_correction_reject"),
+            path(
+                "<int:pk>/reverse/", view(self.reverse_view), name="corrections_correction_reverse"
+            ),
+            *super().get_urls(),
+        ]
+
+    def _context(self, request, **extra):
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "threshold": approval_threshold(),
+            **extra,
+        }
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Correction form: preview (before, after, value), then apply."""
+        _require(request, CORRECT_STOCK)
+        form = CorrectionForm(request.POST or None, initial=request.GET.dict())
+        preview = None
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            if "_apply" in request.POST:
+                draft = CorrectionDraft(
+                    site=data["site"].code,
+                    sku=data["sku"].code,
+                    reason=data["reason"],
+                    note=data["note"],
+                    counted_qty=data["counted_qty"],
+                    delta=data["delta"],
+                )
+                try:
+                    [correction] = corrections_request(drafts=[draft], requested_by=request.user)
+                except CorrectionNotAllowed:
+                    raise PermissionDenied from None
+                except CorrectionError as error:
+                    form.add_error(None, str(error))
+                else:
+                    self._report(request, [correction])
+                    return redirect(
+                        reverse("admin:corrections_correction_change", args=[correction.pk])
+                    )
+            if form.is_valid():
+                preview = correction_preview(
+                    site=data["site"],
+                    sku=data["sku"],
+                    counted_qty=data["counted_qty"],
+                    delta=data["delta"],
+                )
+        context = self._context(request, title="Correct stock", form=form, preview=preview)
+        return TemplateResponse(request, "admin/corrections/correction_add.html", context)
+
+    def _report(self, request, corrections) -> None:
+        for correction in corrections:
+            if correction.status == CorrectionStatus.APPLIED:
+                messages.success(
+                    request,
+                    f"Correction #{correction.pk} applied: {correction.site.code}/"
+                    f"{correction.sku.code} {correction.on_hand_before} → "
+                    f"{correction.on_hand_after}.",
+                )
+            else:
+                messages.warning(
+                    request,
+                    f"Correction #{correction.pk} is worth {correction.value:.2f}, above the "
+                    f"approval threshold: it waits for a manager's approval before it changes "
+                    "stock.",
+                )
+
+    def bulk_view(self, request):
+        """Correct several stock levels at once (from the stock level list's action)."""
+        _require(request, CORRECT_STOCK)
+        source = request.POST if request.method == "POST" else request.GET
+        ids = [int(pk) for pk in source.get("levels", "").split(",") if pk.isdigit()]
+        levels = {
+            level.pk: level
+            for level in StockLevel.objects.filter(pk__in=ids).select_related("site", "sku")
+        }
+        if not levels:
+            messages.error(request, "Select at least one stock level to correct.")
+            return redirect("admin:inventory_ops_stocklevel_changelist")
+        if request.method == "POST":
+            formset = BulkCorrectionFormSet(request.POST)
+            common = BulkCorrectionCommonForm(request.POST)
+        else:
+            formset = BulkCorrectionFormSet(initial=[{"level_id": pk} for pk in sorted(levels)])
+            common = BulkCorrectionCommonForm()
+        rows = [
+            (
+                row_form,
+                levels.get(row_form["level_id"].value() and int(row_form["level_id"].value())),
+            )
+            for row_form in formset
+        ]
+        if request.method == "POST" and formset.is_valid() and common.is_valid():
+            drafts = [
+                CorrectionDraft(
+                    site=levels[line["level_id"]].site.code,
+                    sku=levels[line["level_id"]].sku.code,
+                    reason=common.cleaned_data["reason"],
+                    note=common.cleaned_data["note"],
+                    counted_qty=line["counted_qty"],
+                    delta=line["delta"],
+                )
+                for line in formset.cleaned_data
+                if line.get("level_id") in levels
+                and (line.get("counted_qty") is not None or line.get("delta") is not None)
+            ]
+            if not drafts:
+                common.add_error(None, "Enter a counted quantity or a delta on at least one line.")
+            else:
+                try:
+                    corrections = corrections_request(drafts=drafts, requested_by=request.user)
+                except CorrectionNotAllowed:
+                    raise PermissionDenied from None
+                except CorrectionError as error:
+                    common.add_error(None, str(error))
+                else:
+                    self._report(request, corrections)
+                    return redirect("admin:corrections_correction_changelist")
+        context = self._context(
+            request,
+            title="Correct selected stock levels",
+            formset=formset,
+            common=common,
+            rows=rows,
+            level_ids=",".join(str(pk) for pk in sorted(levels)),
+        )
+        return TemplateResponse(request, "admin/corrections/correction_bulk.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        correction = get_object_or_404(Correction, pk=object_id)
+        user = request.user
+        extra_context = {
+            **(extra_context or {}),
+            "can_decide": correction.status == CorrectionStatus.PENDING
+            and user.has_perm(APPROVE_CORRECTION)
+            and correction.requested_by_id != user.pk,
+            "can_reverse": correction.status == CorrectionStatus.APPLIED
+            and bool(correction.applied_delta)
+            and user.has_perm(CORRECT_STOCK)
+            and not correction.reversals.exclude(status=CorrectionStatus.REJECTED).exists(),
+            "decision_form": DecisionForm(),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _decision(self, request, pk, decide, permission, done: str):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        _require(request, permission)
+        form = DecisionForm(request.POST)
+        form.is_valid()
+        try:
+            correction = decide(pk, request.user, form.cleaned_data.get("note", ""))
+        except CorrectionNotAllowed as error:
+            raise PermissionDenied(str(error)) from None
+        except CorrectionError as error:
+            messages.error(request, str(error))
+            return redirect(reverse("admin:corrections_correction_change", args=[pk]))
+        messages.success(request, done.format(correction=correction))
+        return redirect(reverse("admin:corrections_correction_change", args=[correction.pk]))
+
+    def approve_view(self, request, pk):
+        return self._decision(
+            request,
+            pk,
+            lambda pk, user, note: correction_approve(
+                correction_id=pk, approved_by=user, note=note
+            ),
+            APPROVE_CORRECTION,
+            "Correction #{correction.pk} approved and applied.",
+        )
+
+    def reject_view(self, request, pk):
+        return self._decision(
+            request,
+            pk,
+            lambda pk, user, note: correction_reject(correction_id=pk, rejected_by=user, note=note),
+            APPROVE_CORRECTION,
+            "Correction #{correction.pk} rejected; stock is unchanged.",
+        )
+
+    def reverse_view(self, request, pk):
+        return self._decision(
+            request,
+            pk,
+            lambda pk, user, note: correction_reverse(
+                correction_id=pk, requested_by=user, note=note
+            ),
+            CORRECT_STOCK,
+            "Reversing correction #{correction.pk} recorded ({correction.status}).",
+        )
+
+    @admin.action(
+        description="Approve the selected corrections", permissions=["approve_correction"]
+    )
+    def approve_selected(self, request, queryset):
+        approved = 0
+        for pk in queryset.filter(status=CorrectionStatus.PENDING).values_list("pk", flat=True):
+            try:
+                correction_approve(correction_id=pk, approved_by=request.user)
+            except CorrectionError as error:
+                messages.error(request, f"#{pk}: {error}")
+            else:
+                approved += 1
+        if approved:
+            messages.success(request, f"{approved} correction(s) approved and applied.")
+
+
+@admin.register(CountSheet)
+class CountSheetAdmin(ReadOnlyAdmin):
+    list_display = ["id", "filename", "status", "line_count", "uploaded_by", "uploaded_at"]
+    list_filter = ["status"]
+    list_select_related = ["uploaded_by", "applied_by"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(line_count=Count("lines"))
+
+    @admin.display(description="lines", ordering="line_count")
+    def line_count(self, sheet):
+        return sheet.line_count
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm(IMPORT_COUNTS) or request.user.has_perm(
+            "corrections.view_countsheet"
+        )
+
+    def has_add_permission(self, request):
+        return request.user.has_perm(IMPORT_COUNTS)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<int:pk>/apply/",
+                view(require_POST(self.apply_view)),
+                name="corrections_countsheet_apply",
+            ),
+            path(
+                "<int:pk>/discard/",
+                view(require_POST(self.discard_view)),
+                name="corrections_countsheet_discard",
+            ),
+            *super().get_urls(),
+        ]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Upload a sheet: every bad line is listed and nothing is kept; a good one is previewed."""
+        _require(request, IMPORT_COUNTS)
+        form = CountSheetUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            sheet = count_sheet_create(
+                filename=form.cleaned_data["sheet"].name,
+                rows=form.cleaned_data["rows"],
+                uploaded_by=request.user,
+            )
+            return redirect(reverse("admin:corrections_countsheet_change", args=[sheet.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Import a count sheet",
+            "form": form,
+            "problems": getattr(form, "problems", []),
+        }
+        return TemplateResponse(request, "admin/corrections/countsheet_upload.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        sheet = get_object_or_404(CountSheet, pk=object_id)
+        if not self.has_view_permission(request, sheet):
+            raise PermissionDenied
+        lines = count_sheet_preview(sheet=sheet)
+        mismatches = [line for line in lines if line.is_mismatch]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": str(sheet),
+            "sheet": sheet,
+            "lines": lines,
+            "mismatch_count": len(mismatches),
+            "mismatch_value": sum((line.value for line in mismatches), 0),
+            "can_apply": sheet.status == CountSheetStatus.PREVIEWED
+            and request.user.has_perm(IMPORT_COUNTS),
+        }
+        return TemplateResponse(request, "admin/corrections/countsheet_preview.html", context)
+
+    def apply_view(self, request, pk):
+        _require(request, IMPORT_COUNTS)
+        try:
+            count_sheet_apply(sheet_id=pk, applied_by=request.user)
+        except CorrectionError as error:
+            messages.error(request, str(error))
+        else:
+            messages.success(request, f"Count sheet #{pk} applied.")
+        return redirect(reverse("admin:corrections_countsheet_change", args=[pk]))
+
+    def discard_view(self, request, pk):
+        _require(request, IMPORT_COUNTS)
+        try:
+            count_sheet_discard(sheet_id=pk, discarded_by=request.user)
+        except CorrectionError as error:
+            messages.error(request, str(error))
+            return redirect(reverse("admin:corrections_countsheet_change", args=[pk]))
+        messages.success(request, f"Count sheet #{pk} discarded; nothing was applied.")
+        return redirect("admin:corrections_countsheet_changelist")
+
+
+# The stock level list (read-only, owned by inventory_ops) gains the bulk correction action.
+admin.site.unregister(StockLevel)
+
+
+@admin.register(StockLevel)
+class StockLevelWithCorrectionsAdmin(StockLevelAdmin):
+    actions = ["correct_selected"]
+
+    def has_correct_stock_permission(self, request):
+        return request.user.has_perm(CORRECT_STOCK)
+
+    @admin.action(description="Correct the selected stock levels", permissions=["correct_stock"])
+    def correct_selected(self, request, queryset):
+        ids = ",".join(str(pk) for pk in queryset.values_list("pk", flat=True)[:500])
+        return redirect(f"{reverse('admin:corrections_correction_bulk')}?levels={ids}")

@@ -1,0 +1,351 @@
+"""Writes of stock corrections and count sheets; stock changes only via `movements_record`.
+
+A correction's delta and value are worked out with its stock level locked, in the transaction
+that applies it: a count-based correction never reads on_hand outside the lock.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import partial
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from dashboards.broadcasts import scopes_changed_announce
+from inventory_ops.corrections.countsheets import CountRow
+from inventory_ops.corrections.exceptions import (
+    CorrectionNotAllowed,
+    CorrectionNotPending,
+    CorrectionNotReversible,
+    CountSheetAlreadyApplied,
+    InvalidCorrection,
+    SelfApprovalRefused,
+)
+from inventory_ops.corrections.models import (
+    Correction,
+    CorrectionStatus,
+    CountSheet,
+    CountSheetLine,
+    CountSheetStatus,
+    ReasonCode,
+)
+from inventory_ops.db import run_atomic_with_retry
+from inventory_ops.exceptions import UnknownSite, UnknownSku
+from inventory_ops.models import MovementCause, MovementKind, Site, Sku, StockLevel
+from inventory_ops.services import MovementRequest, movements_record
+
+CORRECT_STOCK = "inventory_ops.correct_stock"
+APPROVE_CORRECTION = "inventory_ops.approve_correction"
+IMPORT_COUNTS = "inventory_ops.import_counts"
+
+
+@dataclass(frozen=True, slots=True)
+class CorrectionDraft:
+    """A correction as a person asks it: exactly one of `counted_qty` or `delta`."""
+
+    site: str
+    sku: str
+    reason: str
+    note: str = ""
+    counted_qty: int | None = None
+    delta: int | None = None
+    reverses_id: int | None = None
+
+
+def approval_threshold() -> Decimal:
+    return Decimal(str(settings.CORRECTION_APPROVAL_THRESHOLD))
+
+
+def needs_approval(value: Decimal) -> bool:
+    return value > approval_threshold()
+
+
+def _require(user, permission: str, doing: str) -> None:
+    if not user.has_perm(permission):
+        raise CorrectionNotAllowed(f"you do not have permission to {doing}")
+
+
+def _validate(draft: CorrectionDraft) -> None:
+    if draft.reason not in ReasonCode.values:
+        raise InvalidCorrection(
+            f"unknown reason {draft.reason!r}: use one of {', '.join(ReasonCode.values)}"
+        )
+    if (draft.counted_qty is None) == (draft.delta is None):
+        raise InvalidCorrection("give either the counted quantity or a delta, not both")
+    if draft.counted_qty is not None and draft.counted_qty < 0:
+        raise InvalidCorrection("the counted quantity cannot be negative")
+    if draft.delta is not None and draft.delta == 0:
+        raise InvalidCorrection("a delta of 0 changes nothing")
+
+
+def _levels_lock(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], StockLevel]:
+    """Create the missing levels, then lock all of them in primary-key order.
+
+    Precondition: inside a transaction. `movements_record` locks the same rows again later in
+    this transaction, which is a no-op for rows we already hold.
+    """
+    StockLevel.objects.bulk_create(
+        [StockLevel(site_id=site_id, sku_id=sku_id) for site_id, sku_id in sorted(pairs)],
+        ignore_conflicts=True,
+    )
+    condition = Q()
+    for site_id, sku_id in pairs:
+        condition |= Q(site_id=site_id, sku_id=sku_id)
+    return {
+        (level.site_id, level.sku_id): level
+        for level in StockLevel.objects.select_for_update().filter(condition).order_by("pk")
+    }
+
+
+def _by_code(model, codes: set[str], missing_error) -> dict[str, object]:
+    found = {obj.code: obj for obj in model.objects.filter(code__in=codes)}
+    if missing := codes - found.keys():
+        raise missing_error(missing)
+    return found
+
+
+def _movement_request(correction: Correction, delta: int, user_id: int) -> MovementRequest:
+    return MovementRequest(
+        site=correction.site.code,
+        sku=correction.sku.code,
+        kind=MovementKind.CORRECTION,
+        on_hand_delta=delta,
+        occurred_at=correction.applied_at,
+        cause=MovementCause.CORRECTION,
+        cause_ref=f"correction:{correction.pk}",
+        user_id=user_id,
+    )
+
+
+def _announce_after_commit(site_codes: set[str]) -> None:
+    if site_codes:
+        transaction.on_commit(partial(scopes_changed_announce, site_codes=sorted(site_codes)))
+
+
+def corrections_request(*, drafts: Sequence[CorrectionDraft], requested_by) -> list[Correction]:
+    """Record corrections; apply at once those within the threshold, the rest wait for approval.
+
+    All or nothing. Raises CorrectionNotAllowed, InvalidCorrection, UnknownSite or UnknownSku
+    before writing anything.
+    """
+    _require(requested_by, CORRECT_STOCK, "correct stock")
+    if not drafts:
+        return []
+    for draft in drafts:
+        _validate(draft)
+    return run_atomic_with_retry(lambda: _corrections_request_in_transaction(drafts, requested_by))
+
+
+def _corrections_request_in_transaction(
+    drafts: Sequence[CorrectionDraft], requested_by
+) -> list[Correction]:
+    sites = _by_code(Site, {draft.site for draft in drafts}, UnknownSite)
+    skus = _by_code(Sku, {draft.sku for draft in drafts}, UnknownSku)
+    levels = _levels_lock({(sites[d.site].pk, skus[d.sku].pk) for d in drafts})
+    now = timezone.now()
+    corrections, movement_requests, touched = [], [], set()
+    for draft in drafts:
+        site, sku = sites[draft.site], skus[draft.sku]
+        level = levels[(site.pk, sku.pk)]
+        delta = draft.delta if draft.delta is not None else draft.counted_qty - level.on_hand
+        value = abs(delta) * sku.unit_cost
+        correction = Correction(
+            site=site,
+            sku=sku,
+            counted_qty=draft.counted_qty,
+            delta=draft.delta,
+            reason=draft.reason,
+            note=draft.note,
+            requested_by=requested_by,
+            requested_at=now,
+            value=value,
+            reverses_id=draft.reverses_id,
+            status=CorrectionStatus.PENDING if needs_approval(value) else CorrectionStatus.APPLIED,
+        )
+        if correction.status == CorrectionStatus.APPLIED:
+            correction.applied_at = now
+            correction.on_hand_before = level.on_hand
+            correction.applied_delta = delta
+            level.on_hand += delta  # later drafts of this call see this level's new value
+            touched.add(site.code)
+        try:
+            with transaction.atomic():
+                correction.save()
+        except IntegrityError:
+            raise CorrectionNotReversible(
+                f"correction #{draft.reverses_id} is already reversed (or a reversal waits)"
+            ) from None
+        if correction.status == CorrectionStatus.APPLIED:
+            movement_requests.append(_movement_request(correction, delta, requested_by.pk))
+        corrections.append(correction)
+    movements_record(requests=movement_requests)
+    _announce_after_commit(touched)
+    return corrections
+
+
+def correction_approve(*, correction_id: int, approved_by, note: str = "") -> Correction:
+    """Approve a pending correction and apply it; the delta of a count is taken now, locked."""
+    _require(approved_by, APPROVE_CORRECTION, "approve corrections")
+
+    def work() -> Correction:
+        correction = _pending_lock(correction_id)
+        if correction.requested_by_id == approved_by.pk:
+            raise SelfApprovalRefused()
+        level = _levels_lock({(correction.site_id, correction.sku_id)})[
+            (correction.site_id, correction.sku_id)
+        ]
+        delta = (
+            correction.delta
+            if correction.delta is not None
+            else correction.counted_qty - level.on_hand
+        )
+        now = timezone.now()
+        correction.status = CorrectionStatus.APPLIED
+        correction.decided_by = approved_by
+        correction.decided_at = correction.applied_at = now
+        correction.decision_note = note
+        correction.on_hand_before = level.on_hand
+        correction.applied_delta = delta
+        correction.save()
+        movements_record(requests=[_movement_request(correction, delta, approved_by.pk)])
+        _announce_after_commit({correction.site.code})
+        return correction
+
+    return run_atomic_with_retry(work)
+
+
+def correction_reject(*, correction_id: int, rejected_by, note: str) -> Correction:
+    """Refuse a pending correction; stock does not change."""
+    _require(rejected_by, APPROVE_CORRECTION, "reject corrections")
+    if not note.strip():
+        raise InvalidCorrection("say why the correction is rejected")
+
+    def work() -> Correction:
+        correction = _pending_lock(correction_id)
+        correction.status = CorrectionStatus.REJECTED
+        correction.decided_by = rejected_by
+        correction.decided_at = timezone.now()
+        correction.decision_note = note
+        correction.save()
+        return correction
+
+    return run_atomic_with_retry(work)
+
+
+def _pending_lock(correction_id: int) -> Correction:
+    correction = (
+        Correction.objects.select_for_update()
+        .select_related("site", "sku")
+        .filter(pk=correction_id)
+        .first()
+    )
+    if correction is None:
+        raise InvalidCorrection(f"no correction #{correction_id}")
+    if correction.status != CorrectionStatus.PENDING:
+        raise CorrectionNotPending(correction_id, correction.get_status_display().lower())
+    return correction
+
+
+def correction_reverse(*, correction_id: int, requested_by, note: str = "") -> Correction:
+    """Ask for a correction that undoes an applied one (same approval rules as any other)."""
+    _require(requested_by, CORRECT_STOCK, "correct stock")
+    original = Correction.objects.select_related("site", "sku").filter(pk=correction_id).first()
+    if original is None or original.status != CorrectionStatus.APPLIED:
+        raise CorrectionNotReversible(f"correction #{correction_id} is not applied")
+    if not original.applied_delta:
+        raise CorrectionNotReversible(
+            f"correction #{correction_id} changed nothing, so there is nothing to reverse"
+        )
+    if original.reversals.exclude(status=CorrectionStatus.REJECTED).exists():
+        raise CorrectionNotReversible(
+            f"correction #{correction_id} is already reversed (or a reversal waits)"
+        )
+    draft = CorrectionDraft(
+        site=original.site.code,
+        sku=original.sku.code,
+        reason=original.reason,
+        delta=-original.applied_delta,
+        note=f"Reverses correction #{original.pk}. {note}".strip(),
+        reverses_id=original.pk,
+    )
+    return corrections_request(drafts=[draft], requested_by=requested_by)[0]
+
+
+def count_sheet_create(*, filename: str, rows: Sequence[CountRow], uploaded_by) -> CountSheet:
+    """Store a parsed, valid count sheet for preview; nothing changes stock yet."""
+    _require(uploaded_by, IMPORT_COUNTS, "import count sheets")
+    with transaction.atomic():
+        sheet = CountSheet.objects.create(
+            filename=filename[:255],
+            status=CountSheetStatus.PREVIEWED,
+            uploaded_by=uploaded_by,
+            uploaded_at=timezone.now(),
+        )
+        CountSheetLine.objects.bulk_create(
+            [
+                CountSheetLine(
+                    sheet=sheet,
+                    line_number=row.line_number,
+                    site_id=row.site_id,
+                    sku_id=row.sku_id,
+                    counted_qty=row.counted_qty,
+                )
+                for row in rows
+            ],
+            batch_size=1000,
+        )
+    return sheet
+
+
+def count_sheet_apply(*, sheet_id: int, applied_by) -> CountSheet:
+    """Apply every line of a previewed sheet as a `stock.counted` movement, all or nothing."""
+    _require(applied_by, IMPORT_COUNTS, "import count sheets")
+
+    def work() -> CountSheet:
+        sheet = CountSheet.objects.select_for_update().get(pk=sheet_id)
+        if sheet.status == CountSheetStatus.APPLIED:
+            raise CountSheetAlreadyApplied(sheet_id)
+        lines = list(sheet.lines.select_related("site", "sku").order_by("line_number"))
+        now = timezone.now()
+        applied = movements_record(
+            requests=[
+                MovementRequest(
+                    site=line.site.code,
+                    sku=line.sku.code,
+                    kind=MovementKind.COUNTED,
+                    counted_qty=line.counted_qty,
+                    occurred_at=now,
+                    cause=MovementCause.COUNT,
+                    cause_ref=f"countsheet:{sheet.pk}",
+                    user_id=applied_by.pk,
+                )
+                for line in lines
+            ]
+        )
+        for line, movement in zip(lines, applied, strict=True):
+            line.on_hand_before = movement.on_hand_before
+            line.applied_delta = movement.on_hand_delta
+        CountSheetLine.objects.bulk_update(
+            lines, ["on_hand_before", "applied_delta"], batch_size=1000
+        )
+        sheet.status = CountSheetStatus.APPLIED
+        sheet.applied_by = applied_by
+        sheet.applied_at = now
+        sheet.save(update_fields=["status", "applied_by", "applied_at"])
+        _announce_after_commit({line.site.code for line in lines})
+        return sheet
+
+    return run_atomic_with_retry(work)
+
+
+def count_sheet_discard(*, sheet_id: int, discarded_by) -> None:
+    """Drop a sheet that was previewed but not applied."""
+    _require(discarded_by, IMPORT_COUNTS, "import count sheets")
+    with transaction.atomic():
+        sheet = CountSheet.objects.select_for_update().get(pk=sheet_id)
+        if sheet.status == CountSheetStatus.APPLIED:
+            raise CountSheetAlreadyApplied(sheet_id)
+        sheet.delete()

@@ -1,0 +1,117 @@
+"""`/metrics` in the Prometheus text format: ingest counters, lag, queue depth, workers.
+
+Each value is read when scraped (a handful of aggregate queries and Redis calls); nothing is
+kept in process memory, so every web process answers the same numbers.
+"""
+
+import django_rq
+from django.db import DatabaseError
+from django.http import HttpResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from redis.exceptions import RedisError
+from rq import Worker
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+from ingest.models import DeadLetter, DeadLetterStatus, FeedSource
+from ingest.selectors import feeds_freshness, sources_totals
+
+QUEUES = ("ingest", "default")
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class _Exposition:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def metric(self, name: str, kind: str, help_text: str, samples) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            if value is None:
+                continue
+            label_text = ",".join(f'{key}="{_escape(str(val))}"' for key, val in labels.items())
+            self.lines.append(
+                f"{name}{{{label_text}}} {value}" if label_text else f"{name} {value}"
+            )
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def _ingest_metrics(out: _Exposition) -> None:
+    names = dict(FeedSource.objects.values_list("pk", "name"))
+    totals = sources_totals()
+    for outcome in ("accepted", "applied", "duplicates", "rejected"):
+        out.metric(
+            f"inventory_ops_ingest_events_{outcome}_total",
+            "counter",
+            f"Events {outcome} per feed source since the start.",
+            [({"source": names[pk]}, row[outcome]) for pk, row in sorted(totals.items())],
+        )
+    out.metric(
+        "inventory_ops_ingest_events_pending",
+        "gauge",
+        "Events accepted but not yet applied, duplicate or rejected (held or queued).",
+        [({"source": names[pk]}, row["pending"]) for pk, row in sorted(totals.items())],
+    )
+    freshness = feeds_freshness()
+    out.metric(
+        "inventory_ops_feed_freshness_seconds",
+        "gauge",
+        "Now minus the newest event time applied, per source.",
+        [({"source": row["source"]}, row["freshness_s"]) for row in freshness],
+    )
+    out.metric(
+        "inventory_ops_ingest_lag_p95_seconds",
+        "gauge",
+        "95th percentile of applied time minus received time, recent batches, per source.",
+        [({"source": row["source"]}, row["lag_p95_s"]) for row in freshness],
+    )
+    out.metric(
+        "inventory_ops_dead_letters_open",
+        "gauge",
+        "Rejected events waiting to be replayed or discarded.",
+        [({}, DeadLetter.objects.filter(status=DeadLetterStatus.OPEN).count())],
+    )
+
+
+def _queue_metrics(out: _Exposition) -> None:
+    connection = django_rq.get_connection("ingest")
+    depth, started, failed = [], [], []
+    for name in QUEUES:
+        queue = django_rq.get_queue(name)
+        depth.append(({"queue": name}, queue.count))
+        started.append(({"queue": name}, StartedJobRegistry(queue=queue).count))
+        failed.append(({"queue": name}, FailedJobRegistry(queue=queue).count))
+    out.metric("inventory_ops_queue_depth", "gauge", "Jobs waiting in each RQ queue.", depth)
+    out.metric("inventory_ops_queue_started", "gauge", "Jobs being worked on.", started)
+    out.metric("inventory_ops_queue_failed", "gauge", "Jobs in the failed registry.", failed)
+    out.metric(
+        "inventory_ops_workers", "gauge", "RQ workers alive.", [({}, len(Worker.all(connection)))]
+    )
+
+
+@require_GET
+@never_cache
+def metrics(request):
+    out = _Exposition()
+    up = {"database": 1, "redis": 1}
+    try:
+        _ingest_metrics(out)
+    except DatabaseError:
+        up["database"] = 0
+    try:
+        _queue_metrics(out)
+    except RedisError:
+        up["redis"] = 0
+    out.metric(
+        "inventory_ops_dependency_up",
+        "gauge",
+        "1 when the dependency answered this scrape.",
+        [({"dependency": name}, value) for name, value in up.items()],
+    )
+    return HttpResponse(out.text(), content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,245 @@
+import pytest
+from django.urls import reverse
+
+from inventory_ops.corrections.models import Correction, CorrectionStatus
+from inventory_ops.corrections.services import CorrectionDraft, corrections_request
+from inventory_ops.models import Movement, StockLevel
+from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from inventory_ops.services import movements_record
+from tests.builders import receive, site_make, sku_make, user_make
+
+pytestmark = pytest.mark.django_db
+
+ADD_URL = "/admin/corrections/correction/add/"
+
+
+def logged_in(client, role):
+    user = user_make(role=role, is_staff=True)
+    client.force_login(user)
+    return user
+
+
+def stocked(qty=10, unit_cost="2.00", **sku_fields):
+    site, sku = site_make(), sku_make(unit_cost=unit_cost, **sku_fields)
+    movements_record(requests=[receive(site, sku, qty)])
+    return site, sku
+
+
+def on_hand(site, sku) -> int:
+    return StockLevel.objects.get(site=site, sku=sku).on_hand
+
+
+def test_stock_staff_previews_then_applies_a_correction(client):
+    site, sku = stocked(10)
+    logged_in(client, STOCK_STAFF)
+    form = {"site": site.code, "sku": sku.code, "counted_qty": "7", "reason": "recount", "note": ""}
+
+    preview = client.post(ADD_URL, {**form, "_preview": "1"})
+
+    assert preview.status_code == 200
+    assert preview.context["preview"].on_hand_before == 10
+    assert preview.context["preview"].on_hand_after == 7
+    assert 'data-preview="value">6.00<' in preview.text
+    assert on_hand(site, sku) == 10  # a preview changes nothing
+
+    applied = client.post(ADD_URL, {**form, "_apply": "1"}, follow=True)
+
+    assert on_hand(site, sku) == 7
+    correction = Correction.objects.get()
+    assert applied.redirect_chain[-1][0] == f"/admin/corrections/correction/{correction.pk}/change/"
+    assert "10 → 7" in applied.text
+
+
+def test_a_bad_correction_form_names_the_field_and_applies_nothing(client):
+    site, sku = stocked(10)
+    logged_in(client, STOCK_STAFF)
+
+    response = client.post(
+        ADD_URL,
+        {
+            "site": site.code,
+            "sku": "NO-SUCH",
+            "counted_qty": "3",
+            "delta": "1",
+            "reason": "x",
+            "_apply": "1",
+        },
+    )
+
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert errors["sku"] == ["No SKU has this code."]
+    assert "reason" in errors and "delta" in errors
+    assert not Correction.objects.exists()
+    assert on_hand(site, sku) == 10
+
+
+@pytest.mark.parametrize("role", [ON_CALL, None])
+def test_users_who_may_not_correct_get_403(client, role):
+    site, sku = stocked(10)
+    logged_in(client, role)
+
+    response = client.post(
+        ADD_URL,
+        {"site": site.code, "sku": sku.code, "delta": "1", "reason": "found", "_apply": "1"},
+    )
+
+    assert response.status_code == 403
+    assert on_hand(site, sku) == 10
+
+
+def test_approval_flow_in_the_admin(client, settings):
+    settings.CORRECTION_APPROVAL_THRESHOLD = "10"
+    site, sku = stocked(10, unit_cost="5.00")
+    staff = logged_in(client, STOCK_STAFF)
+    client.post(
+        ADD_URL,
+        {"site": site.code, "sku": sku.code, "delta": "-4", "reason": "lost", "_apply": "1"},
+    )
+    correction = Correction.objects.get()
+    assert correction.status == CorrectionStatus.PENDING
+    approve_url = reverse("admin:corrections_correction_approve", args=[correction.pk])
+
+    # the requester, and stock staff in general, may not approve
+    assert client.post(approve_url).status_code == 403
+    # a manager who requested it may not approve it either
+    manager_requester = user_make(role=MANAGERS, is_staff=True)
+    [own] = corrections_request(
+        drafts=[CorrectionDraft(site=site.code, sku=sku.code, reason="found", delta=9)],
+        requested_by=manager_requester,
+    )
+    client.force_login(manager_requester)
+    own_url = reverse("admin:corrections_correction_approve", args=[own.pk])
+    assert client.post(own_url).status_code == 403
+    assert on_hand(site, sku) == 10
+
+    client.force_login(user_make(role=MANAGERS, is_staff=True))
+    page = client.get(reverse("admin:corrections_correction_change", args=[correction.pk]))
+    assert "Approve and apply" in page.text
+    client.post(approve_url, {"note": "checked the shelf"})
+
+    assert on_hand(site, sku) == 6
+    correction.refresh_from_db()
+    assert correction.status == CorrectionStatus.APPLIED
+    assert correction.requested_by == staff
+
+
+def test_an_applied_correction_cannot_be_edited_or_deleted_in_the_admin(client):
+    site, sku = stocked(10)
+    user = logged_in(client, MANAGERS)
+    [correction] = corrections_request(
+        drafts=[CorrectionDraft(site=site.code, sku=sku.code, reason="found", delta=1)],
+        requested_by=user,
+    )
+    change_url = reverse("admin:corrections_correction_change", args=[correction.pk])
+
+    client.post(change_url, {"delta": "50", "reason": "found"})
+    delete = client.post(
+        reverse("admin:corrections_correction_delete", args=[correction.pk]), {"post": "yes"}
+    )
+
+    assert delete.status_code == 403
+    correction.refresh_from_db()
+    assert correction.delta == 1
+    assert on_hand(site, sku) == 11
+
+
+def test_reversing_from_the_admin(client):
+    site, sku = stocked(10)
+    user = logged_in(client, STOCK_STAFF)
+    [correction] = corrections_request(
+        drafts=[CorrectionDraft(site=site.code, sku=sku.code, reason="damaged", delta=-3)],
+        requested_by=user,
+    )
+
+    client.post(
+        reverse("admin:corrections_correction_reverse", args=[correction.pk]), {"note": "oops"}
+    )
+
+    assert on_hand(site, sku) == 10
+    assert Correction.objects.get(reverses=correction).applied_delta == 3
+
+
+def test_stock_levels_and_movements_are_read_only_in_the_admin(client):
+    site, sku = stocked(10)
+    logged_in(client, MANAGERS)
+    level = StockLevel.objects.get()
+    movement = Movement.objects.get()
+
+    client.post(
+        reverse("admin:inventory_ops_stocklevel_change", args=[level.pk]), {"on_hand": "99"}
+    )
+    client.post(
+        reverse("admin:inventory_ops_movement_change", args=[movement.pk]), {"on_hand_delta": "99"}
+    )
+
+    assert client.get(reverse("admin:inventory_ops_stocklevel_add")).status_code == 403
+    assert on_hand(site, sku) == 10
+    assert Movement.objects.get().on_hand_delta == 10
+
+
+def test_bulk_correction_from_the_stock_level_list(client):
+    site = site_make()
+    first, second = sku_make(), sku_make()
+    movements_record(requests=[receive(site, first, 10), receive(site, second, 20)])
+    logged_in(client, STOCK_STAFF)
+    levels = list(StockLevel.objects.order_by("pk"))
+
+    action = client.post(
+        reverse("admin:inventory_ops_stocklevel_changelist"),
+        {"action": "correct_selected", "_selected_action": [level.pk for level in levels]},
+    )
+    assert action.status_code == 302
+    form_page = client.get(action.url)
+    assert form_page.status_code == 200
+    ids = ",".join(str(level.pk) for level in levels)
+    client.post(
+        reverse("admin:corrections_correction_bulk"),
+        {
+            "levels": ids,
+            "form-TOTAL_FORMS": "2",
+            "form-INITIAL_FORMS": "2",
+            "form-0-level_id": levels[0].pk,
+            "form-0-counted_qty": "8",
+            "form-1-level_id": levels[1].pk,
+            "form-1-delta": "",
+            "reason": "recount",
+            "note": "cycle count aisle 4",
+        },
+    )
+
+    assert on_hand(site, first) == 8
+    assert on_hand(site, second) == 20  # a blank line is skipped
+    assert Correction.objects.get().note == "cycle count aisle 4"
+
+
+def test_the_bulk_action_is_refused_to_users_who_may_not_correct(client):
+    stocked(10)
+    logged_in(client, ON_CALL)
+
+    response = client.get(reverse("admin:corrections_correction_bulk") + "?levels=1")
+
+    assert response.status_code == 403
+
+
+def test_a_sku_name_with_script_is_inert_on_the_correction_pages(client):
+    site, sku = stocked(10, name="<script>alert('sku')</script>")
+    user = logged_in(client, STOCK_STAFF)
+    [correction] = corrections_request(
+        drafts=[CorrectionDraft(site=site.code, sku=sku.code, reason="found", delta=1)],
+        requested_by=user,
+    )
+
+    pages = [
+        client.post(
+            ADD_URL,
+            {"site": site.code, "sku": sku.code, "delta": "1", "reason": "found", "_preview": "1"},
+        ),
+        client.get(reverse("admin:corrections_correction_changelist")),
+        client.get(reverse("admin:corrections_correction_change", args=[correction.pk])),
+    ]
+
+    for page in pages:
+        assert page.status_code == 200
+        assert "<script>alert('sku')" not in page.text
+        assert "&lt;script&gt;alert(" in page.text

@@ -1,0 +1,172 @@
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from inventory_ops.corrections.models import CountSheet, CountSheetStatus
+from inventory_ops.models import Movement, MovementCause, MovementKind, StockLevel
+from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from inventory_ops.services import movements_record
+from tests.builders import receive, site_make, sku_make, user_make
+
+pytestmark = pytest.mark.django_db
+
+UPLOAD_URL = "/admin/corrections/countsheet/add/"
+
+
+def csv_file(text: str, name="count.csv"):
+    return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
+
+
+def logged_in(client, role):
+    user = user_make(role=role, is_staff=True)
+    client.force_login(user)
+    return user
+
+
+def on_hand(site, sku) -> int:
+    return StockLevel.objects.get(site=site, sku=sku).on_hand
+
+
+def test_a_sheet_is_previewed_with_its_mismatches_then_applied_as_counts(client):
+    site = site_make("ams")
+    milk, eggs = sku_make("MILK", unit_cost="1.50"), sku_make("EGGS", unit_cost="3.00")
+    movements_record(requests=[receive(site, milk, 10), receive(site, eggs, 5)])
+    staff = logged_in(client, STOCK_STAFF)
+
+    upload = client.post(
+        UPLOAD_URL, {"sheet": csv_file("site,sku,counted_qty\nams,MILK,8\nams,EGGS,5\n")}
+    )
+
+    sheet = CountSheet.objects.get()
+    assert upload.url == reverse("admin:corrections_countsheet_change", args=[sheet.pk])
+    preview = client.get(upload.url)
+    assert preview.context["mismatch_count"] == 1
+    assert preview.context["mismatch_value"] == 3
+    assert preview.text.count('class="mismatch"') == 1
+    assert on_hand(site, milk) == 10  # the preview applies nothing
+
+    client.post(reverse("admin:corrections_countsheet_apply", args=[sheet.pk]))
+
+    assert on_hand(site, milk) == 8
+    assert on_hand(site, eggs) == 5
+    counts = Movement.objects.filter(kind=MovementKind.COUNTED).order_by("id")
+    assert [(m.on_hand_delta, m.cause, m.cause_ref, m.user_id) for m in counts] == [
+        (-2, MovementCause.COUNT, f"countsheet:{sheet.pk}", staff.pk),
+        (0, MovementCause.COUNT, f"countsheet:{sheet.pk}", staff.pk),
+    ]
+    sheet.refresh_from_db()
+    assert sheet.status == CountSheetStatus.APPLIED
+    line = sheet.lines.get(sku=milk)
+    assert (line.on_hand_before, line.applied_delta) == (10, -2)
+
+    again = client.post(reverse("admin:corrections_countsheet_apply", args=[sheet.pk]), follow=True)
+    assert "already applied" in again.text
+    assert Movement.objects.filter(kind=MovementKind.COUNTED).count() == 2
+
+
+def test_every_bad_line_is_listed_with_its_reason_and_nothing_is_kept(client):
+    site = site_make("ams")
+    milk = sku_make("MILK")
+    movements_record(requests=[receive(site, milk, 10)])
+    logged_in(client, STOCK_STAFF)
+    sheet = (
+        "site,sku,counted_qty\n"
+        "ams,MILK,8\n"
+        "nowhere,MILK,1\n"
+        "ams,GHOST,2\n"
+        "ams,MILK,abc\n"
+        "ams,MILK,-4\n"
+        "ams\n"
+        "ams,MILK,9\n"
+    )
+
+    response = client.post(UPLOAD_URL, {"sheet": csv_file(sheet)})
+
+    assert response.status_code == 200
+    problems = dict(response.context["problems"])
+    assert problems[3] == "unknown site 'nowhere'"
+    assert problems[4] == "unknown SKU 'GHOST'"
+    assert "'abc' is not a whole number" in problems[5]
+    assert "-4 is negative" in problems[6]
+    assert problems[7] == "expected 3 fields, found 1"
+    assert problems[8] == "ams/MILK is already counted on line 2"
+    assert 2 not in problems
+    assert "nothing was applied" in response.text
+    assert not CountSheet.objects.exists()
+    assert on_hand(site, milk) == 10
+    assert not Movement.objects.filter(kind=MovementKind.COUNTED).exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "The submitted file is empty"),
+        (b"site,sku,qty\nams,MILK,1\n", "the header lacks counted_qty"),
+        (b"site,sku,counted_qty\n", "no lines"),
+        (b"\xff\xfe\x00garbage", "not UTF-8"),
+    ],
+)
+def test_a_malformed_file_is_refused_with_a_reason(client, content, problem):
+    site_make("ams")
+    sku_make("MILK")
+    logged_in(client, STOCK_STAFF)
+
+    response = client.post(
+        UPLOAD_URL, {"sheet": SimpleUploadedFile("c.csv", content, content_type="text/csv")}
+    )
+
+    assert response.status_code == 200
+    assert problem in response.text
+    assert not CountSheet.objects.exists()
+
+
+@pytest.mark.parametrize("role", [MANAGERS, ON_CALL, None])
+def test_only_stock_staff_import_counts(client, role):
+    site_make("ams")
+    sku_make("MILK")
+    logged_in(client, role)
+
+    response = client.post(UPLOAD_URL, {"sheet": csv_file("site,sku,counted_qty\nams,MILK,1\n")})
+
+    assert response.status_code == 403
+    assert not CountSheet.objects.exists()
+
+
+def test_applying_someone_elses_sheet_needs_the_import_permission(client):
+    site, milk = site_make("ams"), sku_make("MILK")
+    movements_record(requests=[receive(site, milk, 10)])
+    logged_in(client, STOCK_STAFF)
+    client.post(UPLOAD_URL, {"sheet": csv_file("site,sku,counted_qty\nams,MILK,3\n")})
+    sheet = CountSheet.objects.get()
+
+    logged_in(client, MANAGERS)
+    response = client.post(reverse("admin:corrections_countsheet_apply", args=[sheet.pk]))
+
+    assert response.status_code == 403
+    assert on_hand(site, milk) == 10
+
+
+def test_a_previewed_sheet_can_be_discarded(client):
+    site_make("ams")
+    sku_make("MILK")
+    logged_in(client, STOCK_STAFF)
+    client.post(UPLOAD_URL, {"sheet": csv_file("site,sku,counted_qty\nams,MILK,3\n")})
+
+    client.post(reverse("admin:corrections_countsheet_discard", args=[CountSheet.objects.get().pk]))
+
+    assert not CountSheet.objects.exists()
+    assert not Movement.objects.exists()
+
+
+def test_a_sku_name_with_script_is_inert_on_the_count_sheet_preview(client):
+    site_make("ams")
+    sku_make("MILK", name="<script>alert('x')</script>")
+    logged_in(client, STOCK_STAFF)
+    client.post(UPLOAD_URL, {"sheet": csv_file("site,sku,counted_qty\nams,MILK,3\n")})
+
+    page = client.get(
+        reverse("admin:corrections_countsheet_change", args=[CountSheet.objects.get().pk])
+    )
+
+    assert "<script>alert('x')" not in page.text
+    assert "&lt;script&gt;alert(" in page.text

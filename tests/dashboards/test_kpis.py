@@ -1,0 +1,376 @@
+"""Every KPI of SPEC.md, hand-computed from its formula, including each null case."""
+
+import datetime as dt
+from decimal import Decimal
+
+import numpy
+import pytest
+from django.core.management import call_command
+
+from dashboards.kpis import WINDOWS, inventory_value_at, kpi_trends_compute, kpis_compute
+from inventory_ops.exceptions import UnknownSite
+from inventory_ops.models import MovementKind, SiteReorderPoint
+from tests.builders import site_make, sku_make
+from tests.dashboards.kpi_helpers import (
+    count,
+    deliver,
+    move,
+    now_mid_minute,
+    order_line,
+    receive,
+    record,
+    ship,
+    snapshot,
+)
+
+pytestmark = pytest.mark.django_db
+MINUTE = dt.timedelta(minutes=1)
+HOUR = dt.timedelta(hours=1)
+DAY = dt.timedelta(days=1)
+
+
+def test_empty_history_gives_the_null_cases_and_zero_counts():
+    # given a site with no facts at all
+    site_make("empty")
+    now = now_mid_minute()
+
+    # when
+    kpis = kpis_compute(site="empty", window="24h", now=now)
+
+    # then every ratio is null and every count zero
+    assert kpis == {
+        "as_of": now.isoformat(),
+        "site": "empty",
+        "window": "24h",
+        "inventory_turnover": None,
+        "order_accuracy": None,
+        "deliveries": 0,
+        "stock_mismatch_rate": None,
+        "counts": 0,
+        "mismatch_units": 0,
+        "mismatch_value": 0.0,
+        "cost_per_shipment": None,
+        "fulfillment_p50_s": None,
+        "fulfillment_p90_s": None,
+        "stockouts": 0,
+        "negative_stock": 0,
+        "below_reorder_point": 0,
+        "reconciliation_skew": None,
+        "reconciliation_skew_units": None,
+        "feeds": [],
+    }
+
+
+def test_turnover_from_cogs_and_value_at_both_ends_of_the_window():
+    # given 100 units at 2.50 received before the hour, 10 dispatched and 2 returned within it
+    site, sku = site_make("a"), sku_make("X", unit_cost="2.50")
+    now = now_mid_minute()
+    receive(site, sku, 100, now - 2 * HOUR)
+    ship(site, sku, 10, now - 40 * MINUTE, now - 30 * MINUTE)
+    record(move(site, sku, MovementKind.ORDER_RETURNED, now - 10 * MINUTE, on_hand=2))
+
+    # when
+    kpis = kpis_compute(site="a", window="1h", now=now)
+
+    # then COGS = 10*2.50 - 2*2.50 = 20; V_start = 250, V_end = 92*2.50 = 230
+    expected = Decimal(20) / ((Decimal(250) + Decimal(230)) / 2) * Decimal(365 * 24)
+    assert kpis["inventory_turnover"] == float(expected)
+    assert inventory_value_at(site="a", at=now - HOUR) == Decimal("250")
+    assert inventory_value_at(site="a", at=now) == Decimal("230")
+    assert inventory_value_at(at=now - 3 * HOUR) == Decimal("0")
+
+
+def test_turnover_is_null_when_the_average_value_is_zero():
+    # given stock received and fully dispatched before the window
+    site, sku = site_make("a"), sku_make("X")
+    now = now_mid_minute()
+    receive(site, sku, 5, now - 2 * DAY)
+    ship(site, sku, 5, now - 3 * HOUR, now - 2 * HOUR)
+
+    assert kpis_compute(site="a", window="1h", now=now)["inventory_turnover"] is None
+    # nor over 7 days: nothing held at either end
+    assert kpis_compute(site="a", window="7d", now=now)["inventory_turnover"] is None
+    # and over 24h the dispatch is inside, the average value (12.50 + 0) / 2 is not zero
+    expected = Decimal("12.50") / (Decimal("12.50") / 2) * 365
+    assert kpis_compute(site="a", window="24h", now=now)["inventory_turnover"] == float(expected)
+
+
+def test_accuracy_and_cost_per_shipment_count_deliveries_in_the_window_only():
+    # given three deliveries in the last hour and one before it
+    site = site_make("a")
+    now = now_mid_minute()
+    deliver(site, now - 50 * MINUTE, accurate=True, cost="4.10")
+    deliver(site, now - 20 * MINUTE, accurate=True, cost="5.00")
+    deliver(site, now - 10 * MINUTE, accurate=False, cost="0.90")
+    deliver(site, now - 2 * HOUR, accurate=False, cost="100")
+
+    kpis = kpis_compute(site="a", window="1h", now=now)
+
+    assert kpis["deliveries"] == 3
+    assert kpis["order_accuracy"] == float(Decimal(2) / Decimal(3))
+    assert kpis["cost_per_shipment"] == float(Decimal("10.00") / 3)
+    kpis_day = kpis_compute(site="a", window="24h", now=now)
+    assert kpis_day["deliveries"] == 4
+    assert kpis_day["order_accuracy"] == 0.5
+    assert kpis_day["cost_per_shipment"] == 27.5
+
+
+def test_window_edges_are_exact_to_the_microsecond():
+    # given deliveries just inside and just outside both ends of the hour
+    site = site_make("a")
+    now = now_mid_minute()
+    deliver(site, now - HOUR, cost="1")  # at the start instant: outside (now - W, now]
+    deliver(site, now - HOUR + dt.timedelta(microseconds=1), cost="2")
+    deliver(site, now, cost="4")  # at now: inside
+    deliver(site, now + dt.timedelta(microseconds=1), cost="8")  # after now: outside
+
+    kpis = kpis_compute(site="a", window="1h", now=now)
+
+    assert kpis["deliveries"] == 2
+    assert kpis["cost_per_shipment"] == 3.0
+
+
+def test_stock_mismatch_rate_units_and_value():
+    # given 10 on hand; a count that matches, then one that finds 7 (3 units at 2.50 missing)
+    site, other, sku = site_make("a"), site_make("b"), sku_make("X", unit_cost="2.50")
+    now = now_mid_minute()
+    receive(site, sku, 10, now - 2 * HOUR)
+    record(count(site, sku, now - 20 * MINUTE, 10))
+    record(count(site, sku, now - 10 * MINUTE, 7))
+    record(count(other, sku, now - 5 * MINUTE, 4))  # nothing there: 4 found
+
+    kpis = kpis_compute(site="a", window="1h", now=now)
+
+    assert (kpis["counts"], kpis["stock_mismatch_rate"]) == (2, 0.5)
+    assert (kpis["mismatch_units"], kpis["mismatch_value"]) == (3, 7.5)
+    everywhere = kpis_compute(window="1h", now=now)
+    assert everywhere["counts"] == 3
+    assert everywhere["stock_mismatch_rate"] == float(Decimal(2) / 3)
+    assert (everywhere["mismatch_units"], everywhere["mismatch_value"]) == (7, 17.5)
+
+
+def test_fulfillment_percentiles_interpolate_like_numpy():
+    # given four deliveries whose creation is known, and one whose creation is not
+    site = site_make("a")
+    now = now_mid_minute()
+    durations = [60, 600, 120, 180.5]
+    for index, seconds in enumerate(durations):
+        delivered = now - (index + 1) * MINUTE
+        deliver(site, delivered, created_at=delivered - dt.timedelta(seconds=seconds))
+    deliver(site, now - 30 * MINUTE, created_at=None)
+
+    kpis = kpis_compute(site="a", window="1h", now=now)
+
+    assert kpis["deliveries"] == 5
+    assert kpis["fulfillment_p50_s"] == pytest.approx(numpy.percentile(durations, 50), abs=1e-9)
+    assert kpis["fulfillment_p90_s"] == pytest.approx(numpy.percentile(durations, 90), abs=1e-9)
+    assert kpis["fulfillment_p50_s"] == 150.25
+
+
+def test_fulfillment_is_null_when_no_delivered_order_has_a_known_creation():
+    site = site_make("a")
+    now = now_mid_minute()
+    deliver(site, now - MINUTE, created_at=None)
+
+    kpis = kpis_compute(site="a", window="1h", now=now)
+
+    assert kpis["deliveries"] == 1
+    assert (kpis["fulfillment_p50_s"], kpis["fulfillment_p90_s"]) == (None, None)
+
+
+def test_percentiles_over_many_deliveries_across_sites_and_bins():
+    # given 300 deliveries over a day at two sites, durations spread over many bins
+    first, second = site_make("a"), site_make("b")
+    now = now_mid_minute()
+    durations = {"a": [], "b": []}
+    for index in range(300):
+        site = first if index % 3 else second
+        seconds = (index * 7919) % 5000 + (index % 10) / 8
+        delivered = now - dt.timedelta(minutes=index * 4 + 1)
+        deliver(site, delivered, created_at=delivered - dt.timedelta(seconds=seconds))
+        if delivered > now - DAY:
+            durations[site.code].append(seconds)
+
+    everywhere = durations["a"] + durations["b"]
+    for scope, values in [("a", durations["a"]), ("b", durations["b"]), (None, everywhere)]:
+        kpis = kpis_compute(site=scope, window="24h", now=now)
+        assert kpis["fulfillment_p50_s"] == pytest.approx(numpy.percentile(values, 50), abs=1e-6)
+        assert kpis["fulfillment_p90_s"] == pytest.approx(numpy.percentile(values, 90), abs=1e-6)
+
+
+def test_a_late_event_lands_in_its_past_window():
+    # given the KPIs of the last hour and day
+    site, sku = site_make("a"), sku_make("X", unit_cost="1")
+    now = now_mid_minute()
+    receive(site, sku, 50, now - 2 * DAY)
+    before_hour = kpis_compute(site="a", window="1h", now=now)
+
+    # when a dispatch that happened 20 hours ago, and its delivery, arrive only now
+    ship(site, sku, 5, now - 21 * HOUR, now - 20 * HOUR)
+    deliver(site, now - 19 * HOUR, created_at=now - 21 * HOUR, cost="3")
+
+    # then the last hour is unchanged, and the day counts them at their event time
+    assert kpis_compute(site="a", window="1h", now=now) == before_hour
+    day = kpis_compute(site="a", window="24h", now=now)
+    assert day["deliveries"] == 1
+    assert day["fulfillment_p50_s"] == 2 * 3600
+    expected = Decimal(5) / ((Decimal(50) + Decimal(45)) / 2) * 365
+    assert day["inventory_turnover"] == float(expected)
+    assert inventory_value_at(site="a", at=now - 20 * HOUR - MINUTE) == Decimal(50)
+
+
+def test_an_order_whose_delivery_came_before_its_creation():
+    # given the delivery fact recorded first, the order line after it (ingest held the order)
+    site, sku = site_make("a"), sku_make("X")
+    now = now_mid_minute()
+    created, delivered = now - 30 * MINUTE, now - 5 * MINUTE
+    deliver(site, delivered, created_at=created)
+    order_line(site, sku, created, qty=2, order_id="o-1")
+    record(move(site, sku, MovementKind.ORDER_RESERVED, created, reserved=2))
+
+    kpis = kpis_compute(site="a", window="1h", now=now)
+
+    assert kpis["fulfillment_p50_s"] == 25 * 60
+    assert kpis["stockouts"] == 1  # nothing on hand, 2 reserved, ordered recently
+    trends = kpi_trends_compute(site="a", window="1h", now=now)
+    assert sum(point["value"] for point in trends["orders_per_minute"]) == 1
+
+
+def test_stockouts_negative_stock_and_below_reorder_point_now():
+    site, sku_ordered, sku_stale, sku_low = (
+        site_make("a"),
+        sku_make("O"),
+        sku_make("S"),
+        sku_make("L", reorder_point=5),
+    )
+    now = now_mid_minute()
+    # O: available 0 and ordered 10 days ago: a stockout
+    record(move(site, sku_ordered, MovementKind.ORDER_RESERVED, now - 10 * DAY, reserved=1))
+    order_line(site, sku_ordered, now - 10 * DAY)
+    record(move(site, sku_ordered, MovementKind.ORDER_RELEASED, now - 9 * DAY, reserved=-1))
+    # S: on hand -2 (a loss recorded past zero), last ordered 40 days ago: negative, no stockout
+    record(move(site, sku_stale, MovementKind.ADJUSTED, now - 2 * DAY, on_hand=-2))
+    order_line(site, sku_stale, now - 40 * DAY)
+    # L: available 3 below the SKU's reorder point 5
+    receive(site, sku_low, 3, now - DAY)
+
+    kpis = kpis_compute(site="a", window="1h", now=now)
+    assert (kpis["stockouts"], kpis["negative_stock"], kpis["below_reorder_point"]) == (1, 1, 1)
+
+    # when the site's own reorder point for L is 2, L is no longer below it
+    override = SiteReorderPoint.objects.create(site=site, sku=sku_low, reorder_point=2)
+    assert kpis_compute(site="a", window="1h", now=now)["below_reorder_point"] == 0
+    # and when that override goes, and the SKU's default drops to 3, still not below (3 < 3)
+    override.delete()
+    sku_low.reorder_point = 3
+    sku_low.save()
+    assert kpis_compute(window="1h", now=now)["below_reorder_point"] == 0
+    # the demand window ages by `now`: 21 days later O is no longer a stockout
+    assert kpis_compute(window="1h", now=now + 21 * DAY)["stockouts"] == 0
+
+
+def test_reconciliation_skew_from_the_latest_snapshot_per_site():
+    first, second = site_make("a"), site_make("b")
+    x, y = sku_make("X"), sku_make("Y")
+    now = now_mid_minute()
+    receive(first, x, 10, now - DAY)
+    receive(first, y, 4, now - DAY)
+    # the latest snapshot of a: x agrees, y says 1 (3 units off)
+    snapshot(first, now - HOUR, {x: 10, y: 1})
+    # an older snapshot applied later does not replace it
+    snapshot(first, now - 2 * HOUR, {x: 0, y: 0})
+    # b: one line, nothing held there, says 5
+    snapshot(second, now - HOUR, {x: 5})
+
+    assert kpis_compute(site="a", window="1h", now=now)["reconciliation_skew"] == 0.5
+    assert kpis_compute(site="a", window="1h", now=now)["reconciliation_skew_units"] == 3
+    everywhere = kpis_compute(window="1h", now=now)
+    assert everywhere["reconciliation_skew"] == float(Decimal(2) / 3)
+    assert everywhere["reconciliation_skew_units"] == 8
+
+
+def test_a_standard_cost_change_revalues_stock_from_the_next_minute():
+    # given 100 units at 2.50 received two hours ago
+    site, sku = site_make("a"), sku_make("X", unit_cost="2.50")
+    moment = now_mid_minute()
+    receive(site, sku, 100, moment - 2 * HOUR)
+
+    # when the standard cost becomes 3.00 (effective from the next whole minute)
+    sku.unit_cost = Decimal("3.00")
+    sku.save()
+    effective = moment.replace(second=0, microsecond=0) + MINUTE
+    # and later facts arrive: a late receipt from before the change, a dispatch after it
+    receive(site, sku, 10, effective - 30 * MINUTE)
+    ship(site, sku, 10, effective + MINUTE / 2, effective + MINUTE / 2)
+    now = effective + MINUTE + dt.timedelta(seconds=10)
+
+    # then the value before the change is at 2.50, after it at 3.00
+    assert inventory_value_at(site="a", at=effective - dt.timedelta(microseconds=1)) == Decimal(
+        "275.00"
+    )
+    assert inventory_value_at(site="a", at=effective) == Decimal("330.00")
+    assert inventory_value_at(site="a", at=now) == Decimal("300.00")
+    kpis = kpis_compute(site="a", window="1h", now=now)
+    expected = Decimal(30) / ((Decimal(250) + Decimal(300)) / 2) * 365 * 24
+    assert kpis["inventory_turnover"] == float(expected)
+    # and rebuilding from the ledger gives the same
+    call_command("rebuild_kpis", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert kpis_compute(site="a", window="1h", now=now) == kpis
+    assert inventory_value_at(site="a", at=effective) == Decimal("330.00")
+
+
+def test_rebuild_kpis_leaves_the_same_numbers_for_every_window_and_scope(capsys):
+    first, second = site_make("a"), site_make("b")
+    x, y = sku_make("X", unit_cost="1.25", reorder_point=3), sku_make("Y", unit_cost="7")
+    now = now_mid_minute()
+    for hours, site in [(1, first), (5, second), (30, first), (200, second), (700, first)]:
+        at = now - hours * HOUR + 17 * MINUTE
+        receive(site, x, 20, at)
+        ship(site, x, 3, at, at + MINUTE)
+        order_line(site, x, at, order_id=f"o{hours}")
+        record(count(site, y, at + 2 * MINUTE, hours % 4))
+        deliver(site, at + 3 * MINUTE, created_at=at, accurate=hours % 2 == 0)
+        snapshot(site, at, {x: 17, y: 2})
+    before = {
+        (scope, window): kpis_compute(site=scope, window=window, now=now)
+        for scope in (None, "a", "b")
+        for window in WINDOWS
+    }
+
+    call_command("rebuild_kpis")
+    assert "Rebuilt KPI rollups from 20 movements" in capsys.readouterr().out
+    call_command("rebuild_kpis", site="b")
+
+    after = {
+        (scope, window): kpis_compute(site=scope, window=window, now=now)
+        for scope in (None, "a", "b")
+        for window in WINDOWS
+    }
+    assert after == before
+    assert before[(None, "30d")]["deliveries"] == 5
+    assert before[(None, "7d")]["deliveries"] == 3
+
+
+def test_unknown_site_is_refused():
+    with pytest.raises(UnknownSite):
+        kpis_compute(site="nowhere")
+
+
+def test_trends_cover_the_window_in_buckets():
+    site, sku = site_make("a"), sku_make("X", unit_cost="2")
+    now = now_mid_minute()
+    receive(site, sku, 10, now - 2 * HOUR)
+    ship(site, sku, 1, now - 10 * MINUTE, now - 10 * MINUTE)
+    deliver(site, now - 5 * MINUTE, accurate=False, cost="6")
+    record(count(site, sku, now - 3 * MINUTE, 8))
+
+    trends = kpi_trends_compute(site="a", window="1h", now=now)
+
+    assert len(trends["accuracy"]) == 61
+    assert [p["value"] for p in trends["accuracy"] if p["value"] is not None] == [0.0]
+    assert [p["value"] for p in trends["cost_per_shipment"] if p["value"] is not None] == [6.0]
+    assert next(p for p in trends["turnover"] if p["value"])["value"] == float(
+        Decimal(2) / ((Decimal(20) + Decimal(18)) / 2) * 365 * 24 * 60
+    )
+    assert trends["mismatch_by_site"] == [{"site": "a", "rate": 1.0, "units": 1, "value": 2.0}]
+    assert trends["worst_stockouts"] == []

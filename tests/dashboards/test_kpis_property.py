@@ -1,0 +1,321 @@
+"""Random event streams give the same KPIs three ways: the incremental rollups, `rebuild_kpis`,
+and a plain reference computation over the raw events written here."""
+
+import datetime as dt
+import io
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dashboards.kpis import WINDOWS, kpis_compute
+from dashboards.models import UnitCostChange
+from dashboards.rollups import DeliveryFact, OrderLineFact, SnapshotFact, rollups_facts_record
+from inventory_ops.models import MovementKind, Sku
+from inventory_ops.services import MovementRequest, movements_record
+from tests.builders import site_make, sku_make
+from tests.dashboards.kpi_helpers import now_mid_minute
+
+SITES = ("north", "south")
+SKUS = {"A": Decimal("2.50"), "B": Decimal("0.3333"), "C": Decimal("12")}
+REORDER_POINTS = {"A": 5, "B": None, "C": 2}
+SPAN_S = 32 * 86400
+
+instants = st.tuples(
+    st.integers(min_value=-SPAN_S, max_value=120), st.integers(min_value=0, max_value=999_999)
+)
+site_names = st.sampled_from(SITES)
+sku_names = st.sampled_from(sorted(SKUS))
+quantities = st.integers(min_value=1, max_value=20)
+
+events = st.one_of(
+    st.tuples(st.just("received"), site_names, sku_names, quantities, instants),
+    st.tuples(
+        st.just("adjusted"),
+        site_names,
+        sku_names,
+        st.integers(min_value=-15, max_value=15).filter(bool),
+        instants,
+    ),
+    st.tuples(st.just("reserve"), site_names, sku_names, quantities, instants),
+    st.tuples(st.just("dispatch"), site_names, sku_names, quantities, instants),
+    st.tuples(st.just("returned"), site_names, sku_names, quantities, instants),
+    st.tuples(
+        st.just("counted"), site_names, sku_names, st.integers(min_value=0, max_value=20), instants
+    ),
+    st.tuples(
+        st.just("delivered"),
+        site_names,
+        st.one_of(st.none(), st.integers(min_value=-600, max_value=3 * 86400)),
+        st.booleans(),
+        st.decimals(min_value=0, max_value=50, places=2),
+        instants,
+    ),
+    st.tuples(
+        st.just("snapshot"),
+        site_names,
+        st.dictionaries(sku_names, st.integers(min_value=0, max_value=20), min_size=1),
+        instants,
+    ),
+    st.tuples(st.just("cost"), sku_names, st.decimals(min_value=0, max_value=30, places=4)),
+)
+
+
+@dataclass
+class Movement:
+    site: str
+    sku: str
+    kind: str
+    delta: int
+    at: dt.datetime
+
+
+@dataclass
+class Delivery:
+    site: str
+    at: dt.datetime
+    accurate: bool
+    cost: Decimal
+    duration_s: Decimal | None
+
+
+class Reference:
+    """The KPIs computed straight from the raw events, as SPEC.md words them."""
+
+    def __init__(self):
+        self.on_hand: dict[tuple[str, str], int] = {}
+        self.reserved: dict[tuple[str, str], int] = {}
+        self.movements: list[Movement] = []
+        self.deliveries: list[Delivery] = []
+        self.demand: dict[tuple[str, str], dt.datetime] = {}
+        self.snapshots: dict[str, tuple[dt.datetime, int, int, int]] = {}
+        self.cost_changes: dict[str, list[tuple[dt.datetime, Decimal]]] = {s: [] for s in SKUS}
+
+    def cost(self, sku: str, at: dt.datetime) -> Decimal:
+        cost = SKUS[sku]
+        for effective, new in self.cost_changes[sku]:
+            if effective <= at:
+                cost = new
+        return cost
+
+    def move(self, site, sku, kind, at, on_hand=0, reserved=0, counted=None):
+        pair = (site, sku)
+        if counted is not None:
+            on_hand = counted - self.on_hand.get(pair, 0)
+        self.on_hand[pair] = self.on_hand.get(pair, 0) + on_hand
+        self.reserved[pair] = self.reserved.get(pair, 0) + reserved
+        self.movements.append(Movement(site, sku, kind, on_hand, at))
+
+    def value(self, sites, at):
+        return sum(
+            (
+                m.delta * self.cost(m.sku, at)
+                for m in self.movements
+                if m.site in sites and m.at <= at
+            ),
+            Decimal(0),
+        )
+
+    def kpis(self, sites, window_s, now):
+        start = now - dt.timedelta(seconds=window_s)
+        inside = [m for m in self.movements if m.site in sites and start < m.at <= now]
+        cogs = sum(
+            (
+                -m.delta * self.cost(m.sku, m.at)
+                for m in inside
+                if m.kind in (MovementKind.ORDER_DISPATCHED, MovementKind.ORDER_RETURNED)
+            ),
+            Decimal(0),
+        )
+        average = (self.value(sites, start) + self.value(sites, now)) / 2
+        counts = [m for m in inside if m.kind == MovementKind.COUNTED]
+        mismatched = [m for m in counts if m.delta != 0]
+        delivered = [d for d in self.deliveries if d.site in sites and start < d.at <= now]
+        durations = [float(d.duration_s) for d in delivered if d.duration_s is not None]
+        pairs = [pair for pair in set(self.on_hand) | set(self.demand) if pair[0] in sites]
+        available = {p: self.on_hand.get(p, 0) - self.reserved.get(p, 0) for p in pairs}
+        latest = [self.snapshots[s] for s in sites if s in self.snapshots]
+        lines = sum(snap[1] for snap in latest)
+        return {
+            "inventory_turnover": None
+            if average == 0
+            else float(cogs / average * Decimal(365 * 86400) / Decimal(window_s)),
+            "order_accuracy": None
+            if not delivered
+            else float(Decimal(sum(d.accurate for d in delivered)) / len(delivered)),
+            "deliveries": len(delivered),
+            "stock_mismatch_rate": None
+            if not counts
+            else float(Decimal(len(mismatched)) / len(counts)),
+            "counts": len(counts),
+            "mismatch_units": sum(abs(m.delta) for m in mismatched),
+            "mismatch_value": float(
+                sum((abs(m.delta) * self.cost(m.sku, m.at) for m in mismatched), Decimal(0))
+            ),
+            "cost_per_shipment": None
+            if not delivered
+            else float(sum(d.cost for d in delivered) / len(delivered)),
+            "fulfillment_p50_s": float(numpy.percentile(durations, 50)) if durations else None,
+            "fulfillment_p90_s": float(numpy.percentile(durations, 90)) if durations else None,
+            "stockouts": sum(
+                1
+                for p in pairs
+                if available[p] <= 0
+                and p in self.demand
+                and self.demand[p] > now - dt.timedelta(days=30)
+            ),
+            "negative_stock": sum(1 for p in pairs if self.on_hand.get(p, 0) < 0),
+            "below_reorder_point": sum(
+                1
+                for p in pairs
+                if p in self.on_hand
+                and REORDER_POINTS[p[1]] is not None
+                and available[p] < REORDER_POINTS[p[1]]
+            ),
+            "reconciliation_skew": None
+            if not lines
+            else float(Decimal(sum(snap[2] for snap in latest)) / lines),
+            "reconciliation_skew_units": None if not lines else sum(snap[3] for snap in latest),
+        }
+
+
+def _seconds(duration: dt.timedelta) -> Decimal:
+    return Decimal(duration // dt.timedelta(microseconds=1)) / 10**6
+
+
+def _apply(stream, base: dt.datetime, reference: Reference, sites, skus) -> None:
+    """Apply the stream as ingest would: in arrival order, each event id once."""
+    seen = set()
+    for event_id, event in stream:
+        if event_id in seen:  # a duplicate: ingest answers "duplicate" and changes nothing
+            continue
+        seen.add(event_id)
+        kind = event[0]
+        if kind == "cost":
+            _, sku_code, new_cost = event
+            sku = skus[sku_code]
+            if new_cost == Sku.objects.get(pk=sku.pk).unit_cost:
+                continue
+            sku.unit_cost = new_cost
+            sku.save()
+            change = UnitCostChange.objects.filter(sku_id=sku.pk).latest("id")
+            reference.cost_changes[sku_code].append((change.effective_at, new_cost))
+            continue
+        seconds, micros = event[-1]
+        at = base + dt.timedelta(seconds=seconds, microseconds=micros)
+        site = sites[event[1]]
+        if kind == "delivered":
+            _, _, created_offset, accurate, cost, _ = event
+            created = None if created_offset is None else at - dt.timedelta(seconds=created_offset)
+            rollups_facts_record(deliveries=[DeliveryFact(site.id, at, accurate, cost, created)])
+            reference.deliveries.append(
+                Delivery(
+                    site.code,
+                    at,
+                    accurate,
+                    cost,
+                    None if created is None else _seconds(at - created),
+                )
+            )
+            continue
+        if kind == "snapshot":
+            lines = {skus[code].id: qty for code, qty in event[2].items()}
+            rollups_facts_record(snapshots=[SnapshotFact(site.id, at, lines)])
+            held = {code: reference.on_hand.get((site.code, code), 0) for code in event[2]}
+            previous = reference.snapshots.get(site.code)
+            if previous is None or previous[0] <= at:
+                reference.snapshots[site.code] = (
+                    at,
+                    len(event[2]),
+                    sum(1 for code, qty in event[2].items() if qty != held[code]),
+                    sum(abs(qty - held[code]) for code, qty in event[2].items()),
+                )
+            continue
+        sku_code, amount = event[2], event[3]
+        request = {"site": site.code, "sku": sku_code, "occurred_at": at}
+        if kind == "received":
+            deltas = {"kind": MovementKind.RECEIVED, "on_hand_delta": amount}
+        elif kind == "adjusted":
+            deltas = {"kind": MovementKind.ADJUSTED, "on_hand_delta": amount}
+        elif kind == "reserve":
+            deltas = {"kind": MovementKind.ORDER_RESERVED, "reserved_delta": amount}
+            rollups_facts_record(
+                order_lines=[OrderLineFact(site.id, skus[sku_code].id, at, amount, str(event_id))]
+            )
+            pair = (site.code, sku_code)
+            if pair not in reference.demand or reference.demand[pair] < at:
+                reference.demand[pair] = at
+        elif kind == "dispatch":
+            deltas = {
+                "kind": MovementKind.ORDER_DISPATCHED,
+                "on_hand_delta": -amount,
+                "reserved_delta": -amount,
+            }
+        elif kind == "returned":
+            deltas = {"kind": MovementKind.ORDER_RETURNED, "on_hand_delta": amount}
+        else:
+            deltas = {"kind": MovementKind.COUNTED, "counted_qty": amount}
+        movements_record(requests=[MovementRequest(**request, **deltas)])
+        reference.move(
+            site.code,
+            sku_code,
+            deltas["kind"],
+            at,
+            on_hand=deltas.get("on_hand_delta", 0),
+            reserved=deltas.get("reserved_delta", 0),
+            counted=deltas.get("counted_qty"),
+        )
+
+
+def _assert_same(actual: dict, expected: dict, label: str) -> None:
+    for key, value in expected.items():
+        if isinstance(value, float):
+            assert actual[key] == pytest.approx(value, rel=1e-9, abs=1e-9), (label, key)
+        else:
+            assert actual[key] == value, (label, key, actual[key], value)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    stream=st.lists(events, min_size=1, max_size=40),
+    duplicates=st.lists(st.integers(min_value=0, max_value=39), max_size=5),
+)
+def test_incremental_rebuilt_and_reference_kpis_agree(stream, duplicates):
+    with transaction.atomic():
+        base = now_mid_minute()
+        sites = {code: site_make(code) for code in SITES}
+        skus = {
+            code: sku_make(code, unit_cost=cost, reorder_point=REORDER_POINTS[code])
+            for code, cost in SKUS.items()
+        }
+        numbered = list(enumerate(stream))
+        for index in duplicates:  # the same event sent again, later
+            if index < len(numbered):
+                numbered.append(numbered[index])
+        reference = Reference()
+        _apply(numbered, base, reference, sites, skus)
+        now = base + dt.timedelta(minutes=3)
+
+        scopes = {None: set(SITES), **{code: {code} for code in SITES}}
+        incremental = {}
+        for scope, scope_sites in scopes.items():
+            for window, window_s in WINDOWS.items():
+                kpis = kpis_compute(site=scope, window=window, now=now)
+                incremental[(scope, window)] = kpis
+                _assert_same(kpis, reference.kpis(scope_sites, window_s, now), f"{scope} {window}")
+
+        call_command("rebuild_kpis", stdout=io.StringIO())
+        for (scope, window), kpis in incremental.items():
+            assert kpis_compute(site=scope, window=window, now=now) == kpis
+        transaction.set_rollback(True)

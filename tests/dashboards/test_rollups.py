@@ -1,0 +1,117 @@
+"""The rollups the writers keep: buckets by event time, shards, the stock status copy."""
+
+import datetime as dt
+import threading
+
+import pytest
+from django.db import connection, transaction
+from django.db.models import Sum
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dashboards.kpis import kpis_compute
+from dashboards.models import ALL_SITES, KpiBucket, StockStatus
+from dashboards.rollups import fulfillment_bin, instant, minute_of
+from inventory_ops.models import MovementKind
+from tests.builders import site_make, sku_make
+from tests.dashboards.kpi_helpers import move, now_mid_minute, receive, record, ship
+
+
+def _bucket(site_id: int, span: int, start: int, field: str) -> int:
+    return (
+        KpiBucket.objects.filter(site_id=site_id, span_s=span, start=instant(start)).aggregate(
+            total=Sum(field)
+        )["total"]
+        or 0
+    )
+
+
+@pytest.mark.django_db
+def test_a_late_movement_updates_its_past_minute_hour_day_and_the_total():
+    # given stock dispatched now
+    site, sku = site_make("a"), sku_make("X", unit_cost="2")
+    now = now_mid_minute()
+    receive(site, sku, 10, now - dt.timedelta(days=3))
+    ship(site, sku, 1, now, now)
+
+    # when a dispatch of 20 hours ago arrives late
+    late = now - dt.timedelta(hours=20, minutes=7)
+    ship(site, sku, 3, late, late)
+
+    # then it is in the buckets of its own time, for the site and for all sites
+    minute = minute_of(late)
+    for scope in (site.id, ALL_SITES):
+        assert _bucket(scope, 60, minute, "cogs_e4") == 3 * 2 * 10000
+        assert _bucket(scope, 3600, minute - minute % 3600, "cogs_e4") == 60000
+        day = minute - minute % 86400
+        same_day_as_now = minute_of(now) - minute_of(now) % 86400 == day
+        assert _bucket(scope, 86400, day, "value_change_e4") == -60000 - (
+            20000 if same_day_as_now else 0
+        )
+        assert _bucket(scope, 0, 0, "value_change_e4") == (10 - 4) * 2 * 10000
+
+
+@pytest.mark.django_db
+def test_a_reservation_alone_writes_no_bucket_but_updates_the_stock_status():
+    site, sku = site_make("a"), sku_make("X", reorder_point=1)
+    record(move(site, sku, MovementKind.ORDER_RESERVED, now_mid_minute(), reserved=2))
+
+    assert not KpiBucket.objects.exists()
+    status = StockStatus.objects.get(site_id=site.id, sku_id=sku.id)
+    assert (status.on_hand, status.available, status.reorder_point) == (0, -2, 1)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_two_writers_of_one_site_do_not_wait_for_each_other(postgres_only):
+    # given a writer of site "a" holding its transaction open after writing
+    site, first, second = site_make("a"), sku_make("X", unit_cost="1"), sku_make("Y", unit_cost="1")
+    now = now_mid_minute()
+    wrote, release = threading.Event(), threading.Event()
+    errors = []
+
+    def slow_writer():
+        try:
+            with transaction.atomic():
+                receive(site, first, 5, now)
+                wrote.set()
+                release.wait(timeout=20)
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    assert wrote.wait(timeout=20)
+
+    # when another writer of the same site and minute writes meanwhile
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '3s'")  # waiting on the other's rows would fail
+    try:
+        receive(site, second, 7, now)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+        release.set()
+        thread.join(timeout=20)
+
+    # then both committed and both count
+    assert not errors
+    later = now + dt.timedelta(minutes=2)
+    assert kpis_compute(site="a", window="1h", now=later)["inventory_turnover"] == 0.0
+    assert (
+        KpiBucket.objects.filter(site_id=site.id, span_s=0).aggregate(value=Sum("value_change_e4"))[
+            "value"
+        ]
+        == 12 * 10000
+    )
+
+
+@given(st.lists(st.integers(min_value=-(10**9), max_value=10**13), min_size=2, max_size=200))
+def test_fulfillment_bins_never_put_a_longer_time_in_a_lower_bin(durations):
+    ordered = sorted(durations)
+
+    bins = [fulfillment_bin(duration) for duration in ordered]
+
+    assert bins == sorted(bins)

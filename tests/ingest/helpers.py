@@ -1,0 +1,75 @@
+"""Builders for ingest tests: feed sources, events, batches."""
+
+import itertools
+import json
+from datetime import UTC, datetime, timedelta
+
+from ingest.models import IngestBatch
+from ingest.parsing import events_parse
+from ingest.services import batch_process, batch_receive, feed_source_create
+
+_sequence = itertools.count(1)
+BASE_TIME = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def source_make(name: str | None = None, **options):
+    """Return (source, token)."""
+    issued = feed_source_create(name=name or f"feed-{next(_sequence)}", **options)
+    return issued.source, issued.token
+
+
+def at(minutes: float) -> str:
+    return (BASE_TIME + timedelta(minutes=minutes)).isoformat()
+
+
+def event(type_: str, event_id: str | None = None, *, site: str = "north", minutes=0, **fields):
+    return {
+        "event_id": event_id or f"ev-{next(_sequence)}",
+        "type": type_,
+        "occurred_at": at(minutes),
+        "site": site,
+        **fields,
+    }
+
+
+def received(sku: str, qty: int, **fields):
+    return event("stock.received", sku=sku, qty=qty, **fields)
+
+
+def order_created(order_id: str, lines: dict[str, int], **fields):
+    return event(
+        "order.created",
+        order_id=order_id,
+        lines=[{"sku": sku, "qty": qty} for sku, qty in lines.items()],
+        channel=fields.pop("channel", "web"),
+        **fields,
+    )
+
+
+def order_dispatched(order_id: str, **fields):
+    return event("order.dispatched", order_id=order_id, courier_id="c-1", **fields)
+
+
+def order_delivered(order_id: str, **fields):
+    return event(
+        "order.delivered",
+        order_id=order_id,
+        courier_id="c-1",
+        shipping_cost=fields.pop("shipping_cost", "4.50"),
+        accurate=fields.pop("accurate", True),
+        **fields,
+    )
+
+
+def json_body(events: list) -> str:
+    return json.dumps({"events": events})
+
+
+def batch_apply(source, events: list) -> IngestBatch:
+    """Store and process a JSON batch in this process (no queue): the worker's code path."""
+    text = json_body(events)
+    parsed = events_parse(body_format="json", text=text)
+    batch = batch_receive(source=source, body_format="json", raw_body=text, accepted=len(parsed))
+    batch_process(batch_id=batch.pk)
+    batch.refresh_from_db()
+    return batch

@@ -1,0 +1,127 @@
+"""The ingest admin: tokens shown once, conservation counts, dead letters replayed/discarded."""
+
+import re
+
+import pytest
+from django.contrib.messages import get_messages
+
+from ingest.models import DeadLetter, DeadLetterStatus, FeedSource
+from ingest.services import feed_source_by_token
+from inventory_ops.roles import MANAGERS, ON_CALL
+from tests.builders import site_make, sku_make, user_make
+from tests.ingest.helpers import batch_apply, received, source_make
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def on_call(client):
+    user = user_make(role=ON_CALL, is_staff=True)
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def admin_client_logged(client):
+    user = user_make(is_staff=True, is_superuser=True)
+    client.force_login(user)
+    return client
+
+
+def shown_token(response) -> str:
+    text = " ".join(str(message) for message in get_messages(response.wsgi_request))
+    return re.search(r"<code>(iof_[^<]+)</code>", text).group(1)
+
+
+def test_creating_a_source_shows_a_working_token_once(admin_client_logged):
+    response = admin_client_logged.post(
+        "/admin/ingest/feedsource/add/",
+        {"name": "courier-x", "rate_limit_per_minute": 120, "is_active": "on"},
+    )
+    assert response.status_code == 302
+    token = shown_token(response)
+    source = FeedSource.objects.get(name="courier-x")
+    assert feed_source_by_token(token=token) == source
+    assert source.rate_limit_per_minute == 120
+    change_url = f"/admin/ingest/feedsource/{source.pk}/change/"
+    assert token in admin_client_logged.get(change_url).content.decode()  # the message, once
+    assert token not in admin_client_logged.get(change_url).content.decode()
+
+
+def test_rotating_a_token_from_the_admin(admin_client_logged):
+    source, old_token = source_make()
+    response = admin_client_logged.post(
+        "/admin/ingest/feedsource/",
+        {"action": "rotate_tokens", "_selected_action": [source.pk]},
+    )
+    new_token = shown_token(response)
+    assert feed_source_by_token(token=new_token) == source
+    assert feed_source_by_token(token=old_token) is None
+
+
+def test_source_list_shows_conservation_counts(admin_client_logged):
+    site_make("north")
+    sku_make("A")
+    source, _ = source_make("counted-feed")
+    batch_apply(source, [received("A", 1, event_id="1"), received("A", 0, event_id="2")])
+    batch_apply(source, [received("A", 1, event_id="1")])
+    page = admin_client_logged.get("/admin/ingest/feedsource/").content.decode()
+    row = page[page.index("counted-feed") :]
+    cells = re.findall(r'<td class="field-total_(\w+)">(\d+)</td>', row)[:5]
+    assert dict(cells) == {
+        "accepted": "3",
+        "applied": "1",
+        "duplicates": "1",
+        "rejected": "1",
+        "pending": "0",
+    }
+
+
+def test_on_call_filters_replays_and_discards_dead_letters(client, on_call):
+    site_make("north")
+    source, _ = source_make()
+    batch_apply(source, [received("LATER", 2, event_id="x"), received("NEVER", 1, event_id="y")])
+    listing = client.get(
+        "/admin/ingest/deadletter/?reason_code__exact=unknown_sku&status__exact=open"
+    )
+    assert "sku: unknown SKU" in listing.content.decode()
+    later = DeadLetter.objects.get(event_id="x")
+    never = DeadLetter.objects.get(event_id="y")
+    # when the SKU is created and on-call replays
+    sku_make("LATER")
+    client.post(
+        "/admin/ingest/deadletter/",
+        {"action": "replay_selected", "_selected_action": [later.pk]},
+    )
+    later.refresh_from_db()
+    assert (later.status, later.replay_outcome, later.handled_by) == (
+        "replayed",
+        "applied",
+        on_call,
+    )
+    # discarding asks for a note first
+    confirm = client.post(
+        "/admin/ingest/deadletter/",
+        {"action": "discard_selected", "_selected_action": [never.pk]},
+    )
+    assert "note" in confirm.content.decode()
+    never.refresh_from_db()
+    assert never.status == DeadLetterStatus.OPEN
+    client.post(
+        "/admin/ingest/deadletter/",
+        {
+            "action": "discard_selected",
+            "_selected_action": [never.pk],
+            "confirm": "1",
+            "note": "SKU retired",
+        },
+    )
+    never.refresh_from_db()
+    assert (never.status, never.discard_note) == ("discarded", "SKU retired")
+
+
+def test_managers_see_dead_letters_but_cannot_replay(client):
+    client.force_login(user_make(role=MANAGERS, is_staff=True))
+    page = client.get("/admin/ingest/deadletter/")
+    assert page.status_code == 200
+    assert "replay_selected" not in page.content.decode()

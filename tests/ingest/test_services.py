@@ -1,0 +1,192 @@
+"""Applying batches in process: validation, idempotency, orders, holding, dead letters."""
+
+import pytest
+
+from ingest.models import DeadLetter, DeadLetterStatus, HeldEvent, Order, OrderState
+from ingest.services import dead_letters_discard, dead_letters_replay, ingest_sweep
+from inventory_ops.models import Movement, StockLevel
+from tests.builders import site_make, sku_make, user_make
+from tests.ingest.helpers import (
+    batch_apply,
+    event,
+    order_created,
+    order_delivered,
+    order_dispatched,
+    received,
+    source_make,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def catalog():
+    return {
+        "north": site_make("north"),
+        "south": site_make("south"),
+        "A": sku_make("A"),
+        "B": sku_make("B"),
+    }
+
+
+def level(site="north", sku="A") -> tuple[int, int]:
+    row = StockLevel.objects.filter(site__code=site, sku__code=sku).first()
+    return (row.on_hand, row.reserved) if row else (0, 0)
+
+
+def test_good_duplicate_and_bad_events_each_counted_with_reasons(catalog):
+    # given a source that already sent one event
+    source, _ = source_make()
+    batch_apply(source, [received("A", 5, event_id="r-1")])
+    # when a batch mixes a good, a re-sent and two bad events
+    batch = batch_apply(
+        source,
+        [
+            received("A", 3, event_id="r-2"),
+            received("A", 5, event_id="r-1"),
+            received("A", 0, event_id="r-3"),
+            received("NOPE", 1, event_id="r-4"),
+        ],
+    )
+    # then the good one is applied once and the bad ones are dead letters naming the field
+    assert (batch.status, batch.applied, batch.duplicates, batch.rejected) == ("done", 1, 1, 2)
+    assert level() == (8, 0)
+    reasons = dict(DeadLetter.objects.values_list("event_id", "reason"))
+    assert reasons["r-3"].startswith("qty: ")
+    assert reasons["r-4"] == "sku: unknown SKU 'NOPE'"
+
+
+def test_the_same_feed_twice_changes_nothing_the_second_time(catalog):
+    source, _ = source_make()
+    feed = [
+        received("A", 10, event_id="a"),
+        order_created("o-1", {"A": 2}, event_id="b"),
+        order_dispatched("o-1", event_id="c"),
+    ]
+    batch_apply(source, feed)
+    movements = Movement.objects.count()
+    again = batch_apply(source, feed)
+    assert (again.applied, again.duplicates) == (0, 3)
+    assert Movement.objects.count() == movements
+    assert level() == (8, 0)
+
+
+def test_out_of_order_events_end_like_in_order(catalog):
+    # given the same order's events, once in order and once reversed, in separate batches
+    source, _ = source_make()
+    in_order = [
+        order_created("o-1", {"A": 2, "B": 1}, minutes=0),
+        order_dispatched("o-1", minutes=5),
+        order_delivered("o-1", minutes=30),
+    ]
+    reversed_ = [
+        order_created("o-2", {"A": 2, "B": 1}, site="south", minutes=0),
+        order_dispatched("o-2", site="south", minutes=5),
+        order_delivered("o-2", site="south", minutes=30),
+    ][::-1]
+    batch_apply(source, in_order)
+    first = batch_apply(source, reversed_[:1])
+    batch_apply(source, reversed_[1:2])
+    assert first.held == 1 and HeldEvent.objects.count() == 2
+    batch_apply(source, reversed_[2:])
+    # then the early ones were held, and applied once the order appeared
+    assert HeldEvent.objects.count() == 0
+    assert level("south", "A") == level("north", "A") == (-2, 0)
+    assert level("south", "B") == level("north", "B") == (-1, 0)
+    assert Order.objects.get(order_id="o-2").state == OrderState.DISPATCHED
+    first.refresh_from_db()
+    assert (first.applied, first.held) == (1, 0)
+
+
+def test_out_of_order_within_one_batch(catalog):
+    source, _ = source_make()
+    batch = batch_apply(
+        source,
+        [
+            order_delivered("o-9", minutes=30),
+            order_dispatched("o-9", minutes=5),
+            order_created("o-9", {"A": 3}, minutes=0),
+        ],
+    )
+    assert (batch.applied, batch.held) == (3, 0)
+    assert level() == (-3, 0)
+
+
+def test_held_event_expires_to_unknown_order(catalog, settings):
+    settings.INGEST_HOLD_SECONDS = 0
+    source, _ = source_make()
+    batch = batch_apply(source, [order_dispatched("ghost", event_id="d-1")])
+    assert batch.held == 1
+    ingest_sweep()
+    batch.refresh_from_db()
+    assert (batch.held, batch.rejected) == (0, 1)
+    letter = DeadLetter.objects.get()
+    assert letter.reason.startswith("order_id: unknown order 'ghost'")
+
+
+def test_dead_letter_replayed_after_the_sku_is_created(catalog):
+    source, _ = source_make()
+    batch = batch_apply(source, [received("LATE", 4, event_id="x-1")])
+    letter = DeadLetter.objects.get()
+    user = user_make()
+    # still unknown: stays open
+    assert dead_letters_replay(dead_letter_ids=[letter.pk], actor=user).still_rejected == 1
+    sku_make("LATE")
+    summary = dead_letters_replay(dead_letter_ids=[letter.pk], actor=user)
+    assert summary.applied == 1
+    letter.refresh_from_db()
+    batch.refresh_from_db()
+    assert (letter.status, letter.replay_count, letter.handled_by) == ("replayed", 2, user)
+    assert (batch.applied, batch.rejected) == (1, 0)
+    assert level(sku="LATE") == (4, 0)
+    # replaying again does nothing
+    assert dead_letters_replay(dead_letter_ids=[letter.pk], actor=user).skipped == 1
+
+
+def test_dead_letter_discard_needs_a_note(catalog):
+    source, _ = source_make()
+    batch_apply(source, [{"nonsense": True}])
+    letter = DeadLetter.objects.get()
+    user = user_make()
+    with pytest.raises(ValueError, match="note"):
+        dead_letters_discard(dead_letter_ids=[letter.pk], actor=user, note=" ")
+    assert dead_letters_discard(dead_letter_ids=[letter.pk], actor=user, note="test junk") == 1
+    letter.refresh_from_db()
+    assert (letter.status, letter.discard_note) == (DeadLetterStatus.DISCARDED, "test junk")
+
+
+def test_every_event_type_moves_stock_as_specified(catalog):
+    source, _ = source_make()
+    batch_apply(
+        source,
+        [
+            received("A", 10),
+            event("stock.transferred", sku="A", qty=4, to_site="south"),
+            event("stock.adjusted", sku="A", qty_delta=-1, reason="damaged"),
+            event("stock.counted", sku="B", counted_qty=7),
+            order_created("o-5", {"A": 2}),
+            order_created("o-6", {"B": 3}),
+            event("order.cancelled", order_id="o-6"),
+            order_dispatched("o-5"),
+            event("order.returned", order_id="o-5", lines=[{"sku": "A", "qty": 1}]),
+            event("stock.snapshot", lines=[{"sku": "A", "qty": 4}]),
+        ],
+    )
+    assert level("north", "A") == (10 - 4 - 1 - 2 + 1, 0)
+    assert level("south", "A") == (4, 0)
+    assert level("north", "B") == (7, 0)
+
+
+def test_unstorable_text_rejects_only_when_in_a_field_we_keep(catalog):
+    # given text PostgreSQL cannot store, in a kept field and in an ignored extra field
+    source, _ = source_make()
+    kept = received("A", 1, event_id="nul-kept", reference="PO\u00001")
+    ignored = received("A", 2, event_id="nul-ignored", note="x\u0000y")
+    surrogate = received("A", 4, event_id="surrogate", reference="\ud800")
+    batch = batch_apply(source, [kept, ignored, surrogate])
+    # then the kept ones are rejected naming the field, and the other applied
+    assert (batch.applied, batch.rejected) == (1, 2)
+    reasons = dict(DeadLetter.objects.values_list("event_id", "reason"))
+    assert reasons["nul-kept"] == "reference: contains a NUL character"
+    assert reasons["surrogate"].startswith("reference: ")  # pydantic refuses lone surrogates
+    assert level() == (2, 0)

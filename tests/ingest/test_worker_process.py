@@ -1,0 +1,252 @@
+"""Batches through the HTTP API, real Redis, real RQ worker processes and PostgreSQL."""
+
+import signal
+import subprocess
+import time
+from contextlib import contextmanager
+
+import django_rq
+import pytest
+from django.core.management import call_command
+
+from ingest.models import BatchStatus, DeadLetter, IngestBatch
+from inventory_ops.models import Movement, StockLevel
+from tests.builders import site_make, sku_make
+from tests.ingest.helpers import (
+    event,
+    json_body,
+    order_created,
+    order_delivered,
+    order_dispatched,
+    received,
+    source_make,
+)
+from tests.processes import free_port, manage_py, running, stop_process, subprocess_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+URL = "/api/ingest/events"
+
+
+@pytest.fixture
+def catalog(postgres_only):
+    django_rq.get_connection("ingest").flushdb()  # this test run's own Redis database
+    return site_make("north"), site_make("south"), sku_make("A"), sku_make("B")
+
+
+def ingest_worker(*, env=None, log_name="ingest-worker"):
+    """The Procfile's worker (SimpleWorker + sweeper), sweeping fast for tests."""
+    env = env or subprocess_env()
+    env.setdefault("INGEST_SWEEP_SECONDS", "0.5")
+    env.setdefault("INGEST_SWEEP_GRACE_SECONDS", "1")
+    args = manage_py("rqworker", "ingest", "--worker-class", "ingest.worker.IngestWorker")
+    return running(args, env=env, log_name=log_name)
+
+
+def post(client, token, body, content_type="application/json"):
+    return client.post(
+        URL, data=body, content_type=content_type, headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+def wait_done(batch_ids, timeout=60) -> list[IngestBatch]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batches = list(IngestBatch.objects.filter(pk__in=batch_ids))
+        if len(batches) == len(batch_ids) and all(b.status == BatchStatus.DONE for b in batches):
+            return batches
+        time.sleep(0.2)
+    states = list(IngestBatch.objects.filter(pk__in=batch_ids).values_list("status", flat=True))
+    raise TimeoutError(f"batches not done within {timeout}s: {states}")
+
+
+def stock() -> dict:
+    return {
+        (site, sku): (on_hand, reserved)
+        for site, sku, on_hand, reserved in StockLevel.objects.values_list(
+            "site__code", "sku__code", "on_hand", "reserved"
+        )
+    }
+
+
+def assert_ledger_ok():
+    call_command("check_ledger")
+
+
+def test_the_same_feed_sent_twice_is_all_duplicates_the_second_time(client, catalog):
+    _, token = source_make()
+    feed = json_body(
+        [
+            received("A", 50),
+            order_created("o-1", {"A": 3, "B": 1}),
+            order_dispatched("o-1"),
+            order_delivered("o-1"),
+        ]
+    )
+    with ingest_worker():
+        first = post(client, token, feed).json()["batch_id"]
+        wait_done([first])
+        before, movements = stock(), Movement.objects.count()
+        second = post(client, token, feed).json()["batch_id"]
+        (batch,) = wait_done([second])
+    assert (batch.applied, batch.duplicates, batch.rejected) == (0, 4, 0)
+    assert stock() == before and Movement.objects.count() == movements
+    assert before[("north", "A")] == (47, 0)
+    assert_ledger_ok()
+
+
+def test_mixed_good_duplicate_and_bad_events(client, catalog):
+    _, token = source_make()
+    with ingest_worker():
+        first = post(client, token, json_body([received("A", 5, event_id="seen")]))
+        wait_done([first.json()["batch_id"]])
+        mixed = [
+            received("A", 2, event_id="good-1"),
+            received("A", 5, event_id="seen"),
+            event("stock.transferred", event_id="good-2", sku="A", qty=1, to_site="south"),
+            received("A", "many", event_id="bad-type"),
+            event("stock.transferred", event_id="bad-site", sku="A", qty=1, to_site="mars"),
+            {"event_id": "bad-kind", "type": "stock.teleported", "site": "north"},
+            "not an object",
+        ]
+        batch_id = post(client, token, json_body(mixed)).json()["batch_id"]
+        (batch,) = wait_done([batch_id])
+    assert (batch.accepted, batch.applied, batch.duplicates, batch.rejected) == (7, 2, 1, 4)
+    reasons = dict(DeadLetter.objects.filter(batch=batch).values_list("index", "reason"))
+    assert reasons[3].startswith("qty: ")
+    assert reasons[4] == "to_site: unknown site 'mars'"
+    assert reasons[5].startswith("type: ")
+    assert reasons[6] == "an event must be a JSON object"
+    assert stock()[("north", "A")] == (6, 0) and stock()[("south", "A")] == (1, 0)
+
+
+def test_out_of_order_order_events_end_as_in_order(client, catalog):
+    _, token = source_make("web-shop")
+    _, courier_token = source_make("courier-app")
+    with ingest_worker():
+        # the courier app reports delivery and dispatch before the shop reports the order
+        ids = [
+            post(client, courier_token, json_body([order_delivered("o-7", minutes=40)])),
+            post(client, courier_token, json_body([order_dispatched("o-7", minutes=10)])),
+        ]
+        wait_done([r.json()["batch_id"] for r in ids])
+        assert stock() == {}
+        created = post(client, token, json_body([order_created("o-7", {"A": 2}, minutes=0)]))
+        wait_done([created.json()["batch_id"]])
+        in_order = [
+            order_created("o-8", {"A": 2}, site="south", minutes=0),
+            order_dispatched("o-8", site="south", minutes=10),
+            order_delivered("o-8", site="south", minutes=40),
+        ]
+        wait_done([post(client, token, json_body(in_order)).json()["batch_id"]])
+    assert stock()[("north", "A")] == stock()[("south", "A")] == (-2, 0)
+    held_batches = IngestBatch.objects.filter(source__name="courier-app")
+    assert sorted(held_batches.values_list("applied", "held")) == [(1, 0), (1, 0)]
+    assert_ledger_ok()
+
+
+def large_feed(count: int, prefix: str) -> str:
+    skus = ["A", "B"]
+    return json_body(
+        [received(skus[i % 2], 1 + i % 3, event_id=f"{prefix}-{i}") for i in range(count)]
+    )
+
+
+def test_worker_killed_mid_batch_then_a_new_worker_completes_it_once(client, catalog):
+    # given a large batch that a worker has started
+    _, token = source_make()
+    batch_id = post(client, token, large_feed(10_000, "big")).json()["batch_id"]
+    with ingest_worker(log_name="worker-to-kill") as doomed:
+        deadline = time.monotonic() + 30
+        while IngestBatch.objects.get(pk=batch_id).status != BatchStatus.PROCESSING:
+            assert time.monotonic() < deadline, "the worker never started the batch"
+            time.sleep(0.02)
+        time.sleep(0.3)  # inside the batch's transaction
+        # when the worker is killed with SIGKILL
+        stop_process(doomed, sig=signal.SIGKILL)
+    assert IngestBatch.objects.get(pk=batch_id).status != BatchStatus.DONE
+    assert Movement.objects.count() == 0
+    # then a new worker's sweeper finds the abandoned batch and completes it, once
+    with ingest_worker(log_name="worker-after-kill"):
+        (batch,) = wait_done([batch_id], timeout=120)
+    assert (batch.applied, batch.duplicates, batch.rejected, batch.attempts) == (10_000, 0, 0, 2)
+    assert Movement.objects.count() == 10_000
+    expected_a = sum(1 + i % 3 for i in range(0, 10_000, 2))
+    assert stock()[("north", "A")] == (expected_a, 0)
+    assert_ledger_ok()
+
+
+@contextmanager
+def redis_server(port: int):
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        import redis
+
+        while True:
+            try:
+                redis.Redis(port=port).ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_redis_down_while_feeds_arrive_nothing_accepted_is_lost(client, catalog, settings):
+    # given the API and a worker on a Redis of their own
+    port = free_port()
+    redis_url = f"redis://127.0.0.1:{port}/0"
+    settings.RQ_QUEUES = {
+        name: {**cfg, "URL": redis_url} for name, cfg in settings.RQ_QUEUES.items()
+    }
+    _, token = source_make()
+    answers = []
+    with ingest_worker(env=subprocess_env(REDIS_URL=redis_url)):
+        with redis_server(port):
+            answers.append(post(client, token, large_feed(100, "before")))
+        # when Redis is stopped while feeds keep arriving
+        for round_ in range(5):
+            answers.append(post(client, token, large_feed(100, f"down-{round_}")))
+        # then every answer is 202 (stored) or 503 (nothing kept)
+        assert {a.status_code for a in answers} <= {202, 503}
+        accepted = [a.json()["batch_id"] for a in answers if a.status_code == 202]
+        assert len(accepted) == IngestBatch.objects.count()
+        with redis_server(port):
+            # and after the restart every accepted batch is applied
+            batches = wait_done(accepted, timeout=90)
+    assert sum(b.applied for b in batches) == 100 * len(accepted)
+    assert Movement.objects.count() == 100 * len(accepted)
+    assert_ledger_ok()
+
+
+def test_database_unreachable_answers_503_in_json_and_keeps_nothing(catalog):
+    # given the web process with a database that does not answer
+    import json
+    import urllib.error
+    import urllib.request
+
+    from tests.processes import daphne_server
+
+    _, token = source_make()
+    dead_db = f"postgres://postgres@127.0.0.1:{free_port()}/nowhere"
+    with daphne_server(env=subprocess_env(DATABASE_URL=dead_db)) as web:
+        request = urllib.request.Request(  # noqa: S310 (local URL)
+            f"{web.base_url}{URL}",
+            data=json_body([received("A", 1)]).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        # when a feed is pushed
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=30)  # noqa: S310 (local URL)
+    # then the producer is told to retry, in JSON, and nothing was stored
+    assert answer.value.code == 503
+    assert "retry" in json.loads(answer.value.read())["detail"]
+    assert IngestBatch.objects.count() == 0
