@@ -20,11 +20,9 @@ django.setup()
 
 import websockets  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.contrib.auth.models import Group  # noqa: E402
 from django.test import Client  # noqa: E402
 
 from inventory_ops.models import Site, Sku, StockLevel  # noqa: E402
-from inventory_ops.roles import MANAGERS  # noqa: E402
 
 BENCH_SITE = "bench-site"
 BENCH_SKU = "BENCH-SKU"
@@ -42,7 +40,6 @@ def bench_data_ensure() -> tuple[Site, Sku, str]:
         code=BENCH_SKU, defaults={"name": "Benchmark SKU", "unit_cost": "1.00"}
     )
     user, _ = get_user_model().objects.get_or_create(username=BENCH_USER)
-    user.groups.add(Group.objects.get(name=MANAGERS))  # dashboards need a role
     client = Client()
     client.force_login(user)
     return site, sku, f"sessionid={client.cookies['sessionid'].value}"

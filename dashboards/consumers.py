@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from dashboards.live import hub_get
-from dashboards.panels import VIEW_PERMISSION, Scope, window_parse
+from dashboards.panels import Scope, window_parse
 from inventory_ops.models import Site
 
 # Close codes in the application range (4000-4999), so a client can tell why it was closed.
@@ -23,14 +23,15 @@ CLOSE_UNKNOWN_SITE = 4404
 class DashboardConsumer(AsyncWebsocketConsumer):
     # No channel-layer channel per socket: frames come from the hub in this process, never
     # through the layer. This saves a Redis receive per socket, and avoids a failure seen with
-    # channels-redis 4.3.0 + redis-py 8.1.0: the layer's blocking receive raised "Timeout
-    # reading from Redis" every ~5 s, killing the consumer while its socket stayed open.
+    # channels-redis 4.3.0 + redis-py 8.1.0 and our CHANNEL_LAYERS: the layer's blocking receive
+    # raises "Timeout reading from Redis" after 5 s idle, killing the consumer while its socket
+    # stays open (docs/dashboard.md, "Known issues").
     channel_layer_alias = "dashboards-no-channel-layer"  # not in CHANNEL_LAYERS: no layer
     scope_watched: Scope | None = None
 
     async def connect(self):
         user = self.scope.get("user")
-        if user is None or not await _may_view_dashboards(user):
+        if user is None or not user.is_authenticated:
             await self.close()  # before accept: the handshake is refused with 403
             return
         query = parse_qs(self.scope.get("query_string", b"").decode())
@@ -65,11 +66,6 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def frame_send(self, frame: str) -> None:
         await self.send(text_data=frame)
-
-
-@database_sync_to_async
-def _may_view_dashboards(user) -> bool:
-    return user.is_authenticated and user.has_perm(VIEW_PERMISSION)
 
 
 @database_sync_to_async

@@ -18,7 +18,6 @@ from dashboards import figures
 from dashboards.kpis import WINDOWS, kpi_trends_compute, kpis_compute
 from inventory_ops.models import Site, StockLevel
 
-VIEW_PERMISSION = "inventory_ops.view_dashboard"  # every role has it (migration 0003)
 DEFAULT_WINDOW = "1h"
 LOWEST_STOCK_ROWS = 15
 # A feed with no applied event for this long gets a "stale" badge.

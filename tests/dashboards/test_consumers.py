@@ -15,7 +15,6 @@ from dashboards.panels import CHARTS
 from inventory_ops.asgi import application
 from inventory_ops.services import movements_record
 from tests.builders import receive, site_make, sku_make, user_make
-from tests.dashboards.viewers import dashboard_viewer_make
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,16 +51,14 @@ async def close_all(*sockets):
 
 
 @pytest.mark.parametrize(
-    ("who", "origin"),
+    ("logged_in", "origin"),
     [
-        ("anonymous", ORIGIN),
-        ("user without a role", ORIGIN),
-        ("dashboard viewer", b"https://evil.example"),  # a foreign page using their session
+        (False, ORIGIN),  # anonymous
+        (True, b"https://evil.example"),  # a foreign page riding on a user's session
     ],
 )
-def test_the_handshake_is_refused(who, origin):
-    users = {"user without a role": user_make, "dashboard viewer": dashboard_viewer_make}
-    cookie = session_cookie(users[who]()) if who in users else None
+def test_the_handshake_is_refused(logged_in, origin):
+    cookie = session_cookie(user_make()) if logged_in else None
 
     async def scenario():
         socket = communicator("/ws/dashboard/", cookie=cookie, origin=origin)
@@ -76,7 +73,7 @@ def test_a_logged_in_user_gets_the_full_view_at_once():
     # given a site with stock
     site, sku = site_make("ams"), sku_make("TEA")
     movements_record(requests=[receive(site, sku, 7)])
-    cookie = session_cookie(dashboard_viewer_make())
+    cookie = session_cookie(user_make())
 
     async def scenario():
         socket = communicator("/ws/dashboard/?site=ams&window=24h", cookie=cookie)
@@ -104,7 +101,7 @@ def test_a_logged_in_user_gets_the_full_view_at_once():
     ],
 )
 def test_a_bad_scope_is_answered_with_the_reason_and_closed(query, close_code, message):
-    cookie = session_cookie(dashboard_viewer_make())
+    cookie = session_cookie(user_make())
 
     async def scenario():
         socket = communicator(f"/ws/dashboard/?{query}", cookie=cookie)
@@ -124,7 +121,7 @@ def test_a_watcher_of_one_site_gets_its_updates_and_not_another_sites():
     # given watchers of ams and rtm, each with its first view
     ams, rtm, tea = site_make("ams"), site_make("rtm"), sku_make("TEA")
     movements_record(requests=[receive(ams, tea, 5), receive(rtm, tea, 9)])
-    cookie = session_cookie(dashboard_viewer_make())
+    cookie = session_cookie(user_make())
 
     async def scenario():
         ams_socket = communicator("/ws/dashboard/?site=ams", cookie=cookie)
@@ -151,7 +148,7 @@ def test_a_watcher_of_one_site_gets_its_updates_and_not_another_sites():
 
 def test_many_watchers_of_one_scope_share_one_computation():
     site_make("ams")
-    cookie = session_cookie(dashboard_viewer_make())
+    cookie = session_cookie(user_make())
 
     async def scenario():
         sockets = [communicator("/ws/dashboard/?site=ams", cookie=cookie) for _ in range(20)]

@@ -7,8 +7,7 @@ import pytest
 import websockets
 from django.test import Client
 
-from tests.builders import site_make
-from tests.dashboards.viewers import dashboard_viewer_make
+from tests.builders import site_make, user_make
 from tests.processes import daphne_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -31,7 +30,7 @@ async def handshake(url: str, *, origin: str, cookie: str | None = None):
 
 def test_daphne_refuses_anonymous_and_foreign_origins_and_serves_a_logged_in_user():
     site_make("ams")
-    cookie = session_cookie(dashboard_viewer_make())
+    cookie = session_cookie(user_make())
     with daphne_server() as daphne:
         url = daphne.base_url.replace("http://", "ws://") + "/ws/dashboard/?site=ams"
         origin = daphne.base_url

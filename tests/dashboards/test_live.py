@@ -100,8 +100,8 @@ def test_recomputes_a_scope_at_most_once_per_coalescing_interval():
     # then computations start at least the interval (200 ms here) apart
     starts = [started for _, started in views.calls]
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
-    assert len(starts) >= 3
-    assert min(gaps) >= 0.19
+    assert len(starts) >= 3, starts
+    assert min(gaps) >= 0.19, gaps
 
 
 def test_a_change_at_one_site_updates_that_site_and_all_sites_not_another_site():
