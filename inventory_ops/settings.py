@@ -127,7 +127,9 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # A read timeout above the layer's 5 s blocking pop: without one set, an idle
+            # consumer's receive failed with "Timeout reading from Redis" after 5 s.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
             # The default capacity (100) drops messages silently under bursts (BASELINES.md);
             # updates are coalesced on the server, so a modest, explicit capacity is enough.
             "capacity": 1000,
