@@ -1,4 +1,5 @@
-"""`/metrics` in the Prometheus text format: ingest counters, lag, queue depth, workers.
+"""`/metrics` in the Prometheus text format: ingest counters, lag, queue depth, workers and
+the WebSocket clients of the answering web process.
 
 Each value is read when scraped (a handful of aggregate queries and Redis calls); nothing is
 kept in process memory, so every web process answers the same numbers.
@@ -13,6 +14,7 @@ from redis.exceptions import RedisError
 from rq import Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
+from dashboards.live import websocket_clients_count
 from ingest.models import DeadLetter, DeadLetterStatus, FeedSource
 from ingest.selectors import feeds_freshness, sources_totals
 
@@ -108,6 +110,12 @@ def metrics(request):
         _queue_metrics(out)
     except RedisError:
         up["redis"] = 0
+    out.metric(
+        "inventory_ops_websocket_clients",
+        "gauge",
+        "Dashboard WebSockets open in this web process.",
+        [({}, websocket_clients_count())],
+    )
     out.metric(
         "inventory_ops_dependency_up",
         "gauge",

@@ -44,3 +44,34 @@ def test_daphne_refuses_anonymous_and_foreign_origins_and_serves_a_logged_in_use
     assert welcome["type"] == "view"
     assert welcome["scope"] == "ams|1h"
     assert 'data-kpi="negative_stock"' in welcome["html"]
+
+
+def test_metrics_count_the_dashboard_sockets_open_in_the_web_process():
+    import urllib.request
+
+    site_make("ams")
+    cookie = session_cookie(user_make())
+
+    def websocket_clients(base_url: str) -> float:
+        with urllib.request.urlopen(f"{base_url}/metrics") as response:  # noqa: S310 (local)
+            for line in response.read().decode().splitlines():
+                if line.startswith("inventory_ops_websocket_clients "):
+                    return float(line.split()[1])
+        raise AssertionError("no inventory_ops_websocket_clients sample")
+
+    async def while_two_watch(base_url: str) -> float:
+        url = base_url.replace("http://", "ws://") + "/ws/dashboard/?site=ams"
+        headers = {"Cookie": cookie}
+        async with (
+            websockets.connect(url, origin=base_url, additional_headers=headers) as first,
+            websockets.connect(url, origin=base_url, additional_headers=headers) as second,
+        ):
+            await first.recv()
+            await second.recv()
+            return await asyncio.to_thread(websocket_clients, base_url)
+
+    with daphne_server() as daphne:
+        before = websocket_clients(daphne.base_url)
+        during = asyncio.run(while_two_watch(daphne.base_url))
+
+    assert (before, during) == (0, 2)

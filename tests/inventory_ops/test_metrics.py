@@ -33,4 +33,5 @@ def test_metrics_answer_prometheus_text_with_ingest_counters_and_queues(client):
     assert sample(text, "inventory_ops_dead_letters_open") == 1
     assert sample(text, "inventory_ops_queue_depth", queue="ingest") is not None
     assert sample(text, "inventory_ops_dependency_up", dependency="redis") == 1
+    assert sample(text, "inventory_ops_websocket_clients") == 0
     assert "# TYPE inventory_ops_ingest_events_applied_total counter" in text
