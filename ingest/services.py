@@ -746,6 +746,7 @@ class _OrderPlan:
                     sku_id=self.sku_ids[line.sku],
                     occurred_at=event.occurred_at,
                     qty=line.qty,
+                    order_id=event.order_id,
                 )
             )
 

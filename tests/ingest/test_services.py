@@ -210,3 +210,25 @@ def test_a_snapshot_is_compared_with_stock_including_the_events_before_it_in_its
     kpis = kpis_compute(site="north", window="30d")
     assert kpis["reconciliation_skew"] == 0.5
     assert kpis["reconciliation_skew_units"] == 1
+
+
+def test_orders_per_minute_counts_orders_not_their_lines(catalog):
+    from datetime import timedelta
+
+    from dashboards.kpis import kpi_trends_compute
+    from tests.ingest.helpers import BASE_TIME
+
+    # given two orders in the same minute, one of three lines
+    source, _ = source_make()
+    batch_apply(
+        source,
+        [
+            received("A", 10),
+            received("B", 10),
+            order_created("o-lines", {"A": 1, "B": 2}, minutes=1),
+            order_created("o-single", {"A": 1}, minutes=1),
+        ],
+    )
+
+    trends = kpi_trends_compute(site="north", window="1h", now=BASE_TIME + timedelta(minutes=30))
+    assert sum(point["value"] or 0 for point in trends["orders_per_minute"]) == 2
