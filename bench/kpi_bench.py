@@ -34,7 +34,12 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 
 from dashboards.kpis import WINDOWS  # noqa: E402
-from dashboards.rollups import fulfillment_bin, rollups_rebuild  # noqa: E402
+from dashboards.rollups import (  # noqa: E402
+    DELIVERY_COLUMNS,
+    ORDER_LINE_COLUMNS,
+    fulfillment_bin,
+    rollups_rebuild,
+)
 from ingest.services import feed_source_create  # noqa: E402
 
 SITES = 20
@@ -159,20 +164,12 @@ def generate(movements_target: int, now: dt.datetime, seed: int = 7) -> dict:
     )
     copy_rows(
         "dashboards_deliveryrecord",
-        [
-            "site_id",
-            "occurred_at",
-            "accurate",
-            "shipping_cost_e4",
-            "order_created_at",
-            "fulfillment_us",
-            "fulfillment_bin",
-        ],
+        list(DELIVERY_COLUMNS),
         delivery_rows,
     )
     copy_rows(
         "dashboards_orderlinerecord",
-        ["site_id", "sku_id", "occurred_at", "qty", "order_id", "opens_order"],
+        list(ORDER_LINE_COLUMNS),
         line_rows,
     )
     snapshot_rows = []

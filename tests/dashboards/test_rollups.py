@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from dashboards.kpis import kpis_compute
 from dashboards.models import ALL_SITES, KpiBucket, StockStatus
 from dashboards.rollups import fulfillment_bin, instant, minute_of
-from inventory_ops.models import MovementKind
+from inventory_ops.models import MovementKind, SiteReorderPoint
 from tests.builders import site_make, sku_make
 from tests.dashboards.kpi_helpers import move, now_mid_minute, receive, record, ship
 
@@ -115,3 +115,25 @@ def test_fulfillment_bins_never_put_a_longer_time_in_a_lower_bin(durations):
     bins = [fulfillment_bin(duration) for duration in ordered]
 
     assert bins == sorted(bins)
+
+
+@pytest.mark.django_db
+def test_the_stock_status_copies_the_sites_own_reorder_point_when_a_movement_is_recorded():
+    # given SKU X with a default reorder point of 1, overridden to 7 at site a only
+    site_a, site_b, sku = site_make("a"), site_make("b"), sku_make("X", reorder_point=1)
+    SiteReorderPoint.objects.create(site=site_a, sku=sku, reorder_point=7)
+    now = now_mid_minute()
+
+    # when both sites receive stock, then a reserves some
+    receive(site_a, sku, 5, now)
+    receive(site_b, sku, 5, now)
+    record(move(site_a, sku, MovementKind.ORDER_RESERVED, now, reserved=2))
+
+    # then each copy holds the level as it stands and the reorder point in effect there
+    status = {
+        row.site_id: (row.on_hand, row.available, row.reorder_point)
+        for row in StockStatus.objects.filter(sku_id=sku.id)
+    }
+    assert status == {site_a.id: (5, 3, 7), site_b.id: (5, 5, 1)}
+    assert kpis_compute(site="a", window="1h", now=now)["below_reorder_point"] == 1
+    assert kpis_compute(site="b", window="1h", now=now)["below_reorder_point"] == 0
