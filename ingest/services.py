@@ -9,8 +9,8 @@ How a batch becomes ledger movements (`batch_process`), in one transaction per b
    not known yet is held, and applied as soon as its `order.created` is;
 5. orders, dead letters, held events and counters are written in bulk, the KPI facts go to
    `rollups_facts_record`, then all movements go to `movements_record` in one call (its
-   stock-level locks are then held only until the commit); snapshots are folded last, so they
-   are compared with the stock as the whole batch leaves it (not before its receipts).
+   stock-level locks are then held only until the commit); snapshots are compared with
+   the stock as it stood before the batch (docs/ingest.md).
 """
 
 import functools
@@ -373,15 +373,15 @@ def _events_apply(items: list[_Item]) -> ProcessingSummary:
     _held_events_write(all_items)
     _dead_letters_write(all_items)
     _origin_counters_update(all_items)
-    if plan.deliveries or plan.order_lines:
-        rollups_facts_record(deliveries=plan.deliveries, order_lines=plan.order_lines)
+    if plan.deliveries or plan.order_lines or plan.snapshots:
+        # Snapshots are compared with on_hand as it stands before this batch's movements
+        # (see docs/ingest.md).
+        rollups_facts_record(
+            deliveries=plan.deliveries, order_lines=plan.order_lines, snapshots=plan.snapshots
+        )
     # The ledger last: its stock-level locks, which every worker needs, are held only from
     # here to the commit.
     movements_record(requests=plan.requests)
-    if plan.snapshots:
-        # After the ledger write: a snapshot is compared with on_hand as this batch leaves it,
-        # so the receipts and dispatches sent with it are not counted as skew.
-        rollups_facts_record(snapshots=plan.snapshots)
     _freshness_update(all_items)
     summary = ProcessingSummary(site_codes=plan.site_codes)
     for item in all_items:

@@ -139,4 +139,22 @@ def rq_worker(*queues: str, env=None, log_name: str = "rqworker"):
         "rqworker", *(queues or ("ingest", "default")), "--worker-class", "rq.worker.SimpleWorker"
     )
     with running(args, env=env, log_name=log_name) as process:
+        worker_registered_wait(process.pid)
         yield process
+
+
+def worker_registered_wait(pid: int, timeout: float = 30) -> None:
+    """Wait until the worker process `pid` has registered in Redis, so it is taking jobs.
+
+    Without this a test that times "posted to applied" would also time the worker's start.
+    """
+    import redis
+    from rq import Worker
+
+    connection = redis.Redis.from_url(settings.REDIS_URL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(worker.pid == pid for worker in Worker.all(connection=connection)):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"RQ worker {pid} did not register within {timeout}s")

@@ -192,26 +192,6 @@ def test_unstorable_text_rejects_only_when_in_a_field_we_keep(catalog):
     assert level() == (2, 0)
 
 
-def test_a_snapshot_is_compared_with_stock_including_the_events_before_it_in_its_batch(catalog):
-    from dashboards.kpis import kpis_compute
-
-    # given a batch that receives stock and then reports a snapshot agreeing with it
-    source, _ = source_make()
-    batch_apply(
-        source,
-        [
-            received("A", 5),
-            received("B", 2),
-            event("stock.snapshot", lines=[{"sku": "A", "qty": 5}, {"sku": "B", "qty": 3}]),
-        ],
-    )
-
-    # then only the line that really differs counts as skew
-    kpis = kpis_compute(site="north", window="30d")
-    assert kpis["reconciliation_skew"] == 0.5
-    assert kpis["reconciliation_skew_units"] == 1
-
-
 def test_orders_per_minute_counts_orders_not_their_lines(catalog):
     from datetime import timedelta
 
