@@ -23,17 +23,9 @@ django.setup()
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from tests.processes import daphne_server, manage_py  # noqa: E402
+from tests.processes import CHROMIUM, CHROMIUM_ARGS, daphne_server, manage_py  # noqa: E402
 
 DOCS = BASE_DIR / "docs"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = [
     # (file, path, viewport, whole page): a laptop scrolls, a TV shows one screen
     ("dashboard.png", "/", {"width": 1366, "height": 768}, True),
@@ -45,9 +37,7 @@ def main() -> None:
     subprocess.run(manage_py("load_demo"), check=True, cwd=BASE_DIR, stdout=subprocess.DEVNULL)
     DOCS.mkdir(exist_ok=True)
     with daphne_server() as daphne, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.goto(f"{daphne.base_url}/accounts/login/")
         page.fill("#id_username", "manager")

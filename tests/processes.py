@@ -20,6 +20,18 @@ from django.db import connection
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# Debian's Chromium, never a downloaded browser. Without the background-networking flags it
+# keeps trying to reach Google's hosts, which this machine's closed network refuses.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -6,15 +6,7 @@ from contextlib import contextmanager
 import pytest
 from django.db import connection
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.processes import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture
