@@ -41,6 +41,7 @@ from dashboards.models import (
     StockStatus,
     UnitCostChange,
 )
+from inventory_ops.db import copy_rows, pg_int_array, pg_timestamp_array
 from inventory_ops.models import (
     Movement,
     MovementKind,
@@ -116,6 +117,8 @@ class SnapshotFact:
     site_id: int
     occurred_at: dt.datetime
     lines: dict[int, int]  # sku_id -> qty
+    # sku_id -> on_hand to compare with (the writer knows it); SKUs left out: the ledger's now.
+    on_hand: dict[int, int] | None = None
 
 
 # --- units ----------------------------------------------------------------------------------
@@ -202,7 +205,7 @@ class CostBook:
                 cursor.execute(
                     f"SELECT id, unit_cost FROM {Sku._meta.db_table} "  # noqa: S608
                     "WHERE id = ANY(%s::bigint[]) ORDER BY id FOR SHARE",
-                    [ids],
+                    [pg_int_array(ids)],
                 )
                 current = {sku_id: money_e4(cost) for sku_id, cost in cursor}
         else:
@@ -362,8 +365,11 @@ def _upsert_add(model, key_fields: Sequence[str], value_fields: Sequence[str], r
     conflict = f"ON CONFLICT ({', '.join(key_fields)}) DO UPDATE SET {updates}"
     items = sorted(rows)
     if connection.vendor == "postgresql":
-        arrays = [list(column) for column in zip(*(key for key, _ in items), strict=True)]
-        arrays += [list(column) for column in zip(*(values for _, values in items), strict=True)]
+        # Every key and value column holds integers.
+        arrays = [pg_int_array(column) for column in zip(*(key for key, _ in items), strict=True)]
+        arrays += [
+            pg_int_array(column) for column in zip(*(values for _, values in items), strict=True)
+        ]
         types = [model._meta.get_field(name).db_type(connection) for name in columns]
         # `start` travels as epoch seconds and becomes a timestamp in the statement.
         selected = [f"to_timestamp({name})" if name == "start" else name for name in columns]
@@ -487,10 +493,10 @@ def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None
         # One statement of a fixed text, the reorder points joined in (no lookups of our own).
         # A row whose state is unchanged is left alone: no new row version, no index writes.
         columns = [
-            [site_id for (site_id, _), _ in items],
-            [sku_id for (_, sku_id), _ in items],
-            [on_hand for _, (on_hand, _) in items],
-            [on_hand - reserved for _, (on_hand, reserved) in items],
+            pg_int_array(site_id for (site_id, _), _ in items),
+            pg_int_array(sku_id for (_, sku_id), _ in items),
+            pg_int_array(on_hand for _, (on_hand, _) in items),
+            pg_int_array(on_hand - reserved for _, (on_hand, reserved) in items),
         ]
         with connection.cursor() as cursor:
             cursor.execute(
@@ -540,9 +546,9 @@ def _stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
     )
     if connection.vendor == "postgresql":
         columns = [
-            [site_id for (site_id, _), _ in items],
-            [sku_id for (_, sku_id), _ in items],
-            [moment for _, moment in items],
+            pg_int_array(site_id for (site_id, _), _ in items),
+            pg_int_array(sku_id for (_, sku_id), _ in items),
+            pg_timestamp_array(moment for _, moment in items),
         ]
         with connection.cursor() as cursor:
             cursor.execute(
@@ -684,7 +690,8 @@ def _order_line_rows(order_lines: Sequence[OrderLineFact]) -> list[tuple]:
 
 
 def _snapshot_records(snapshots: Sequence[SnapshotFact]) -> list[SnapshotRecord]:
-    """Compare each snapshot with the ledger as it stands now (when the snapshot is applied).
+    """Compare each snapshot with the on_hand its writer knew (`SnapshotFact.on_hand`), else
+    with the ledger as it stands now (when the snapshot is applied).
 
     One query for all of them: nothing in this call changes the levels between two snapshots.
     """
@@ -698,8 +705,9 @@ def _snapshot_records(snapshots: Sequence[SnapshotFact]) -> list[SnapshotRecord]
     }
     records = []
     for fact in snapshots:
+        known = fact.on_hand or {}
         lines = [
-            [sku_id, qty, on_hand.get((fact.site_id, sku_id), 0)]
+            [sku_id, qty, known.get(sku_id, on_hand.get((fact.site_id, sku_id), 0))]
             for sku_id, qty in sorted(fact.lines.items())
         ]
         records.append(
@@ -938,11 +946,7 @@ def _bulk_insert(model, columns: list[str], rows: Iterable[list]) -> None:
     """Insert many rows: COPY on PostgreSQL, multi-row INSERT elsewhere."""
     table = model._meta.db_table
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            raw = cursor.cursor  # psycopg 3 cursor under Django's wrapper
-            with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+        copy_rows(model, columns, rows)
         return
     placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
     batch = max(1, 30000 // len(columns))

@@ -109,10 +109,20 @@ class ProcessedEvent(models.Model):
     keep no key, so a producer may fix and resend them.
     """
 
-    source = models.ForeignKey(FeedSource, on_delete=models.PROTECT, related_name="+")
+    # No database foreign keys (one key per event; PostgreSQL would check each at commit): the
+    # batch transaction takes both ids from rows it holds. source: unique_source_event leads
+    # with it, so no index of its own.
+    source = models.ForeignKey(
+        FeedSource, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
     event_id = models.CharField(max_length=200)
     batch = models.ForeignKey(
-        IngestBatch, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+        IngestBatch,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
 
     class Meta:
@@ -134,8 +144,14 @@ class Order(models.Model):
     """An order seen in `order.created`; `order_id` is global across sources."""
 
     order_id = models.CharField(max_length=200, unique=True)
-    site = models.ForeignKey("inventory_ops.Site", on_delete=models.PROTECT, related_name="+")
-    source = models.ForeignKey(FeedSource, on_delete=models.PROTECT, related_name="+")
+    # No database foreign keys (hundreds of orders per batch, each checked at commit): the
+    # batch transaction resolves the site and holds the source.
+    site = models.ForeignKey(
+        "inventory_ops.Site", on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
+    source = models.ForeignKey(
+        FeedSource, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
     channel = models.CharField(max_length=100, blank=True)
     created_occurred_at = models.DateTimeField()
     lines = models.JSONField(help_text="[[sku_code, qty], ...] as created.")

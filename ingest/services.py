@@ -13,6 +13,8 @@ How a batch becomes ledger movements (`batch_process`), in one transaction per b
    the stock as it stood before the batch (docs/ingest.md).
 """
 
+import bisect
+import dataclasses
 import functools
 import hashlib
 import json
@@ -60,9 +62,9 @@ from ingest.schemas import (
     event_validate,
     validation_reason,
 )
-from inventory_ops.db import run_atomic_with_retry
+from inventory_ops.db import copy_rows, pg_int_array, pg_text_array, run_atomic_with_retry
 from inventory_ops.models import MovementCause, MovementKind, Site, Sku
-from inventory_ops.services import MovementRequest, movements_record
+from inventory_ops.services import AppliedMovement, MovementRequest, movements_record
 
 logger = logging.getLogger(__name__)
 
@@ -249,15 +251,43 @@ class ProcessingSummary:
     site_codes: set[str] = field(default_factory=set)
 
 
-def batch_process(*, batch_id: UUID | str) -> dict:
-    """Apply one stored batch; safe to run twice or concurrently (the second finds it done)."""
-    started = IngestBatch.objects.filter(pk=batch_id).exclude(status=BatchStatus.DONE)
-    if not started.update(
-        status=BatchStatus.PROCESSING, started_at=timezone.now(), attempts=F("attempts") + 1
-    ):
-        return {"batch_id": str(batch_id), "status": "already done or unknown"}
+GROUP_MAX_BATCHES = 100  # queued batches looked at when grouping (their events bound it first)
+
+
+def batch_process(*, batch_id: UUID | str, group_events: int = 0) -> dict:
+    """Apply one stored batch; safe to run twice or concurrently (the second finds it done or
+    being applied, and leaves it).
+
+    With `group_events`, batches still queued are applied with it in the same transaction,
+    oldest first, up to that many events in all (the worker's job does this, see
+    docs/ingest.md): each keeps its own status, counts and rejections, and their own jobs
+    later find them done.
+    """
+    batch_id = batch_id if isinstance(batch_id, UUID) else _uuid_or_none(batch_id)
+    group = _batches_claim(batch_id, group_events=group_events) if batch_id else []
+    if batch_id not in group:
+        return {"batch_id": str(batch_id), "status": "already done, unknown or being applied"}
+    if len(group) > 1:
+        try:
+            counts = run_atomic_with_retry(partial(_batches_process_in_transaction, group))
+        except Exception:
+            # One of them may be poisoned: apply each alone, so the others still go through
+            # and only the culprit's own job counts failed attempts.
+            logger.exception("a group of %d batches failed: applying each alone", len(group))
+            for other_id in group[1:]:
+                try:
+                    run_atomic_with_retry(partial(_batches_process_in_transaction, [other_id]))
+                except Exception:
+                    logger.exception("batch %s failed: its job or the sweeper retries it", other_id)
+        else:
+            return {
+                "batch_id": str(batch_id),
+                "status": "done",
+                "grouped_with": len(group) - 1,
+                **counts.get(batch_id, {}),
+            }
     try:
-        summary = run_atomic_with_retry(partial(_batch_process_in_transaction, batch_id))
+        counts = run_atomic_with_retry(partial(_batches_process_in_transaction, [batch_id]))
     except Exception as error:
         attempts = IngestBatch.objects.filter(pk=batch_id).values_list("attempts", flat=True)
         if not attempts or attempts[0] < settings.INGEST_MAX_ATTEMPTS:
@@ -271,7 +301,55 @@ def batch_process(*, batch_id: UUID | str) -> dict:
             )
         )
         return {"batch_id": str(batch_id), "status": "done", "rejected": failed}
-    return {"batch_id": str(batch_id), "status": "done", **_summary_counts(summary)}
+    return {"batch_id": str(batch_id), "status": "done", **counts.get(batch_id, {})}
+
+
+def _uuid_or_none(value) -> UUID | None:
+    try:
+        return UUID(str(value))
+    except ValueError:
+        return None
+
+
+def _batches_claim(batch_id: UUID, *, group_events: int) -> list[UUID]:
+    """Mark the batch (one more attempt) and queued ones to group with it `processing`, in a
+    short transaction of its own: the attempt counts even if the work then rolls back, and
+    producers see that their batch was started. Return the group, this batch first; empty if
+    it is done, unknown, or locked by a worker applying it now (SKIP LOCKED: no waiting).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        own = list(
+            IngestBatch.objects.select_for_update(skip_locked=True)
+            .filter(pk=batch_id)
+            .exclude(status=BatchStatus.DONE)
+            .values_list("accepted", flat=True)
+        )
+        if not own:
+            return []
+        group = [batch_id]
+        budget = group_events - own[0]
+        if budget > 0:
+            queued = (
+                IngestBatch.objects.select_for_update(skip_locked=True)
+                .filter(status=BatchStatus.QUEUED)
+                .exclude(pk=batch_id)
+                .order_by("received_at")
+                .values_list("pk", "accepted")[:GROUP_MAX_BATCHES]
+            )
+            for other_id, accepted in queued:
+                if accepted > budget:
+                    break
+                group.append(other_id)
+                budget -= accepted
+        IngestBatch.objects.filter(pk=batch_id).update(
+            status=BatchStatus.PROCESSING, started_at=now, attempts=F("attempts") + 1
+        )
+        if len(group) > 1:
+            IngestBatch.objects.filter(pk__in=group[1:]).update(
+                status=BatchStatus.PROCESSING, started_at=now
+            )
+    return group
 
 
 def _batch_give_up(batch_id, *, reason: str) -> int:
@@ -311,53 +389,50 @@ def _batch_give_up(batch_id, *, reason: str) -> int:
     return len(raw_events)
 
 
-def _summary_counts(summary: ProcessingSummary | None) -> dict:
-    if summary is None:
+def _batches_process_in_transaction(batch_ids: list[UUID]) -> dict[UUID, dict[str, int]]:
+    """Apply the batches, oldest first, as one: return each one's counts.
+
+    The row locks (SKIP LOCKED) leave out a batch another worker is applying now; it is
+    left to that worker. Events of all the batches go through `_events_apply` together, so a
+    re-sent event in a later batch of the group is a duplicate like any other.
+    """
+    batches = list(
+        IngestBatch.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("source")
+        .filter(pk__in=batch_ids)
+        .exclude(status=BatchStatus.DONE)
+        .order_by("received_at", "pk")
+    )
+    if not batches:
         return {}
-    return {
-        "applied": summary.applied,
-        "duplicates": summary.duplicates,
-        "rejected": summary.rejected,
-        "held": summary.held,
-    }
-
-
-def _batch_process_in_transaction(batch_id) -> ProcessingSummary | None:
-    # The row lock makes a second job for this batch wait, then find it done.
-    batch = (
-        IngestBatch.objects.select_for_update().select_related("source").filter(pk=batch_id).first()
-    )
-    if batch is None or batch.status == BatchStatus.DONE:
-        return None
-    raw_events = events_parse(body_format=batch.body_format, text=batch.raw_body)
-    text_check = _UNSTORABLE_ESCAPE.search(batch.raw_body) is not None
-    items = [
-        _Item(
-            source_id=batch.source_id,
-            source_name=batch.source.name,
-            batch_id=batch.pk,
-            index=index,
-            raw=raw,
-            received_at=batch.received_at,
-            from_csv=batch.body_format == "csv",
-            text_check=text_check,
+    items = []
+    for batch in batches:
+        raw_events = events_parse(body_format=batch.body_format, text=batch.raw_body)
+        text_check = _UNSTORABLE_ESCAPE.search(batch.raw_body) is not None
+        items.extend(
+            _Item(
+                source_id=batch.source_id,
+                source_name=batch.source.name,
+                batch_id=batch.pk,
+                index=index,
+                raw=raw,
+                received_at=batch.received_at,
+                from_csv=batch.body_format == "csv",
+                text_check=text_check,
+            )
+            for index, raw in enumerate(raw_events)
         )
-        for index, raw in enumerate(raw_events)
-    ]
-    summary = _events_apply(items)
-    own = [item for item in items if item.held_id is None and item.dead_letter_id is None]
-    counts = defaultdict(int)
-    for item in own:
-        counts[item.outcome] += 1
-    IngestBatch.objects.filter(pk=batch.pk).update(
-        status=BatchStatus.DONE,
-        finished_at=timezone.now(),
-        applied=counts[APPLIED],
-        duplicates=counts[DUPLICATE],
-        rejected=counts[REJECTED],
-        held=counts[HELD],
-    )
-    return summary
+    _events_apply(items)
+    column = {APPLIED: "applied", DUPLICATE: "duplicates", REJECTED: "rejected", HELD: "held"}
+    counts = {batch.pk: dict.fromkeys(column.values(), 0) for batch in batches}
+    for item in items:
+        counts[item.batch_id][column[item.outcome]] += 1
+    finished_at = timezone.now()
+    for batch in batches:
+        IngestBatch.objects.filter(pk=batch.pk).update(
+            status=BatchStatus.DONE, finished_at=finished_at, **counts[batch.pk]
+        )
+    return counts
 
 
 def _events_apply(items: list[_Item]) -> ProcessingSummary:
@@ -373,15 +448,15 @@ def _events_apply(items: list[_Item]) -> ProcessingSummary:
     _held_events_write(all_items)
     _dead_letters_write(all_items)
     _origin_counters_update(all_items)
-    if plan.deliveries or plan.order_lines or plan.snapshots:
-        # Snapshots are compared with on_hand as it stands before this batch's movements
-        # (see docs/ingest.md).
-        rollups_facts_record(
-            deliveries=plan.deliveries, order_lines=plan.order_lines, snapshots=plan.snapshots
-        )
+    if plan.deliveries or plan.order_lines:
+        rollups_facts_record(deliveries=plan.deliveries, order_lines=plan.order_lines)
     # The ledger last: its stock-level locks, which every worker needs, are held only from
     # here to the commit.
-    movements_record(requests=plan.requests)
+    applied = movements_record(requests=plan.requests)
+    if plan.snapshots:
+        # Each snapshot is compared with on_hand as it stood before its own batch's movements
+        # (see docs/ingest.md), also when earlier batches of a group moved it in this call.
+        rollups_facts_record(snapshots=plan.snapshots_before_their_batch(applied))
     _freshness_update(all_items)
     summary = ProcessingSummary(site_codes=plan.site_codes)
     for item in all_items:
@@ -543,11 +618,11 @@ def _keys_insert(rows: list[tuple[int, str, UUID]]) -> set[tuple[int, str]]:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # Three array parameters rather than thousands of placeholders.
-            columns = [list(column) for column in zip(*rows, strict=True)]
+            source_ids, event_ids, batch_ids = zip(*rows, strict=True)
             cursor.execute(
                 f"INSERT INTO {table} (source_id, event_id, batch_id) "  # noqa: S608
                 f"SELECT * FROM unnest(%s::bigint[], %s::text[], %s::uuid[]) {conflict}",
-                columns,
+                [pg_int_array(source_ids), pg_text_array(event_ids), pg_int_array(batch_ids)],
             )
             return set(cursor.fetchall())
         for start in range(0, len(rows), KEY_INSERT_CHUNK):
@@ -615,6 +690,10 @@ class _OrderPlan:
         self.new_orders: list[_OrderRecord] = []
         self.changed_orders: dict[str, _OrderRecord] = {}
         self.released: list[_Item] = []  # held events taken in because their order appears
+        # Position in `requests` where each batch's first event was applied, and that of each
+        # snapshot's batch: a snapshot is compared with the stock before its batch.
+        self.batch_start: dict[UUID, int] = {}
+        self.snapshot_starts: list[int] = []
 
     def run(self) -> None:
         live = [item for item in self.items if not item.outcome]
@@ -699,6 +778,7 @@ class _OrderPlan:
         self.site_codes.add(site)
 
     def _apply(self, item: _Item) -> None:
+        self.batch_start.setdefault(item.batch_id, len(self.requests))
         event = item.event
         handler = getattr(self, "_apply_" + event.type.replace(".", "_"))
         handler(item, event)
@@ -865,7 +945,28 @@ class _OrderPlan:
                 site_id=self.site_ids[event.site], occurred_at=event.occurred_at, lines=dict(lines)
             )
         )
+        self.snapshot_starts.append(self.batch_start[item.batch_id])
         self.site_codes.add(event.site)
+
+    def snapshots_before_their_batch(self, applied: list[AppliedMovement]) -> list[SnapshotFact]:
+        """The snapshots, each with the on_hand its batch found (of the pairs this call moved;
+        the others are read from the ledger). `applied` answers `self.requests`, in order."""
+        wanted = {(fact.site_id, sku_id) for fact in self.snapshots for sku_id in fact.lines}
+        history: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
+        for position, movement in enumerate(applied):
+            pair = (movement.site_id, movement.sku_id)
+            if pair in wanted:
+                history[pair].append((position, movement.on_hand_before, movement.on_hand_after))
+        facts = []
+        for fact, start in zip(self.snapshots, self.snapshot_starts, strict=True):
+            on_hand = {}
+            for sku_id in fact.lines:
+                moves = history.get((fact.site_id, sku_id))
+                if moves:
+                    later = bisect.bisect_left(moves, (start,))
+                    on_hand[sku_id] = moves[later][1] if later < len(moves) else moves[-1][2]
+            facts.append(dataclasses.replace(fact, on_hand=on_hand))
+        return facts
 
     def orders_save(self) -> None:
         if self.new_orders:
@@ -898,13 +999,7 @@ def _orders_insert(orders: list[_OrderRecord]) -> None:
             batch_size=1000,
         )
         return
-    lines_at = ORDER_COLUMNS.index("lines")
-    with connection.cursor() as cursor:
-        # Only the table and column names are interpolated; the rows are streamed as data.
-        copy_sql = f"COPY {Order._meta.db_table} ({', '.join(ORDER_COLUMNS)}) FROM STDIN"
-        with cursor.cursor.copy(copy_sql) as copy:
-            for row in rows:
-                copy.write_row((*row[:lines_at], json.dumps(row[lines_at]), *row[lines_at + 1 :]))
+    copy_rows(Order, ORDER_COLUMNS, rows)
 
 
 def _payload_text(raw: object) -> str:

@@ -3,7 +3,8 @@
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 
 from django.db import OperationalError, connection, transaction
 
@@ -42,3 +43,60 @@ def run_atomic_with_retry[T](work: Callable[[], T], *, attempts: int = 8) -> T:
             logger.info("retrying transaction after %s (attempt %d)", error, attempt)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+# Array parameters (`unnest(%s::bigint[])`) as one array literal each. Django's psycopg cursor
+# binds on the client and quotes a Python list element by element, which cost more than
+# running the statements of a feed batch; a string is quoted in one step.
+
+
+def pg_int_array(values: Iterable[int]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def pg_text_array(values: Iterable[str]) -> str:
+    # Inside double quotes only backslash and the double quote need escaping (NUL cannot be
+    # stored at all; writers reject it first).
+    return (
+        "{"
+        + ",".join('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
+        + "}"
+    )
+
+
+def pg_timestamp_array(values: Iterable[datetime]) -> str:
+    return "{" + ",".join('"' + value.isoformat() + '"' for value in values) + "}"
+
+
+# COPY in binary: PostgreSQL then parses no text (timestamps above all), several times faster
+# for the tens of thousands of rows a group of feed batches writes. Binary needs each column's
+# exact type, taken from the model.
+_BINARY_TYPES = {
+    "bigint": "int8",
+    "integer": "int4",
+    "smallint": "int2",
+    "boolean": "bool",
+    "timestamp with time zone": "timestamptz",
+    "uuid": "uuid",
+    "jsonb": "jsonb",
+    "text": "text",
+}
+
+
+def _binary_type(model, column: str) -> str:
+    db_type = model._meta.get_field(column).db_type(connection)
+    if db_type.startswith("varchar"):
+        return "text"  # the same bytes on the wire
+    return _BINARY_TYPES[db_type]
+
+
+def copy_rows(model, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """COPY rows (values in `columns` order; datetimes aware; JSON columns as Python values)
+    into the model's table, in binary. PostgreSQL only."""
+    types = [_binary_type(model, column) for column in columns]
+    # Only the table and column names (ours) are interpolated; the rows are streamed as data.
+    sql = f"COPY {model._meta.db_table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)

@@ -141,8 +141,17 @@ class MovementQuerySet(models.QuerySet):
 class Movement(models.Model):
     """One change to a stock level. Insert-only: the database refuses updates."""
 
-    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="+")
-    sku = models.ForeignKey(Sku, on_delete=models.PROTECT, related_name="+")
+    # No database foreign keys on this append-only table: PostgreSQL checks each one per
+    # inserted row at commit (a lookup and a row lock of the site and the SKU), which cost
+    # more than the insert itself in a feed batch. The only writer, `movements_record`, resolves
+    # site and SKU in its transaction, and every movement's stock level (which keeps its
+    # foreign keys) exists; sites, SKUs and users are never deleted (PROTECT, in Django).
+    # `check_ledger` names movements whose site or SKU is missing. site: movement_level_idx
+    # leads with it, so no index of its own.
+    site = models.ForeignKey(
+        Site, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
+    sku = models.ForeignKey(Sku, on_delete=models.PROTECT, related_name="+", db_constraint=False)
     kind = models.CharField(max_length=32, choices=MovementKind.choices)
     on_hand_delta = models.BigIntegerField(default=0)
     reserved_delta = models.BigIntegerField(default=0)
@@ -159,7 +168,13 @@ class Movement(models.Model):
         help_text="What caused it: '<source>:<event_id>', a correction id or a count sheet id.",
     )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,  # movement_user_idx: only the rows that have a user (feeds have none)
     )
 
     objects = MovementQuerySet.as_manager()
@@ -169,6 +184,9 @@ class Movement(models.Model):
         indexes = [
             models.Index(fields=["site", "sku", "id"], name="movement_level_idx"),
             models.Index(fields=["occurred_at"], name="movement_occurred_idx"),
+            models.Index(
+                fields=["user"], name="movement_user_idx", condition=models.Q(user__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:

@@ -205,6 +205,10 @@ INGEST_SWEEP_GRACE_SECONDS = float(os.environ.get("INGEST_SWEEP_GRACE_SECONDS", 
 # A batch whose processing raised INGEST_MAX_ATTEMPTS times is finished: its events become
 # dead letters "processing_failed" (replayable) instead of being retried forever.
 INGEST_MAX_ATTEMPTS = int(os.environ.get("INGEST_MAX_ATTEMPTS", "5"))
+# A worker applies the batch of its job together with queued batches, oldest first, up to
+# this many events in one transaction (per-transaction and per-stock-level costs are then paid
+# once per group); 0 applies each batch alone. See docs/ingest.md.
+INGEST_GROUP_EVENTS = int(os.environ.get("INGEST_GROUP_EVENTS", "10000"))
 # Connect and read timeout of the Redis client the ingest API uses (rate limit, enqueue): a hung
 # Redis delays a POST by seconds, and the batch waits in the database for the sweeper.
 INGEST_REDIS_TIMEOUT_SECONDS = float(os.environ.get("INGEST_REDIS_TIMEOUT_SECONDS", "2"))
