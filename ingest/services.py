@@ -1,16 +1,19 @@
 """Writes of the ingest domain: feed sources, batches, applying events, dead letters.
 
-How a batch becomes ledger movements (`batch_process`), in one transaction per batch:
+How a batch becomes ledger movements (`batch_process`), in one transaction:
 1. every event is validated with pydantic; bad ones are rejected with the field named;
 2. site and SKU codes are resolved in bulk; unknown codes reject the event, not the batch;
 3. the idempotency keys `(source, event_id)` are inserted in bulk with ON CONFLICT DO NOTHING:
    a key that exists (re-send, retried job, racing worker) makes the event a duplicate;
 4. order events are planned against the orders, locked in key order; an event whose order is
    not known yet is held, and applied as soon as its `order.created` is;
-5. orders, dead letters, held events and counters are written in bulk, the KPI facts go to
-   `rollups_facts_record`, then all movements go to `movements_record` in one call (its
-   stock-level locks are then held only until the commit); snapshots are compared with
-   the stock as it stood before the batch (docs/ingest.md).
+5. orders, dead letters, held events and counters are written in bulk, then all movements go
+   to `movements_record` in one call and the KPI facts to `rollups_facts_record` (the
+   stock-level and stock status locks are then held only until the commit); snapshots are
+   compared with the stock as it stood before their batch (docs/ingest.md).
+
+A worker's job may apply several queued batches in one such transaction (`batch_process` with
+`group_events`): their events go through these steps together, each batch keeps its counts.
 """
 
 import bisect
@@ -31,7 +34,8 @@ from uuid import UUID
 import django_rq
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import BooleanField, F, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from pydantic import ValidationError
@@ -448,15 +452,18 @@ def _events_apply(items: list[_Item]) -> ProcessingSummary:
     _held_events_write(all_items)
     _dead_letters_write(all_items)
     _origin_counters_update(all_items)
-    if plan.deliveries or plan.order_lines:
-        rollups_facts_record(deliveries=plan.deliveries, order_lines=plan.order_lines)
-    # The ledger last: its stock-level locks, which every worker needs, are held only from
-    # here to the commit.
+    # The ledger and the KPI facts last, in this order: the stock-level locks and then the
+    # KPI stock status rows of the same pairs are what concurrent workers wait for, so they
+    # are taken in one order (levels first) and held only from here to the commit.
     applied = movements_record(requests=plan.requests)
-    if plan.snapshots:
+    if plan.deliveries or plan.order_lines or plan.snapshots:
         # Each snapshot is compared with on_hand as it stood before its own batch's movements
         # (see docs/ingest.md), also when earlier batches of a group moved it in this call.
-        rollups_facts_record(snapshots=plan.snapshots_before_their_batch(applied))
+        rollups_facts_record(
+            deliveries=plan.deliveries,
+            order_lines=plan.order_lines,
+            snapshots=plan.snapshots_before_their_batch(applied),
+        )
     _freshness_update(all_items)
     summary = ProcessingSummary(site_codes=plan.site_codes)
     for item in all_items:
@@ -525,6 +532,18 @@ def _events_validate(items: list[_Item]) -> None:
             item.reject(RejectionCode.MALFORMED, problem)
             continue
         item.event = event
+
+
+def _one_of(model, column: str, values: Sequence, *, text: bool):
+    """A filter `column IN values`: on PostgreSQL one array parameter (Django would prepare
+    and quote each of thousands of values on the client), elsewhere `__in`."""
+    if connection.vendor != "postgresql":
+        return Q(**{f"{column}__in": list(values)})
+    literal = pg_text_array(values) if text else pg_int_array(values)
+    kind = "text" if text else "bigint"
+    # Only our own table and column names are interpolated; the values are one parameter.
+    sql = f'"{model._meta.db_table}"."{column}" = ANY(%s::{kind}[])'
+    return RawSQL(sql, [literal], output_field=BooleanField())  # noqa: S611 (see above)
 
 
 def _codes_lookup(model, codes: set[str]) -> dict[str, int]:
@@ -726,18 +745,18 @@ class _OrderPlan:
         order_ids = sorted(
             {item.event.order_id for item in live if item.event.type in ORDER_EVENT_TYPES}
         )
-        for start in range(0, len(order_ids), CODE_LOOKUP_CHUNK):
-            chunk = order_ids[start : start + CODE_LOOKUP_CHUNK]
-            locked = (
-                Order.objects.select_for_update(of=("self",))
-                .filter(order_id__in=chunk)
-                .order_by("pk")
-                .values_list("pk", *ORDER_COLUMNS, "site__code")
-            )
-            for pk, *columns, site_code in locked:
-                order = _OrderRecord(pk, *columns)
-                self.orders[order.order_id] = order
-                self.site_code_by_id[order.site_id] = site_code
+        if not order_ids:
+            return
+        locked = (
+            Order.objects.select_for_update(of=("self",))
+            .filter(_one_of(Order, "order_id", order_ids, text=True))
+            .order_by("pk")
+            .values_list("pk", *ORDER_COLUMNS, "site__code")
+        )
+        for pk, *columns, site_code in locked:
+            order = _OrderRecord(pk, *columns)
+            self.orders[order.order_id] = order
+            self.site_code_by_id[order.site_id] = site_code
 
     def _held_for_new_orders(self, live: list[_Item]) -> list[_Item]:
         """Load the held events of the orders this call creates, to apply right after them."""
@@ -749,9 +768,10 @@ class _OrderPlan:
         if not new_order_ids:
             return []
         held = list(
-            HeldEvent.objects.select_for_update()
+            # of=self: the source rows are shared by every worker of the source.
+            HeldEvent.objects.select_for_update(of=("self",))
             .select_related("source")
-            .filter(order_id__in=new_order_ids)
+            .filter(_one_of(HeldEvent, "order_id", sorted(new_order_ids), text=True))
             .order_by("pk")
         )
         released = [_item_from_held(row) for row in held]
@@ -975,7 +995,9 @@ class _OrderPlan:
         for order in self.changed_orders.values():
             by_state[(order.state, order.delivered)].append(order.pk)
         for (state, delivered), pks in sorted(by_state.items()):
-            Order.objects.filter(pk__in=pks).update(state=state, delivered=delivered)
+            Order.objects.filter(_one_of(Order, "id", pks, text=False)).update(
+                state=state, delivered=delivered
+            )
 
 
 ORDER_COLUMNS = (
@@ -1134,7 +1156,7 @@ def held_events_expire(*, now: datetime | None = None, limit: int = 1000) -> int
 
     def expire() -> int:
         rows = list(
-            HeldEvent.objects.select_for_update(skip_locked=True)
+            HeldEvent.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(held_until__lte=now)
             .exclude(order_id__in=Order.objects.values("order_id"))
             .select_related("source")
@@ -1166,7 +1188,7 @@ def held_events_release(*, limit: int = 1000) -> int:
 
     def release() -> int:
         rows = list(
-            HeldEvent.objects.select_for_update(skip_locked=True)
+            HeldEvent.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(order_id__in=Order.objects.values("order_id"))
             .select_related("source")
             .order_by("pk")[:limit]

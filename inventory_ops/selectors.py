@@ -66,9 +66,15 @@ def ledger_differences(*, site_code: str | None = None) -> tuple[int, list[Ledge
                 )
             )
     for (site_id, sku_id), (ledger_on_hand, ledger_reserved) in sums.items():
+        # The ledger keeps no database foreign keys (see Movement): name a missing site or SKU.
         differences.append(
             LedgerDifference(
-                site_codes[site_id], sku_codes[sku_id], None, ledger_on_hand, None, ledger_reserved
+                site_codes.get(site_id, f"<missing site #{site_id}>"),
+                sku_codes.get(sku_id, f"<missing SKU #{sku_id}>"),
+                None,
+                ledger_on_hand,
+                None,
+                ledger_reserved,
             )
         )
     differences.sort(key=lambda difference: (difference.site, difference.sku))

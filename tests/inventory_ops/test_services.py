@@ -207,6 +207,31 @@ def test_check_ledger_passes_after_service_writes_and_names_a_tampered_level(cap
     assert type(raised.value).__name__ == "CommandError"
 
 
+def test_check_ledger_names_a_movement_whose_site_is_missing(capsys):
+    # given a movement written around the services, naming a site that does not exist (the
+    # ledger has no database foreign keys: the services are what keep it whole)
+    site, sku = site_make("hub-1"), sku_make("APPLE")
+    movements_record(requests=[receive(site, sku, 3)])
+    Movement.objects.bulk_create(
+        [
+            Movement(
+                site_id=site.pk + 1000,
+                sku=sku,
+                kind="received",
+                on_hand_delta=1,
+                on_hand_after=1,
+                reserved_after=0,
+                occurred_at=timezone.now(),
+                cause="feed_event",
+            )
+        ]
+    )
+    # then the check fails and names it
+    with pytest.raises(Exception, match="1 of 1 stock levels differ"):
+        call_command("check_ledger")
+    assert f"<missing site #{site.pk + 1000}>/APPLE" in capsys.readouterr().out
+
+
 def test_late_movements_keep_their_event_time():
     site, sku = site_make(), sku_make()
     yesterday = timezone.now() - timedelta(days=1)
