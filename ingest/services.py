@@ -33,7 +33,7 @@ from uuid import UUID
 
 import django_rq
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import BooleanField, F, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Greatest
@@ -252,6 +252,7 @@ class ProcessingSummary:
     duplicates: int = 0
     rejected: int = 0
     held: int = 0
+    orders_created: int = 0
     site_codes: set[str] = field(default_factory=set)
 
 
@@ -426,7 +427,13 @@ def _batches_process_in_transaction(batch_ids: list[UUID]) -> dict[UUID, dict[st
             )
             for index, raw in enumerate(raw_events)
         )
-    _events_apply(items)
+    summary = _events_apply(items)
+    if summary.held or summary.orders_created:
+        # A worker applying another group at the same time may have held events for orders
+        # this group creates, or created the orders this group holds events for, each unseen
+        # by the other until its commit: whoever commits last releases them at once, rather
+        # than the sweeper some seconds later.
+        transaction.on_commit(_held_events_release_all)
     column = {APPLIED: "applied", DUPLICATE: "duplicates", REJECTED: "rejected", HELD: "held"}
     counts = {batch.pk: dict.fromkeys(column.values(), 0) for batch in batches}
     for item in items:
@@ -465,7 +472,7 @@ def _events_apply(items: list[_Item]) -> ProcessingSummary:
             snapshots=plan.snapshots_before_their_batch(applied),
         )
     _freshness_update(all_items)
-    summary = ProcessingSummary(site_codes=plan.site_codes)
+    summary = ProcessingSummary(site_codes=plan.site_codes, orders_created=len(plan.new_orders))
     for item in all_items:
         if item.outcome == APPLIED:
             summary.applied += 1
@@ -1199,6 +1206,17 @@ def held_events_release(*, limit: int = 1000) -> int:
         return len(rows)
 
     return run_atomic_with_retry(release)
+
+
+HELD_RELEASE_CHUNK = 1000
+
+
+def _held_events_release_all() -> None:
+    try:
+        while held_events_release(limit=HELD_RELEASE_CHUNK) == HELD_RELEASE_CHUNK:
+            pass
+    except DatabaseError as error:
+        logger.warning("held events left for the sweeper: %s", error)
 
 
 def batches_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
