@@ -285,12 +285,7 @@ def batch_process(*, batch_id: UUID | str, group_events: int = 0) -> dict:
                 except Exception:
                     logger.exception("batch %s failed: its job or the sweeper retries it", other_id)
         else:
-            return {
-                "batch_id": str(batch_id),
-                "status": "done",
-                "grouped_with": len(group) - 1,
-                **counts.get(batch_id, {}),
-            }
+            return _job_result(batch_id, counts, grouped_with=len(group) - 1)
     try:
         counts = run_atomic_with_retry(partial(_batches_process_in_transaction, [batch_id]))
     except Exception as error:
@@ -306,7 +301,14 @@ def batch_process(*, batch_id: UUID | str, group_events: int = 0) -> dict:
             )
         )
         return {"batch_id": str(batch_id), "status": "done", "rejected": failed}
-    return {"batch_id": str(batch_id), "status": "done", **counts.get(batch_id, {})}
+    return _job_result(batch_id, counts)
+
+
+def _job_result(batch_id: UUID, counts: dict[UUID, dict[str, int]], **extra) -> dict:
+    if batch_id not in counts:
+        # Locked by another worker's group between our claim and our transaction.
+        return {"batch_id": str(batch_id), "status": "being applied by another worker"}
+    return {"batch_id": str(batch_id), "status": "done", **extra, **counts[batch_id]}
 
 
 def _uuid_or_none(value) -> UUID | None:
