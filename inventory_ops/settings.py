@@ -134,6 +134,9 @@ CHANNEL_LAYERS = {
             # updates are coalesced on the server, so a modest, explicit capacity is enough.
             "capacity": 1000,
             "expiry": 30,
+            # Dashboard hubs renew their group memberships every minute (dashboards/live.py);
+            # a Daphne process that died drops out of its groups after this many seconds.
+            "group_expiry": 300,
         },
     }
 }
