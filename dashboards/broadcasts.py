@@ -85,8 +85,8 @@ class _LayerLoop:
 
 async def _groups_send(groups: list[str], message: dict) -> None:
     layer = get_channel_layer()
-    for group in groups:
-        await layer.group_send(group, message)
+    # Concurrently: each group_send is a few round trips, and a batch can touch many sites.
+    await asyncio.gather(*(layer.group_send(group, message) for group in groups))
 
 
 def _announce(*, kind: str, site_codes: Iterable[str] | None) -> None:
