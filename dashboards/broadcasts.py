@@ -2,23 +2,28 @@
 
 CONTRACT: writers call `scopes_changed_announce` after their transaction commits
 (`transaction.on_commit`), naming the sites whose numbers changed; the dashboards coalesce and
-recompute. Cheap: one Redis PUBLISH, never a computation.
+recompute. Cheap: a few channel-layer messages, never a computation.
 
-Why a plain Redis PUBLISH rather than a channel-layer `group_send`: the announcement only wakes
-the coalescer (`dashboards.live.DashboardHub`) in each Daphne process, which recomputes each
-watched scope at most every DASHBOARD_COALESCE_MS and fans the result out itself. PUBLISH is one
-round trip from a synchronous worker (no event loop to build), and it cannot fill a channel's
-capacity and be dropped silently (BASELINES.md); a lost announcement while no Daphne listens is
-harmless, because every client resynchronises fully when it (re)connects.
+Transport: the channels-redis layer, one group per scope (SPEC.md: one site, or all sites):
+`dashboards.scope.all` and `dashboards.scope.site.<code>`, plus `dashboards.hubs` for changes
+that concern every scope. The members of a group are not sockets but the hub
+(`dashboards.live.DashboardHub`) of each Daphne process that has watchers of that scope: the hub
+recomputes each scope at most every DASHBOARD_COALESCE_MS and fans the frame out to its own
+sockets. So the layer carries only small announcements, one copy per Daphne process, never a
+15 kB frame per socket (which a group per socket would copy through Redis, and which a full
+channel would drop silently: BASELINES.md). A lost announcement while no Daphne listens is
+harmless: every client resynchronises fully when it (re)connects, and watched scopes are
+recomputed every DASHBOARD_REFRESH_S anyway.
 """
 
-import json
+import asyncio
 import logging
+import os
+import threading
 from collections.abc import Iterable
-from functools import cache
 
-import redis
-from django.conf import settings
+from channels.layers import get_channel_layer
+from redis.exceptions import RedisError
 
 from dashboards.oncall.alerts import alerts_evaluation_request
 
@@ -26,36 +31,84 @@ logger = logging.getLogger(__name__)
 
 KIND_SCOPES = "scopes"
 KIND_ALERTS = "alerts"
+MESSAGE_TYPE = "dashboards.changed"
+GROUP_EVERY_HUB = "dashboards.hubs"
+GROUP_ALL_SITES = "dashboards.scope.all"
+SEND_TIMEOUT_S = 2
 
 
-def announcements_channel() -> str:
-    """The pub/sub channel name. Pub/sub ignores Redis DB numbers, so the DB is part of it."""
-    connection_kwargs = redis.connection.parse_url(settings.REDIS_URL)
-    return f"inventory_ops:db{connection_kwargs.get('db', 0)}:dashboards:announcements"
+def scope_group(site_code: str | None) -> str:
+    """The channel-layer group of a scope (site codes are slugs: valid in group names)."""
+    return GROUP_ALL_SITES if site_code is None else f"dashboards.scope.site.{site_code}"
 
 
-@cache
-def _redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+def announcement_groups(site_codes: Iterable[str] | None) -> list[str]:
+    """Who must hear of a change at these sites (None: every scope)."""
+    if site_codes is None:
+        return [GROUP_EVERY_HUB]
+    return [GROUP_ALL_SITES, *(scope_group(code) for code in sorted(set(site_codes)))]
 
 
-def _publish(*, kind: str, site_codes: Iterable[str] | None) -> None:
-    message = {"kind": kind, "sites": None if site_codes is None else sorted(set(site_codes))}
+class _LayerLoop:
+    """An event loop on a daemon thread, one per process, for sending from synchronous writers.
+
+    `async_to_sync` would build a new loop per call, and channels-redis a new connection pool per
+    loop: a TCP connect per announcement. This loop keeps its pool between announcements.
+    """
+
+    _lock = threading.Lock()
+    _instance: "_LayerLoop | None" = None
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(
+            target=self.loop.run_forever, name="dashboards-announcements", daemon=True
+        ).start()
+
+    @classmethod
+    def get(cls) -> "_LayerLoop":
+        with cls._lock:
+            # After a fork the thread is gone: start a new loop in the child.
+            if cls._instance is None or cls._instance.pid != os.getpid():
+                cls._instance = cls()
+            return cls._instance
+
+    def run(self, coroutine, *, timeout: float):
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result(timeout=timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+
+async def _groups_send(groups: list[str], message: dict) -> None:
+    layer = get_channel_layer()
+    # Concurrently: each group_send is a few round trips, and a batch can touch many sites.
+    await asyncio.gather(*(layer.group_send(group, message) for group in groups))
+
+
+def _announce(*, kind: str, site_codes: Iterable[str] | None) -> None:
+    sites = None if site_codes is None else sorted(set(site_codes))
+    message = {"type": MESSAGE_TYPE, "kind": kind, "sites": sites}
     try:
-        _redis_client(settings.REDIS_URL).publish(announcements_channel(), json.dumps(message))
-    except redis.RedisError:
+        _LayerLoop.get().run(
+            _groups_send(announcement_groups(sites), message), timeout=SEND_TIMEOUT_S
+        )
+    except (RedisError, OSError, TimeoutError):
         # The writer's transaction is already committed: failing it now would lose nothing but
         # the announcement, and the dashboards resync on reconnect. Say so loudly, do not raise.
-        logger.exception("could not announce %s change for sites %s", kind, message["sites"])
+        logger.exception("could not announce %s change for sites %s", kind, sites)
 
 
 def scopes_changed_announce(*, site_codes: Iterable[str]) -> None:
     """Tell the dashboards that these sites (and so the all-sites scope) changed."""
     site_codes = list(site_codes)
-    _publish(kind=KIND_SCOPES, site_codes=site_codes)
+    _announce(kind=KIND_SCOPES, site_codes=site_codes)
     alerts_evaluation_request(site_codes=site_codes)
 
 
 def alerts_changed_announce(*, site_codes: Iterable[str] | None) -> None:
     """Tell the dashboards that alerts opened or resolved for these sites (None: all-sites)."""
-    _publish(kind=KIND_ALERTS, site_codes=site_codes)
+    _announce(kind=KIND_ALERTS, site_codes=site_codes)

@@ -21,11 +21,9 @@ CLOSE_UNKNOWN_SITE = 4404
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
-    # No channel-layer channel per socket: frames come from the hub in this process, never
-    # through the layer. This saves a Redis receive per socket, and avoids a failure seen with
-    # channels-redis 4.3.0 + redis-py 8.1.0 and our CHANNEL_LAYERS: the layer's blocking receive
-    # raises "Timeout reading from Redis" after 5 s idle, killing the consumer while its socket
-    # stays open (docs/dashboard.md, "Known issues").
+    # No channel-layer channel per socket: the hub of this process is the member of the scope's
+    # channel-layer group and sends the frames to its sockets itself, so a frame never travels
+    # through Redis once per socket (dashboards/live.py).
     channel_layer_alias = "dashboards-no-channel-layer"  # not in CHANNEL_LAYERS: no layer
     scope_watched: Scope | None = None
 

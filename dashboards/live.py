@@ -1,18 +1,20 @@
 """The live coalescer: one per Daphne process (per event loop), shared by all its sockets.
 
 How an update travels:
-1. a writer commits and calls `dashboards.broadcasts.scopes_changed_announce` (one PUBLISH);
-2. the hub of every Daphne process hears it and marks the watched scopes it covers dirty;
+1. a writer commits and calls `dashboards.broadcasts.scopes_changed_announce`, which sends a
+   small message to the channel-layer group of each changed scope (each site, and all sites);
+2. the members of those groups are hubs, one per Daphne process that has watchers of the scope:
+   the hub hears the message on its own channel and marks the watched scopes it covers dirty;
 3. each dirty scope is recomputed at most once per DASHBOARD_COALESCE_MS (the first change of a
    quiet period is computed at once, later ones wait for the interval), whatever the number of
    watchers, and the result is serialised once;
 4. the same frame (htmx out-of-band fragments + Plotly figures) is sent to every watcher.
 
-Why the fan-out is in-process rather than a channel-layer `group_send` per scope: RedisChannelLayer
-copies a group message into every member's channel and each consumer pops its copy in its own
-round trip, so a 30 kB frame to 1,000 sockets is 30 MB through Redis per update, and a full
-channel drops messages silently (BASELINES.md). Here Redis carries only the tiny announcement;
-the watchers of a scope in this process are its group.
+Why sockets are not group members themselves: RedisChannelLayer copies a group message into every
+member's channel and each consumer pops its copy in its own round trip, so a 30 kB frame to 1,000
+sockets would be 30 MB through Redis per update, and a full channel drops messages silently
+(BASELINES.md). Here the layer carries only the tiny announcement, once per process; the
+watchers of a scope in this process are that scope's group locally.
 
 No database writes here: computing a view only reads.
 """
@@ -28,12 +30,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from weakref import WeakKeyDictionary
 
-import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from dashboards import panels
-from dashboards.broadcasts import KIND_ALERTS, KIND_SCOPES, announcements_channel
+from dashboards.broadcasts import GROUP_EVERY_HUB, KIND_ALERTS, KIND_SCOPES, scope_group
 from dashboards.panels import Scope
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,11 @@ def refresh_seconds() -> float:
     return getattr(settings, "DASHBOARD_REFRESH_S", 10)
 
 
+# Group memberships expire in the layer (CHANNEL_LAYERS group_expiry), so that a Daphne process
+# that died leaves its groups; a live hub renews its memberships at least this often.
+GROUP_RENEW_S = 60
+
+
 class DashboardHub:
     def __init__(
         self,
@@ -79,6 +87,8 @@ class DashboardHub:
         self._alerts_build = alerts_build
         self._background: list[asyncio.Task] = []
         self.listening = asyncio.Event()
+        self.channel: str | None = None  # this hub's channel-layer channel
+        self.groups_joined: set[str] = set()
 
     # --- watchers ---------------------------------------------------------------------------
     async def watch(self, scope: Scope, watcher: Watcher) -> None:
@@ -86,6 +96,8 @@ class DashboardHub:
         self._background_start()
         state = self.scopes.setdefault(scope, ScopeState())
         state.watchers.add(watcher)
+        # Join before computing, so that no change committed after the computation is missed.
+        await self._group_join_if_listening(scope_group(scope.site))
         if state.computing:
             return  # the running computation's frame goes to every watcher, this one included
         # The cached view is still right if no change was announced since (dirty is empty);
@@ -194,47 +206,74 @@ class DashboardHub:
             loop.create_task(self._refresh_periodically(), name="dashboards-refresh"),
         ]
 
+    def _groups_wanted(self) -> set[str]:
+        return {GROUP_EVERY_HUB} | {scope_group(scope.site) for scope in self.scopes}
+
+    async def _group_join_if_listening(self, group: str) -> None:
+        """Join a scope's group now; while the listener is (re)starting, it joins them all."""
+        if group in self.groups_joined or not self.listening.is_set():
+            return
+        try:
+            await get_channel_layer().group_add(group, self.channel)
+            self.groups_joined.add(group)
+        except (RedisError, OSError):
+            logger.warning("could not join %s; the listener rejoins when Redis is back", group)
+
     async def _listen(self) -> None:
+        layer = get_channel_layer()
+        self.channel = await layer.new_channel("dashboards.hub.")
         backoff = 0.5
         while True:
-            client = aioredis.Redis.from_url(settings.REDIS_URL)
             try:
-                async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(announcements_channel())
-                    if backoff > 0.5:
-                        # Announcements may have been missed while disconnected: recompute all.
-                        self.announcement_handle(KIND_SCOPES, None)
-                    backoff = 0.5
-                    self.listening.set()
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
-                            self._announcement_parse(message["data"])
+                self.groups_joined.clear()
+                # Scopes may be added while we join: loop until none is missing, then set
+                # `listening` with no await in between, so that watch() joins any later one.
+                while missing := self._groups_wanted() - self.groups_joined:
+                    for group in sorted(missing):
+                        await layer.group_add(group, self.channel)
+                        self.groups_joined.add(group)
+                if backoff > 0.5:
+                    # Announcements may have been missed while disconnected: recompute all.
+                    self.announcement_handle(KIND_SCOPES, None)
+                backoff = 0.5
+                self.listening.set()
+                while True:
+                    self._announcement_parse(await layer.receive(self.channel))
             except asyncio.CancelledError:
                 raise
-            except (aioredis.RedisError, OSError):
+            except (RedisError, OSError):
                 self.listening.clear()
                 logger.warning("announcements listener lost Redis; retrying in %.1fs", backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
-            finally:
-                await client.aclose()
 
-    def _announcement_parse(self, data: bytes) -> None:
+    def _announcement_parse(self, message: dict) -> None:
         try:
-            message = json.loads(data)
             kind, sites = message["kind"], message["sites"]
-        except (ValueError, KeyError, TypeError):
-            logger.warning("ignoring a malformed dashboard announcement: %r", data[:200])
+        except (KeyError, TypeError):
+            logger.warning("ignoring a malformed dashboard announcement: %r", message)
             return
         self.announcement_handle(kind, sites)
 
     async def _refresh_periodically(self) -> None:
+        renewed = time.monotonic()
         while True:
-            await asyncio.sleep(refresh_seconds())
+            await asyncio.sleep(min(refresh_seconds(), GROUP_RENEW_S))
             stale_before = time.monotonic() - refresh_seconds()
             for scope, state in list(self.scopes.items()):
                 if state.watchers and state.latest_at < stale_before:
                     self._request(scope, FULL)
+            if self.listening.is_set() and time.monotonic() - renewed >= GROUP_RENEW_S / 2:
+                renewed = time.monotonic()
+                await self._groups_renew()
+
+    async def _groups_renew(self) -> None:
+        layer = get_channel_layer()
+        try:
+            for group in sorted(self.groups_joined):
+                await layer.group_add(group, self.channel)
+        except (RedisError, OSError):
+            logger.warning("could not renew dashboard group memberships", exc_info=True)
 
     async def close(self) -> None:
         tasks = self._background + [s.task for s in self.scopes.values() if s.task]
@@ -244,6 +283,14 @@ class DashboardHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background = []
+        if self.channel is not None and self.groups_joined:
+            # Leave at once rather than at expiry; if Redis is gone, expiry does it.
+            with contextlib.suppress(RedisError, OSError):
+                layer = get_channel_layer()
+                for group in self.groups_joined:
+                    await layer.group_discard(group, self.channel)
+        self.groups_joined.clear()
+        self.listening.clear()
 
 
 _hubs: "WeakKeyDictionary[asyncio.AbstractEventLoop, DashboardHub]" = WeakKeyDictionary()

@@ -11,6 +11,7 @@ Environment (see README "Configuration"):
 import os
 import sys
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -134,13 +135,38 @@ CHANNEL_LAYERS = {
             # updates are coalesced on the server, so a modest, explicit capacity is enough.
             "capacity": 1000,
             "expiry": 30,
+            # Dashboard hubs renew their group memberships every minute (dashboards/live.py);
+            # a Daphne process that died drops out of its groups after this many seconds.
+            "group_expiry": 300,
         },
     }
 }
 
+
+def _redis_url_with_timeouts(url: str, **seconds: float) -> str:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    for name, value in seconds.items():
+        query.setdefault(name, str(value))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+# Connect and read timeout of the Redis client the ingest API uses (rate limit, enqueue): a hung
+# Redis delays a POST by seconds, and the batch waits in the database for the sweeper.
+INGEST_REDIS_TIMEOUT_SECONDS = float(os.environ.get("INGEST_REDIS_TIMEOUT_SECONDS", "2"))
+
+# The same timeouts for every RQ client of the web process (/readyz, /metrics, the on-call
+# console), so that none hangs on a Redis that accepts connections and never answers (options in
+# the URL win over a client's own arguments). RQ raises the read timeout of a worker's own
+# connection above its blocking pop, so workers are unaffected.
+RQ_REDIS_URL = _redis_url_with_timeouts(
+    REDIS_URL,
+    socket_connect_timeout=INGEST_REDIS_TIMEOUT_SECONDS,
+    socket_timeout=INGEST_REDIS_TIMEOUT_SECONDS,
+)
 RQ_QUEUES = {
-    "ingest": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
-    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 1800},
+    "ingest": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": 600},
+    "default": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": 1800},
 }
 RQ_SHOW_ADMIN_LINK = True
 
@@ -209,9 +235,6 @@ INGEST_MAX_ATTEMPTS = int(os.environ.get("INGEST_MAX_ATTEMPTS", "5"))
 # this many events in one transaction (per-transaction and per-stock-level costs are then paid
 # once per group); 0 applies each batch alone. See docs/ingest.md.
 INGEST_GROUP_EVENTS = int(os.environ.get("INGEST_GROUP_EVENTS", "10000"))
-# Connect and read timeout of the Redis client the ingest API uses (rate limit, enqueue): a hung
-# Redis delays a POST by seconds, and the batch waits in the database for the sweeper.
-INGEST_REDIS_TIMEOUT_SECONDS = float(os.environ.get("INGEST_REDIS_TIMEOUT_SECONDS", "2"))
 
 # Live dashboards (docs/dashboard.md): each watched scope is recomputed at most once per
 # DASHBOARD_COALESCE_MS after changes are announced, and at least every DASHBOARD_REFRESH_S.

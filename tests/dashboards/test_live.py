@@ -8,7 +8,12 @@ import time
 
 import pytest
 
-from dashboards.broadcasts import KIND_ALERTS, KIND_SCOPES, scopes_changed_announce
+from dashboards.broadcasts import (
+    KIND_ALERTS,
+    KIND_SCOPES,
+    alerts_changed_announce,
+    scopes_changed_announce,
+)
 from dashboards.live import DashboardHub
 from dashboards.panels import Scope
 
@@ -225,9 +230,48 @@ def test_an_announcement_through_redis_reaches_the_hub():
     assert len(watcher.frames) == 2
 
 
+def test_a_hub_hears_only_the_groups_of_the_scopes_it_watches():
+    # given two hubs (as two Daphne processes), one watching ams, the other rtm
+    heard = {"ams": [], "rtm": []}
+
+    class ListeningHub(DashboardHub):
+        def __init__(self, name):
+            super().__init__(view_build=CountingViews())
+            self.name = name
+
+        def announcement_handle(self, kind, site_codes):
+            heard[self.name].append((kind, site_codes))
+            super().announcement_handle(kind, site_codes)
+
+    async def main():
+        hubs = {name: ListeningHub(name) for name in heard}
+        try:
+            for name, hub in hubs.items():
+                await hub.watch(Scope(name, "1h"), RecordingWatcher())
+                await asyncio.wait_for(hub.listening.wait(), timeout=5)
+            # when a writer announces a change at ams, then an alert for every scope
+            await asyncio.to_thread(scopes_changed_announce, site_codes=["ams"])
+            await asyncio.to_thread(alerts_changed_announce, site_codes=None)
+            await asyncio.sleep(0.5)
+        finally:
+            for hub in hubs.values():
+                await hub.close()
+
+    asyncio.run(main())
+
+    # then only the ams hub heard the ams change (through the ams scope's group); both heard the
+    # change that concerns every scope
+    assert heard == {
+        "ams": [(KIND_SCOPES, ["ams"]), (KIND_ALERTS, None)],
+        "rtm": [(KIND_ALERTS, None)],
+    }
+
+
 def test_an_announcement_without_redis_is_logged_not_raised(settings, caplog):
     # The writer's transaction is already committed: failing it now would help no one.
-    settings.REDIS_URL = "redis://127.0.0.1:1/3"  # nothing listens on port 1
+    layers = {"default": {**settings.CHANNEL_LAYERS["default"]}}
+    layers["default"]["CONFIG"] = {"hosts": ["redis://127.0.0.1:1/3"]}  # nothing on port 1
+    settings.CHANNEL_LAYERS = layers
 
     scopes_changed_announce(site_codes=["ams"])
 

@@ -1,4 +1,8 @@
 import io
+import json
+import socket
+import subprocess
+import sys
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -9,6 +13,7 @@ from ingest.models import FeedSource
 from ingest.services import token_hash
 from inventory_ops.models import Movement, Site, Sku, StockLevel
 from tests.builders import user_make
+from tests.processes import BASE_DIR, subprocess_env
 
 pytestmark = pytest.mark.django_db
 
@@ -132,3 +137,42 @@ def test_readyz_reports_each_dependency_in_json(client):
     # No worker runs in this test, so the app is not ready to ingest.
     assert response.status_code == 503
     assert body["workers"] == 0
+
+
+READYZ_SCRIPT = """
+import json, time
+from django.test import RequestFactory
+from inventory_ops.views import readyz
+started = time.monotonic()
+response = readyz(RequestFactory().get("/readyz"))
+seconds = time.monotonic() - started
+print(json.dumps({"status": response.status_code, "body": json.loads(response.content),
+                  "seconds": seconds}))
+"""
+
+
+@pytest.mark.slow
+def test_readyz_answers_503_in_seconds_when_redis_accepts_connections_but_never_answers():
+    # given a "Redis" that completes the TCP handshake (the kernel's backlog) and never replies
+    with socket.socket() as hung_redis:
+        hung_redis.bind(("127.0.0.1", 0))
+        hung_redis.listen(64)
+        port = hung_redis.getsockname()[1]
+        # when the web process checks readiness
+        result = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", READYZ_SCRIPT],
+            cwd=BASE_DIR,
+            env=subprocess_env(REDIS_URL=f"redis://127.0.0.1:{port}/0"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    # then it says Redis is the problem within seconds instead of hanging
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["status"] == 503
+    assert answer["body"]["database"] == "ok"
+    assert answer["body"]["redis"].startswith("unreachable: Timeout")
+    # (redis-py's own default read timeout is 5 s; ours is INGEST_REDIS_TIMEOUT_SECONDS, 2 s)
+    assert answer["seconds"] < 4.5

@@ -73,6 +73,14 @@ def test_the_console_is_for_on_call_and_managers(client, redis_clean, role, stat
     assert client.get("/oncall/").status_code == status
 
 
+def test_the_console_loads_htmx_once(client, redis_clean):
+    logged_in(client, ON_CALL)
+
+    page = client.get("/oncall/").text
+
+    assert page.count("django_htmx/htmx-2.min.js") == 1
+
+
 def test_the_console_requires_login(client):
     response = client.get("/oncall/")
 
