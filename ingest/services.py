@@ -269,9 +269,22 @@ def batch_process(*, batch_id: UUID | str, group_events: int = 0) -> dict:
     later find them done.
     """
     batch_id = batch_id if isinstance(batch_id, UUID) else _uuid_or_none(batch_id)
-    group = _batches_claim(batch_id, group_events=group_events) if batch_id else []
+    group, attempt = _batches_claim(batch_id, group_events=group_events) if batch_id else ([], 0)
     if batch_id not in group:
         return {"batch_id": str(batch_id), "status": "already done, unknown or being applied"}
+    if attempt > settings.INGEST_MAX_ATTEMPTS:
+        # Every earlier attempt was started and never finished nor failed: its worker died
+        # (killed, out of memory) while applying it. Retrying forever would kill every worker.
+        logger.error("batch %s was interrupted %d times: dead letters", batch_id, attempt - 1)
+        failed = run_atomic_with_retry(
+            partial(
+                _batch_give_up,
+                batch_id,
+                reason=f"processing was started {attempt - 1} times and never finished (the "
+                "worker stopped while applying it, e.g. killed or out of memory)",
+            )
+        )
+        return {"batch_id": str(batch_id), "status": "done", "rejected": failed}
     if len(group) > 1:
         try:
             counts = run_atomic_with_retry(partial(_batches_process_in_transaction, group))
@@ -318,11 +331,12 @@ def _uuid_or_none(value) -> UUID | None:
         return None
 
 
-def _batches_claim(batch_id: UUID, *, group_events: int) -> list[UUID]:
+def _batches_claim(batch_id: UUID, *, group_events: int) -> tuple[list[UUID], int]:
     """Mark the batch (one more attempt) and queued ones to group with it `processing`, in a
-    short transaction of its own: the attempt counts even if the work then rolls back, and
-    producers see that their batch was started. Return the group, this batch first; empty if
-    it is done, unknown, or locked by a worker applying it now (SKIP LOCKED: no waiting).
+    short transaction of its own: the attempt counts even if the work then rolls back or the
+    worker dies, and producers see that their batch was started. Return the group, this batch
+    first, and this attempt's number; no group if it is done, unknown, or locked by a worker
+    applying it now (SKIP LOCKED: no waiting).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -330,12 +344,14 @@ def _batches_claim(batch_id: UUID, *, group_events: int) -> list[UUID]:
             IngestBatch.objects.select_for_update(skip_locked=True)
             .filter(pk=batch_id)
             .exclude(status=BatchStatus.DONE)
-            .values_list("accepted", flat=True)
+            .values_list("accepted", "attempts")
         )
         if not own:
-            return []
+            return [], 0
+        accepted, attempts_before = own[0]
+        attempt = attempts_before + 1
         group = [batch_id]
-        budget = group_events - own[0]
+        budget = group_events - accepted if attempt <= settings.INGEST_MAX_ATTEMPTS else 0
         if budget > 0:
             queued = (
                 IngestBatch.objects.select_for_update(skip_locked=True)
@@ -356,7 +372,7 @@ def _batches_claim(batch_id: UUID, *, group_events: int) -> list[UUID]:
             IngestBatch.objects.filter(pk__in=group[1:]).update(
                 status=BatchStatus.PROCESSING, started_at=now
             )
-    return group
+    return group, attempt
 
 
 def _batch_give_up(batch_id, *, reason: str) -> int:

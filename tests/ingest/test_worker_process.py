@@ -324,6 +324,63 @@ def test_a_batch_that_keeps_failing_ends_done_with_dead_letters_after_the_cap(cl
 
 
 @contextmanager
+def slow_event(event_id: str, seconds: float):
+    """A database trigger that makes storing `event_id`'s idempotency key take `seconds`: a
+    batch holding it stays in the middle of its transaction that long, every time."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_slow() RETURNS trigger AS $$ BEGIN "
+            f"IF NEW.event_id = '{event_id}' THEN PERFORM pg_sleep({seconds}); END IF; "
+            "RETURN NEW; END $$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            "CREATE TRIGGER test_slow BEFORE INSERT ON ingest_processedevent "
+            "FOR EACH ROW EXECUTE FUNCTION test_slow()"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER IF EXISTS test_slow ON ingest_processedevent")
+            cursor.execute("DROP FUNCTION IF EXISTS test_slow()")
+
+
+def test_a_batch_whose_worker_dies_every_time_ends_done_with_dead_letters_after_the_cap(
+    client, catalog
+):
+    # given a batch that is in the middle of being applied for a while at every attempt, and
+    # workers that give up after 2 attempts
+    _, token = source_make()
+    env = subprocess_env(INGEST_MAX_ATTEMPTS="2")
+    with slow_event("fatal-1", seconds=1):
+        body = json_body([received("A", 5), received("B", 7, event_id="fatal-1")])
+        batch_id = post(client, token, body).json()["batch_id"]
+        # when its worker is killed in the middle of it, twice
+        for attempt in (1, 2):
+            with ingest_worker(env=dict(env), log_name=f"worker-dies-{attempt}") as doomed:
+                deadline = time.monotonic() + 30
+                while IngestBatch.objects.get(pk=batch_id).attempts < attempt:
+                    assert time.monotonic() < deadline, f"attempt {attempt} never started"
+                    time.sleep(0.02)
+                time.sleep(0.2)  # inside the batch's transaction, in the slow trigger
+                stop_process(doomed, sig=signal.SIGKILL)
+            assert IngestBatch.objects.get(pk=batch_id).status != BatchStatus.DONE
+        # then the next worker does not start it a third time: it ends done, every event a
+        # dead letter saying why, nothing applied, and the worker stays up for other batches
+        with ingest_worker(env=dict(env), log_name="worker-after-deaths") as survivor:
+            (batch,) = wait_done([batch_id], timeout=60)
+            other = post(client, token, json_body([received("A", 1, event_id="after-1")]))
+            wait_done([other.json()["batch_id"]], timeout=60)
+            assert survivor.poll() is None
+    assert (batch.attempts, batch.applied, batch.rejected) == (3, 0, 2)
+    letters = DeadLetter.objects.filter(batch_id=batch_id).order_by("index")
+    assert [letter.reason_code for letter in letters] == ["processing_failed"] * 2
+    assert "started 2 times and never finished" in letters[0].reason
+    assert stock() == {("north", "A"): (1, 0)}
+    assert_ledger_ok()
+
+
+@contextmanager
 def hung_redis():
     """A TCP server that accepts connections and never answers: a hung Redis. Yields its URL."""
     listener = socket.socket()
