@@ -62,11 +62,7 @@ def run(*, events: int, batch_size: int, workers: int, clients: int) -> dict:
                 ingest_stack.post(base_url, token, body)
 
         started = time.perf_counter()
-        threads = [threading.Thread(target=client) for _ in range(clients)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        ingest_stack.concurrently(client, clients)
         posted = time.perf_counter() - started
         while IngestBatch.objects.exclude(status=BatchStatus.DONE).exists():
             time.sleep(0.05)
