@@ -114,6 +114,17 @@ def stack(*, workers: int):
         yield base_url
 
 
+def concurrently(target, threads: int) -> None:
+    """Run `target` in `threads` threads at once and wait for them all."""
+    import threading
+
+    running = [threading.Thread(target=target) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+
+
 def post(base_url: str, token: str, body: str) -> dict:
     request = urllib.request.Request(  # noqa: S310 (local URL)
         f"{base_url}/api/ingest/events",

@@ -96,11 +96,7 @@ def run(*, events: int, batch_size: int, workers: int, clients: int, stored: boo
             for batch_id in stored_ids:
                 batch_enqueue(batch_id=batch_id)
             queue.clear()
-        threads = [threading.Thread(target=client) for _ in range(clients)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        ingest_stack.concurrently(client, clients)
         posted = time.perf_counter() - started
         # Applied means applied: held events (an order event that reached a worker before
         # its order, created by a racing worker) count until they are released.

@@ -17,7 +17,7 @@ from ingest.parsing import (
     BodyError,
     body_decode,
     body_format_for,
-    events_parse,
+    events_count,
 )
 from ingest.schemas import (
     ApiError,
@@ -150,12 +150,12 @@ def events_push(request: HttpRequest):
         )
     try:
         text = body_decode(body)
-        events = events_parse(body_format=body_format, text=text)
+        accepted = events_count(body_format=body_format, text=text)
     except BodyError as error:
         return _error(400, error.detail, error.errors)
     try:
         batch = batch_receive(
-            source=source, body_format=body_format, raw_body=text, accepted=len(events)
+            source=source, body_format=body_format, raw_body=text, accepted=accepted
         )
     except DatabaseError as error:
         logger.error("batch from %s not stored: %s", source, error)

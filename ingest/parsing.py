@@ -1,13 +1,17 @@
 """Turn a request body into a list of raw events, or say exactly what is wrong with it.
 
-The API parses once to refuse a broken request (400) and to count the events; the worker parses
-the stored body again with the same function, so what was counted is what gets processed.
+`events_parse` is the reference: the worker parses the stored body with it. The API only needs
+to refuse a broken request (400) and to count the events; `events_count` does that with a
+faster JSON parser and lets `events_parse` decide whatever that parser refuses, so what was
+counted is what gets processed.
 """
 
 import csv
 import io
 import json
 import math
+
+import orjson
 
 from ingest.schemas import EVENTS_PER_REQUEST
 
@@ -73,13 +77,46 @@ def events_parse(*, body_format: str, text: str) -> list[object]:
         events = _csv_events(text)
     else:
         raise BodyError(f"unknown body format {body_format!r}")
-    if not events:
-        raise BodyError("the batch has no events: send at least one")
-    if len(events) > EVENTS_PER_REQUEST:
-        raise BodyError(
-            f"the batch has {len(events)} events; send at most {EVENTS_PER_REQUEST} per request"
-        )
+    _count_check(len(events))
     return events
+
+
+def events_count(*, body_format: str, text: str) -> int:
+    """The number of events `events_parse` finds in the body, or the BodyError it raises.
+
+    orjson builds the events in a fraction of the time. Everything it accepts, the reference
+    parser accepts too, with the same events: it refuses NaN, Infinity and out-of-range floats
+    as we do, lone surrogate escapes (we accept them; the worker rejects the event), and nesting
+    deeper than 1,024 (the standard library's scanner goes to 1,497). So when it refuses a body,
+    `events_parse` decides, and words the 400.
+    """
+    try:
+        if body_format == "json":
+            document = orjson.loads(text)
+            if not isinstance(document, dict) or not isinstance(document.get("events"), list):
+                raise BodyError("not a batch")
+            count = len(document["events"])
+        elif body_format == "ndjson":
+            count = 0
+            for line in text.splitlines():
+                if line.strip():
+                    orjson.loads(line)
+                    count += 1
+        else:
+            return len(events_parse(body_format=body_format, text=text))
+        _count_check(count)
+    except (orjson.JSONDecodeError, BodyError):
+        return len(events_parse(body_format=body_format, text=text))
+    return count
+
+
+def _count_check(count: int) -> None:
+    if not count:
+        raise BodyError("the batch has no events: send at least one")
+    if count > EVENTS_PER_REQUEST:
+        raise BodyError(
+            f"the batch has {count} events; send at most {EVENTS_PER_REQUEST} per request"
+        )
 
 
 def _json_events(text: str) -> list[object]:

@@ -4,7 +4,14 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inventory_ops.settings")
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
+
+if not settings.configured:
+    # A process that serves this application pools its PostgreSQL connections: under ASGI each
+    # request runs on a thread of its own, so per-thread persistent connections are never
+    # reused (settings.py, DATABASE_POOL). Not when another process (tests) imports it late.
+    os.environ.setdefault("DATABASE_POOL", "1")
 
 # Django must be set up before anything imports models (the consumers do).
 django_asgi_app = get_asgi_application()

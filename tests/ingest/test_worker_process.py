@@ -267,25 +267,35 @@ def test_database_unreachable_answers_503_in_json_and_keeps_nothing(catalog):
 
 
 @contextmanager
-def poison_event(event_id: str):
-    """A database trigger that makes storing `event_id`'s idempotency key raise, as a bug or a
-    broken constraint would: every attempt at the batch holding it fails."""
+def key_insert_trigger(event_id: str, action: str):
+    """A database trigger that runs `action` (PL/pgSQL) when `event_id`'s idempotency key is
+    stored, at every attempt at the batch holding it."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "CREATE FUNCTION test_poison() RETURNS trigger AS $$ BEGIN "
-            f"IF NEW.event_id = '{event_id}' THEN RAISE EXCEPTION 'poisoned event %', "
-            "NEW.event_id; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+            "CREATE FUNCTION test_key_insert() RETURNS trigger AS $$ BEGIN "
+            f"IF NEW.event_id = '{event_id}' THEN {action}; END IF; RETURN NEW; END $$ "
+            "LANGUAGE plpgsql"
         )
         cursor.execute(
-            "CREATE TRIGGER test_poison BEFORE INSERT ON ingest_processedevent "
-            "FOR EACH ROW EXECUTE FUNCTION test_poison()"
+            "CREATE TRIGGER test_key_insert BEFORE INSERT ON ingest_processedevent "
+            "FOR EACH ROW EXECUTE FUNCTION test_key_insert()"
         )
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER IF EXISTS test_poison ON ingest_processedevent")
-            cursor.execute("DROP FUNCTION IF EXISTS test_poison()")
+            cursor.execute("DROP TRIGGER IF EXISTS test_key_insert ON ingest_processedevent")
+            cursor.execute("DROP FUNCTION IF EXISTS test_key_insert()")
+
+
+def poison_event(event_id: str):
+    """Storing `event_id`'s key raises, as a bug or a broken constraint would."""
+    return key_insert_trigger(event_id, "RAISE EXCEPTION 'poisoned event %', NEW.event_id")
+
+
+def slow_event(event_id: str, seconds: float):
+    """Storing `event_id`'s key takes `seconds`: its batch stays mid-transaction that long."""
+    return key_insert_trigger(event_id, f"PERFORM pg_sleep({seconds})")
 
 
 def test_a_batch_that_keeps_failing_ends_done_with_dead_letters_after_the_cap(client, catalog):
@@ -321,28 +331,6 @@ def test_a_batch_that_keeps_failing_ends_done_with_dead_letters_after_the_cap(cl
     batch.refresh_from_db()
     assert (batch.applied, batch.rejected) == (2, 0)
     assert_ledger_ok()
-
-
-@contextmanager
-def slow_event(event_id: str, seconds: float):
-    """A database trigger that makes storing `event_id`'s idempotency key take `seconds`: a
-    batch holding it stays in the middle of its transaction that long, every time."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE FUNCTION test_slow() RETURNS trigger AS $$ BEGIN "
-            f"IF NEW.event_id = '{event_id}' THEN PERFORM pg_sleep({seconds}); END IF; "
-            "RETURN NEW; END $$ LANGUAGE plpgsql"
-        )
-        cursor.execute(
-            "CREATE TRIGGER test_slow BEFORE INSERT ON ingest_processedevent "
-            "FOR EACH ROW EXECUTE FUNCTION test_slow()"
-        )
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER IF EXISTS test_slow ON ingest_processedevent")
-            cursor.execute("DROP FUNCTION IF EXISTS test_slow()")
 
 
 def test_a_batch_whose_worker_dies_every_time_ends_done_with_dead_letters_after_the_cap(
