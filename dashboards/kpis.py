@@ -83,10 +83,12 @@ class WindowState:
 def _site_id(site: str | None) -> int | None:
     if site is None:
         return None
-    site_id = Site.objects.filter(code=site).values_list("id", flat=True).first()
-    if site_id is None:
+    with connection.cursor() as cursor:  # raw SQL: cheaper to build than the ORM's, every read
+        cursor.execute(f"SELECT id FROM {Site._meta.db_table} WHERE code = %s", [site])  # noqa: S608
+        row = cursor.fetchone()
+    if row is None:
         raise UnknownSite([site])
-    return site_id
+    return row[0]
 
 
 def _bucket_ranges(low: int, high: int) -> list[tuple[int, int, int]]:
@@ -186,6 +188,43 @@ def _edges_add(state, site_id, start, end, first_whole, last_minute) -> None:
     One round trip: movements (with their SKU's cost), revaluations, the cost changes of those
     SKUs and deliveries, shaped alike and glued with UNION ALL.
     """
+    if connection.vendor == "postgresql":
+        rows = _edge_rows_sql(site_id, start, end, first_whole, last_minute)
+    else:
+        rows = _edge_rows_orm(site_id, start, end, first_whole, last_minute)
+    moved, delivered, changes, costs = [], [], defaultdict(list), {}
+    for row_site, sku_id, kind, amount, occurred_at, unit_cost in rows:
+        if kind == REVALUATION:
+            state.sums[row_site][VALUE] += amount
+        elif kind == COST_CHANGE:
+            changes[sku_id].append((int(occurred_at.timestamp()), amount))
+        elif kind in (DELIVERED, DELIVERED_ACCURATE):
+            delivered.append((row_site, occurred_at, kind == DELIVERED_ACCURATE, amount, sku_id))
+        else:
+            moved.append((row_site, sku_id, kind, amount, occurred_at))
+            costs[sku_id] = money_e4(unit_cost)
+    if moved:
+        for sku_changes in changes.values():
+            sku_changes.sort()
+        book = CostBook(costs, dict(changes))
+        inside = sums_new()
+        after = sums_new()
+        movements_fold(inside, [row for row in moved if row[4] <= end], book)
+        movements_fold(after, [row for row in moved if row[4] > end], book)
+        _sums_add(state, inside)
+        for (row_site, _minute), values in after.items():
+            state.value_end_e4[row_site] -= values[VALUE]
+    edge_deliveries = sums_new()
+    bins: defaultdict = defaultdict(int)
+    deliveries_fold(edge_deliveries, bins, delivered)
+    _sums_add(state, edge_deliveries)
+    for (_site, _minute, duration_bin), count in bins.items():
+        state.bins[duration_bin] += count
+
+
+def _edge_rows_orm(site_id, start, end, first_whole, last_minute) -> list[tuple]:
+    """The edge rows of `_edges_add` through the ORM (SQLite: its converters give aware
+    datetimes and decimals back from a UNION)."""
     head = Q(occurred_at__gt=start, occurred_at__lt=instant(first_whole))
     tail = Q(occurred_at__gte=instant(last_minute), occurred_at__lt=instant(last_minute + 60))
     scope = Q() if site_id is None else Q(site_id=site_id)
@@ -224,39 +263,62 @@ def _edges_add(state, site_id, start, end, first_whole, last_minute) -> None:
         )
         .values_list(*columns)
     )
-    rows = list(
+    return list(
         movements.order_by()
         .union(revaluations.order_by(), cost_changes.order_by(), deliveries.order_by(), all=True)
         .order_by()
     )
-    moved, delivered, changes, costs = [], [], defaultdict(list), {}
-    for row_site, sku_id, kind, amount, occurred_at, unit_cost in rows:
-        if kind == REVALUATION:
-            state.sums[row_site][VALUE] += amount
-        elif kind == COST_CHANGE:
-            changes[sku_id].append((int(occurred_at.timestamp()), amount))
-        elif kind in (DELIVERED, DELIVERED_ACCURATE):
-            delivered.append((row_site, occurred_at, kind == DELIVERED_ACCURATE, amount, sku_id))
-        else:
-            moved.append((row_site, sku_id, kind, amount, occurred_at))
-            costs[sku_id] = money_e4(unit_cost)
-    if moved:
-        for sku_changes in changes.values():
-            sku_changes.sort()
-        book = CostBook(costs, dict(changes))
-        inside = sums_new()
-        after = sums_new()
-        movements_fold(inside, [row for row in moved if row[4] <= end], book)
-        movements_fold(after, [row for row in moved if row[4] > end], book)
-        _sums_add(state, inside)
-        for (row_site, _minute), values in after.items():
-            state.value_end_e4[row_site] -= values[VALUE]
-    edge_deliveries = sums_new()
-    bins: defaultdict = defaultdict(int)
-    deliveries_fold(edge_deliveries, bins, delivered)
-    _sums_add(state, edge_deliveries)
-    for (_site, _minute, duration_bin), count in bins.items():
-        state.bins[duration_bin] += count
+
+
+def _edge_rows_sql(site_id, start, end, first_whole, last_minute) -> list[tuple]:
+    """The edge rows of `_edges_add` in one hand-written statement (PostgreSQL): the ORM took
+    longer to build this union than PostgreSQL takes to run it."""
+    site_clause = "" if site_id is None else "site_id = %s AND "
+    site_params = [] if site_id is None else [site_id]
+    edges = "((occurred_at > %s AND occurred_at < %s) OR (occurred_at >= %s AND occurred_at < %s))"
+    edge_params = [
+        start,
+        instant(first_whole),
+        instant(last_minute),
+        instant(last_minute + 60),
+    ]
+    edge_movements = f"{Movement._meta.db_table} WHERE {site_clause}{edges}"
+    sql = (
+        # Only our table names and fixed clauses are interpolated; values are parameters.
+        "SELECT movement.site_id, movement.sku_id, movement.kind, movement.on_hand_delta, "  # noqa: S608
+        "movement.occurred_at, sku.unit_cost FROM (SELECT site_id, sku_id, kind, on_hand_delta, "
+        f"occurred_at FROM {edge_movements}) AS movement "
+        f"JOIN {Sku._meta.db_table} sku ON sku.id = movement.sku_id "
+        f"UNION ALL SELECT site_id, sku_id, %s, amount_e4, occurred_at, 0 "
+        f"FROM {Revaluation._meta.db_table} WHERE {site_clause}occurred_at = %s "
+        "AND occurred_at <= %s "
+        "UNION ALL SELECT 0, sku_id, %s, new_cost_e4 - old_cost_e4, effective_at, 0 "
+        f"FROM {UnitCostChange._meta.db_table} WHERE effective_at > %s "
+        f"AND sku_id IN (SELECT sku_id FROM {edge_movements}) "
+        "UNION ALL SELECT site_id, fulfillment_bin, CASE WHEN accurate THEN %s ELSE %s END, "
+        f"shipping_cost_e4, occurred_at, 0 FROM {DeliveryRecord._meta.db_table} "
+        f"WHERE {site_clause}{edges} AND occurred_at <= %s"
+    )
+    params = [
+        *site_params,
+        *edge_params,
+        REVALUATION,
+        *site_params,
+        instant(last_minute),
+        end,
+        COST_CHANGE,
+        start,
+        *site_params,
+        *edge_params,
+        DELIVERED_ACCURATE,
+        DELIVERED,
+        *site_params,
+        *edge_params,
+        end,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def _sums_add(state: WindowState, sums) -> None:
