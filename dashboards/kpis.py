@@ -20,6 +20,8 @@ from django.utils import timezone
 
 from dashboards.models import (
     ALL_SITES,
+    BIN_COUNT_FIELDS,
+    BINS_PER_ROW,
     DeliveryRecord,
     FulfillmentBin,
     KpiBucket,
@@ -333,13 +335,17 @@ def _fulfillment_bins_add(state: WindowState, site_id: int | None) -> None:
         _bucket_ranges(minute_of(state.start) + 60, minute_of(state.end))
     )
     sql = (
-        f"SELECT bin, SUM(count) FROM {FulfillmentBin._meta.db_table} "  # noqa: S608
-        f"WHERE site_id = %s AND ({in_window}) GROUP BY bin"
+        f"SELECT bin_group, {', '.join(f'SUM({name})' for name in BIN_COUNT_FIELDS)} "  # noqa: S608
+        f"FROM {FulfillmentBin._meta.db_table} "
+        f"WHERE site_id = %s AND ({in_window}) GROUP BY bin_group"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [ALL_SITES if site_id is None else site_id, *params])
-        for duration_bin, count in cursor.fetchall():
-            state.bins[duration_bin] += int(count)
+        for group, *counts in cursor.fetchall():
+            first = group * BINS_PER_ROW
+            for column, count in enumerate(counts):
+                if count:
+                    state.bins[first + column] += int(count)
 
 
 def _percentiles(state: WindowState, site_id: int | None) -> dict[str, float | None]:

@@ -49,29 +49,54 @@ class KpiBucket(models.Model):
         return f"site {self.site_id} span {self.span_s}s at {self.start:%Y-%m-%d %H:%M}"
 
 
+# Fulfillment-time bins per `FulfillmentBin` row (bin = bin_group * BINS_PER_ROW + column).
+BINS_PER_ROW = 16
+BIN_COUNT_FIELDS = tuple(f"count_{column}" for column in range(BINS_PER_ROW))
+
+
 class FulfillmentBin(models.Model):
-    """How many fulfillment times fell in one duration bin, per site (0: all sites) and bucket.
+    """How many fulfillment times fell in each of 16 adjacent duration bins (`count_0` for bin
+    `bin_group * 16`, ...), per site (0: all sites) and bucket.
 
     Percentiles are exact: these counts find the bin holding the wanted rank, then only that
-    bin's rows of `DeliveryRecord` are read.
+    bin's rows of `DeliveryRecord` are read. Sixteen bins share a row so that a 30-day window
+    reads a few hundred rows rather than one per bin and bucket (about 5,500 at 200,000 orders
+    a month); the writers add to one column, so a row is still updated in place.
     """
 
     site_id = models.BigIntegerField()
     span_s = models.IntegerField()
     start = models.DateTimeField()
-    bin = models.IntegerField()
+    bin_group = models.IntegerField()
     shard = models.SmallIntegerField(default=0)
-    count = models.BigIntegerField(default=0)
+    count_0 = models.BigIntegerField(default=0)
+    count_1 = models.BigIntegerField(default=0)
+    count_2 = models.BigIntegerField(default=0)
+    count_3 = models.BigIntegerField(default=0)
+    count_4 = models.BigIntegerField(default=0)
+    count_5 = models.BigIntegerField(default=0)
+    count_6 = models.BigIntegerField(default=0)
+    count_7 = models.BigIntegerField(default=0)
+    count_8 = models.BigIntegerField(default=0)
+    count_9 = models.BigIntegerField(default=0)
+    count_10 = models.BigIntegerField(default=0)
+    count_11 = models.BigIntegerField(default=0)
+    count_12 = models.BigIntegerField(default=0)
+    count_13 = models.BigIntegerField(default=0)
+    count_14 = models.BigIntegerField(default=0)
+    count_15 = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["site_id", "span_s", "start", "bin", "shard"], name="fulfillment_bin_key"
+                fields=["site_id", "span_s", "start", "bin_group", "shard"],
+                name="fulfillment_bin_group_key",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"site {self.site_id} bin {self.bin} at {self.start:%Y-%m-%d %H:%M}: {self.count}"
+        first = self.bin_group * BINS_PER_ROW
+        return f"site {self.site_id} bins {first}+ at {self.start:%Y-%m-%d %H:%M}"
 
 
 class DeliveryRecord(models.Model):
