@@ -11,6 +11,7 @@ an instant is the site's all-time total minus what happened after it (see docs/k
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -52,7 +53,7 @@ from dashboards.rollups import (
     movements_fold,
     sums_new,
 )
-from ingest.selectors import feeds_freshness
+from ingest.selectors import feeds_freshness_fold, feeds_freshness_statement
 from inventory_ops.exceptions import UnknownSite
 from inventory_ops.models import Movement, Site, Sku
 
@@ -134,12 +135,53 @@ def _adapt(moment: dt.datetime):
 IN_WINDOW, AFTER_END, TOTAL = 0, 1, 2
 
 
+# A statement is (SQL, parameters), or a callable giving the rows (an ORM query: SQLite).
+Statement = tuple[str, list] | Callable[[], list[tuple]]
+
+
+def _rows_of(statements: list[Statement]) -> list[list[tuple]]:
+    """The rows of each of these independent statements.
+
+    On PostgreSQL in one round trip: Django's psycopg cursor binds parameters on the client,
+    so the statements go as one simple query and `nextset` walks their results. A KPI read
+    used to wait for one round trip per statement, each costing more than its execution.
+    """
+    options = connection.settings_dict.get("OPTIONS", {})
+    if connection.vendor == "postgresql" and not options.get("server_side_binding"):
+        sql = ";\n".join(statement[0] for statement in statements)
+        params = [value for _, values in statements for value in values]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            results = [cursor.fetchall()]
+            while cursor.nextset():
+                results.append(cursor.fetchall())
+        return results
+    results = []
+    for statement in statements:
+        if callable(statement):
+            results.append(statement())
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute(*statement)
+            results.append(cursor.fetchall())
+    return results
+
+
 def window_state(
     *, site_id: int | None, start: dt.datetime, end: dt.datetime, per_site: bool = False
 ) -> WindowState:
     """Sum the facts in (start, end], and the inventory value at `end`; for all sites
     (site_id None) from the all-sites rows, or with `per_site` site by site."""
     state = WindowState(start=start, end=end)
+    bucket_rows, edge_rows = _rows_of(_window_statements(site_id, start, end, per_site))
+    _window_fold(state, bucket_rows, edge_rows)
+    return state
+
+
+def _window_statements(
+    site_id: int | None, start: dt.datetime, end: dt.datetime, per_site: bool = False
+) -> list[Statement]:
+    """The bucket sums and the raw facts of the partial minutes at the ends of (start, end]."""
     first_whole = minute_of(start) + 60  # the first minute boundary after `start`
     last_minute = minute_of(end)  # the minute holding `end`, read from raw facts
     in_window, window_params = _ranges_sql(_bucket_ranges(first_whole, last_minute))
@@ -148,8 +190,8 @@ def window_state(
     site_clause, site_params = "site_id = %s", [ALL_SITES if site_id is None else site_id]
     if per_site and site_id is None:
         site_clause, site_params = "site_id <> %s", [ALL_SITES]
-    # One round trip; raw SQL because the ORM spends longer building this than PostgreSQL
-    # spends running it. Only our column names are interpolated.
+    # Raw SQL because the ORM spends longer building this than PostgreSQL spends running it.
+    # Only our column names are interpolated.
     sql = (
         f"SELECT site_id, CASE WHEN span_s = {TOTAL_SPAN} THEN {TOTAL} "  # noqa: S608
         f"WHEN span_s = {SPANS[0]} AND start >= %s THEN {AFTER_END} ELSE {IN_WINDOW} END, "
@@ -158,10 +200,14 @@ def window_state(
         f"{in_window} OR span_s = {TOTAL_SPAN} OR (span_s = {SPANS[0]} AND start >= %s)) "
         "GROUP BY 1, 2"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [after_end, *site_params, *window_params, after_end])
-        rows = cursor.fetchall()
-    for row_site, part, *sums in rows:
+    buckets = (sql, [after_end, *site_params, *window_params, after_end])
+    if connection.vendor == "postgresql":
+        return [buckets, _edge_statement(site_id, start, end, first_whole, last_minute)]
+    return [buckets, lambda: _edge_rows_orm(site_id, start, end, first_whole, last_minute)]
+
+
+def _window_fold(state: WindowState, bucket_rows, edge_rows) -> None:
+    for row_site, part, *sums in bucket_rows:
         # PostgreSQL sums bigints as numeric: back to exact Python ints.
         values = [int(value or 0) for value in sums]
         if part == IN_WINDOW:
@@ -172,8 +218,7 @@ def window_state(
             state.value_end_e4[row_site] += values[VALUE]
         else:
             state.value_end_e4[row_site] -= values[VALUE]
-    _edges_add(state, site_id, start, end, first_whole, last_minute)
-    return state
+    _edges_add(state, edge_rows)
 
 
 REVALUATION, COST_CHANGE, DELIVERED, DELIVERED_ACCURATE = (
@@ -184,16 +229,11 @@ REVALUATION, COST_CHANGE, DELIVERED, DELIVERED_ACCURATE = (
 )
 
 
-def _edges_add(state, site_id, start, end, first_whole, last_minute) -> None:
-    """Fold the raw facts of the partial minutes at both ends of the window.
-
-    One round trip: movements (with their SKU's cost), revaluations, the cost changes of those
-    SKUs and deliveries, shaped alike and glued with UNION ALL.
-    """
-    if connection.vendor == "postgresql":
-        rows = _edge_rows_sql(site_id, start, end, first_whole, last_minute)
-    else:
-        rows = _edge_rows_orm(site_id, start, end, first_whole, last_minute)
+def _edges_add(state: WindowState, rows) -> None:
+    """Fold the raw facts of the partial minutes at both ends of the window: movements (with
+    their SKU's cost), revaluations, the cost changes of those SKUs and deliveries, shaped
+    alike and glued with UNION ALL."""
+    end = state.end
     moved, delivered, changes, costs = [], [], defaultdict(list), {}
     for row_site, sku_id, kind, amount, occurred_at, unit_cost in rows:
         if kind == REVALUATION:
@@ -272,7 +312,7 @@ def _edge_rows_orm(site_id, start, end, first_whole, last_minute) -> list[tuple]
     )
 
 
-def _edge_rows_sql(site_id, start, end, first_whole, last_minute) -> list[tuple]:
+def _edge_statement(site_id, start, end, first_whole, last_minute) -> tuple[str, list]:
     """The edge rows of `_edges_add` in one hand-written statement (PostgreSQL): the ORM took
     longer to build this union than PostgreSQL takes to run it."""
     site_clause = "" if site_id is None else "site_id = %s AND "
@@ -318,9 +358,7 @@ def _edge_rows_sql(site_id, start, end, first_whole, last_minute) -> list[tuple]
         *edge_params,
         end,
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+    return sql, params
 
 
 def _sums_add(state: WindowState, sums) -> None:
@@ -330,22 +368,22 @@ def _sums_add(state: WindowState, sums) -> None:
             target[index] += value
 
 
-def _fulfillment_bins_add(state: WindowState, site_id: int | None) -> None:
-    in_window, params = _ranges_sql(
-        _bucket_ranges(minute_of(state.start) + 60, minute_of(state.end))
-    )
+def _bins_statement(site_id: int | None, start: dt.datetime, end: dt.datetime):
+    in_window, params = _ranges_sql(_bucket_ranges(minute_of(start) + 60, minute_of(end)))
     sql = (
         f"SELECT bin_group, {', '.join(f'SUM({name})' for name in BIN_COUNT_FIELDS)} "  # noqa: S608
         f"FROM {FulfillmentBin._meta.db_table} "
         f"WHERE site_id = %s AND ({in_window}) GROUP BY bin_group"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [ALL_SITES if site_id is None else site_id, *params])
-        for group, *counts in cursor.fetchall():
-            first = group * BINS_PER_ROW
-            for column, count in enumerate(counts):
-                if count:
-                    state.bins[first + column] += int(count)
+    return sql, [ALL_SITES if site_id is None else site_id, *params]
+
+
+def _bins_fold(state: WindowState, rows) -> None:
+    for group, *counts in rows:
+        first = group * BINS_PER_ROW
+        for column, count in enumerate(counts):
+            if count:
+                state.bins[first + column] += int(count)
 
 
 def _percentiles(state: WindowState, site_id: int | None) -> dict[str, float | None]:
@@ -414,10 +452,9 @@ def _order_statistics(state: WindowState, site_id: int | None, ranks: list[int])
     return values
 
 
-def _now_state(site_id: int | None, now: dt.datetime) -> dict:
+def _now_statement(site_id: int | None, now: dt.datetime) -> tuple[str, list]:
     """Stockouts, negative stock, below-reorder-point pairs now (each count served by its
-    partial index), and the reconciliation skew of the latest snapshot of each site: one
-    round trip."""
+    partial index), and the reconciliation skew of the latest snapshot of each site."""
     status = StockStatus._meta.db_table
     snapshots = SnapshotRecord._meta.db_table
     site_clause = "" if site_id is None else " AND site_id = %s"
@@ -438,9 +475,11 @@ def _now_state(site_id: int | None, now: dt.datetime) -> dict:
         "ORDER BY latest.occurred_at DESC, latest.id DESC LIMIT 1) "
         f"FROM {Site._meta.db_table} site{sites_clause})) AS skew"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [demand_since, *site_params * 3, *site_params])
-        stockouts, negative, below, lines, mismatched, units = cursor.fetchone()
+    return sql, [demand_since, *site_params * 3, *site_params]
+
+
+def _now_fold(rows) -> dict:
+    ((stockouts, negative, below, lines, mismatched, units),) = rows
     return {
         "stockouts": int(stockouts),
         "negative_stock": int(negative),
@@ -482,8 +521,19 @@ def kpis_compute(
     now, window_s = _window_bounds(window, now)
     site_id = _site_id(site)
     start = now - dt.timedelta(seconds=window_s)
-    state = window_state(site_id=site_id, start=start, end=now)
-    _fulfillment_bins_add(state, site_id)
+    # Everything but the percentiles' delivery rows (which need the histogram): one round trip
+    # on PostgreSQL.
+    bucket_rows, edge_rows, bin_rows, now_rows, feed_rows = _rows_of(
+        [
+            *_window_statements(site_id, start, now),
+            _bins_statement(site_id, start, now),
+            _now_statement(site_id, now),
+            feeds_freshness_statement(now=now),
+        ]
+    )
+    state = WindowState(start=start, end=now)
+    _window_fold(state, bucket_rows, edge_rows)
+    _bins_fold(state, bin_rows)
     total = state.total
     value_end = sum(state.value_end_e4.values())
     value_start = value_end - total(VALUE)
@@ -505,8 +555,8 @@ def kpis_compute(
             else float(money_from_e4(total(SHIPPING)) / total(DELIVERIES))
         ),
         **_percentiles(state, site_id),
-        **_now_state(site_id, now),
-        "feeds": feeds_freshness(now=now),
+        **_now_fold(now_rows),
+        "feeds": feeds_freshness_fold(feed_rows, now=now),
     }
 
 

@@ -106,6 +106,13 @@ def feeds_freshness(*, now: datetime | None = None) -> list[dict]:
     the database took to answer them.
     """
     now = now or timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(*feeds_freshness_statement(now=now))
+        return feeds_freshness_fold(cursor.fetchall(), now=now)
+
+
+def feeds_freshness_statement(*, now: datetime) -> tuple[str, list]:
+    """The SQL of `feeds_freshness` and its parameters (the KPI read sends it with its own)."""
     sources = FeedSource._meta.db_table
     batches = IngestBatch._meta.db_table
     sql = (
@@ -117,9 +124,11 @@ def feeds_freshness(*, now: datetime | None = None) -> list[dict]:
         "ORDER BY finished_at DESC LIMIT %s) recent ON recent.source_id = source.id "
         "WHERE source.is_active ORDER BY source.name, source.id"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [now - LAG_WINDOW, LAG_SAMPLES])
-        rows = cursor.fetchall()
+    return sql, [connection.ops.adapt_datetimefield_value(now - LAG_WINDOW), LAG_SAMPLES]
+
+
+def feeds_freshness_fold(rows, *, now: datetime) -> list[dict]:
+    """`feeds_freshness` from the rows of its statement."""
     feeds: dict[int, dict] = {}
     lags: dict[int, list[float]] = {}
     for pk, name, newest, received_at, finished_at in rows:
