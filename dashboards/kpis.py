@@ -23,6 +23,7 @@ from dashboards.models import (
     ALL_SITES,
     BIN_COUNT_FIELDS,
     BINS_PER_ROW,
+    STOCK_TROUBLE_SQL,
     DeliveryRecord,
     FulfillmentBin,
     KpiBucket,
@@ -453,8 +454,8 @@ def _order_statistics(state: WindowState, site_id: int | None, ranks: list[int])
 
 
 def _now_statement(site_id: int | None, now: dt.datetime) -> tuple[str, list]:
-    """Stockouts, negative stock, below-reorder-point pairs now (each count served by its
-    partial index), and the reconciliation skew of the latest snapshot of each site."""
+    """Stockouts, negative stock, below-reorder-point pairs now (one index-only scan of the
+    pairs in trouble), and the reconciliation skew of the latest snapshot of each site."""
     status = StockStatus._meta.db_table
     snapshots = SnapshotRecord._meta.db_table
     site_clause = "" if site_id is None else " AND site_id = %s"
@@ -464,18 +465,17 @@ def _now_statement(site_id: int | None, now: dt.datetime) -> tuple[str, list]:
     # Only table names and fixed clauses are interpolated; values are parameters.
     sql = (
         "SELECT counts.*, skew.* FROM (SELECT "  # noqa: S608
-        f"(SELECT COUNT(*) FROM {status} WHERE available <= 0 "
-        f"AND last_order_line_at > %s{site_clause}) AS stockouts, "
-        f"(SELECT COUNT(*) FROM {status} WHERE on_hand < 0{site_clause}) AS negative, "
-        f"(SELECT COUNT(*) FROM {status} WHERE available < reorder_point "
-        f"AND has_level{site_clause}) AS below) AS counts CROSS JOIN ("
+        "COUNT(*) FILTER (WHERE available <= 0 AND last_order_line_at > %s) AS stockouts, "
+        "COUNT(*) FILTER (WHERE on_hand < 0) AS negative, "
+        "COUNT(*) FILTER (WHERE available < reorder_point AND has_level) AS below "
+        f"FROM {status} WHERE {STOCK_TROUBLE_SQL}{site_clause}) AS counts CROSS JOIN ("
         f"SELECT SUM(line_count) AS lines, SUM(mismatched_lines) AS mismatched, "
         f"SUM(unit_difference) AS units FROM {snapshots} WHERE id IN ("
         f"SELECT (SELECT latest.id FROM {snapshots} latest WHERE latest.site_id = site.id "
         "ORDER BY latest.occurred_at DESC, latest.id DESC LIMIT 1) "
         f"FROM {Site._meta.db_table} site{sites_clause})) AS skew"
     )
-    return sql, [demand_since, *site_params * 3, *site_params]
+    return sql, [demand_since, *site_params, *site_params]
 
 
 def _now_fold(rows) -> dict:

@@ -195,11 +195,19 @@ class Revaluation(models.Model):
         return f"revaluation {self.site_id}/{self.sku_id} {self.amount_e4:+} (e4)"
 
 
+# The pairs that can count as a stockout, negative stock or below their reorder point; the
+# raw SQL of `dashboards.kpis` repeats it (`STOCK_TROUBLE_SQL`) so that the index serves it.
+STOCK_TROUBLE = (
+    Q(on_hand__lt=0) | Q(available__lte=0) | Q(available__lt=F("reorder_point"), has_level=True)
+)
+STOCK_TROUBLE_SQL = "(on_hand < 0 OR available <= 0 OR (available < reorder_point AND has_level))"
+
+
 class StockStatus(models.Model):
     """The KPI engine's copy of each stock level's state, indexed for the "now" KPIs.
 
-    Partial indexes make stockouts, negative stock and below-reorder-point counts read only the
-    rows that are in trouble. `has_level` is false for a pair known only from demand.
+    A partial index makes stockouts, negative stock and below-reorder-point counts read only
+    the rows that are in trouble. `has_level` is false for a pair known only from demand.
     """
 
     site_id = models.BigIntegerField()
@@ -215,18 +223,22 @@ class StockStatus(models.Model):
             models.UniqueConstraint(fields=["site_id", "sku_id"], name="stock_status_pair"),
         ]
         indexes = [
-            models.Index(
-                fields=["site_id"], name="status_negative_idx", condition=Q(on_hand__lt=0)
-            ),
-            models.Index(
-                fields=["site_id", "last_order_line_at"],
-                name="status_stockout_idx",
-                condition=Q(available__lte=0),
-            ),
+            # One index over every pair in trouble, covering what the counts and the worst
+            # stockouts read: one index-only scan counts all three (COUNT ... FILTER), where
+            # three partial indexes read ~2.5 times as many entries (most pairs in trouble are
+            # in two or three of the sets), and a writer maintains one index, not three.
             models.Index(
                 fields=["site_id"],
-                name="status_below_reorder_idx",
-                condition=Q(available__lt=F("reorder_point"), has_level=True),
+                name="status_trouble_idx",
+                condition=STOCK_TROUBLE,
+                include=[
+                    "sku_id",
+                    "on_hand",
+                    "available",
+                    "reorder_point",
+                    "has_level",
+                    "last_order_line_at",
+                ],
             ),
         ]
 
