@@ -227,11 +227,10 @@ class StockStatus(models.Model):
             # stockouts read: one index-only scan counts all three (COUNT ... FILTER), where
             # three partial indexes read ~2.5 times as many entries (most pairs in trouble are
             # in two or three of the sets), and a writer maintains one index, not three.
+            # Key columns rather than INCLUDE, which SQLite does not have.
             models.Index(
-                fields=["site_id"],
-                name="status_trouble_idx",
-                condition=STOCK_TROUBLE,
-                include=[
+                fields=[
+                    "site_id",
                     "sku_id",
                     "on_hand",
                     "available",
@@ -239,6 +238,8 @@ class StockStatus(models.Model):
                     "has_level",
                     "last_order_line_at",
                 ],
+                name="status_trouble_idx",
+                condition=STOCK_TROUBLE,
             ),
         ]
 
