@@ -11,6 +11,7 @@ an instant is the site's all-time total minus what happened after it (see docs/k
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -20,6 +21,9 @@ from django.utils import timezone
 
 from dashboards.models import (
     ALL_SITES,
+    BIN_COUNT_FIELDS,
+    BINS_PER_ROW,
+    STOCK_TROUBLE_SQL,
     DeliveryRecord,
     FulfillmentBin,
     KpiBucket,
@@ -50,7 +54,7 @@ from dashboards.rollups import (
     movements_fold,
     sums_new,
 )
-from ingest.selectors import feeds_freshness
+from ingest.selectors import feeds_freshness_fold, feeds_freshness_statement
 from inventory_ops.exceptions import UnknownSite
 from inventory_ops.models import Movement, Site, Sku
 
@@ -83,10 +87,12 @@ class WindowState:
 def _site_id(site: str | None) -> int | None:
     if site is None:
         return None
-    site_id = Site.objects.filter(code=site).values_list("id", flat=True).first()
-    if site_id is None:
+    with connection.cursor() as cursor:  # raw SQL: cheaper to build than the ORM's, every read
+        cursor.execute(f"SELECT id FROM {Site._meta.db_table} WHERE code = %s", [site])  # noqa: S608
+        row = cursor.fetchone()
+    if row is None:
         raise UnknownSite([site])
-    return site_id
+    return row[0]
 
 
 def _bucket_ranges(low: int, high: int) -> list[tuple[int, int, int]]:
@@ -130,12 +136,53 @@ def _adapt(moment: dt.datetime):
 IN_WINDOW, AFTER_END, TOTAL = 0, 1, 2
 
 
+# A statement is (SQL, parameters), or a callable giving the rows (an ORM query: SQLite).
+Statement = tuple[str, list] | Callable[[], list[tuple]]
+
+
+def _rows_of(statements: list[Statement]) -> list[list[tuple]]:
+    """The rows of each of these independent statements.
+
+    On PostgreSQL in one round trip: Django's psycopg cursor binds parameters on the client,
+    so the statements go as one simple query and `nextset` walks their results. A KPI read
+    used to wait for one round trip per statement, each costing more than its execution.
+    """
+    options = connection.settings_dict.get("OPTIONS", {})
+    if connection.vendor == "postgresql" and not options.get("server_side_binding"):
+        sql = ";\n".join(statement[0] for statement in statements)
+        params = [value for _, values in statements for value in values]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            results = [cursor.fetchall()]
+            while cursor.nextset():
+                results.append(cursor.fetchall())
+        return results
+    results = []
+    for statement in statements:
+        if callable(statement):
+            results.append(statement())
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute(*statement)
+            results.append(cursor.fetchall())
+    return results
+
+
 def window_state(
     *, site_id: int | None, start: dt.datetime, end: dt.datetime, per_site: bool = False
 ) -> WindowState:
     """Sum the facts in (start, end], and the inventory value at `end`; for all sites
     (site_id None) from the all-sites rows, or with `per_site` site by site."""
     state = WindowState(start=start, end=end)
+    bucket_rows, edge_rows = _rows_of(_window_statements(site_id, start, end, per_site))
+    _window_fold(state, bucket_rows, edge_rows)
+    return state
+
+
+def _window_statements(
+    site_id: int | None, start: dt.datetime, end: dt.datetime, per_site: bool = False
+) -> list[Statement]:
+    """The bucket sums and the raw facts of the partial minutes at the ends of (start, end]."""
     first_whole = minute_of(start) + 60  # the first minute boundary after `start`
     last_minute = minute_of(end)  # the minute holding `end`, read from raw facts
     in_window, window_params = _ranges_sql(_bucket_ranges(first_whole, last_minute))
@@ -144,8 +191,8 @@ def window_state(
     site_clause, site_params = "site_id = %s", [ALL_SITES if site_id is None else site_id]
     if per_site and site_id is None:
         site_clause, site_params = "site_id <> %s", [ALL_SITES]
-    # One round trip; raw SQL because the ORM spends longer building this than PostgreSQL
-    # spends running it. Only our column names are interpolated.
+    # Raw SQL because the ORM spends longer building this than PostgreSQL spends running it.
+    # Only our column names are interpolated.
     sql = (
         f"SELECT site_id, CASE WHEN span_s = {TOTAL_SPAN} THEN {TOTAL} "  # noqa: S608
         f"WHEN span_s = {SPANS[0]} AND start >= %s THEN {AFTER_END} ELSE {IN_WINDOW} END, "
@@ -154,10 +201,14 @@ def window_state(
         f"{in_window} OR span_s = {TOTAL_SPAN} OR (span_s = {SPANS[0]} AND start >= %s)) "
         "GROUP BY 1, 2"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [after_end, *site_params, *window_params, after_end])
-        rows = cursor.fetchall()
-    for row_site, part, *sums in rows:
+    buckets = (sql, [after_end, *site_params, *window_params, after_end])
+    if connection.vendor == "postgresql":
+        return [buckets, _edge_statement(site_id, start, end, first_whole, last_minute)]
+    return [buckets, lambda: _edge_rows_orm(site_id, start, end, first_whole, last_minute)]
+
+
+def _window_fold(state: WindowState, bucket_rows, edge_rows) -> None:
+    for row_site, part, *sums in bucket_rows:
         # PostgreSQL sums bigints as numeric: back to exact Python ints.
         values = [int(value or 0) for value in sums]
         if part == IN_WINDOW:
@@ -168,8 +219,7 @@ def window_state(
             state.value_end_e4[row_site] += values[VALUE]
         else:
             state.value_end_e4[row_site] -= values[VALUE]
-    _edges_add(state, site_id, start, end, first_whole, last_minute)
-    return state
+    _edges_add(state, edge_rows)
 
 
 REVALUATION, COST_CHANGE, DELIVERED, DELIVERED_ACCURATE = (
@@ -180,12 +230,44 @@ REVALUATION, COST_CHANGE, DELIVERED, DELIVERED_ACCURATE = (
 )
 
 
-def _edges_add(state, site_id, start, end, first_whole, last_minute) -> None:
-    """Fold the raw facts of the partial minutes at both ends of the window.
+def _edges_add(state: WindowState, rows) -> None:
+    """Fold the raw facts of the partial minutes at both ends of the window: movements (with
+    their SKU's cost), revaluations, the cost changes of those SKUs and deliveries, shaped
+    alike and glued with UNION ALL."""
+    end = state.end
+    moved, delivered, changes, costs = [], [], defaultdict(list), {}
+    for row_site, sku_id, kind, amount, occurred_at, unit_cost in rows:
+        if kind == REVALUATION:
+            state.sums[row_site][VALUE] += amount
+        elif kind == COST_CHANGE:
+            changes[sku_id].append((int(occurred_at.timestamp()), amount))
+        elif kind in (DELIVERED, DELIVERED_ACCURATE):
+            delivered.append((row_site, occurred_at, kind == DELIVERED_ACCURATE, amount, sku_id))
+        else:
+            moved.append((row_site, sku_id, kind, amount, occurred_at))
+            costs[sku_id] = money_e4(unit_cost)
+    if moved:
+        for sku_changes in changes.values():
+            sku_changes.sort()
+        book = CostBook(costs, dict(changes))
+        inside = sums_new()
+        after = sums_new()
+        movements_fold(inside, [row for row in moved if row[4] <= end], book)
+        movements_fold(after, [row for row in moved if row[4] > end], book)
+        _sums_add(state, inside)
+        for (row_site, _minute), values in after.items():
+            state.value_end_e4[row_site] -= values[VALUE]
+    edge_deliveries = sums_new()
+    bins: defaultdict = defaultdict(int)
+    deliveries_fold(edge_deliveries, bins, delivered)
+    _sums_add(state, edge_deliveries)
+    for (_site, _minute, duration_bin), count in bins.items():
+        state.bins[duration_bin] += count
 
-    One round trip: movements (with their SKU's cost), revaluations, the cost changes of those
-    SKUs and deliveries, shaped alike and glued with UNION ALL.
-    """
+
+def _edge_rows_orm(site_id, start, end, first_whole, last_minute) -> list[tuple]:
+    """The edge rows of `_edges_add` through the ORM (SQLite: its converters give aware
+    datetimes and decimals back from a UNION)."""
     head = Q(occurred_at__gt=start, occurred_at__lt=instant(first_whole))
     tail = Q(occurred_at__gte=instant(last_minute), occurred_at__lt=instant(last_minute + 60))
     scope = Q() if site_id is None else Q(site_id=site_id)
@@ -224,39 +306,60 @@ def _edges_add(state, site_id, start, end, first_whole, last_minute) -> None:
         )
         .values_list(*columns)
     )
-    rows = list(
+    return list(
         movements.order_by()
         .union(revaluations.order_by(), cost_changes.order_by(), deliveries.order_by(), all=True)
         .order_by()
     )
-    moved, delivered, changes, costs = [], [], defaultdict(list), {}
-    for row_site, sku_id, kind, amount, occurred_at, unit_cost in rows:
-        if kind == REVALUATION:
-            state.sums[row_site][VALUE] += amount
-        elif kind == COST_CHANGE:
-            changes[sku_id].append((int(occurred_at.timestamp()), amount))
-        elif kind in (DELIVERED, DELIVERED_ACCURATE):
-            delivered.append((row_site, occurred_at, kind == DELIVERED_ACCURATE, amount, sku_id))
-        else:
-            moved.append((row_site, sku_id, kind, amount, occurred_at))
-            costs[sku_id] = money_e4(unit_cost)
-    if moved:
-        for sku_changes in changes.values():
-            sku_changes.sort()
-        book = CostBook(costs, dict(changes))
-        inside = sums_new()
-        after = sums_new()
-        movements_fold(inside, [row for row in moved if row[4] <= end], book)
-        movements_fold(after, [row for row in moved if row[4] > end], book)
-        _sums_add(state, inside)
-        for (row_site, _minute), values in after.items():
-            state.value_end_e4[row_site] -= values[VALUE]
-    edge_deliveries = sums_new()
-    bins: defaultdict = defaultdict(int)
-    deliveries_fold(edge_deliveries, bins, delivered)
-    _sums_add(state, edge_deliveries)
-    for (_site, _minute, duration_bin), count in bins.items():
-        state.bins[duration_bin] += count
+
+
+def _edge_statement(site_id, start, end, first_whole, last_minute) -> tuple[str, list]:
+    """The edge rows of `_edges_add` in one hand-written statement (PostgreSQL): the ORM took
+    longer to build this union than PostgreSQL takes to run it."""
+    site_clause = "" if site_id is None else "site_id = %s AND "
+    site_params = [] if site_id is None else [site_id]
+    edges = "((occurred_at > %s AND occurred_at < %s) OR (occurred_at >= %s AND occurred_at < %s))"
+    edge_params = [
+        start,
+        instant(first_whole),
+        instant(last_minute),
+        instant(last_minute + 60),
+    ]
+    edge_movements = f"{Movement._meta.db_table} WHERE {site_clause}{edges}"
+    sql = (
+        # Only our table names and fixed clauses are interpolated; values are parameters.
+        "SELECT movement.site_id, movement.sku_id, movement.kind, movement.on_hand_delta, "  # noqa: S608
+        "movement.occurred_at, sku.unit_cost FROM (SELECT site_id, sku_id, kind, on_hand_delta, "
+        f"occurred_at FROM {edge_movements}) AS movement "
+        f"JOIN {Sku._meta.db_table} sku ON sku.id = movement.sku_id "
+        f"UNION ALL SELECT site_id, sku_id, %s, amount_e4, occurred_at, 0 "
+        f"FROM {Revaluation._meta.db_table} WHERE {site_clause}occurred_at = %s "
+        "AND occurred_at <= %s "
+        "UNION ALL SELECT 0, sku_id, %s, new_cost_e4 - old_cost_e4, effective_at, 0 "
+        f"FROM {UnitCostChange._meta.db_table} WHERE effective_at > %s "
+        f"AND sku_id IN (SELECT sku_id FROM {edge_movements}) "
+        "UNION ALL SELECT site_id, fulfillment_bin, CASE WHEN accurate THEN %s ELSE %s END, "
+        f"shipping_cost_e4, occurred_at, 0 FROM {DeliveryRecord._meta.db_table} "
+        f"WHERE {site_clause}{edges} AND occurred_at <= %s"
+    )
+    params = [
+        *site_params,
+        *edge_params,
+        REVALUATION,
+        *site_params,
+        instant(last_minute),
+        end,
+        COST_CHANGE,
+        start,
+        *site_params,
+        *edge_params,
+        DELIVERED_ACCURATE,
+        DELIVERED,
+        *site_params,
+        *edge_params,
+        end,
+    ]
+    return sql, params
 
 
 def _sums_add(state: WindowState, sums) -> None:
@@ -266,18 +369,22 @@ def _sums_add(state: WindowState, sums) -> None:
             target[index] += value
 
 
-def _fulfillment_bins_add(state: WindowState, site_id: int | None) -> None:
-    in_window, params = _ranges_sql(
-        _bucket_ranges(minute_of(state.start) + 60, minute_of(state.end))
-    )
+def _bins_statement(site_id: int | None, start: dt.datetime, end: dt.datetime):
+    in_window, params = _ranges_sql(_bucket_ranges(minute_of(start) + 60, minute_of(end)))
     sql = (
-        f"SELECT bin, SUM(count) FROM {FulfillmentBin._meta.db_table} "  # noqa: S608
-        f"WHERE site_id = %s AND ({in_window}) GROUP BY bin"
+        f"SELECT bin_group, {', '.join(f'SUM({name})' for name in BIN_COUNT_FIELDS)} "  # noqa: S608
+        f"FROM {FulfillmentBin._meta.db_table} "
+        f"WHERE site_id = %s AND ({in_window}) GROUP BY bin_group"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [ALL_SITES if site_id is None else site_id, *params])
-        for duration_bin, count in cursor.fetchall():
-            state.bins[duration_bin] += int(count)
+    return sql, [ALL_SITES if site_id is None else site_id, *params]
+
+
+def _bins_fold(state: WindowState, rows) -> None:
+    for group, *counts in rows:
+        first = group * BINS_PER_ROW
+        for column, count in enumerate(counts):
+            if count:
+                state.bins[first + column] += int(count)
 
 
 def _percentiles(state: WindowState, site_id: int | None) -> dict[str, float | None]:
@@ -346,10 +453,9 @@ def _order_statistics(state: WindowState, site_id: int | None, ranks: list[int])
     return values
 
 
-def _now_state(site_id: int | None, now: dt.datetime) -> dict:
-    """Stockouts, negative stock, below-reorder-point pairs now (each count served by its
-    partial index), and the reconciliation skew of the latest snapshot of each site: one
-    round trip."""
+def _now_statement(site_id: int | None, now: dt.datetime) -> tuple[str, list]:
+    """Stockouts, negative stock, below-reorder-point pairs now (one index-only scan of the
+    pairs in trouble), and the reconciliation skew of the latest snapshot of each site."""
     status = StockStatus._meta.db_table
     snapshots = SnapshotRecord._meta.db_table
     site_clause = "" if site_id is None else " AND site_id = %s"
@@ -359,20 +465,21 @@ def _now_state(site_id: int | None, now: dt.datetime) -> dict:
     # Only table names and fixed clauses are interpolated; values are parameters.
     sql = (
         "SELECT counts.*, skew.* FROM (SELECT "  # noqa: S608
-        f"(SELECT COUNT(*) FROM {status} WHERE available <= 0 "
-        f"AND last_order_line_at > %s{site_clause}) AS stockouts, "
-        f"(SELECT COUNT(*) FROM {status} WHERE on_hand < 0{site_clause}) AS negative, "
-        f"(SELECT COUNT(*) FROM {status} WHERE available < reorder_point "
-        f"AND has_level{site_clause}) AS below) AS counts CROSS JOIN ("
+        "COUNT(*) FILTER (WHERE available <= 0 AND last_order_line_at > %s) AS stockouts, "
+        "COUNT(*) FILTER (WHERE on_hand < 0) AS negative, "
+        "COUNT(*) FILTER (WHERE available < reorder_point AND has_level) AS below "
+        f"FROM {status} WHERE {STOCK_TROUBLE_SQL}{site_clause}) AS counts CROSS JOIN ("
         f"SELECT SUM(line_count) AS lines, SUM(mismatched_lines) AS mismatched, "
         f"SUM(unit_difference) AS units FROM {snapshots} WHERE id IN ("
         f"SELECT (SELECT latest.id FROM {snapshots} latest WHERE latest.site_id = site.id "
         "ORDER BY latest.occurred_at DESC, latest.id DESC LIMIT 1) "
         f"FROM {Site._meta.db_table} site{sites_clause})) AS skew"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [demand_since, *site_params * 3, *site_params])
-        stockouts, negative, below, lines, mismatched, units = cursor.fetchone()
+    return sql, [demand_since, *site_params, *site_params]
+
+
+def _now_fold(rows) -> dict:
+    ((stockouts, negative, below, lines, mismatched, units),) = rows
     return {
         "stockouts": int(stockouts),
         "negative_stock": int(negative),
@@ -414,8 +521,19 @@ def kpis_compute(
     now, window_s = _window_bounds(window, now)
     site_id = _site_id(site)
     start = now - dt.timedelta(seconds=window_s)
-    state = window_state(site_id=site_id, start=start, end=now)
-    _fulfillment_bins_add(state, site_id)
+    # Everything but the percentiles' delivery rows (which need the histogram): one round trip
+    # on PostgreSQL.
+    bucket_rows, edge_rows, bin_rows, now_rows, feed_rows = _rows_of(
+        [
+            *_window_statements(site_id, start, now),
+            _bins_statement(site_id, start, now),
+            _now_statement(site_id, now),
+            feeds_freshness_statement(now=now),
+        ]
+    )
+    state = WindowState(start=start, end=now)
+    _window_fold(state, bucket_rows, edge_rows)
+    _bins_fold(state, bin_rows)
     total = state.total
     value_end = sum(state.value_end_e4.values())
     value_start = value_end - total(VALUE)
@@ -437,8 +555,8 @@ def kpis_compute(
             else float(money_from_e4(total(SHIPPING)) / total(DELIVERIES))
         ),
         **_percentiles(state, site_id),
-        **_now_state(site_id, now),
-        "feeds": feeds_freshness(now=now),
+        **_now_fold(now_rows),
+        "feeds": feeds_freshness_fold(feed_rows, now=now),
     }
 
 

@@ -49,29 +49,54 @@ class KpiBucket(models.Model):
         return f"site {self.site_id} span {self.span_s}s at {self.start:%Y-%m-%d %H:%M}"
 
 
+# Fulfillment-time bins per `FulfillmentBin` row (bin = bin_group * BINS_PER_ROW + column).
+BINS_PER_ROW = 16
+BIN_COUNT_FIELDS = tuple(f"count_{column}" for column in range(BINS_PER_ROW))
+
+
 class FulfillmentBin(models.Model):
-    """How many fulfillment times fell in one duration bin, per site (0: all sites) and bucket.
+    """How many fulfillment times fell in each of 16 adjacent duration bins (`count_0` for bin
+    `bin_group * 16`, ...), per site (0: all sites) and bucket.
 
     Percentiles are exact: these counts find the bin holding the wanted rank, then only that
-    bin's rows of `DeliveryRecord` are read.
+    bin's rows of `DeliveryRecord` are read. Sixteen bins share a row so that a 30-day window
+    reads a few hundred rows rather than one per bin and bucket (about 5,500 at 200,000 orders
+    a month); the writers add to one column, so a row is still updated in place.
     """
 
     site_id = models.BigIntegerField()
     span_s = models.IntegerField()
     start = models.DateTimeField()
-    bin = models.IntegerField()
+    bin_group = models.IntegerField()
     shard = models.SmallIntegerField(default=0)
-    count = models.BigIntegerField(default=0)
+    count_0 = models.BigIntegerField(default=0)
+    count_1 = models.BigIntegerField(default=0)
+    count_2 = models.BigIntegerField(default=0)
+    count_3 = models.BigIntegerField(default=0)
+    count_4 = models.BigIntegerField(default=0)
+    count_5 = models.BigIntegerField(default=0)
+    count_6 = models.BigIntegerField(default=0)
+    count_7 = models.BigIntegerField(default=0)
+    count_8 = models.BigIntegerField(default=0)
+    count_9 = models.BigIntegerField(default=0)
+    count_10 = models.BigIntegerField(default=0)
+    count_11 = models.BigIntegerField(default=0)
+    count_12 = models.BigIntegerField(default=0)
+    count_13 = models.BigIntegerField(default=0)
+    count_14 = models.BigIntegerField(default=0)
+    count_15 = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["site_id", "span_s", "start", "bin", "shard"], name="fulfillment_bin_key"
+                fields=["site_id", "span_s", "start", "bin_group", "shard"],
+                name="fulfillment_bin_group_key",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"site {self.site_id} bin {self.bin} at {self.start:%Y-%m-%d %H:%M}: {self.count}"
+        first = self.bin_group * BINS_PER_ROW
+        return f"site {self.site_id} bins {first}+ at {self.start:%Y-%m-%d %H:%M}"
 
 
 class DeliveryRecord(models.Model):
@@ -170,11 +195,19 @@ class Revaluation(models.Model):
         return f"revaluation {self.site_id}/{self.sku_id} {self.amount_e4:+} (e4)"
 
 
+# The pairs that can count as a stockout, negative stock or below their reorder point; the
+# raw SQL of `dashboards.kpis` repeats it (`STOCK_TROUBLE_SQL`) so that the index serves it.
+STOCK_TROUBLE = (
+    Q(on_hand__lt=0) | Q(available__lte=0) | Q(available__lt=F("reorder_point"), has_level=True)
+)
+STOCK_TROUBLE_SQL = "(on_hand < 0 OR available <= 0 OR (available < reorder_point AND has_level))"
+
+
 class StockStatus(models.Model):
     """The KPI engine's copy of each stock level's state, indexed for the "now" KPIs.
 
-    Partial indexes make stockouts, negative stock and below-reorder-point counts read only the
-    rows that are in trouble. `has_level` is false for a pair known only from demand.
+    A partial index makes stockouts, negative stock and below-reorder-point counts read only
+    the rows that are in trouble. `has_level` is false for a pair known only from demand.
     """
 
     site_id = models.BigIntegerField()
@@ -190,18 +223,23 @@ class StockStatus(models.Model):
             models.UniqueConstraint(fields=["site_id", "sku_id"], name="stock_status_pair"),
         ]
         indexes = [
+            # One index over every pair in trouble, covering what the counts and the worst
+            # stockouts read: one index-only scan counts all three (COUNT ... FILTER), where
+            # three partial indexes read ~2.5 times as many entries (most pairs in trouble are
+            # in two or three of the sets), and a writer maintains one index, not three.
+            # Key columns rather than INCLUDE, which SQLite does not have.
             models.Index(
-                fields=["site_id"], name="status_negative_idx", condition=Q(on_hand__lt=0)
-            ),
-            models.Index(
-                fields=["site_id", "last_order_line_at"],
-                name="status_stockout_idx",
-                condition=Q(available__lte=0),
-            ),
-            models.Index(
-                fields=["site_id"],
-                name="status_below_reorder_idx",
-                condition=Q(available__lt=F("reorder_point"), has_level=True),
+                fields=[
+                    "site_id",
+                    "sku_id",
+                    "on_hand",
+                    "available",
+                    "reorder_point",
+                    "has_level",
+                    "last_order_line_at",
+                ],
+                name="status_trouble_idx",
+                condition=STOCK_TROUBLE,
             ),
         ]
 

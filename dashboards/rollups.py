@@ -32,6 +32,8 @@ from django.db.models.expressions import RawSQL
 
 from dashboards.models import (
     ALL_SITES,
+    BIN_COUNT_FIELDS,
+    BINS_PER_ROW,
     DeliveryRecord,
     FulfillmentBin,
     KpiBucket,
@@ -151,7 +153,8 @@ def fulfillment_bin(duration_us: int) -> int:
     exactly monotonic (a larger duration never lands in a lower bin).
 
     Finer bins mean fewer delivery rows to read in the bin holding a percentile, but more
-    histogram rows per bucket: 32 keeps both to a few thousand at 200,000 orders a month.
+    histogram counts per bucket (16 to a `FulfillmentBin` row): 32 keeps the rows read to a few
+    hundred and the delivery rows to a few thousand at 200,000 orders a month.
     """
     if duration_us < 0:
         return -1
@@ -339,12 +342,20 @@ def _bucket_rows(sums, *, all_sites: bool = True) -> dict[tuple[int, int, int], 
     return rows
 
 
-def _bin_rows(bins) -> dict[tuple[int, int, int, int], int]:
-    rows: dict[tuple[int, int, int, int], int] = defaultdict(int)
+def _bin_rows(bins) -> dict[tuple[int, int, int, int], list[int]]:
+    """Spread per-(site, minute, bin) counts over the histogram rows of the site and of all
+    sites, per minute, hour and day: key (site, span, start, bin group), one count per column
+    (`BIN_COUNT_FIELDS`)."""
+    rows: dict[tuple[int, int, int, int], list[int]] = {}
     for (site_id, minute, duration_bin), count in bins.items():
+        group, column = divmod(duration_bin, BINS_PER_ROW)
         for scope in (site_id, ALL_SITES):
             for span in SPANS:
-                rows[(scope, span, minute - minute % span, duration_bin)] += count
+                key = (scope, span, minute - minute % span, group)
+                row = rows.get(key)
+                if row is None:
+                    row = rows[key] = [0] * BINS_PER_ROW
+                row[column] += count
     return rows
 
 
@@ -443,9 +454,9 @@ def _rollups_add(sums, bins=None) -> None:
     if bins:
         _upsert_add(
             FulfillmentBin,
-            ("site_id", "span_s", "start", "bin", "shard"),
-            ("count",),
-            [((*key, shard), (count,)) for key, count in _bin_rows(bins).items()],
+            ("site_id", "span_s", "start", "bin_group", "shard"),
+            BIN_COUNT_FIELDS,
+            [((*key, shard), counts) for key, counts in _bin_rows(bins).items()],
         )
 
 
@@ -864,13 +875,13 @@ def rollups_rebuild(
                 for (site, span, start), values in buckets.items()
             ),
         )
-        site_bins = {key: count for key, count in _bin_rows(bins).items() if key[0] != ALL_SITES}
         _bulk_insert(
             FulfillmentBin,
-            ["site_id", "span_s", "start", "bin", "shard", "count"],
+            ["site_id", "span_s", "start", "bin_group", "shard", *BIN_COUNT_FIELDS],
             (
-                [site, span, instant(start), duration_bin, 0, count]
-                for (site, span, start, duration_bin), count in site_bins.items()
+                [site, span, instant(start), group, 0, *counts]
+                for (site, span, start, group), counts in _bin_rows(bins).items()
+                if site != ALL_SITES
             ),
         )
         _all_sites_rows_sum()
@@ -929,9 +940,10 @@ def _all_sites_rows_sum() -> None:
     buckets = KpiBucket._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {bins} (site_id, span_s, start, bin, shard, count) "  # noqa: S608
-            f"SELECT %s, span_s, start, bin, 0, SUM(count) FROM {bins} WHERE site_id <> %s "
-            "GROUP BY span_s, start, bin",
+            f"INSERT INTO {bins} (site_id, span_s, start, bin_group, shard, "  # noqa: S608
+            f"{', '.join(BIN_COUNT_FIELDS)}) SELECT %s, span_s, start, bin_group, 0, "
+            f"{', '.join(f'SUM({name})' for name in BIN_COUNT_FIELDS)} FROM {bins} "
+            "WHERE site_id <> %s GROUP BY span_s, start, bin_group",
             [ALL_SITES, ALL_SITES],
         )
         cursor.execute(

@@ -4,6 +4,7 @@ import datetime as dt
 import json
 
 import pytest
+from django.db import connection
 
 from ingest.services import feed_source_create
 from inventory_ops.models import MovementKind
@@ -110,10 +111,13 @@ def test_kpis_cost_a_bounded_number_of_queries_whatever_the_history(
 ):
     # given a small or a larger history (the query count must not grow with it)
     _history(sites=3, per_site=per_site)
+    # PostgreSQL: token, site, the rollups in one round trip, the percentiles' delivery rows.
+    # Elsewhere the rollup statements go one by one.
+    bound = 4 if connection.vendor == "postgresql" else 8
 
     for window in ("1h", "24h", "7d", "30d"):
         for scope in ("", "&site=q1"):
-            with django_assert_max_num_queries(10):
+            with django_assert_max_num_queries(bound):
                 response = client.get(f"/api/kpis?window={window}{scope}", **_bearer(token))
             assert response.status_code == 200
             if window == "30d" and not scope:
