@@ -31,7 +31,7 @@ REGROUP = [
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("dashboards", "0001_initial"),
+        ("dashboards", "0002_rollup_tables_fillfactor"),
     ]
 
     operations = [

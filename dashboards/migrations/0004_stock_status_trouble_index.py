@@ -14,7 +14,7 @@ TROUBLE = (
 
 
 class Migration(migrations.Migration):
-    dependencies = [("dashboards", "0002_fulfillment_bins_grouped")]
+    dependencies = [("dashboards", "0003_fulfillment_bins_grouped")]
 
     operations = [
         *(migrations.RemoveIndex(model_name="stockstatus", name=name) for name in REPLACED),
