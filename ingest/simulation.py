@@ -18,6 +18,9 @@ from datetime import UTC, datetime, timedelta
 SHOP, COURIER, WAREHOUSE = "shop", "courier", "warehouse"
 ROLES = (SHOP, COURIER, WAREHOUSE)
 CHANNELS = ("web", "web", "web", "marketplace", "marketplace", "store", "app")
+# Events per second of `simulate_feeds` (and so of the demo): ~1.3 orders/s, enough to see
+# every tile move within a minute; `load_demo` sizes the demo's stock on this traffic.
+DEFAULT_RATE = 5.0
 # Replenishment: a (site, SKU) is topped up to its target (the on-hand it started with, at
 # least MIN_TARGET) once it is short of it by a lot (1/1000 of the target, at least MIN_LOT), so
 # receipts balance what is shipped: stock neither runs dry nor grows without end.
@@ -280,3 +283,27 @@ class FeedSimulator:
         else:
             broken["type"] = "stock.teleported"
         return broken
+
+
+def units_shipped_per_day(
+    *, sites: list[str], skus: list[str], rate: float = DEFAULT_RATE, seconds: int = 1800
+) -> float:
+    """Units the traffic at `rate` events/s dispatches per (site, SKU) and day, measured on a
+    seeded dry run of the generator (no I/O): what `load_demo` sizes the demo's stock on."""
+    mix = SimulationMix(malformed=0.0, resend=0.0)  # neither moves stock
+    simulator = FeedSimulator(sites=sites, skus=skus, seed=0, mix=mix)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    ordered: dict[str, int] = {}
+    shipped = 0
+    owed = 0.0
+    for second in range(seconds):
+        owed += rate
+        count = int(owed)
+        owed -= count
+        for events in simulator.tick(now=start + timedelta(seconds=second), count=count).values():
+            for event in events:
+                if event["type"] == "order.created":
+                    ordered[event["order_id"]] = sum(line["qty"] for line in event["lines"])
+                elif event["type"] == "order.dispatched":
+                    shipped += ordered.pop(event["order_id"], 0)
+    return shipped / seconds * 86400 / (len(sites) * len(skus))
