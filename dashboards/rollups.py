@@ -41,6 +41,7 @@ from dashboards.models import (
     Revaluation,
     SnapshotRecord,
     StockStatus,
+    StockTroubleCount,
     UnitCostChange,
 )
 from inventory_ops.db import copy_rows, pg_int_array, pg_timestamp_array
@@ -489,6 +490,113 @@ def _reorder_points(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], int | 
     return {pair: overrides.get(pair, defaults.get(pair[1])) for pair in pairs}
 
 
+# A pair's `StockStatus` state, as the trouble counters see it.
+STATUS_STATE_COLUMNS = ("has_level", "on_hand", "available", "reorder_point", "last_order_line_at")
+STATE_LAST_ORDER_LINE = STATUS_STATE_COLUMNS.index("last_order_line_at")
+STATE_REORDER_POINT = STATUS_STATE_COLUMNS.index("reorder_point")
+# A pair without a row, or with the placeholder row inserted to lock it: in no trouble set.
+STATE_NONE = (False, 0, 0, None, None)
+TROUBLE_COUNT_FIELDS = ("negative_stock", "below_reorder_point", "stockouts")
+NEGATIVE, BELOW, STOCKOUTS = range(len(TROUBLE_COUNT_FIELDS))
+STATUS_LOCK_ATTEMPTS = 5
+
+
+def _status_states_lock(pairs: Sequence[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
+    """The `StockStatus` state of these pairs (sorted), locked until commit on PostgreSQL.
+
+    The trouble counters need each writer's old state as well as its new one, exactly, while
+    other writers run: a pair's row is locked (FOR UPDATE, in key order) before it is changed,
+    so nobody changes it in between. A pair without a row gets a placeholder row first
+    (`STATE_NONE`, in no trouble set), so that it can be locked too: a row inserted by a
+    concurrent writer between our read and our write would otherwise have an old state we
+    never saw. On SQLite (one writer at a time) a plain read, and a missing pair is absent.
+    """
+    if not pairs:
+        return {}
+    if connection.vendor != "postgresql":
+        wanted = set(pairs)
+        rows = StockStatus.objects.filter(
+            site_id__in={site_id for site_id, _ in pairs}, sku_id__in={sku for _, sku in pairs}
+        ).values_list("site_id", "sku_id", *STATUS_STATE_COLUMNS)
+        return {
+            (site_id, sku_id): tuple(state)
+            for site_id, sku_id, *state in rows
+            if (site_id, sku_id) in wanted
+        }
+    table = StockStatus._meta.db_table
+    states: dict[tuple[int, int], tuple] = {}
+    missing = list(pairs)
+    for _ in range(STATUS_LOCK_ATTEMPTS):
+        arrays = [pg_int_array(site_id for site_id, _ in missing)]
+        arrays.append(pg_int_array(sku_id for _, sku_id in missing))
+        with connection.cursor() as cursor:
+            # Only our table and column names are interpolated; values are array parameters.
+            cursor.execute(
+                f"SELECT site_id, sku_id, {', '.join(STATUS_STATE_COLUMNS)} FROM {table} "  # noqa: S608
+                "WHERE (site_id, sku_id) IN (SELECT * FROM unnest(%s::bigint[], %s::bigint[])) "
+                "ORDER BY site_id, sku_id FOR UPDATE",
+                arrays,
+            )
+            states.update(((site_id, sku_id), tuple(state)) for site_id, sku_id, *state in cursor)
+            missing = [pair for pair in missing if pair not in states]
+            if not missing:
+                return states
+            arrays = [pg_int_array(site_id for site_id, _ in missing)]
+            arrays.append(pg_int_array(sku_id for _, sku_id in missing))
+            # A concurrent insert of the same pair makes this wait for its commit, then skip
+            # the pair: the next round locks the row it left.
+            cursor.execute(
+                f"INSERT INTO {table} (site_id, sku_id, has_level, on_hand, available) "  # noqa: S608
+                "SELECT site_id, sku_id, false, 0, 0 FROM unnest(%s::bigint[], %s::bigint[]) "
+                "AS u (site_id, sku_id) ORDER BY site_id, sku_id "
+                "ON CONFLICT (site_id, sku_id) DO NOTHING RETURNING site_id, sku_id",
+                arrays,
+            )
+            states.update((pair, STATE_NONE) for pair in map(tuple, cursor))
+            missing = [pair for pair in missing if pair not in states]
+            if not missing:
+                return states
+    raise RuntimeError(f"could not lock the stock status of {missing[:5]}")
+
+
+def _trouble_of(counts, site_id: int, state: tuple, sign: int) -> None:
+    """Add (sign 1) or take out (sign -1) what one pair's state counts in the site's and the
+    all-sites trouble counters: `counts[(site, span, start s)]` (see `StockTroubleCount`)."""
+    has_level, on_hand, available, reorder_point, last_order_line_at = state
+    negative = on_hand < 0
+    below = has_level and reorder_point is not None and available < reorder_point
+    stockout_minute = None
+    if available <= 0 and last_order_line_at is not None:
+        stockout_minute = minute_of(last_order_line_at)
+    for scope in (site_id, ALL_SITES):
+        if negative or below:
+            total = counts[(scope, TOTAL_SPAN, 0)]
+            total[NEGATIVE] += sign if negative else 0
+            total[BELOW] += sign if below else 0
+        if stockout_minute is not None:
+            for span in SPANS:
+                counts[(scope, span, stockout_minute - stockout_minute % span)][STOCKOUTS] += sign
+
+
+def _trouble_counts_add(before: dict, after: dict) -> None:
+    """Add to the trouble counters the difference between the old and new states of these
+    pairs (pairs missing from `after` did not change), in this writer's shard."""
+    counts: defaultdict = defaultdict(lambda: [0] * len(TROUBLE_COUNT_FIELDS))
+    for pair, state in after.items():
+        _trouble_of(counts, pair[0], before.get(pair, STATE_NONE), -1)
+        _trouble_of(counts, pair[0], state, 1)
+    rows = [(key, values) for key, values in counts.items() if any(values)]
+    if not rows:
+        return
+    shard = writer_shard()
+    _upsert_add(
+        StockTroubleCount,
+        ("site_id", "span_s", "start", "shard"),
+        TROUBLE_COUNT_FIELDS,
+        [((*key, shard), values) for key, values in rows],
+    )
+
+
 _STATUS_LEVEL_CONFLICT = (
     "ON CONFLICT (site_id, sku_id) DO UPDATE SET has_level = excluded.has_level, "
     "on_hand = excluded.on_hand, available = excluded.available, "
@@ -500,9 +608,11 @@ def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None
     """Set the copied state of these levels: (site, sku) -> (on_hand, reserved)."""
     table = StockStatus._meta.db_table
     items = sorted(levels.items())  # a fixed lock order
+    before = _status_states_lock([pair for pair, _ in items])
     if connection.vendor == "postgresql":
         # One statement of a fixed text, the reorder points joined in (no lookups of our own).
-        # A row whose state is unchanged is left alone: no new row version, no index writes.
+        # A row whose state is unchanged is left alone: no new row version, no index writes,
+        # and it is not returned (nothing to count).
         columns = [
             pg_int_array(site_id for (site_id, _), _ in items),
             pg_int_array(sku_id for (_, sku_id), _ in items),
@@ -523,9 +633,12 @@ def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None
                 f"ORDER BY u.position {_STATUS_LEVEL_CONFLICT} "
                 f"WHERE ({table}.has_level, {table}.on_hand, {table}.available, "
                 f"{table}.reorder_point) IS DISTINCT FROM (excluded.has_level, "
-                "excluded.on_hand, excluded.available, excluded.reorder_point)",
+                "excluded.on_hand, excluded.available, excluded.reorder_point) "
+                f"RETURNING site_id, sku_id, {', '.join(STATUS_STATE_COLUMNS)}",
                 columns,
             )
+            after = {(site_id, sku_id): tuple(state) for site_id, sku_id, *state in cursor}
+        _trouble_counts_add(before, after)
         return
     points = _reorder_points(set(levels))
     for start in range(0, len(items), UPSERT_BATCH):
@@ -542,12 +655,24 @@ def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
+    after = {}
+    for pair, (on_hand, reserved) in items:
+        last_order_line_at = before[pair][STATE_LAST_ORDER_LINE] if pair in before else None
+        after[pair] = (True, on_hand, on_hand - reserved, points[pair], last_order_line_at)
+    _trouble_counts_add(before, after)
 
 
 def _stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
     """Raise each pair's last order line time (creating a demand-only row if needed)."""
     table = StockStatus._meta.db_table
     items = sorted(latest.items())  # a fixed lock order
+    before = _status_states_lock([pair for pair, _ in items])
+    # The rows are locked (or, on SQLite, ours alone): their new state follows from the old.
+    after = {}
+    for pair, moment in items:
+        state = before.get(pair, STATE_NONE)
+        if state[STATE_LAST_ORDER_LINE] is None or state[STATE_LAST_ORDER_LINE] < moment:
+            after[pair] = (*state[:STATE_LAST_ORDER_LINE], moment)
     # A row already holding a later time is left alone.
     conflict = (
         "ON CONFLICT (site_id, sku_id) DO UPDATE SET "
@@ -569,6 +694,7 @@ def _stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
                 f"AS u (site_id, sku_id, moment) {conflict}",
                 columns,
             )
+        _trouble_counts_add(before, after)
         return
     for start in range(0, len(items), UPSERT_BATCH):
         chunk = items[start : start + UPSERT_BATCH]
@@ -582,6 +708,7 @@ def _stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
+    _trouble_counts_add(before, after)
 
 
 # --- the hooks ------------------------------------------------------------------------------
@@ -780,14 +907,20 @@ def stock_status_reorder_points_refresh(*, sku_id: int, site_id: int | None = No
     rows = StockStatus.objects.filter(sku_id=sku_id)
     if site_id is not None:
         rows = rows.filter(site_id=site_id)
-    pairs = set(rows.values_list("site_id", "sku_id"))
+    pairs = sorted(rows.values_list("site_id", "sku_id"))
     if not pairs:
         return
+    before = _status_states_lock(pairs)
+    after = {}
     by_point: dict[int | None, list[int]] = defaultdict(list)
-    for (site, _sku), point in _reorder_points(pairs).items():
-        by_point[point].append(site)
+    for pair, point in _reorder_points(set(before)).items():
+        state = before[pair]
+        if state[STATE_REORDER_POINT] != point:
+            after[pair] = (*state[:STATE_REORDER_POINT], point, *state[STATE_REORDER_POINT + 1 :])
+            by_point[point].append(pair[0])
     for point, sites in by_point.items():
         StockStatus.objects.filter(sku_id=sku_id, site_id__in=sites).update(reorder_point=point)
+    _trouble_counts_add(before, after)
 
 
 # --- rebuilding everything from the ledger and the stored facts -----------------------------
@@ -812,7 +945,13 @@ def rollups_rebuild(
                     "LOCK TABLE "
                     + ", ".join(
                         model._meta.db_table
-                        for model in (KpiBucket, FulfillmentBin, Revaluation, StockStatus)
+                        for model in (
+                            KpiBucket,
+                            FulfillmentBin,
+                            Revaluation,
+                            StockStatus,
+                            StockTroubleCount,
+                        )
                     )
                     + " IN EXCLUSIVE MODE"
                 )
@@ -823,6 +962,7 @@ def rollups_rebuild(
         FulfillmentBin.objects.filter(scope_and_all).delete()
         Revaluation.objects.filter(scope).delete()
         StockStatus.objects.filter(scope).delete()
+        StockTroubleCount.objects.filter(scope_and_all).delete()
 
         sums = sums_new()
         bins: defaultdict = defaultdict(int)
@@ -912,12 +1052,31 @@ def rollups_rebuild(
             ],
             ([site, sku, *state] for (site, sku), state in status.items()),
         )
+        _trouble_counts_rebuild(status)
         progress("stock status", 1, 1)
     return {
         "movements": total,
         "buckets": len(buckets),
         "stock_levels": len(status),
     }
+
+
+def _trouble_counts_rebuild(status: dict[tuple[int, int], list]) -> None:
+    """Recount the trouble counters of these pairs' sites (their rows were deleted), then the
+    all-sites rows as the sum of every site's."""
+    counts: defaultdict = defaultdict(lambda: [0] * len(TROUBLE_COUNT_FIELDS))
+    for (site_id, _sku_id), (has_level, on_hand, available, point, last) in status.items():
+        _trouble_of(counts, site_id, (has_level, on_hand, available, point, last), 1)
+    _bulk_insert(
+        StockTroubleCount,
+        ["site_id", "span_s", "start", "shard", *TROUBLE_COUNT_FIELDS],
+        (
+            [site, span, instant(start), 0, *values]
+            for (site, span, start), values in counts.items()
+            if site != ALL_SITES and any(values)
+        ),
+    )
+    _all_sites_sum(StockTroubleCount, ("span_s", "start"), TROUBLE_COUNT_FIELDS)
 
 
 def _reorder_points_all(scope: Q) -> dict[tuple[int, int], int | None]:
@@ -936,20 +1095,19 @@ def _reorder_points_all(scope: Q) -> dict[tuple[int, int], int | None]:
 
 def _all_sites_rows_sum() -> None:
     """(Re)create the all-sites rows of the rollups as sums of the sites' rows."""
-    bins = FulfillmentBin._meta.db_table
-    buckets = KpiBucket._meta.db_table
+    _all_sites_sum(FulfillmentBin, ("span_s", "start", "bin_group"), BIN_COUNT_FIELDS)
+    _all_sites_sum(KpiBucket, ("span_s", "start"), FIELDS)
+
+
+def _all_sites_sum(model, key_fields: Sequence[str], value_fields: Sequence[str]) -> None:
+    """Insert the all-sites rows (shard 0) of a rollup table as sums of the sites' rows."""
+    table = model._meta.db_table
+    keys = ", ".join(key_fields)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {bins} (site_id, span_s, start, bin_group, shard, "  # noqa: S608
-            f"{', '.join(BIN_COUNT_FIELDS)}) SELECT %s, span_s, start, bin_group, 0, "
-            f"{', '.join(f'SUM({name})' for name in BIN_COUNT_FIELDS)} FROM {bins} "
-            "WHERE site_id <> %s GROUP BY span_s, start, bin_group",
-            [ALL_SITES, ALL_SITES],
-        )
-        cursor.execute(
-            f"INSERT INTO {buckets} (site_id, span_s, start, shard, {', '.join(FIELDS)}) "  # noqa: S608
-            f"SELECT %s, span_s, start, 0, {', '.join(f'SUM({name})' for name in FIELDS)} "
-            f"FROM {buckets} WHERE site_id <> %s GROUP BY span_s, start",
+            f"INSERT INTO {table} (site_id, {keys}, shard, {', '.join(value_fields)}) "  # noqa: S608
+            f"SELECT %s, {keys}, 0, {', '.join(f'SUM({name})' for name in value_fields)} "
+            f"FROM {table} WHERE site_id <> %s GROUP BY {keys}",
             [ALL_SITES, ALL_SITES],
         )
 
