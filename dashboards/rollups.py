@@ -1007,12 +1007,15 @@ def rollups_rebuild(
         progress("order lines", 1, 1)
 
         buckets = _bucket_rows(sums, all_sites=False)
+        # Rows go in in key order (here and in `_all_sites_sum`), so that a window's rows
+        # share pages, as the writers' rows do (they arrive in time order): in the order the
+        # ledger happened to be read, a 30-day window's histogram rows sat one to a page.
         _bulk_insert(
             KpiBucket,
             ["site_id", "span_s", "start", "shard", *FIELDS],
             (
                 [site, span, instant(start), 0, *values]
-                for (site, span, start), values in buckets.items()
+                for (site, span, start), values in sorted(buckets.items())
             ),
         )
         _bulk_insert(
@@ -1020,7 +1023,7 @@ def rollups_rebuild(
             ["site_id", "span_s", "start", "bin_group", "shard", *BIN_COUNT_FIELDS],
             (
                 [site, span, instant(start), group, 0, *counts]
-                for (site, span, start, group), counts in _bin_rows(bins).items()
+                for (site, span, start, group), counts in sorted(_bin_rows(bins).items())
                 if site != ALL_SITES
             ),
         )
@@ -1072,7 +1075,7 @@ def _trouble_counts_rebuild(status: dict[tuple[int, int], list]) -> None:
         ["site_id", "span_s", "start", "shard", *TROUBLE_COUNT_FIELDS],
         (
             [site, span, instant(start), 0, *values]
-            for (site, span, start), values in counts.items()
+            for (site, span, start), values in sorted(counts.items())
             if site != ALL_SITES and any(values)
         ),
     )
@@ -1107,7 +1110,7 @@ def _all_sites_sum(model, key_fields: Sequence[str], value_fields: Sequence[str]
         cursor.execute(
             f"INSERT INTO {table} (site_id, {keys}, shard, {', '.join(value_fields)}) "  # noqa: S608
             f"SELECT %s, {keys}, 0, {', '.join(f'SUM({name})' for name in value_fields)} "
-            f"FROM {table} WHERE site_id <> %s GROUP BY {keys}",
+            f"FROM {table} WHERE site_id <> %s GROUP BY {keys} ORDER BY {keys}",
             [ALL_SITES, ALL_SITES],
         )
 
