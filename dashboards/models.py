@@ -213,10 +213,10 @@ STOCK_TROUBLE_INDEX_FIELDS = (
 
 
 class StockStatus(models.Model):
-    """The KPI engine's copy of each stock level's state, indexed for the "now" KPIs.
+    """The KPI engine's copy of each stock level's state, behind the "now" KPIs.
 
-    A partial index makes stockouts, negative stock and below-reorder-point counts read only
-    the rows that are in trouble. `has_level` is false for a pair known only from demand.
+    The counts themselves are kept in `StockTroubleCount` by every writer of these rows.
+    `has_level` is false for a pair known only from demand.
     """
 
     site_id = models.BigIntegerField()
