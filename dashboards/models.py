@@ -226,6 +226,12 @@ class StockStatus(models.Model):
     available = models.BigIntegerField(default=0)
     reorder_point = models.BigIntegerField(null=True)
     last_order_line_at = models.DateTimeField(null=True)
+    # What the row's state before its last update counted as in `StockTroubleCount`, set by
+    # that update itself (NULL on insert) so that its RETURNING gives the old state with the
+    # new one: writers count the difference without reading the row first.
+    was_negative = models.BooleanField(null=True)
+    was_below = models.BooleanField(null=True)
+    was_stockout_at = models.DateTimeField(null=True)
 
     class Meta:
         constraints = [
@@ -261,6 +267,7 @@ class StockTroubleCount(models.Model):
     makes (old state out, new state in) to its own shard's rows, in its transaction
     (`rollups.writer_shard`): concurrent writers never wait on each other's counter rows,
     and readers sum the shards. A shard's count may be negative; the sum is exact.
+    Writers learn a row's old state from their own update (`StockStatus.was_*`).
     """
 
     site_id = models.BigIntegerField()

@@ -494,80 +494,99 @@ def _reorder_points(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], int | 
 STATUS_STATE_COLUMNS = ("has_level", "on_hand", "available", "reorder_point", "last_order_line_at")
 STATE_LAST_ORDER_LINE = STATUS_STATE_COLUMNS.index("last_order_line_at")
 STATE_REORDER_POINT = STATUS_STATE_COLUMNS.index("reorder_point")
-# A pair without a row, or with the placeholder row inserted to lock it: in no trouble set.
-STATE_NONE = (False, 0, 0, None, None)
 TROUBLE_COUNT_FIELDS = ("negative_stock", "below_reorder_point", "stockouts")
 NEGATIVE, BELOW, STOCKOUTS = range(len(TROUBLE_COUNT_FIELDS))
-STATUS_LOCK_ATTEMPTS = 5
+# What a pair counts as: (negative, below its reorder point, last order line time if it is a
+# stockout candidate, else None). A pair without a row counts as nothing.
+Trouble = tuple[bool, bool, dt.datetime | None]
+NO_TROUBLE: Trouble = (False, False, None)
 
 
-def _status_states_lock(pairs: Sequence[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
-    """The `StockStatus` state of these pairs (sorted), locked until commit on PostgreSQL.
+def _trouble_of_state(state: tuple) -> Trouble:
+    """What a `StockStatus` state (`STATUS_STATE_COLUMNS`) counts as. `_trouble_sql` says the
+    same in SQL."""
+    has_level, on_hand, available, reorder_point, last_order_line_at = state
+    return (
+        on_hand < 0,
+        bool(has_level and reorder_point is not None and available < reorder_point),
+        last_order_line_at if available <= 0 else None,
+    )
 
-    The trouble counters need each writer's old state as well as its new one, exactly, while
-    other writers run: a pair's row is locked (FOR UPDATE, in key order) before it is changed,
-    so nobody changes it in between. A pair without a row gets a placeholder row first
-    (`STATE_NONE`, in no trouble set), so that it can be locked too: a row inserted by a
-    concurrent writer between our read and our write would otherwise have an old state we
-    never saw. On SQLite (one writer at a time) a plain read, and a missing pair is absent.
-    """
+
+def _trouble_sql(row: str) -> str:
+    """What a row counts as (`_trouble_of_state`), in SQL: the values of (was_negative,
+    was_below, was_stockout_at)."""
+    return (
+        f"{row}.on_hand < 0, ({row}.has_level AND {row}.reorder_point IS NOT NULL "
+        f"AND {row}.available < {row}.reorder_point), "
+        f"CASE WHEN {row}.available <= 0 THEN {row}.last_order_line_at END"
+    )
+
+
+def _was_set(table: str) -> str:
+    """SET clauses keeping, in the changed row, what its old state counted as (a SET's
+    right-hand side reads the old row): the update then returns old and new exactly, under the
+    row lock it holds, with no read of our own. An inserted row keeps them NULL."""
+    return f"(was_negative, was_below, was_stockout_at) = ({_trouble_sql(table)})"
+
+
+def _status_write(cursor, sql: str, params: list) -> None:
+    """Run a `StockStatus` upsert or update that sets `_was_set`, and count the changes of
+    the rows whose trouble changed (only those come back)."""
+    cursor.execute(
+        f"WITH changed AS ({sql} RETURNING site_id, sku_id, "  # noqa: S608
+        f"{', '.join(STATUS_STATE_COLUMNS)}, was_negative, was_below, was_stockout_at) "
+        "SELECT * FROM changed WHERE (COALESCE(was_negative, false), "
+        f"COALESCE(was_below, false), was_stockout_at) IS DISTINCT FROM ("
+        f"{_trouble_sql('changed')})",
+        params,
+    )
+    _trouble_counts_add(_trouble_changes(cursor.fetchall()))
+
+
+def _trouble_changes(rows) -> list[tuple[int, Trouble, Trouble]]:
+    """(site, old, new) of the rows `_status_write` returns."""
+    changes = []
+    for site_id, _sku_id, *rest in rows:
+        state, (was_negative, was_below, was_stockout_at) = rest[:5], rest[5:]
+        old = NO_TROUBLE if was_negative is None else (was_negative, was_below, was_stockout_at)
+        changes.append((site_id, old, _trouble_of_state(state)))
+    return changes
+
+
+def _status_states_read(pairs: Sequence[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
+    """The `StockStatus` state of these pairs (SQLite: one writer at a time, so what we read
+    is what we change; PostgreSQL writers take the old state from their own update)."""
     if not pairs:
         return {}
-    if connection.vendor != "postgresql":
-        wanted = set(pairs)
-        rows = StockStatus.objects.filter(
-            site_id__in={site_id for site_id, _ in pairs}, sku_id__in={sku for _, sku in pairs}
-        ).values_list("site_id", "sku_id", *STATUS_STATE_COLUMNS)
-        return {
-            (site_id, sku_id): tuple(state)
-            for site_id, sku_id, *state in rows
-            if (site_id, sku_id) in wanted
-        }
-    table = StockStatus._meta.db_table
-    states: dict[tuple[int, int], tuple] = {}
-    missing = list(pairs)
-    for _ in range(STATUS_LOCK_ATTEMPTS):
-        arrays = [pg_int_array(site_id for site_id, _ in missing)]
-        arrays.append(pg_int_array(sku_id for _, sku_id in missing))
-        with connection.cursor() as cursor:
-            # Only our table and column names are interpolated; values are array parameters.
-            cursor.execute(
-                f"SELECT site_id, sku_id, {', '.join(STATUS_STATE_COLUMNS)} FROM {table} "  # noqa: S608
-                "WHERE (site_id, sku_id) IN (SELECT * FROM unnest(%s::bigint[], %s::bigint[])) "
-                "ORDER BY site_id, sku_id FOR UPDATE",
-                arrays,
-            )
-            states.update(((site_id, sku_id), tuple(state)) for site_id, sku_id, *state in cursor)
-            missing = [pair for pair in missing if pair not in states]
-            if not missing:
-                return states
-            arrays = [pg_int_array(site_id for site_id, _ in missing)]
-            arrays.append(pg_int_array(sku_id for _, sku_id in missing))
-            # A concurrent insert of the same pair makes this wait for its commit, then skip
-            # the pair: the next round locks the row it left.
-            cursor.execute(
-                f"INSERT INTO {table} (site_id, sku_id, has_level, on_hand, available) "  # noqa: S608
-                "SELECT site_id, sku_id, false, 0, 0 FROM unnest(%s::bigint[], %s::bigint[]) "
-                "AS u (site_id, sku_id) ORDER BY site_id, sku_id "
-                "ON CONFLICT (site_id, sku_id) DO NOTHING RETURNING site_id, sku_id",
-                arrays,
-            )
-            states.update((pair, STATE_NONE) for pair in map(tuple, cursor))
-            missing = [pair for pair in missing if pair not in states]
-            if not missing:
-                return states
-    raise RuntimeError(f"could not lock the stock status of {missing[:5]}")
+    wanted = set(pairs)
+    rows = StockStatus.objects.filter(
+        site_id__in={site_id for site_id, _ in pairs}, sku_id__in={sku for _, sku in pairs}
+    ).values_list("site_id", "sku_id", *STATUS_STATE_COLUMNS)
+    return {
+        (site_id, sku_id): tuple(state)
+        for site_id, sku_id, *state in rows
+        if (site_id, sku_id) in wanted
+    }
 
 
-def _trouble_of(counts, site_id: int, state: tuple, sign: int) -> None:
-    """Add (sign 1) or take out (sign -1) what one pair's state counts in the site's and the
-    all-sites trouble counters: `counts[(site, span, start s)]` (see `StockTroubleCount`)."""
-    has_level, on_hand, available, reorder_point, last_order_line_at = state
-    negative = on_hand < 0
-    below = has_level and reorder_point is not None and available < reorder_point
-    stockout_minute = None
-    if available <= 0 and last_order_line_at is not None:
-        stockout_minute = minute_of(last_order_line_at)
+def _state_changes(before: dict, after: dict) -> list[tuple[int, Trouble, Trouble]]:
+    """(site, old, new) of these pairs' states (pairs missing from `before` had no row)."""
+    return [
+        (
+            pair[0],
+            _trouble_of_state(before[pair]) if pair in before else NO_TROUBLE,
+            _trouble_of_state(state),
+        )
+        for pair, state in after.items()
+    ]
+
+
+def _trouble_add(counts, site_id: int, trouble: Trouble, sign: int) -> None:
+    """Add (sign 1) or take out (sign -1) what a pair counts as in the site's and the all-sites
+    trouble counters: `counts[(site, span, start s)]` (see `StockTroubleCount`)."""
+    negative, below, stockout_at = trouble
+    stockout_minute = None if stockout_at is None else minute_of(stockout_at)
     for scope in (site_id, ALL_SITES):
         if negative or below:
             total = counts[(scope, TOTAL_SPAN, 0)]
@@ -578,13 +597,14 @@ def _trouble_of(counts, site_id: int, state: tuple, sign: int) -> None:
                 counts[(scope, span, stockout_minute - stockout_minute % span)][STOCKOUTS] += sign
 
 
-def _trouble_counts_add(before: dict, after: dict) -> None:
-    """Add to the trouble counters the difference between the old and new states of these
-    pairs (pairs missing from `after` did not change), in this writer's shard."""
+def _trouble_counts_add(changes: Iterable[tuple[int, Trouble, Trouble]]) -> None:
+    """Add new minus old of these changes to the trouble counters, in this writer's shard: an
+    upsert of deltas, so concurrent writers neither wait on nor overwrite each other."""
     counts: defaultdict = defaultdict(lambda: [0] * len(TROUBLE_COUNT_FIELDS))
-    for pair, state in after.items():
-        _trouble_of(counts, pair[0], before.get(pair, STATE_NONE), -1)
-        _trouble_of(counts, pair[0], state, 1)
+    for site_id, old, new in changes:
+        if old != new:
+            _trouble_add(counts, site_id, old, -1)
+            _trouble_add(counts, site_id, new, 1)
     rows = [(key, values) for key, values in counts.items() if any(values)]
     if not rows:
         return
@@ -608,7 +628,6 @@ def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None
     """Set the copied state of these levels: (site, sku) -> (on_hand, reserved)."""
     table = StockStatus._meta.db_table
     items = sorted(levels.items())  # a fixed lock order
-    before = _status_states_lock([pair for pair, _ in items])
     if connection.vendor == "postgresql":
         # One statement of a fixed text, the reorder points joined in (no lookups of our own).
         # A row whose state is unchanged is left alone: no new row version, no index writes,
@@ -620,7 +639,8 @@ def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None
             pg_int_array(on_hand - reserved for _, (on_hand, reserved) in items),
         ]
         with connection.cursor() as cursor:
-            cursor.execute(
+            _status_write(
+                cursor,
                 f"INSERT INTO {table} (site_id, sku_id, has_level, on_hand, available, "  # noqa: S608
                 "reorder_point) "
                 "SELECT u.site_id, u.sku_id, true, u.on_hand, u.available, "
@@ -630,16 +650,14 @@ def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None
                 f"LEFT JOIN {Sku._meta.db_table} sku ON sku.id = u.sku_id "
                 f"LEFT JOIN {SiteReorderPoint._meta.db_table} own "
                 "ON own.site_id = u.site_id AND own.sku_id = u.sku_id "
-                f"ORDER BY u.position {_STATUS_LEVEL_CONFLICT} "
+                f"ORDER BY u.position {_STATUS_LEVEL_CONFLICT}, {_was_set(table)} "
                 f"WHERE ({table}.has_level, {table}.on_hand, {table}.available, "
                 f"{table}.reorder_point) IS DISTINCT FROM (excluded.has_level, "
-                "excluded.on_hand, excluded.available, excluded.reorder_point) "
-                f"RETURNING site_id, sku_id, {', '.join(STATUS_STATE_COLUMNS)}",
+                "excluded.on_hand, excluded.available, excluded.reorder_point)",
                 columns,
             )
-            after = {(site_id, sku_id): tuple(state) for site_id, sku_id, *state in cursor}
-        _trouble_counts_add(before, after)
         return
+    before = _status_states_read([pair for pair, _ in items])
     points = _reorder_points(set(levels))
     for start in range(0, len(items), UPSERT_BATCH):
         chunk = items[start : start + UPSERT_BATCH]
@@ -659,24 +677,19 @@ def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None
     for pair, (on_hand, reserved) in items:
         last_order_line_at = before[pair][STATE_LAST_ORDER_LINE] if pair in before else None
         after[pair] = (True, on_hand, on_hand - reserved, points[pair], last_order_line_at)
-    _trouble_counts_add(before, after)
+    _trouble_counts_add(_state_changes(before, after))
 
 
 def _stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
     """Raise each pair's last order line time (creating a demand-only row if needed)."""
     table = StockStatus._meta.db_table
     items = sorted(latest.items())  # a fixed lock order
-    before = _status_states_lock([pair for pair, _ in items])
-    # The rows are locked (or, on SQLite, ours alone): their new state follows from the old.
-    after = {}
-    for pair, moment in items:
-        state = before.get(pair, STATE_NONE)
-        if state[STATE_LAST_ORDER_LINE] is None or state[STATE_LAST_ORDER_LINE] < moment:
-            after[pair] = (*state[:STATE_LAST_ORDER_LINE], moment)
     # A row already holding a later time is left alone.
     conflict = (
         "ON CONFLICT (site_id, sku_id) DO UPDATE SET "
-        "last_order_line_at = excluded.last_order_line_at "
+        "last_order_line_at = excluded.last_order_line_at"
+    )
+    newer = (
         f"WHERE {table}.last_order_line_at IS NULL "
         f"OR {table}.last_order_line_at < excluded.last_order_line_at"
     )
@@ -687,15 +700,21 @@ def _stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
             pg_timestamp_array(moment for _, moment in items),
         ]
         with connection.cursor() as cursor:
-            cursor.execute(
+            _status_write(
+                cursor,
                 f"INSERT INTO {table} (site_id, sku_id, has_level, on_hand, available, "  # noqa: S608
                 "last_order_line_at) SELECT site_id, sku_id, false, 0, 0, moment "
                 "FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[]) "
-                f"AS u (site_id, sku_id, moment) {conflict}",
+                f"AS u (site_id, sku_id, moment) {conflict}, {_was_set(table)} {newer}",
                 columns,
             )
-        _trouble_counts_add(before, after)
         return
+    before = _status_states_read([pair for pair, _ in items])
+    after = {}
+    for pair, moment in items:
+        state = before.get(pair, (False, 0, 0, None, None))
+        if state[STATE_LAST_ORDER_LINE] is None or state[STATE_LAST_ORDER_LINE] < moment:
+            after[pair] = (*state[:STATE_LAST_ORDER_LINE], moment)
     for start in range(0, len(items), UPSERT_BATCH):
         chunk = items[start : start + UPSERT_BATCH]
         params = []
@@ -704,11 +723,11 @@ def _stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
         sql = (
             f"INSERT INTO {table} (site_id, sku_id, has_level, on_hand, available, "  # noqa: S608
             f"last_order_line_at) VALUES "
-            f"{', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(chunk))} {conflict}"
+            f"{', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(chunk))} {conflict} {newer}"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-    _trouble_counts_add(before, after)
+    _trouble_counts_add(_state_changes(before, after))
 
 
 # --- the hooks ------------------------------------------------------------------------------
@@ -904,23 +923,38 @@ def unit_cost_change_record(
 
 def stock_status_reorder_points_refresh(*, sku_id: int, site_id: int | None = None) -> None:
     """Copy the effective reorder points of a SKU (at one site or all) into `StockStatus`."""
+    table = StockStatus._meta.db_table
     rows = StockStatus.objects.filter(sku_id=sku_id)
     if site_id is not None:
         rows = rows.filter(site_id=site_id)
-    pairs = sorted(rows.values_list("site_id", "sku_id"))
+    pairs = set(rows.values_list("site_id", "sku_id"))
     if not pairs:
         return
-    before = _status_states_lock(pairs)
-    after = {}
     by_point: dict[int | None, list[int]] = defaultdict(list)
-    for pair, point in _reorder_points(set(before)).items():
-        state = before[pair]
-        if state[STATE_REORDER_POINT] != point:
-            after[pair] = (*state[:STATE_REORDER_POINT], point, *state[STATE_REORDER_POINT + 1 :])
-            by_point[point].append(pair[0])
-    for point, sites in by_point.items():
-        StockStatus.objects.filter(sku_id=sku_id, site_id__in=sites).update(reorder_point=point)
-    _trouble_counts_add(before, after)
+    for (site, _sku), point in _reorder_points(pairs).items():
+        by_point[point].append(site)
+    changes = []
+    for point, sites in sorted(by_point.items(), key=lambda item: (item[0] is None, item[0])):
+        if connection.vendor != "postgresql":
+            before = _status_states_read(sorted((site, sku_id) for site in sites))
+            StockStatus.objects.filter(sku_id=sku_id, site_id__in=sites).update(reorder_point=point)
+            after = {
+                pair: (*state[:STATE_REORDER_POINT], point, *state[STATE_REORDER_POINT + 1 :])
+                for pair, state in before.items()
+                if state[STATE_REORDER_POINT] != point
+            }
+            changes += _state_changes(before, after)
+            continue
+        with connection.cursor() as cursor:
+            # The update locks each row and reads its latest state: old and new are exact.
+            _status_write(
+                cursor,
+                f"UPDATE {table} SET reorder_point = %s, {_was_set(table)} "  # noqa: S608
+                "WHERE sku_id = %s AND site_id = ANY(%s::bigint[]) "
+                "AND reorder_point IS DISTINCT FROM %s",
+                [point, sku_id, pg_int_array(sorted(sites)), point],
+            )
+    _trouble_counts_add(changes)
 
 
 # --- rebuilding everything from the ledger and the stored facts -----------------------------
@@ -1068,8 +1102,8 @@ def _trouble_counts_rebuild(status: dict[tuple[int, int], list]) -> None:
     """Recount the trouble counters of these pairs' sites (their rows were deleted), then the
     all-sites rows as the sum of every site's."""
     counts: defaultdict = defaultdict(lambda: [0] * len(TROUBLE_COUNT_FIELDS))
-    for (site_id, _sku_id), (has_level, on_hand, available, point, last) in status.items():
-        _trouble_of(counts, site_id, (has_level, on_hand, available, point, last), 1)
+    for (site_id, _sku_id), state in status.items():
+        _trouble_add(counts, site_id, _trouble_of_state(state), 1)
     _bulk_insert(
         StockTroubleCount,
         ["site_id", "span_s", "start", "shard", *TROUBLE_COUNT_FIELDS],

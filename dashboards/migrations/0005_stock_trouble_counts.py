@@ -88,6 +88,21 @@ class Migration(migrations.Migration):
                 fields=("site_id", "span_s", "start", "shard"), name="stock_trouble_count_key"
             ),
         ),
+        migrations.AddField(
+            model_name="stockstatus",
+            name="was_negative",
+            field=models.BooleanField(null=True),
+        ),
+        migrations.AddField(
+            model_name="stockstatus",
+            name="was_below",
+            field=models.BooleanField(null=True),
+        ),
+        migrations.AddField(
+            model_name="stockstatus",
+            name="was_stockout_at",
+            field=models.DateTimeField(null=True),
+        ),
         migrations.RemoveIndex(
             model_name="stockstatus",
             name="status_trouble_idx",
