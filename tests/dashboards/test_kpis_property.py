@@ -1,5 +1,6 @@
 """Random event streams give the same KPIs three ways: the incremental rollups, `rebuild_kpis`,
-and a plain reference computation over the raw events written here.
+and a plain reference computation over the raw events written here; the trouble counters
+behind the "now" KPIs match a count of the stock status rows, before and after the rebuild.
 
 The stream is cut into random batches, recorded as ingest records a batch: its movements in one
 `movements_record` call, then its facts, each snapshot compared with the stock at its place in
@@ -22,10 +23,10 @@ from dashboards.kpis import WINDOWS, kpis_compute
 from dashboards.models import SnapshotRecord, UnitCostChange
 from dashboards.rollups import DeliveryFact, OrderLineFact, SnapshotFact, rollups_facts_record
 from ingest.services import snapshots_at_their_position
-from inventory_ops.models import MovementKind, Sku
+from inventory_ops.models import MovementKind, SiteReorderPoint, Sku
 from inventory_ops.services import MovementRequest, movements_record
 from tests.builders import site_make, sku_make
-from tests.dashboards.kpi_helpers import now_mid_minute
+from tests.dashboards.kpi_helpers import counted_from_status, counters, now_mid_minute
 
 SITES = ("north", "south")
 SKUS = {"A": Decimal("2.50"), "B": Decimal("0.3333"), "C": Decimal("12")}
@@ -69,6 +70,13 @@ events = st.one_of(
         instants,
     ),
     st.tuples(st.just("cost"), sku_names, st.decimals(min_value=0, max_value=30, places=4)),
+    # A reorder point change: the SKU's default (site None) or a site's own (None: removed).
+    st.tuples(
+        st.just("reorder"),
+        st.one_of(st.none(), site_names),
+        sku_names,
+        st.one_of(st.none(), st.integers(min_value=-3, max_value=12)),
+    ),
 )
 
 
@@ -103,6 +111,13 @@ class Reference:
         # every snapshot in arrival order: (site, [(sku, qty, on_hand compared with), ...])
         self.snapshot_lines: list[tuple[str, list[tuple[str, int, int]]]] = []
         self.cost_changes: dict[str, list[tuple[dt.datetime, Decimal]]] = {s: [] for s in SKUS}
+        self.reorder_points: dict[str, int | None] = dict(REORDER_POINTS)
+        self.site_reorder_points: dict[tuple[str, str], int] = {}
+
+    def reorder_point(self, pair: tuple[str, str]) -> int | None:
+        if pair in self.site_reorder_points:
+            return self.site_reorder_points[pair]
+        return self.reorder_points[pair[1]]
 
     def cost(self, sku: str, at: dt.datetime) -> Decimal:
         cost = SKUS[sku]
@@ -182,8 +197,8 @@ class Reference:
                 1
                 for p in pairs
                 if p in self.on_hand
-                and REORDER_POINTS[p[1]] is not None
-                and available[p] < REORDER_POINTS[p[1]]
+                and self.reorder_point(p) is not None
+                and available[p] < self.reorder_point(p)
             ),
             "reconciliation_skew": None
             if not lines
@@ -221,8 +236,8 @@ class Batch:
 
 def _apply(stream, base: dt.datetime, reference: Reference, sites, skus, batch_ends) -> None:
     """Apply the stream as ingest would: in arrival order, each event id once, in batches
-    ending after the positions in `batch_ends` (and before a change of standard cost, which
-    an admin saves in a transaction of its own)."""
+    ending after the positions in `batch_ends` (and before a change of standard cost or of a
+    reorder point, which an admin saves in a transaction of its own)."""
     seen = set()
     batch = Batch()
     for position, (event_id, event) in enumerate(stream):
@@ -242,6 +257,11 @@ def _apply(stream, base: dt.datetime, reference: Reference, sites, skus, batch_e
             sku.save()
             change = UnitCostChange.objects.filter(sku_id=sku.pk).latest("id")
             reference.cost_changes[sku_code].append((change.effective_at, new_cost))
+            continue
+        if kind == "reorder":
+            batch.record()  # an admin's save, in a transaction of its own
+            _, site_code, sku_code, point = event
+            _reorder_point_set(site_code, sku_code, point, reference, sites, skus)
             continue
         seconds, micros = event[-1]
         at = base + dt.timedelta(seconds=seconds, microseconds=micros)
@@ -316,6 +336,30 @@ def _apply(stream, base: dt.datetime, reference: Reference, sites, skus, batch_e
     batch.record()
 
 
+def _reorder_point_set(site_code, sku_code, point, reference: Reference, sites, skus) -> None:
+    """Change a reorder point as the admin would (saving models), and in the reference."""
+    sku = skus[sku_code]
+    if site_code is None:
+        if point is not None and point < 0:
+            point = None
+        sku.reorder_point = point
+        sku.save()
+        reference.reorder_points[sku_code] = point
+        return
+    own = SiteReorderPoint.objects.filter(site=sites[site_code], sku=sku).first()
+    if point is None or point < 0:
+        if own is not None:
+            own.delete()
+        reference.site_reorder_points.pop((site_code, sku_code), None)
+        return
+    if own is None:
+        SiteReorderPoint.objects.create(site=sites[site_code], sku=sku, reorder_point=point)
+    else:
+        own.reorder_point = point
+        own.save()
+    reference.site_reorder_points[(site_code, sku_code)] = point
+
+
 def _assert_same(actual: dict, expected: dict, label: str) -> None:
     for key, value in expected.items():
         if isinstance(value, float):
@@ -368,8 +412,17 @@ def test_incremental_rebuilt_and_reference_kpis_agree(stream, duplicates, batch_
                 kpis = kpis_compute(site=scope, window=window, now=now)
                 incremental[(scope, window)] = kpis
                 _assert_same(kpis, reference.kpis(scope_sites, window_s, now), f"{scope} {window}")
+        # The stockouts age with `now`: later reads cross the stockout buckets' edges.
+        for later in (dt.timedelta(hours=1, minutes=7), dt.timedelta(days=2, hours=5)):
+            for scope, scope_sites in scopes.items():
+                kpis = kpis_compute(site=scope, window="1h", now=now + later)
+                expected = reference.kpis(scope_sites, 3600, now + later)
+                _assert_same(kpis, expected, f"{scope} 1h at now + {later}")
+        counted = counters()
+        assert counted == counted_from_status()
 
         call_command("rebuild_kpis", stdout=io.StringIO())
         for (scope, window), kpis in incremental.items():
             assert kpis_compute(site=scope, window=window, now=now) == kpis
+        assert counters() == counted
         transaction.set_rollback(True)
