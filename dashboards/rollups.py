@@ -1,10 +1,12 @@
 """KPI rollups, kept by the writers in the same transaction as the facts they come from.
 
 CONTRACT (signatures fixed; see docs/kpis.md for the design):
-- `rollups_movements_record(applied=...)` is called by `inventory_ops.services.movements_record`
-  for every ledger write (feed events, corrections, counts). From movements alone come: COGS
-  (order_dispatched and order_returned: -on_hand_delta * unit_cost), counts and mismatches
-  (kind counted: on_hand_before != counted), inventory value change (on_hand_delta * unit_cost).
+- `rollups_movements_record(movements=..., levels=...)` is called by
+  `inventory_ops.services.movements_record` for every ledger write (feed events, corrections,
+  counts), with the ledger rows it wrote and the levels as they now stand. From movements
+  alone come: COGS (order_dispatched and order_returned: -on_hand_delta * unit_cost), counts
+  and mismatches (kind counted: on_hand_before != counted), inventory value change
+  (on_hand_delta * unit_cost).
 - `rollups_facts_record(...)` is called by the ingest workers, in the batch's transaction, for
   the facts that are not movements: deliveries, order lines (demand), stock snapshots. They are
   stored here (append-only) so that `rebuild_kpis` needs nothing but the ledger and these tables.
@@ -51,7 +53,7 @@ from inventory_ops.models import (
     Sku,
     StockLevel,
 )
-from inventory_ops.services import AppliedMovement
+from inventory_ops.services import MOVEMENT_COLUMNS
 
 SPANS = (60, 3600, 86400)
 TOTAL_SPAN = 0  # the all-time bucket of a site, at the epoch
@@ -245,6 +247,7 @@ class FlatCost:
     """A cost book that values everything at one difference (re-valuing after a change)."""
 
     changes: dict = {}
+    current = None  # no per-SKU costs: `movements_fold` asks `cost_at`
 
     def __init__(self, difference: int):
         self.difference = difference
@@ -272,9 +275,15 @@ def movements_fold(
     at the change's instant: `(site_id, sku_id, effective epoch s, amount e4)`. `money_only`
     adds only amounts (re-valuing movements already counted).
     """
+    changes, current = book.changes, book.current
     for site_id, sku_id, kind, delta, occurred_at in rows:
+        if not delta and kind != COUNTED:
+            continue  # a reservation or its release: no amount and nothing counted
         moment_s = occurred_at.timestamp()
-        cost = book.cost_at(sku_id, moment_s)
+        if current is not None and sku_id not in changes:
+            cost = current[sku_id]  # no later cost change: today's cost, without a call
+        else:
+            cost = book.cost_at(sku_id, moment_s)
         bucket = sums[(site_id, int(moment_s // 60) * 60)]
         bucket[VALUE] += delta * cost
         if kind in COGS_KINDS:
@@ -287,7 +296,7 @@ def movements_fold(
                     bucket[MISMATCHES] += 1
                     bucket[MISMATCH_UNITS] += abs(delta)
                 bucket[MISMATCH_VALUE] += abs(delta) * cost
-        if revaluations is not None and delta and sku_id in book.changes:
+        if revaluations is not None and delta and sku_id in changes:
             for effective_s, difference in book.changes_after(sku_id, moment_s):
                 revaluations.append((site_id, sku_id, effective_s, delta * difference))
 
@@ -587,34 +596,41 @@ def _stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
 # --- the hooks ------------------------------------------------------------------------------
 
 
-def rollups_movements_record(*, applied: Sequence[AppliedMovement]) -> None:
-    """Fold ledger movements into the rollups. Caller is inside the writing transaction and
-    holds the row locks of the affected stock levels."""
-    if not applied:
+# Where the fold finds its fields in a ledger row (`MOVEMENT_COLUMNS`).
+_FOLDED_COLUMNS = operator.itemgetter(
+    *(
+        MOVEMENT_COLUMNS.index(name)
+        for name in ("site_id", "sku_id", "kind", "on_hand_delta", "occurred_at")
+    )
+)
+_SKU_COLUMN = MOVEMENT_COLUMNS.index("sku_id")
+_OCCURRED_AT_COLUMN = MOVEMENT_COLUMNS.index("occurred_at")
+
+
+def rollups_movements_record(
+    *,
+    movements: Sequence[tuple],
+    levels: dict[tuple[int, int], tuple[int, int]],
+) -> None:
+    """Fold ledger movements into the rollups and copy the levels they left.
+
+    `movements`: the rows written to the ledger (`inventory_ops.services.MOVEMENT_COLUMNS`);
+    `levels`: (site_id, sku_id) -> (on_hand, reserved) of every level they moved, as it now
+    stands. Caller is inside the writing transaction and holds the row locks of those levels.
+    """
+    if not movements:
         return
-    earliest = min(movement.request.occurred_at for movement in applied)
     book = CostBook.load(
-        {movement.sku_id for movement in applied}, since=earliest, lock_unsafe=True
+        set(map(operator.itemgetter(_SKU_COLUMN), movements)),
+        since=min(map(operator.itemgetter(_OCCURRED_AT_COLUMN), movements)),
+        lock_unsafe=True,
     )
     sums = sums_new()
     revaluations: list = []
-    movements_fold(
-        sums,
-        (
-            (m.site_id, m.sku_id, m.request.kind, m.on_hand_delta, m.request.occurred_at)
-            for m in applied
-        ),
-        book,
-        revaluations,
-    )
+    movements_fold(sums, map(_FOLDED_COLUMNS, movements), book, revaluations)
     revaluations_fold(sums, revaluations)
     _rollups_add(sums)
     _revaluations_insert(revaluations)
-    # The last movement of a pair in this call leaves the level as it now stands.
-    levels = {
-        (m.site_id, m.sku_id): (m.on_hand_after, m.reserved_before + m.reserved_delta)
-        for m in applied
-    }
     _stock_status_upsert(levels)
 
 
