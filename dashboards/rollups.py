@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.db import connection, transaction
-from django.db.models import BooleanField, Q, Sum
+from django.db.models import BooleanField, F, OuterRef, Q, Subquery, Sum
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 
 from dashboards.models import (
     ALL_SITES,
@@ -486,6 +487,23 @@ def _revaluations_insert(revaluations) -> None:
 
 def _reorder_points(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], int | None]:
     """Effective reorder point of each pair: the site's own, else the SKU's."""
+    if connection.vendor == "postgresql":
+        # One statement with array parameters: a feed group asks for thousands of pairs.
+        items = sorted(pairs)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT u.site_id, u.sku_id, CASE WHEN own.id IS NULL "  # noqa: S608
+                "THEN sku.reorder_point ELSE own.reorder_point END "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS u (site_id, sku_id) "
+                f"LEFT JOIN {Sku._meta.db_table} sku ON sku.id = u.sku_id "
+                f"LEFT JOIN {SiteReorderPoint._meta.db_table} own "
+                "ON own.site_id = u.site_id AND own.sku_id = u.sku_id",
+                [
+                    pg_int_array(site_id for site_id, _ in items),
+                    pg_int_array(sku_id for _, sku_id in items),
+                ],
+            )
+            return {(site_id, sku_id): point for site_id, sku_id, point in cursor}
     sku_ids = {sku_id for _, sku_id in pairs}
     site_ids = {site_id for site_id, _ in pairs}
     defaults = dict(Sku.objects.filter(id__in=sku_ids).values_list("id", "reorder_point"))
@@ -611,12 +629,14 @@ def rollups_movements_record(
     *,
     movements: Sequence[tuple],
     levels: dict[tuple[int, int], tuple[int, int]],
+    levels_before: dict[tuple[int, int], tuple[int, int]],
 ) -> None:
     """Fold ledger movements into the rollups and copy the levels they left.
 
     `movements`: the rows written to the ledger (`inventory_ops.services.MOVEMENT_COLUMNS`);
-    `levels`: (site_id, sku_id) -> (on_hand, reserved) of every level they moved, as it now
-    stands. Caller is inside the writing transaction and holds the row locks of those levels.
+    `levels` and `levels_before`: (site_id, sku_id) -> (on_hand, reserved) of every level they
+    moved, as it now stands and as it stood before them. Caller is inside the writing
+    transaction and holds the row locks of those levels.
     """
     if not movements:
         return
@@ -631,7 +651,45 @@ def rollups_movements_record(
     revaluations_fold(sums, revaluations)
     _rollups_add(sums)
     _revaluations_insert(revaluations)
-    _stock_status_upsert(levels)
+    _stock_status_upsert(_levels_in_or_out_of_trouble(levels, levels_before))
+
+
+def _levels_in_or_out_of_trouble(
+    levels: dict[tuple[int, int], tuple[int, int]],
+    levels_before: dict[tuple[int, int], tuple[int, int]],
+) -> dict[tuple[int, int], tuple[int, int]]:
+    """The levels whose stock status row is written: those in trouble before or after.
+
+    A pair out of trouble before and after is left alone: the "now" KPIs read only the pairs
+    in trouble (`STOCK_TROUBLE`, through its partial index), and rewriting every level a group
+    moved was most of the stock status cost (a new row version and index entries each: the
+    trouble index names these columns, so the update is never HOT). A row out of trouble may
+    therefore hold stale values; a row in trouble, or entering or leaving it, is exact. A level
+    seen for the first time starts at 0, in trouble, so it always gets its row.
+
+    Precondition: `CostBook.load(..., lock_unsafe=True)` took FOR SHARE on the SKU rows, so no
+    change of reorder point (`stock_status_reorder_points_refresh` takes the SKU row) commits
+    between reading the points here and this transaction's commit.
+    """
+    written = {}
+    undecided = []
+    for pair, (on_hand, reserved) in levels.items():
+        on_hand_before, reserved_before = levels_before[pair]
+        if (
+            min(on_hand, on_hand_before) < 0
+            or min(on_hand - reserved, on_hand_before - reserved_before) <= 0
+        ):
+            written[pair] = (on_hand, reserved)  # in trouble whatever the reorder point
+        else:
+            undecided.append(pair)
+    points = _reorder_points(set(undecided)) if undecided else {}
+    for pair in undecided:
+        point = points[pair]
+        on_hand, reserved = levels[pair]
+        on_hand_before, reserved_before = levels_before[pair]
+        if point is not None and min(on_hand - reserved, on_hand_before - reserved_before) < point:
+            written[pair] = (on_hand, reserved)  # below its reorder point before or after
+    return written
 
 
 def rollups_facts_record(
@@ -792,18 +850,39 @@ def unit_cost_change_record(
 
 
 def stock_status_reorder_points_refresh(*, sku_id: int, site_id: int | None = None) -> None:
-    """Copy the effective reorder points of a SKU (at one site or all) into `StockStatus`."""
-    rows = StockStatus.objects.filter(sku_id=sku_id)
-    if site_id is not None:
-        rows = rows.filter(site_id=site_id)
-    pairs = set(rows.values_list("site_id", "sku_id"))
-    if not pairs:
-        return
-    by_point: dict[int | None, list[int]] = defaultdict(list)
-    for (site, _sku), point in _reorder_points(pairs).items():
-        by_point[point].append(site)
-    for point, sites in by_point.items():
-        StockStatus.objects.filter(sku_id=sku_id, site_id__in=sites).update(reorder_point=point)
+    """Copy the effective reorder points of a SKU (at one site or all) into `StockStatus`,
+    with the levels as they stand.
+
+    The levels are copied too: a row out of trouble may hold stale values (the level writers
+    leave it alone, see `_levels_in_or_out_of_trouble`), and a new point may put the pair in
+    trouble.
+    """
+    with transaction.atomic():
+        # Level writers hold FOR SHARE on the SKU row from `CostBook.load` to their commit,
+        # before they write their stock status rows: taking the row here waits for those in
+        # flight and makes the next ones wait, so the levels read below are the ones their
+        # rows were (or will be) written against. A SKU's save already holds it.
+        list(Sku.objects.select_for_update(no_key=True).filter(pk=sku_id).values_list("pk"))
+        rows = StockStatus.objects.filter(sku_id=sku_id)
+        if site_id is not None:
+            rows = rows.filter(site_id=site_id)
+        pairs = set(rows.values_list("site_id", "sku_id"))
+        if not pairs:
+            return
+        by_point: dict[int | None, list[int]] = defaultdict(list)
+        for (site, _sku), point in _reorder_points(pairs).items():
+            by_point[point].append(site)
+        level = StockLevel.objects.filter(site_id=OuterRef("site_id"), sku_id=OuterRef("sku_id"))
+        for point, sites in by_point.items():
+            StockStatus.objects.filter(sku_id=sku_id, site_id__in=sites).update(
+                reorder_point=point,
+                # A pair known only from demand has no level: its row stays as it is.
+                on_hand=Coalesce(Subquery(level.values("on_hand")[:1]), F("on_hand")),
+                available=Coalesce(
+                    Subquery(level.annotate(free=F("on_hand") - F("reserved")).values("free")[:1]),
+                    F("available"),
+                ),
+            )
 
 
 # --- rebuilding everything from the ledger and the stored facts -----------------------------

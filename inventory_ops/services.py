@@ -191,6 +191,10 @@ def _movements_record_in_transaction(requests: Sequence[MovementRequest]) -> lis
     rollups_movements_record(
         movements=rows,
         levels={(level.site_id, level.sku_id): (level.on_hand, level.reserved) for level in levels},
+        levels_before={
+            (level.site_id, level.sku_id): (level.on_hand_locked, level.reserved_locked)
+            for level in levels
+        },
     )
     return applied
 
