@@ -1,9 +1,9 @@
 """KPI rollups, kept by the writers in the same transaction as the facts they come from.
 
 CONTRACT (signatures fixed; see docs/kpis.md for the design):
-- `rollups_movements_record(movements=..., levels=...)` is called by
+- `rollups_movements_record(movements=..., levels=..., levels_before=...)` is called by
   `inventory_ops.services.movements_record` for every ledger write (feed events, corrections,
-  counts), with the ledger rows it wrote and the levels as they now stand. From movements
+  counts), with the ledger rows it wrote and the levels after and before them. From movements
   alone come: COGS (order_dispatched and order_returned: -on_hand_delta * unit_cost), counts
   and mismatches (kind counted: on_hand_before != counted), inventory value change
   (on_hand_delta * unit_cost).
