@@ -1,10 +1,12 @@
 """KPI rollups, kept by the writers in the same transaction as the facts they come from.
 
 CONTRACT (signatures fixed; see docs/kpis.md for the design):
-- `rollups_movements_record(applied=...)` is called by `inventory_ops.services.movements_record`
-  for every ledger write (feed events, corrections, counts). From movements alone come: COGS
-  (order_dispatched and order_returned: -on_hand_delta * unit_cost), counts and mismatches
-  (kind counted: on_hand_before != counted), inventory value change (on_hand_delta * unit_cost).
+- `rollups_movements_record(movements=..., levels=..., levels_before=...)` is called by
+  `inventory_ops.services.movements_record` for every ledger write (feed events, corrections,
+  counts), with the ledger rows it wrote and the levels after and before them. From movements
+  alone come: COGS (order_dispatched and order_returned: -on_hand_delta * unit_cost), counts
+  and mismatches (kind counted: on_hand_before != counted), inventory value change
+  (on_hand_delta * unit_cost).
 - `rollups_facts_record(...)` is called by the ingest workers, in the batch's transaction, for
   the facts that are not movements: deliveries, order lines (demand), stock snapshots. They are
   stored here (append-only) so that `rebuild_kpis` needs nothing but the ledger and these tables.
@@ -52,7 +54,7 @@ from inventory_ops.models import (
     Sku,
     StockLevel,
 )
-from inventory_ops.services import AppliedMovement
+from inventory_ops.services import MOVEMENT_COLUMNS
 
 SPANS = (60, 3600, 86400)
 TOTAL_SPAN = 0  # the all-time bucket of a site, at the epoch
@@ -246,6 +248,7 @@ class FlatCost:
     """A cost book that values everything at one difference (re-valuing after a change)."""
 
     changes: dict = {}
+    current = None  # no per-SKU costs: `movements_fold` asks `cost_at`
 
     def __init__(self, difference: int):
         self.difference = difference
@@ -273,9 +276,15 @@ def movements_fold(
     at the change's instant: `(site_id, sku_id, effective epoch s, amount e4)`. `money_only`
     adds only amounts (re-valuing movements already counted).
     """
+    changes, current = book.changes, book.current
     for site_id, sku_id, kind, delta, occurred_at in rows:
+        if not delta and kind != COUNTED:
+            continue  # a reservation or its release: no amount and nothing counted
         moment_s = occurred_at.timestamp()
-        cost = book.cost_at(sku_id, moment_s)
+        if current is not None and sku_id not in changes:
+            cost = current[sku_id]  # no later cost change: today's cost, without a call
+        else:
+            cost = book.cost_at(sku_id, moment_s)
         bucket = sums[(site_id, int(moment_s // 60) * 60)]
         bucket[VALUE] += delta * cost
         if kind in COGS_KINDS:
@@ -288,7 +297,7 @@ def movements_fold(
                     bucket[MISMATCHES] += 1
                     bucket[MISMATCH_UNITS] += abs(delta)
                 bucket[MISMATCH_VALUE] += abs(delta) * cost
-        if revaluations is not None and delta and sku_id in book.changes:
+        if revaluations is not None and delta and sku_id in changes:
             for effective_s, difference in book.changes_after(sku_id, moment_s):
                 revaluations.append((site_id, sku_id, effective_s, delta * difference))
 
@@ -478,6 +487,23 @@ def _revaluations_insert(revaluations) -> None:
 
 def _reorder_points(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], int | None]:
     """Effective reorder point of each pair: the site's own, else the SKU's."""
+    if connection.vendor == "postgresql":
+        # One statement with array parameters: a feed group asks for thousands of pairs.
+        items = sorted(pairs)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT u.site_id, u.sku_id, CASE WHEN own.id IS NULL "  # noqa: S608
+                "THEN sku.reorder_point ELSE own.reorder_point END "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS u (site_id, sku_id) "
+                f"LEFT JOIN {Sku._meta.db_table} sku ON sku.id = u.sku_id "
+                f"LEFT JOIN {SiteReorderPoint._meta.db_table} own "
+                "ON own.site_id = u.site_id AND own.sku_id = u.sku_id",
+                [
+                    pg_int_array(site_id for site_id, _ in items),
+                    pg_int_array(sku_id for _, sku_id in items),
+                ],
+            )
+            return {(site_id, sku_id): point for site_id, sku_id, point in cursor}
     sku_ids = {sku_id for _, sku_id in pairs}
     site_ids = {site_id for site_id, _ in pairs}
     defaults = dict(Sku.objects.filter(id__in=sku_ids).values_list("id", "reorder_point"))
@@ -733,35 +759,82 @@ def _stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
 # --- the hooks ------------------------------------------------------------------------------
 
 
-def rollups_movements_record(*, applied: Sequence[AppliedMovement]) -> None:
-    """Fold ledger movements into the rollups. Caller is inside the writing transaction and
-    holds the row locks of the affected stock levels."""
-    if not applied:
+# Where the fold finds its fields in a ledger row (`MOVEMENT_COLUMNS`).
+_FOLDED_COLUMNS = operator.itemgetter(
+    *(
+        MOVEMENT_COLUMNS.index(name)
+        for name in ("site_id", "sku_id", "kind", "on_hand_delta", "occurred_at")
+    )
+)
+_SKU_COLUMN = MOVEMENT_COLUMNS.index("sku_id")
+_OCCURRED_AT_COLUMN = MOVEMENT_COLUMNS.index("occurred_at")
+
+
+def rollups_movements_record(
+    *,
+    movements: Sequence[tuple],
+    levels: dict[tuple[int, int], tuple[int, int]],
+    levels_before: dict[tuple[int, int], tuple[int, int]],
+) -> None:
+    """Fold ledger movements into the rollups and copy the levels they left.
+
+    `movements`: the rows written to the ledger (`inventory_ops.services.MOVEMENT_COLUMNS`);
+    `levels` and `levels_before`: (site_id, sku_id) -> (on_hand, reserved) of every level they
+    moved, as it now stands and as it stood before them. Caller is inside the writing
+    transaction and holds the row locks of those levels.
+    """
+    if not movements:
         return
-    earliest = min(movement.request.occurred_at for movement in applied)
     book = CostBook.load(
-        {movement.sku_id for movement in applied}, since=earliest, lock_unsafe=True
+        set(map(operator.itemgetter(_SKU_COLUMN), movements)),
+        since=min(map(operator.itemgetter(_OCCURRED_AT_COLUMN), movements)),
+        lock_unsafe=True,
     )
     sums = sums_new()
     revaluations: list = []
-    movements_fold(
-        sums,
-        (
-            (m.site_id, m.sku_id, m.request.kind, m.on_hand_delta, m.request.occurred_at)
-            for m in applied
-        ),
-        book,
-        revaluations,
-    )
+    movements_fold(sums, map(_FOLDED_COLUMNS, movements), book, revaluations)
     revaluations_fold(sums, revaluations)
     _rollups_add(sums)
     _revaluations_insert(revaluations)
-    # The last movement of a pair in this call leaves the level as it now stands.
-    levels = {
-        (m.site_id, m.sku_id): (m.on_hand_after, m.reserved_before + m.reserved_delta)
-        for m in applied
-    }
-    _stock_status_upsert(levels)
+    _stock_status_upsert(_levels_in_or_out_of_trouble(levels, levels_before))
+
+
+def _levels_in_or_out_of_trouble(
+    levels: dict[tuple[int, int], tuple[int, int]],
+    levels_before: dict[tuple[int, int], tuple[int, int]],
+) -> dict[tuple[int, int], tuple[int, int]]:
+    """The levels whose stock status row is written: those in trouble before or after.
+
+    A pair out of trouble before and after is left alone: the "now" KPIs read only the pairs
+    in trouble (`STOCK_TROUBLE`, through its partial index), and rewriting every level a group
+    moved was most of the stock status cost (a new row version and index entries each: the
+    trouble index names these columns, so the update is never HOT). A row out of trouble may
+    therefore hold stale values; a row in trouble, or entering or leaving it, is exact. A level
+    seen for the first time starts at 0, in trouble, so it always gets its row.
+
+    Precondition: `CostBook.load(..., lock_unsafe=True)` took FOR SHARE on the SKU rows, so no
+    change of reorder point (`stock_status_reorder_points_refresh` takes the SKU row) commits
+    between reading the points here and this transaction's commit.
+    """
+    written = {}
+    undecided = []
+    for pair, (on_hand, reserved) in levels.items():
+        on_hand_before, reserved_before = levels_before[pair]
+        if (
+            min(on_hand, on_hand_before) < 0
+            or min(on_hand - reserved, on_hand_before - reserved_before) <= 0
+        ):
+            written[pair] = (on_hand, reserved)  # in trouble whatever the reorder point
+        else:
+            undecided.append(pair)
+    points = _reorder_points(set(undecided)) if undecided else {}
+    for pair in undecided:
+        point = points[pair]
+        on_hand, reserved = levels[pair]
+        on_hand_before, reserved_before = levels_before[pair]
+        if point is not None and min(on_hand - reserved, on_hand_before - reserved_before) < point:
+            written[pair] = (on_hand, reserved)  # below its reorder point before or after
+    return written
 
 
 def rollups_facts_record(
@@ -922,39 +995,69 @@ def unit_cost_change_record(
 
 
 def stock_status_reorder_points_refresh(*, sku_id: int, site_id: int | None = None) -> None:
-    """Copy the effective reorder points of a SKU (at one site or all) into `StockStatus`."""
+    """Copy the effective reorder points of a SKU (at one site or all) into `StockStatus`,
+    with the levels as they stand.
+
+    The levels are copied too: a row out of trouble may hold stale values (the level writers
+    leave it alone, see `_levels_in_or_out_of_trouble`), and a new point may put the pair in
+    trouble.
+    """
     table = StockStatus._meta.db_table
-    rows = StockStatus.objects.filter(sku_id=sku_id)
-    if site_id is not None:
-        rows = rows.filter(site_id=site_id)
-    pairs = set(rows.values_list("site_id", "sku_id"))
-    if not pairs:
-        return
-    by_point: dict[int | None, list[int]] = defaultdict(list)
-    for (site, _sku), point in _reorder_points(pairs).items():
-        by_point[point].append(site)
-    changes = []
-    for point, sites in sorted(by_point.items(), key=lambda item: (item[0] is None, item[0])):
-        if connection.vendor != "postgresql":
-            before = _status_states_read(sorted((site, sku_id) for site in sites))
-            StockStatus.objects.filter(sku_id=sku_id, site_id__in=sites).update(reorder_point=point)
-            after = {
-                pair: (*state[:STATE_REORDER_POINT], point, *state[STATE_REORDER_POINT + 1 :])
-                for pair, state in before.items()
-                if state[STATE_REORDER_POINT] != point
-            }
-            changes += _state_changes(before, after)
-            continue
-        with connection.cursor() as cursor:
-            # The update locks each row and reads its latest state: old and new are exact.
-            _status_write(
-                cursor,
-                f"UPDATE {table} SET reorder_point = %s, {_was_set(table)} "  # noqa: S608
-                "WHERE sku_id = %s AND site_id = ANY(%s::bigint[]) "
-                "AND reorder_point IS DISTINCT FROM %s",
-                [point, sku_id, pg_int_array(sorted(sites)), point],
+    with transaction.atomic():
+        # Level writers hold FOR SHARE on the SKU row from `CostBook.load` to their commit,
+        # before they write their stock status rows: taking the row here waits for those in
+        # flight and makes the next ones wait, so the levels read below are the ones their
+        # rows were (or will be) written against. A SKU's save already holds it.
+        list(Sku.objects.select_for_update(no_key=True).filter(pk=sku_id).values_list("pk"))
+        rows = StockStatus.objects.filter(sku_id=sku_id)
+        if site_id is not None:
+            rows = rows.filter(site_id=site_id)
+        pairs = set(rows.values_list("site_id", "sku_id"))
+        if not pairs:
+            return
+        by_point: dict[int | None, list[int]] = defaultdict(list)
+        for (site, _sku), point in _reorder_points(pairs).items():
+            by_point[point].append(site)
+        levels = {
+            site: (on_hand, on_hand - reserved)
+            for site, on_hand, reserved in StockLevel.objects.filter(
+                sku_id=sku_id, site_id__in={site for site, _ in pairs}
+            ).values_list("site_id", "on_hand", "reserved")
+        }
+        changes = []
+        for point, sites in sorted(by_point.items(), key=lambda item: (item[0] is None, item[0])):
+            if connection.vendor != "postgresql":
+                before = _status_states_read(sorted((site, sku_id) for site in sites))
+                after = {}
+                for (site, sku), state in before.items():
+                    if state[STATE_REORDER_POINT] == point:
+                        continue
+                    has_level, on_hand, available, _, last_order_line_at = state
+                    # A pair known only from demand has no level: its row stays as it is.
+                    on_hand, available = levels.get(site, (on_hand, available))
+                    after[(site, sku)] = (has_level, on_hand, available, point, last_order_line_at)
+                    StockStatus.objects.filter(site_id=site, sku_id=sku).update(
+                        on_hand=on_hand, available=available, reorder_point=point
+                    )
+                changes += _state_changes(before, after)
+                continue
+            level = StockLevel._meta.db_table
+            of_row = (
+                f"FROM {level} l WHERE l.site_id = {table}.site_id AND l.sku_id = {table}.sku_id"
             )
-    _trouble_counts_add(changes)
+            with connection.cursor() as cursor:
+                # The update locks each row and reads its latest state: old and new are exact.
+                _status_write(
+                    cursor,
+                    f"UPDATE {table} SET reorder_point = %s, "  # noqa: S608
+                    f"on_hand = COALESCE((SELECT l.on_hand {of_row}), {table}.on_hand), "
+                    f"available = COALESCE((SELECT l.on_hand - l.reserved {of_row}), "
+                    f"{table}.available), {_was_set(table)} "
+                    "WHERE sku_id = %s AND site_id = ANY(%s::bigint[]) "
+                    "AND reorder_point IS DISTINCT FROM %s",
+                    [point, sku_id, pg_int_array(sorted(sites)), point],
+                )
+        _trouble_counts_add(changes)
 
 
 # --- rebuilding everything from the ledger and the stored facts -----------------------------

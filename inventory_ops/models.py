@@ -146,12 +146,16 @@ class Movement(models.Model):
     # more than the insert itself in a feed batch. The only writer, `movements_record`, resolves
     # site and SKU in its transaction, and every movement's stock level (which keeps its
     # foreign keys) exists; sites, SKUs and users are never deleted (PROTECT, in Django).
-    # `check_ledger` names movements whose site or SKU is missing. site: movement_level_idx
-    # leads with it, so no index of its own.
+    # `check_ledger` names movements whose site or SKU is missing. No single-column index on
+    # site or SKU: movement_level_idx serves both a level's lineage and a SKU's movements (a
+    # cost change), and every index costs each of the tens of thousands of rows a feed group
+    # writes.
     site = models.ForeignKey(
         Site, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
     )
-    sku = models.ForeignKey(Sku, on_delete=models.PROTECT, related_name="+", db_constraint=False)
+    sku = models.ForeignKey(
+        Sku, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
     kind = models.CharField(max_length=32, choices=MovementKind.choices)
     on_hand_delta = models.BigIntegerField(default=0)
     reserved_delta = models.BigIntegerField(default=0)
@@ -160,7 +164,7 @@ class Movement(models.Model):
     on_hand_after = models.BigIntegerField()
     reserved_after = models.BigIntegerField()
     occurred_at = models.DateTimeField(help_text="When it happened (event time).")
-    recorded_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    recorded_at = models.DateTimeField(auto_now_add=True)  # not indexed: nothing looks it up
     cause = models.CharField(max_length=16, choices=MovementCause.choices)
     cause_ref = models.CharField(
         max_length=300,
@@ -182,7 +186,8 @@ class Movement(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [
-            models.Index(fields=["site", "sku", "id"], name="movement_level_idx"),
+            # SKU first: it also finds all movements of a SKU (cost changes revalue them).
+            models.Index(fields=["sku", "site", "id"], name="movement_level_idx"),
             models.Index(fields=["occurred_at"], name="movement_occurred_idx"),
             models.Index(
                 fields=["user"], name="movement_user_idx", condition=models.Q(user__isnull=False)

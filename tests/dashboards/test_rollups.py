@@ -137,3 +137,103 @@ def test_the_stock_status_copies_the_sites_own_reorder_point_when_a_movement_is_
     assert status == {site_a.id: (5, 3, 7), site_b.id: (5, 5, 1)}
     assert kpis_compute(site="a", window="1h", now=now)["below_reorder_point"] == 1
     assert kpis_compute(site="b", window="1h", now=now)["below_reorder_point"] == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("where", ["site", "sku"])
+def test_a_new_reorder_point_counts_stock_that_moved_while_out_of_trouble(where):
+    # given 20 of X at site a after moves that kept it above its reorder point of 1 (the
+    # writers leave the copy of a pair out of trouble alone)
+    site, sku = site_make("a"), sku_make("X", reorder_point=1)
+    now = now_mid_minute()
+    receive(site, sku, 50, now)
+    record(move(site, sku, MovementKind.ADJUSTED, now, on_hand=-30))
+    assert kpis_compute(site="a", window="1h", now=now)["below_reorder_point"] == 0
+
+    # when the reorder point becomes 30, at the site or as the SKU's default
+    if where == "site":
+        SiteReorderPoint.objects.create(site=site, sku=sku, reorder_point=30)
+    else:
+        sku.reorder_point = 30
+        sku.save()
+
+    # then the pair counts as below it, with the level as it stands
+    assert kpis_compute(site="a", window="1h", now=now)["below_reorder_point"] == 1
+    status = StockStatus.objects.get(site_id=site.id, sku_id=sku.id)
+    assert (status.on_hand, status.available, status.reorder_point) == (20, 20, 30)
+
+
+@pytest.mark.django_db
+def test_a_pair_entering_and_leaving_trouble_is_counted_each_time():
+    # given X at site a with a reorder point of 10
+    site, sku = site_make("a"), sku_make("X", reorder_point=10)
+    now = now_mid_minute()
+
+    def now_kpis():
+        kpis = kpis_compute(site="a", window="1h", now=now)
+        return kpis["negative_stock"], kpis["below_reorder_point"]
+
+    # when its stock goes from 40 to 15 (out of trouble), 4 (below), 30 (out), -2 (negative)
+    receive(site, sku, 40, now)
+    record(move(site, sku, MovementKind.ADJUSTED, now, on_hand=-25))
+    counts = [now_kpis()]
+    for delta in (-11, 26, -32):
+        record(move(site, sku, MovementKind.ADJUSTED, now, on_hand=delta))
+        counts.append(now_kpis())
+
+    # then each state is counted as it is
+    assert counts == [(0, 0), (0, 1), (0, 0), (1, 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_reorder_point_set_while_a_writer_moves_the_level_counts_the_level_it_left(
+    postgres_only,
+):
+    # given 20 of X at site a (reorder point 1), and a writer that takes it to 5 and holds its
+    # transaction open (5 is above 1: it leaves the copy of the pair alone)
+    site, sku = site_make("a"), sku_make("X", reorder_point=1)
+    now = now_mid_minute()
+    receive(site, sku, 20, now)
+    moved, release = threading.Event(), threading.Event()
+    errors = []
+
+    def writer():
+        with transaction.atomic():
+            record(move(site, sku, MovementKind.ADJUSTED, now, on_hand=-15))
+            moved.set()
+            release.wait(timeout=20)
+
+    writing = _thread_started(writer, errors)
+    assert moved.wait(timeout=20)
+
+    # when the site's reorder point becomes 10 meanwhile, and the writer commits a moment later
+    setting = _thread_started(
+        lambda: SiteReorderPoint.objects.create(site=site, sku=sku, reorder_point=10), errors
+    )
+    setting.join(timeout=1)  # it waits for the writer (or, wrongly, copies the level before it)
+    release.set()
+    writing.join(timeout=20)
+    setting.join(timeout=20)
+
+    # then the pair counts as below its new point, with the level the writer left
+    assert not errors
+    assert kpis_compute(site="a", window="1h", now=now)["below_reorder_point"] == 1
+    status = StockStatus.objects.get(site_id=site.id, sku_id=sku.id)
+    assert (status.available, status.reorder_point) == (5, 10)
+
+
+def _thread_started(work, errors: list) -> threading.Thread:
+    """Run `work` in a thread of its own (its own connection); its exception goes to `errors`."""
+
+    def run():
+        try:
+            work()
+        except BaseException as error:  # reported to the test, not swallowed
+            errors.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
