@@ -107,15 +107,21 @@ class ProcessedEvent(models.Model):
     Inserted in the transaction that applies (or holds) the event: a re-sent event, a retried
     job or a racing worker hits the unique constraint and counts a duplicate. Rejected events
     keep no key, so a producer may fix and resend them.
+
+    The unique constraint is the primary key `(source, event_id)`: no surrogate id, so each
+    key costs one index entry and no sequence value (docs/ingest.md "Write path cost").
     """
 
+    pk = models.CompositePrimaryKey("source", "event_id")
     # No database foreign keys (one key per event; PostgreSQL would check each at commit): the
-    # batch transaction takes both ids from rows it holds. source: unique_source_event leads
-    # with it, so no index of its own.
+    # batch transaction takes both ids from rows it holds. source: the primary key leads with
+    # it, so no index of its own.
     source = models.ForeignKey(
         FeedSource, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
     )
-    event_id = models.CharField(max_length=200)
+    # Byte order ("C"): equality is the same as under the database's C.UTF-8, but PostgreSQL
+    # compares C strings with memcmp instead of going through the libc collation.
+    event_id = models.CharField(max_length=200, db_collation="C")
     batch = models.ForeignKey(
         IngestBatch,
         null=True,
@@ -124,11 +130,6 @@ class ProcessedEvent(models.Model):
         db_index=False,
         db_constraint=False,
     )
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["source", "event_id"], name="unique_source_event"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.source_id}:{self.event_id}"
