@@ -30,6 +30,7 @@ from dashboards.models import (
     Revaluation,
     SnapshotRecord,
     StockStatus,
+    StockTroubleCount,
     UnitCostChange,
 )
 from dashboards.rollups import (
@@ -453,29 +454,49 @@ def _order_statistics(state: WindowState, site_id: int | None, ranks: list[int])
     return values
 
 
+# Far enough ahead to cover any last order line time: the stockout buckets are read from the
+# edge of the demand lookback onwards.
+STOCKOUT_BUCKETS_END_S = 253_402_214_400  # 9999-12-31, a day boundary
+
+
 def _now_statement(site_id: int | None, now: dt.datetime) -> tuple[str, list]:
-    """Stockouts, negative stock, below-reorder-point pairs now (one index-only scan of the
-    pairs in trouble), and the reconciliation skew of the latest snapshot of each site."""
+    """Stockouts, negative stock, below-reorder-point pairs now, and the reconciliation skew
+    of the latest snapshot of each site.
+
+    The counts come from the scope's `StockTroubleCount` rows: the totals, and the stockout
+    buckets (minutes, hours, days of the last order line) after the minute holding
+    `now - 30 days`, at most ~59 + 23 + 31 rows per shard whatever the number of pairs in
+    trouble. Only the stockout candidates whose last order line falls in that edge minute,
+    after `now - 30 days`, are counted from `StockStatus` (its trouble index is led by that
+    time).
+    """
     status = StockStatus._meta.db_table
     snapshots = SnapshotRecord._meta.db_table
     site_clause = "" if site_id is None else " AND site_id = %s"
     site_params = [] if site_id is None else [site_id]
     sites_clause = "" if site_id is None else " WHERE site.id = %s"
-    demand_since = connection.ops.adapt_datetimefield_value(now - DEMAND_LOOKBACK)
+    demand_since = now - DEMAND_LOOKBACK
+    edge_end = minute_of(demand_since) + 60
+    buckets, bucket_params = _ranges_sql(_bucket_ranges(edge_end, STOCKOUT_BUCKETS_END_S))
     # Only table names and fixed clauses are interpolated; values are parameters.
     sql = (
         "SELECT counts.*, skew.* FROM (SELECT "  # noqa: S608
-        "COUNT(*) FILTER (WHERE available <= 0 AND last_order_line_at > %s) AS stockouts, "
-        "COUNT(*) FILTER (WHERE on_hand < 0) AS negative, "
-        "COUNT(*) FILTER (WHERE available < reorder_point AND has_level) AS below "
-        f"FROM {status} WHERE {STOCK_TROUBLE_SQL}{site_clause}) AS counts CROSS JOIN ("
+        "COALESCE(SUM(stockouts), 0) + ("
+        f"SELECT COUNT(*) FROM {status} WHERE {STOCK_TROUBLE_SQL} AND available <= 0 "
+        f"AND last_order_line_at > %s AND last_order_line_at < %s{site_clause}) AS stockouts, "
+        "COALESCE(SUM(negative_stock), 0) AS negative, "
+        "COALESCE(SUM(below_reorder_point), 0) AS below "
+        f"FROM {StockTroubleCount._meta.db_table} "
+        f"WHERE site_id = %s AND (span_s = {TOTAL_SPAN} OR {buckets})) AS counts CROSS JOIN ("
         f"SELECT SUM(line_count) AS lines, SUM(mismatched_lines) AS mismatched, "
         f"SUM(unit_difference) AS units FROM {snapshots} WHERE id IN ("
         f"SELECT (SELECT latest.id FROM {snapshots} latest WHERE latest.site_id = site.id "
         "ORDER BY latest.occurred_at DESC, latest.id DESC LIMIT 1) "
         f"FROM {Site._meta.db_table} site{sites_clause})) AS skew"
     )
-    return sql, [demand_since, *site_params, *site_params]
+    params = [_adapt(demand_since), _adapt(instant(edge_end)), *site_params]
+    params += [ALL_SITES if site_id is None else site_id, *bucket_params, *site_params]
+    return sql, params
 
 
 def _now_fold(rows) -> dict:

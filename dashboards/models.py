@@ -201,13 +201,22 @@ STOCK_TROUBLE = (
     Q(on_hand__lt=0) | Q(available__lte=0) | Q(available__lt=F("reorder_point"), has_level=True)
 )
 STOCK_TROUBLE_SQL = "(on_hand < 0 OR available <= 0 OR (available < reorder_point AND has_level))"
+STOCK_TROUBLE_INDEX_FIELDS = (
+    "last_order_line_at",
+    "site_id",
+    "sku_id",
+    "on_hand",
+    "available",
+    "reorder_point",
+    "has_level",
+)
 
 
 class StockStatus(models.Model):
-    """The KPI engine's copy of each stock level's state, indexed for the "now" KPIs.
+    """The KPI engine's copy of each stock level's state, behind the "now" KPIs.
 
-    A partial index makes stockouts, negative stock and below-reorder-point counts read only
-    the rows that are in trouble. `has_level` is false for a pair known only from demand.
+    The counts themselves are kept in `StockTroubleCount` by every writer of these rows.
+    `has_level` is false for a pair known only from demand.
     """
 
     site_id = models.BigIntegerField()
@@ -217,31 +226,64 @@ class StockStatus(models.Model):
     available = models.BigIntegerField(default=0)
     reorder_point = models.BigIntegerField(null=True)
     last_order_line_at = models.DateTimeField(null=True)
+    # What the row's state before its last update counted as in `StockTroubleCount`, set by
+    # that update itself (NULL on insert) so that its RETURNING gives the old state with the
+    # new one: writers count the difference without reading the row first.
+    was_negative = models.BooleanField(null=True)
+    was_below = models.BooleanField(null=True)
+    was_stockout_at = models.DateTimeField(null=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["site_id", "sku_id"], name="stock_status_pair"),
         ]
         indexes = [
-            # One index over every pair in trouble, covering what the counts and the worst
-            # stockouts read: one index-only scan counts all three (COUNT ... FILTER), where
-            # three partial indexes read ~2.5 times as many entries (most pairs in trouble are
-            # in two or three of the sets), and a writer maintains one index, not three.
-            # Key columns rather than INCLUDE, which SQLite does not have.
+            # One index over every pair in trouble (one index for the writers to maintain, not
+            # three), led by the last order line time: the "now" counts come from
+            # `StockTroubleCount`, and read here only the stockout candidates whose last order
+            # line falls in the minute at the edge of the 30-day demand lookback; the worst
+            # stockouts read the recent ones. Key columns rather than INCLUDE, which SQLite
+            # does not have.
             models.Index(
-                fields=[
-                    "site_id",
-                    "sku_id",
-                    "on_hand",
-                    "available",
-                    "reorder_point",
-                    "has_level",
-                    "last_order_line_at",
-                ],
-                name="status_trouble_idx",
+                fields=list(STOCK_TROUBLE_INDEX_FIELDS),
+                name="status_trouble_by_demand_idx",
                 condition=STOCK_TROUBLE,
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.site_id}/{self.sku_id}: on_hand {self.on_hand}, available {self.available}"
+
+
+class StockTroubleCount(models.Model):
+    """How many stock pairs are in trouble, per site (0: all sites): the "now" KPIs at the
+    cost of a few rows, whatever the number of pairs in trouble.
+
+    `span_s = 0` (`start` at the epoch): the pairs with negative stock and those below their
+    reorder point, as `StockStatus` stands. `span_s` 60, 3600 or 86400: the stockout
+    candidates (available <= 0, with an order line) whose last order line falls in that
+    minute, hour or day bucket, so that a read counts those after `now - 30 days` from a
+    bounded number of buckets. Every writer of `StockStatus` adds the difference its change
+    makes (old state out, new state in) to its own shard's rows, in its transaction
+    (`rollups.writer_shard`): concurrent writers never wait on each other's counter rows,
+    and readers sum the shards. A shard's count may be negative; the sum is exact.
+    Writers learn a row's old state from their own update (`StockStatus.was_*`).
+    """
+
+    site_id = models.BigIntegerField()
+    span_s = models.IntegerField()
+    start = models.DateTimeField()
+    shard = models.SmallIntegerField(default=0)
+    negative_stock = models.BigIntegerField(default=0)
+    below_reorder_point = models.BigIntegerField(default=0)
+    stockouts = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site_id", "span_s", "start", "shard"], name="stock_trouble_count_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"site {self.site_id} span {self.span_s}s at {self.start:%Y-%m-%d %H:%M}"

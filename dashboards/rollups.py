@@ -41,6 +41,7 @@ from dashboards.models import (
     Revaluation,
     SnapshotRecord,
     StockStatus,
+    StockTroubleCount,
     UnitCostChange,
 )
 from inventory_ops.db import copy_rows, pg_int_array, pg_timestamp_array
@@ -489,6 +490,133 @@ def _reorder_points(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], int | 
     return {pair: overrides.get(pair, defaults.get(pair[1])) for pair in pairs}
 
 
+# A pair's `StockStatus` state, as the trouble counters see it.
+STATUS_STATE_COLUMNS = ("has_level", "on_hand", "available", "reorder_point", "last_order_line_at")
+STATE_LAST_ORDER_LINE = STATUS_STATE_COLUMNS.index("last_order_line_at")
+STATE_REORDER_POINT = STATUS_STATE_COLUMNS.index("reorder_point")
+TROUBLE_COUNT_FIELDS = ("negative_stock", "below_reorder_point", "stockouts")
+NEGATIVE, BELOW, STOCKOUTS = range(len(TROUBLE_COUNT_FIELDS))
+# What a pair counts as: (negative, below its reorder point, last order line time if it is a
+# stockout candidate, else None). A pair without a row counts as nothing.
+Trouble = tuple[bool, bool, dt.datetime | None]
+NO_TROUBLE: Trouble = (False, False, None)
+
+
+def _trouble_of_state(state: tuple) -> Trouble:
+    """What a `StockStatus` state (`STATUS_STATE_COLUMNS`) counts as. `_trouble_sql` says the
+    same in SQL."""
+    has_level, on_hand, available, reorder_point, last_order_line_at = state
+    return (
+        on_hand < 0,
+        bool(has_level and reorder_point is not None and available < reorder_point),
+        last_order_line_at if available <= 0 else None,
+    )
+
+
+def _trouble_sql(row: str) -> str:
+    """What a row counts as (`_trouble_of_state`), in SQL: the values of (was_negative,
+    was_below, was_stockout_at)."""
+    return (
+        f"{row}.on_hand < 0, ({row}.has_level AND {row}.reorder_point IS NOT NULL "
+        f"AND {row}.available < {row}.reorder_point), "
+        f"CASE WHEN {row}.available <= 0 THEN {row}.last_order_line_at END"
+    )
+
+
+def _was_set(table: str) -> str:
+    """SET clauses keeping, in the changed row, what its old state counted as (a SET's
+    right-hand side reads the old row): the update then returns old and new exactly, under the
+    row lock it holds, with no read of our own. An inserted row keeps them NULL."""
+    return f"(was_negative, was_below, was_stockout_at) = ({_trouble_sql(table)})"
+
+
+def _status_write(cursor, sql: str, params: list) -> None:
+    """Run a `StockStatus` upsert or update that sets `_was_set`, and count the changes of
+    the rows whose trouble changed (only those come back)."""
+    cursor.execute(
+        f"WITH changed AS ({sql} RETURNING site_id, sku_id, "  # noqa: S608
+        f"{', '.join(STATUS_STATE_COLUMNS)}, was_negative, was_below, was_stockout_at) "
+        "SELECT * FROM changed WHERE (COALESCE(was_negative, false), "
+        f"COALESCE(was_below, false), was_stockout_at) IS DISTINCT FROM ("
+        f"{_trouble_sql('changed')})",
+        params,
+    )
+    _trouble_counts_add(_trouble_changes(cursor.fetchall()))
+
+
+def _trouble_changes(rows) -> list[tuple[int, Trouble, Trouble]]:
+    """(site, old, new) of the rows `_status_write` returns."""
+    changes = []
+    for site_id, _sku_id, *rest in rows:
+        state, (was_negative, was_below, was_stockout_at) = rest[:5], rest[5:]
+        old = NO_TROUBLE if was_negative is None else (was_negative, was_below, was_stockout_at)
+        changes.append((site_id, old, _trouble_of_state(state)))
+    return changes
+
+
+def _status_states_read(pairs: Sequence[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
+    """The `StockStatus` state of these pairs (SQLite: one writer at a time, so what we read
+    is what we change; PostgreSQL writers take the old state from their own update)."""
+    if not pairs:
+        return {}
+    wanted = set(pairs)
+    rows = StockStatus.objects.filter(
+        site_id__in={site_id for site_id, _ in pairs}, sku_id__in={sku for _, sku in pairs}
+    ).values_list("site_id", "sku_id", *STATUS_STATE_COLUMNS)
+    return {
+        (site_id, sku_id): tuple(state)
+        for site_id, sku_id, *state in rows
+        if (site_id, sku_id) in wanted
+    }
+
+
+def _state_changes(before: dict, after: dict) -> list[tuple[int, Trouble, Trouble]]:
+    """(site, old, new) of these pairs' states (pairs missing from `before` had no row)."""
+    return [
+        (
+            pair[0],
+            _trouble_of_state(before[pair]) if pair in before else NO_TROUBLE,
+            _trouble_of_state(state),
+        )
+        for pair, state in after.items()
+    ]
+
+
+def _trouble_add(counts, site_id: int, trouble: Trouble, sign: int) -> None:
+    """Add (sign 1) or take out (sign -1) what a pair counts as in the site's and the all-sites
+    trouble counters: `counts[(site, span, start s)]` (see `StockTroubleCount`)."""
+    negative, below, stockout_at = trouble
+    stockout_minute = None if stockout_at is None else minute_of(stockout_at)
+    for scope in (site_id, ALL_SITES):
+        if negative or below:
+            total = counts[(scope, TOTAL_SPAN, 0)]
+            total[NEGATIVE] += sign if negative else 0
+            total[BELOW] += sign if below else 0
+        if stockout_minute is not None:
+            for span in SPANS:
+                counts[(scope, span, stockout_minute - stockout_minute % span)][STOCKOUTS] += sign
+
+
+def _trouble_counts_add(changes: Iterable[tuple[int, Trouble, Trouble]]) -> None:
+    """Add new minus old of these changes to the trouble counters, in this writer's shard: an
+    upsert of deltas, so concurrent writers neither wait on nor overwrite each other."""
+    counts: defaultdict = defaultdict(lambda: [0] * len(TROUBLE_COUNT_FIELDS))
+    for site_id, old, new in changes:
+        if old != new:
+            _trouble_add(counts, site_id, old, -1)
+            _trouble_add(counts, site_id, new, 1)
+    rows = [(key, values) for key, values in counts.items() if any(values)]
+    if not rows:
+        return
+    shard = writer_shard()
+    _upsert_add(
+        StockTroubleCount,
+        ("site_id", "span_s", "start", "shard"),
+        TROUBLE_COUNT_FIELDS,
+        [((*key, shard), values) for key, values in rows],
+    )
+
+
 _STATUS_LEVEL_CONFLICT = (
     "ON CONFLICT (site_id, sku_id) DO UPDATE SET has_level = excluded.has_level, "
     "on_hand = excluded.on_hand, available = excluded.available, "
@@ -502,7 +630,8 @@ def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None
     items = sorted(levels.items())  # a fixed lock order
     if connection.vendor == "postgresql":
         # One statement of a fixed text, the reorder points joined in (no lookups of our own).
-        # A row whose state is unchanged is left alone: no new row version, no index writes.
+        # A row whose state is unchanged is left alone: no new row version, no index writes,
+        # and it is not returned (nothing to count).
         columns = [
             pg_int_array(site_id for (site_id, _), _ in items),
             pg_int_array(sku_id for (_, sku_id), _ in items),
@@ -510,7 +639,8 @@ def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None
             pg_int_array(on_hand - reserved for _, (on_hand, reserved) in items),
         ]
         with connection.cursor() as cursor:
-            cursor.execute(
+            _status_write(
+                cursor,
                 f"INSERT INTO {table} (site_id, sku_id, has_level, on_hand, available, "  # noqa: S608
                 "reorder_point) "
                 "SELECT u.site_id, u.sku_id, true, u.on_hand, u.available, "
@@ -520,13 +650,14 @@ def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None
                 f"LEFT JOIN {Sku._meta.db_table} sku ON sku.id = u.sku_id "
                 f"LEFT JOIN {SiteReorderPoint._meta.db_table} own "
                 "ON own.site_id = u.site_id AND own.sku_id = u.sku_id "
-                f"ORDER BY u.position {_STATUS_LEVEL_CONFLICT} "
+                f"ORDER BY u.position {_STATUS_LEVEL_CONFLICT}, {_was_set(table)} "
                 f"WHERE ({table}.has_level, {table}.on_hand, {table}.available, "
                 f"{table}.reorder_point) IS DISTINCT FROM (excluded.has_level, "
                 "excluded.on_hand, excluded.available, excluded.reorder_point)",
                 columns,
             )
         return
+    before = _status_states_read([pair for pair, _ in items])
     points = _reorder_points(set(levels))
     for start in range(0, len(items), UPSERT_BATCH):
         chunk = items[start : start + UPSERT_BATCH]
@@ -542,6 +673,11 @@ def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
+    after = {}
+    for pair, (on_hand, reserved) in items:
+        last_order_line_at = before[pair][STATE_LAST_ORDER_LINE] if pair in before else None
+        after[pair] = (True, on_hand, on_hand - reserved, points[pair], last_order_line_at)
+    _trouble_counts_add(_state_changes(before, after))
 
 
 def _stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
@@ -551,7 +687,9 @@ def _stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
     # A row already holding a later time is left alone.
     conflict = (
         "ON CONFLICT (site_id, sku_id) DO UPDATE SET "
-        "last_order_line_at = excluded.last_order_line_at "
+        "last_order_line_at = excluded.last_order_line_at"
+    )
+    newer = (
         f"WHERE {table}.last_order_line_at IS NULL "
         f"OR {table}.last_order_line_at < excluded.last_order_line_at"
     )
@@ -562,14 +700,21 @@ def _stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
             pg_timestamp_array(moment for _, moment in items),
         ]
         with connection.cursor() as cursor:
-            cursor.execute(
+            _status_write(
+                cursor,
                 f"INSERT INTO {table} (site_id, sku_id, has_level, on_hand, available, "  # noqa: S608
                 "last_order_line_at) SELECT site_id, sku_id, false, 0, 0, moment "
                 "FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[]) "
-                f"AS u (site_id, sku_id, moment) {conflict}",
+                f"AS u (site_id, sku_id, moment) {conflict}, {_was_set(table)} {newer}",
                 columns,
             )
         return
+    before = _status_states_read([pair for pair, _ in items])
+    after = {}
+    for pair, moment in items:
+        state = before.get(pair, (False, 0, 0, None, None))
+        if state[STATE_LAST_ORDER_LINE] is None or state[STATE_LAST_ORDER_LINE] < moment:
+            after[pair] = (*state[:STATE_LAST_ORDER_LINE], moment)
     for start in range(0, len(items), UPSERT_BATCH):
         chunk = items[start : start + UPSERT_BATCH]
         params = []
@@ -578,10 +723,11 @@ def _stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
         sql = (
             f"INSERT INTO {table} (site_id, sku_id, has_level, on_hand, available, "  # noqa: S608
             f"last_order_line_at) VALUES "
-            f"{', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(chunk))} {conflict}"
+            f"{', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(chunk))} {conflict} {newer}"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
+    _trouble_counts_add(_state_changes(before, after))
 
 
 # --- the hooks ------------------------------------------------------------------------------
@@ -777,6 +923,7 @@ def unit_cost_change_record(
 
 def stock_status_reorder_points_refresh(*, sku_id: int, site_id: int | None = None) -> None:
     """Copy the effective reorder points of a SKU (at one site or all) into `StockStatus`."""
+    table = StockStatus._meta.db_table
     rows = StockStatus.objects.filter(sku_id=sku_id)
     if site_id is not None:
         rows = rows.filter(site_id=site_id)
@@ -786,8 +933,28 @@ def stock_status_reorder_points_refresh(*, sku_id: int, site_id: int | None = No
     by_point: dict[int | None, list[int]] = defaultdict(list)
     for (site, _sku), point in _reorder_points(pairs).items():
         by_point[point].append(site)
-    for point, sites in by_point.items():
-        StockStatus.objects.filter(sku_id=sku_id, site_id__in=sites).update(reorder_point=point)
+    changes = []
+    for point, sites in sorted(by_point.items(), key=lambda item: (item[0] is None, item[0])):
+        if connection.vendor != "postgresql":
+            before = _status_states_read(sorted((site, sku_id) for site in sites))
+            StockStatus.objects.filter(sku_id=sku_id, site_id__in=sites).update(reorder_point=point)
+            after = {
+                pair: (*state[:STATE_REORDER_POINT], point, *state[STATE_REORDER_POINT + 1 :])
+                for pair, state in before.items()
+                if state[STATE_REORDER_POINT] != point
+            }
+            changes += _state_changes(before, after)
+            continue
+        with connection.cursor() as cursor:
+            # The update locks each row and reads its latest state: old and new are exact.
+            _status_write(
+                cursor,
+                f"UPDATE {table} SET reorder_point = %s, {_was_set(table)} "  # noqa: S608
+                "WHERE sku_id = %s AND site_id = ANY(%s::bigint[]) "
+                "AND reorder_point IS DISTINCT FROM %s",
+                [point, sku_id, pg_int_array(sorted(sites)), point],
+            )
+    _trouble_counts_add(changes)
 
 
 # --- rebuilding everything from the ledger and the stored facts -----------------------------
@@ -812,7 +979,13 @@ def rollups_rebuild(
                     "LOCK TABLE "
                     + ", ".join(
                         model._meta.db_table
-                        for model in (KpiBucket, FulfillmentBin, Revaluation, StockStatus)
+                        for model in (
+                            KpiBucket,
+                            FulfillmentBin,
+                            Revaluation,
+                            StockStatus,
+                            StockTroubleCount,
+                        )
                     )
                     + " IN EXCLUSIVE MODE"
                 )
@@ -823,6 +996,7 @@ def rollups_rebuild(
         FulfillmentBin.objects.filter(scope_and_all).delete()
         Revaluation.objects.filter(scope).delete()
         StockStatus.objects.filter(scope).delete()
+        StockTroubleCount.objects.filter(scope_and_all).delete()
 
         sums = sums_new()
         bins: defaultdict = defaultdict(int)
@@ -867,12 +1041,15 @@ def rollups_rebuild(
         progress("order lines", 1, 1)
 
         buckets = _bucket_rows(sums, all_sites=False)
+        # Rows go in in key order (here and in `_all_sites_sum`), so that a window's rows
+        # share pages, as the writers' rows do (they arrive in time order): in the order the
+        # ledger happened to be read, a 30-day window's histogram rows sat one to a page.
         _bulk_insert(
             KpiBucket,
             ["site_id", "span_s", "start", "shard", *FIELDS],
             (
                 [site, span, instant(start), 0, *values]
-                for (site, span, start), values in buckets.items()
+                for (site, span, start), values in sorted(buckets.items())
             ),
         )
         _bulk_insert(
@@ -880,7 +1057,7 @@ def rollups_rebuild(
             ["site_id", "span_s", "start", "bin_group", "shard", *BIN_COUNT_FIELDS],
             (
                 [site, span, instant(start), group, 0, *counts]
-                for (site, span, start, group), counts in _bin_rows(bins).items()
+                for (site, span, start, group), counts in sorted(_bin_rows(bins).items())
                 if site != ALL_SITES
             ),
         )
@@ -912,12 +1089,31 @@ def rollups_rebuild(
             ],
             ([site, sku, *state] for (site, sku), state in status.items()),
         )
+        _trouble_counts_rebuild(status)
         progress("stock status", 1, 1)
     return {
         "movements": total,
         "buckets": len(buckets),
         "stock_levels": len(status),
     }
+
+
+def _trouble_counts_rebuild(status: dict[tuple[int, int], list]) -> None:
+    """Recount the trouble counters of these pairs' sites (their rows were deleted), then the
+    all-sites rows as the sum of every site's."""
+    counts: defaultdict = defaultdict(lambda: [0] * len(TROUBLE_COUNT_FIELDS))
+    for (site_id, _sku_id), state in status.items():
+        _trouble_add(counts, site_id, _trouble_of_state(state), 1)
+    _bulk_insert(
+        StockTroubleCount,
+        ["site_id", "span_s", "start", "shard", *TROUBLE_COUNT_FIELDS],
+        (
+            [site, span, instant(start), 0, *values]
+            for (site, span, start), values in sorted(counts.items())
+            if site != ALL_SITES and any(values)
+        ),
+    )
+    _all_sites_sum(StockTroubleCount, ("span_s", "start"), TROUBLE_COUNT_FIELDS)
 
 
 def _reorder_points_all(scope: Q) -> dict[tuple[int, int], int | None]:
@@ -936,20 +1132,19 @@ def _reorder_points_all(scope: Q) -> dict[tuple[int, int], int | None]:
 
 def _all_sites_rows_sum() -> None:
     """(Re)create the all-sites rows of the rollups as sums of the sites' rows."""
-    bins = FulfillmentBin._meta.db_table
-    buckets = KpiBucket._meta.db_table
+    _all_sites_sum(FulfillmentBin, ("span_s", "start", "bin_group"), BIN_COUNT_FIELDS)
+    _all_sites_sum(KpiBucket, ("span_s", "start"), FIELDS)
+
+
+def _all_sites_sum(model, key_fields: Sequence[str], value_fields: Sequence[str]) -> None:
+    """Insert the all-sites rows (shard 0) of a rollup table as sums of the sites' rows."""
+    table = model._meta.db_table
+    keys = ", ".join(key_fields)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {bins} (site_id, span_s, start, bin_group, shard, "  # noqa: S608
-            f"{', '.join(BIN_COUNT_FIELDS)}) SELECT %s, span_s, start, bin_group, 0, "
-            f"{', '.join(f'SUM({name})' for name in BIN_COUNT_FIELDS)} FROM {bins} "
-            "WHERE site_id <> %s GROUP BY span_s, start, bin_group",
-            [ALL_SITES, ALL_SITES],
-        )
-        cursor.execute(
-            f"INSERT INTO {buckets} (site_id, span_s, start, shard, {', '.join(FIELDS)}) "  # noqa: S608
-            f"SELECT %s, span_s, start, 0, {', '.join(f'SUM({name})' for name in FIELDS)} "
-            f"FROM {buckets} WHERE site_id <> %s GROUP BY span_s, start",
+            f"INSERT INTO {table} (site_id, {keys}, shard, {', '.join(value_fields)}) "  # noqa: S608
+            f"SELECT %s, {keys}, 0, {', '.join(f'SUM({name})' for name in value_fields)} "
+            f"FROM {table} WHERE site_id <> %s GROUP BY {keys} ORDER BY {keys}",
             [ALL_SITES, ALL_SITES],
         )
 

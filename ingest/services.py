@@ -10,7 +10,7 @@ How a batch becomes ledger movements (`batch_process`), in one transaction:
 5. orders, dead letters, held events and counters are written in bulk, then all movements go
    to `movements_record` in one call and the KPI facts to `rollups_facts_record` (the
    stock-level and stock status locks are then held only until the commit); snapshots are
-   compared with the stock as it stood before their batch (docs/ingest.md).
+   compared with the stock at their place among the events (docs/ingest.md).
 
 A worker's job may apply several queued batches in one such transaction (`batch_process` with
 `group_events`): their events go through these steps together, each batch keeps its counts.
@@ -509,12 +509,14 @@ def _events_apply(items: list[_Item]) -> ProcessingSummary:
     # are taken in one order (levels first) and held only from here to the commit.
     applied = movements_record(requests=plan.requests)
     if plan.deliveries or plan.order_lines or plan.snapshots:
-        # Each snapshot is compared with on_hand as it stood before its own batch's movements
-        # (see docs/ingest.md), also when earlier batches of a group moved it in this call.
+        # Each snapshot is compared with on_hand at its place among the events applied, also
+        # when earlier events or batches of the group moved it in this call (docs/ingest.md).
         rollups_facts_record(
             deliveries=plan.deliveries,
             order_lines=plan.order_lines,
-            snapshots=plan.snapshots_before_their_batch(applied),
+            snapshots=snapshots_at_their_position(
+                snapshots=plan.snapshots, positions=plan.snapshot_positions, applied=applied
+            ),
         )
     _freshness_update(all_items)
     summary = ProcessingSummary(site_codes=plan.site_codes, orders_created=len(plan.new_orders))
@@ -760,11 +762,9 @@ class _OrderPlan:
         self.new_orders: list[_OrderRecord] = []
         self.changed_orders: dict[str, _OrderRecord] = {}
         self.released: list[_Item] = []  # held events taken in because their order appears
-        # Position in `requests` where each batch's first event was applied, and that of each
-        # snapshot's batch: a snapshot is compared with the stock before its batch.
-        self.batch_start: dict[UUID, int] = {}
-        self.snapshot_starts: list[int] = []
-        self._batch_seen: UUID | None = None
+        # Position in `requests` at which each snapshot was applied: the stock it is compared
+        # with is the one the movements before it left.
+        self.snapshot_positions: list[int] = []
 
     def run(self) -> None:
         live = [item for item in self.items if not item.outcome]
@@ -840,9 +840,6 @@ class _OrderPlan:
     # built once (planning is per-event Python: bench/README.md "Per-event Python cost").
 
     def _apply(self, item: _Item) -> None:
-        if item.batch_id is not self._batch_seen:  # items come batch by batch
-            self._batch_seen = item.batch_id
-            self.batch_start.setdefault(item.batch_id, len(self.requests))
         event = item.event
         _OrderPlan.HANDLERS[event.type](self, item, event)
         if not item.outcome:
@@ -1012,7 +1009,7 @@ class _OrderPlan:
                 site_id=self.site_ids[event.site], occurred_at=event.occurred_at, lines=dict(lines)
             )
         )
-        self.snapshot_starts.append(self.batch_start[item.batch_id])
+        self.snapshot_positions.append(len(self.requests))
         self.site_codes.add(event.site)
 
     # Plain functions, not bound methods on the instance: a plan holding its own bound
@@ -1031,26 +1028,6 @@ class _OrderPlan:
         "stock.snapshot": _apply_stock_snapshot,
     }
 
-    def snapshots_before_their_batch(self, applied: list[AppliedMovement]) -> list[SnapshotFact]:
-        """The snapshots, each with the on_hand its batch found (of the pairs this call moved;
-        the others are read from the ledger). `applied` answers `self.requests`, in order."""
-        wanted = {(fact.site_id, sku_id) for fact in self.snapshots for sku_id in fact.lines}
-        history: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
-        for position, movement in enumerate(applied):
-            pair = (movement.site_id, movement.sku_id)
-            if pair in wanted:
-                history[pair].append((position, movement.on_hand_before, movement.on_hand_after))
-        facts = []
-        for fact, start in zip(self.snapshots, self.snapshot_starts, strict=True):
-            on_hand = {}
-            for sku_id in fact.lines:
-                moves = history.get((fact.site_id, sku_id))
-                if moves:
-                    later = bisect.bisect_left(moves, (start,))
-                    on_hand[sku_id] = moves[later][1] if later < len(moves) else moves[-1][2]
-            facts.append(dataclasses.replace(fact, on_hand=on_hand))
-        return facts
-
     def orders_save(self) -> None:
         if self.new_orders:
             _orders_insert(self.new_orders)
@@ -1061,6 +1038,38 @@ class _OrderPlan:
             Order.objects.filter(_one_of(Order, "id", pks, text=False)).update(
                 state=state, delivered=delivered
             )
+
+
+def snapshots_at_their_position(
+    *,
+    snapshots: Sequence[SnapshotFact],
+    positions: Sequence[int],
+    applied: Sequence[AppliedMovement],
+) -> list[SnapshotFact]:
+    """Give each snapshot the on_hand it is compared with: the stock at its place among the
+    events, i.e. on_hand before the call plus the deltas of the movements applied before it.
+
+    `positions[i]` is the number of movement requests made before snapshot i (in the order the
+    events were applied, across the batches of a group); `applied` answers those requests, in
+    order. Pairs the call does not move are left out: the ledger's on_hand is theirs.
+    """
+    wanted = {(fact.site_id, sku_id) for fact in snapshots for sku_id in fact.lines}
+    history: dict[tuple[int, int], list[tuple[int, int, int]]] = defaultdict(list)
+    for position, movement in enumerate(applied):
+        pair = (movement.site_id, movement.sku_id)
+        if pair in wanted:
+            history[pair].append((position, movement.on_hand_before, movement.on_hand_after))
+    facts = []
+    for fact, snapshot_position in zip(snapshots, positions, strict=True):
+        on_hand = {}
+        for sku_id in fact.lines:
+            moves = history.get((fact.site_id, sku_id))
+            if moves:
+                # The first movement after the snapshot found what it saw; else the last before.
+                later = bisect.bisect_left(moves, (snapshot_position,))
+                on_hand[sku_id] = moves[later][1] if later < len(moves) else moves[-1][2]
+        facts.append(dataclasses.replace(fact, on_hand=on_hand))
+    return facts
 
 
 # The kinds and cause the plan writes (looked up once, not per movement).

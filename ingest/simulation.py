@@ -2,7 +2,7 @@
 
 Three producers, as in a real deployment: a web shop (orders created and cancelled across
 channels), a courier app (dispatch, delivery with shipping costs and a few inaccurate ones,
-returns) and a warehouse system (receipts that keep stock from running dry, transfers, cycle
+returns) and a warehouse system (receipts that replenish what was shipped, transfers, cycle
 counts with occasional mismatches, snapshots). A small share of events is malformed and a small
 share is re-sent (both on top of the good traffic), so duplicates and dead letters show up in
 the demo.
@@ -18,6 +18,14 @@ from datetime import UTC, datetime, timedelta
 SHOP, COURIER, WAREHOUSE = "shop", "courier", "warehouse"
 ROLES = (SHOP, COURIER, WAREHOUSE)
 CHANNELS = ("web", "web", "web", "marketplace", "marketplace", "store", "app")
+# Events per second of `simulate_feeds` (and so of the demo): ~1.3 orders/s, enough to see
+# every tile move within a minute; `load_demo` sizes the demo's stock on this traffic.
+DEFAULT_RATE = 5.0
+# Replenishment: a (site, SKU) is topped up to its target (the on-hand it started with, at
+# least MIN_TARGET) once it is short of it by a lot (1/1000 of the target, at least MIN_LOT), so
+# receipts balance what is shipped: stock neither runs dry nor grows without end.
+MIN_TARGET = 100
+MIN_LOT = 40
 
 
 @dataclass
@@ -73,9 +81,7 @@ class FeedSimulator:
         # real ledger through `stock_observe`, so that counts and snapshots start from it.
         self.believed = defaultdict(int, stock or {})
         self.promised = defaultdict(int)  # ordered, not dispatched yet: what receipts top up
-        # on-hand before this tick's warehouse events changed it: what a snapshot reports (the
-        # ledger compares a snapshot with the on-hand before its batch's movements)
-        self.before_tick: dict[tuple[str, str], int] = {}
+        self.targets = {key: max(MIN_TARGET, qty) for key, qty in (stock or {}).items()}
         self.sequence = itertools.count(1)
         self.due: list[_Due] = []
         self.sent: dict[str, list[dict]] = {role: [] for role in ROLES}
@@ -93,7 +99,6 @@ class FeedSimulator:
             for key, qty in due.settles:
                 self.promised[key] -= qty
             produced += 1
-        self.before_tick = {}
         while produced < count:
             role, event = self._fresh_event(now)
             out[role].append(event)
@@ -137,11 +142,16 @@ class FeedSimulator:
         heapq.heappush(self.due, due)
 
     def _on_hand_add(self, key: tuple[str, str], delta: int) -> None:
-        self.before_tick.setdefault(key, self.believed[key])
         self.believed[key] += delta
 
     def _available(self, site: str, sku: str) -> int:
         return self.believed[(site, sku)] - self.promised[(site, sku)]
+
+    def _shortfall(self, site: str, sku: str) -> int:
+        """What a receipt brings; 0 until the pair is short of its target by a lot."""
+        target = self.targets.get((site, sku), MIN_TARGET)
+        missing = target - self._available(site, sku)
+        return missing if missing >= max(MIN_LOT, target // 1000) else 0
 
     def _order(self, now: datetime) -> dict:
         site = self.random.choice(self.sites)
@@ -209,22 +219,20 @@ class FeedSimulator:
 
     def _stock_event(self, now: datetime) -> dict:
         site = self.random.choice(self.sites)
-        low = [sku for sku in self.skus if self._available(site, sku) < 20]
         roll = self.random.random()
-        if low and roll < 0.6:
-            sku = self.random.choice(low)
-            qty = self.random.randint(40, 120)
-            self._on_hand_add((site, sku), qty)
-            return self._base("stock.received", now, site) | {
-                "sku": sku,
-                "qty": qty,
-                "reference": f"PO-{self.random.randint(10000, 99999)}",
-            }
-        sku = self.random.choice(self.skus)
         if roll < 0.3:
-            qty = self.random.randint(30, 80)
-            self._on_hand_add((site, sku), qty)
-            return self._base("stock.received", now, site) | {"sku": sku, "qty": qty}
+            short = [sku for sku in self.skus if self._shortfall(site, sku)]
+            if short:
+                sku = self.random.choice(short)
+                qty = self._shortfall(site, sku)
+                self._on_hand_add((site, sku), qty)
+                return self._base("stock.received", now, site) | {
+                    "sku": sku,
+                    "qty": qty,
+                    "reference": f"PO-{self.random.randint(10000, 99999)}",
+                }
+            roll = self.random.uniform(0.3, 1.0)  # nothing to replenish: one of the others
+        sku = self.random.choice(self.skus)
         if roll < 0.5 and len(self.sites) > 1 and self._available(site, sku) > 10:
             to_site = self.random.choice([other for other in self.sites if other != site])
             qty = self.random.randint(1, 5)
@@ -252,7 +260,9 @@ class FeedSimulator:
         skus = self.random.sample(self.skus, k=min(len(self.skus), 8))
         lines = []
         for sku in skus:
-            qty = max(0, self.before_tick.get((site, sku), self.believed[(site, sku)]))
+            # the stock at the snapshot's place among the events sent: the ledger compares it
+            # with on_hand after the events applied before it (docs/ingest.md)
+            qty = max(0, self.believed[(site, sku)])
             if self.random.random() < self.mix.snapshot_mismatch:
                 qty = max(0, qty + self._small_difference())
             lines.append({"sku": sku, "qty": qty})
@@ -273,3 +283,27 @@ class FeedSimulator:
         else:
             broken["type"] = "stock.teleported"
         return broken
+
+
+def units_shipped_per_day(
+    *, sites: list[str], skus: list[str], rate: float = DEFAULT_RATE, seconds: int = 1800
+) -> float:
+    """Units the traffic at `rate` events/s dispatches per (site, SKU) and day, measured on a
+    seeded dry run of the generator (no I/O): what `load_demo` sizes the demo's stock on."""
+    mix = SimulationMix(malformed=0.0, resend=0.0)  # neither moves stock
+    simulator = FeedSimulator(sites=sites, skus=skus, seed=0, mix=mix)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    ordered: dict[str, int] = {}
+    shipped = 0
+    owed = 0.0
+    for second in range(seconds):
+        owed += rate
+        count = int(owed)
+        owed -= count
+        for events in simulator.tick(now=start + timedelta(seconds=second), count=count).values():
+            for event in events:
+                if event["type"] == "order.created":
+                    ordered[event["order_id"]] = sum(line["qty"] for line in event["lines"])
+                elif event["type"] == "order.dispatched":
+                    shipped += ordered.pop(event["order_id"], 0)
+    return shipped / seconds * 86400 / (len(sites) * len(skus))

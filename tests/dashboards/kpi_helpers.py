@@ -3,9 +3,19 @@
 import datetime as dt
 from decimal import Decimal
 
+from django.db.models import Sum
 from django.utils import timezone
 
-from dashboards.rollups import DeliveryFact, OrderLineFact, SnapshotFact, rollups_facts_record
+from dashboards.models import ALL_SITES, StockStatus, StockTroubleCount
+from dashboards.rollups import (
+    SPANS,
+    TOTAL_SPAN,
+    DeliveryFact,
+    OrderLineFact,
+    SnapshotFact,
+    minute_of,
+    rollups_facts_record,
+)
 from inventory_ops.models import MovementKind
 from inventory_ops.services import MovementRequest, movements_record
 
@@ -87,3 +97,42 @@ def snapshot(site, at: dt.datetime, lines: dict):
             )
         ]
     )
+
+
+def counters() -> dict[tuple[int, int, int], tuple[int, int, int]]:
+    """The counter rows summed over the writers' shards, zero rows left out:
+    (site, span, start epoch s) -> (negative, below, stockouts)."""
+    rows = (
+        StockTroubleCount.objects.values("site_id", "span_s", "start")
+        .annotate(
+            negative=Sum("negative_stock"), below=Sum("below_reorder_point"), out=Sum("stockouts")
+        )
+        .order_by()
+    )
+    return {
+        (row["site_id"], row["span_s"], int(row["start"].timestamp())): (
+            row["negative"],
+            row["below"],
+            row["out"],
+        )
+        for row in rows
+        if row["negative"] or row["below"] or row["out"]
+    }
+
+
+def counted_from_status() -> dict[tuple[int, int, int], tuple[int, int, int]]:
+    """What the counters should hold, counted here pair by pair from the stock status."""
+    expected: dict[tuple[int, int, int], list[int]] = {}
+    for state in StockStatus.objects.all():
+        for scope in (state.site_id, ALL_SITES):
+            if state.on_hand < 0:
+                expected.setdefault((scope, TOTAL_SPAN, 0), [0, 0, 0])[0] += 1
+            point = state.reorder_point
+            if state.has_level and point is not None and state.available < point:
+                expected.setdefault((scope, TOTAL_SPAN, 0), [0, 0, 0])[1] += 1
+            if state.available <= 0 and state.last_order_line_at is not None:
+                minute = minute_of(state.last_order_line_at)
+                for span in SPANS:
+                    key = (scope, span, minute - minute % span)
+                    expected.setdefault(key, [0, 0, 0])[2] += 1
+    return {key: tuple(values) for key, values in expected.items()}

@@ -1,5 +1,11 @@
 """Random event streams give the same KPIs three ways: the incremental rollups, `rebuild_kpis`,
-and a plain reference computation over the raw events written here."""
+and a plain reference computation over the raw events written here; the trouble counters
+behind the "now" KPIs match a count of the stock status rows, before and after the rebuild.
+
+The stream is cut into random batches, recorded as ingest records a batch: its movements in one
+`movements_record` call, then its facts, each snapshot compared with the stock at its place in
+the batch (`snapshots_at_their_position`, the ingest code's own).
+"""
 
 import datetime as dt
 import io
@@ -14,12 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dashboards.kpis import WINDOWS, kpis_compute
-from dashboards.models import UnitCostChange
+from dashboards.models import SnapshotRecord, UnitCostChange
 from dashboards.rollups import DeliveryFact, OrderLineFact, SnapshotFact, rollups_facts_record
-from inventory_ops.models import MovementKind, Sku
+from ingest.services import snapshots_at_their_position
+from inventory_ops.models import MovementKind, SiteReorderPoint, Sku
 from inventory_ops.services import MovementRequest, movements_record
 from tests.builders import site_make, sku_make
-from tests.dashboards.kpi_helpers import now_mid_minute
+from tests.dashboards.kpi_helpers import counted_from_status, counters, now_mid_minute
 
 SITES = ("north", "south")
 SKUS = {"A": Decimal("2.50"), "B": Decimal("0.3333"), "C": Decimal("12")}
@@ -63,6 +70,13 @@ events = st.one_of(
         instants,
     ),
     st.tuples(st.just("cost"), sku_names, st.decimals(min_value=0, max_value=30, places=4)),
+    # A reorder point change: the SKU's default (site None) or a site's own (None: removed).
+    st.tuples(
+        st.just("reorder"),
+        st.one_of(st.none(), site_names),
+        sku_names,
+        st.one_of(st.none(), st.integers(min_value=-3, max_value=12)),
+    ),
 )
 
 
@@ -94,7 +108,16 @@ class Reference:
         self.deliveries: list[Delivery] = []
         self.demand: dict[tuple[str, str], dt.datetime] = {}
         self.snapshots: dict[str, tuple[dt.datetime, int, int, int]] = {}
+        # every snapshot in arrival order: (site, [(sku, qty, on_hand compared with), ...])
+        self.snapshot_lines: list[tuple[str, list[tuple[str, int, int]]]] = []
         self.cost_changes: dict[str, list[tuple[dt.datetime, Decimal]]] = {s: [] for s in SKUS}
+        self.reorder_points: dict[str, int | None] = dict(REORDER_POINTS)
+        self.site_reorder_points: dict[tuple[str, str], int] = {}
+
+    def reorder_point(self, pair: tuple[str, str]) -> int | None:
+        if pair in self.site_reorder_points:
+            return self.site_reorder_points[pair]
+        return self.reorder_points[pair[1]]
 
     def cost(self, sku: str, at: dt.datetime) -> Decimal:
         cost = SKUS[sku]
@@ -174,8 +197,8 @@ class Reference:
                 1
                 for p in pairs
                 if p in self.on_hand
-                and REORDER_POINTS[p[1]] is not None
-                and available[p] < REORDER_POINTS[p[1]]
+                and self.reorder_point(p) is not None
+                and available[p] < self.reorder_point(p)
             ),
             "reconciliation_skew": None
             if not lines
@@ -188,15 +211,44 @@ def _seconds(duration: dt.timedelta) -> Decimal:
     return Decimal(duration // dt.timedelta(microseconds=1)) / 10**6
 
 
-def _apply(stream, base: dt.datetime, reference: Reference, sites, skus) -> None:
-    """Apply the stream as ingest would: in arrival order, each event id once."""
+class Batch:
+    """What ingest gathers from one batch (or group) before recording it in one go."""
+
+    def __init__(self):
+        self.requests: list[MovementRequest] = []
+        self.deliveries: list[DeliveryFact] = []
+        self.order_lines: list[OrderLineFact] = []
+        self.snapshots: list[SnapshotFact] = []
+        self.snapshot_positions: list[int] = []
+
+    def record(self) -> None:
+        """The movements first, then the facts, as `ingest.services._events_apply` does."""
+        applied = movements_record(requests=self.requests)
+        rollups_facts_record(
+            deliveries=self.deliveries,
+            order_lines=self.order_lines,
+            snapshots=snapshots_at_their_position(
+                snapshots=self.snapshots, positions=self.snapshot_positions, applied=applied
+            ),
+        )
+        self.__init__()
+
+
+def _apply(stream, base: dt.datetime, reference: Reference, sites, skus, batch_ends) -> None:
+    """Apply the stream as ingest would: in arrival order, each event id once, in batches
+    ending after the positions in `batch_ends` (and before a change of standard cost or of a
+    reorder point, which an admin saves in a transaction of its own)."""
     seen = set()
-    for event_id, event in stream:
+    batch = Batch()
+    for position, (event_id, event) in enumerate(stream):
+        if position in batch_ends:
+            batch.record()
         if event_id in seen:  # a duplicate: ingest answers "duplicate" and changes nothing
             continue
         seen.add(event_id)
         kind = event[0]
         if kind == "cost":
+            batch.record()
             _, sku_code, new_cost = event
             sku = skus[sku_code]
             if new_cost == Sku.objects.get(pk=sku.pk).unit_cost:
@@ -206,13 +258,18 @@ def _apply(stream, base: dt.datetime, reference: Reference, sites, skus) -> None
             change = UnitCostChange.objects.filter(sku_id=sku.pk).latest("id")
             reference.cost_changes[sku_code].append((change.effective_at, new_cost))
             continue
+        if kind == "reorder":
+            batch.record()  # an admin's save, in a transaction of its own
+            _, site_code, sku_code, point = event
+            _reorder_point_set(site_code, sku_code, point, reference, sites, skus)
+            continue
         seconds, micros = event[-1]
         at = base + dt.timedelta(seconds=seconds, microseconds=micros)
         site = sites[event[1]]
         if kind == "delivered":
             _, _, created_offset, accurate, cost, _ = event
             created = None if created_offset is None else at - dt.timedelta(seconds=created_offset)
-            rollups_facts_record(deliveries=[DeliveryFact(site.id, at, accurate, cost, created)])
+            batch.deliveries.append(DeliveryFact(site.id, at, accurate, cost, created))
             reference.deliveries.append(
                 Delivery(
                     site.code,
@@ -225,8 +282,14 @@ def _apply(stream, base: dt.datetime, reference: Reference, sites, skus) -> None
             continue
         if kind == "snapshot":
             lines = {skus[code].id: qty for code, qty in event[2].items()}
-            rollups_facts_record(snapshots=[SnapshotFact(site.id, at, lines)])
+            batch.snapshots.append(SnapshotFact(site.id, at, lines))
+            batch.snapshot_positions.append(len(batch.requests))
+            # Compared with on_hand at the snapshot's place in the stream: everything before it,
+            # the earlier events of its own batch included, and nothing after it.
             held = {code: reference.on_hand.get((site.code, code), 0) for code in event[2]}
+            reference.snapshot_lines.append(
+                (site.code, [(code, qty, held[code]) for code, qty in sorted(event[2].items())])
+            )
             previous = reference.snapshots.get(site.code)
             if previous is None or previous[0] <= at:
                 reference.snapshots[site.code] = (
@@ -244,8 +307,8 @@ def _apply(stream, base: dt.datetime, reference: Reference, sites, skus) -> None
             deltas = {"kind": MovementKind.ADJUSTED, "on_hand_delta": amount}
         elif kind == "reserve":
             deltas = {"kind": MovementKind.ORDER_RESERVED, "reserved_delta": amount}
-            rollups_facts_record(
-                order_lines=[OrderLineFact(site.id, skus[sku_code].id, at, amount, str(event_id))]
+            batch.order_lines.append(
+                OrderLineFact(site.id, skus[sku_code].id, at, amount, str(event_id))
             )
             pair = (site.code, sku_code)
             if pair not in reference.demand or reference.demand[pair] < at:
@@ -260,7 +323,7 @@ def _apply(stream, base: dt.datetime, reference: Reference, sites, skus) -> None
             deltas = {"kind": MovementKind.ORDER_RETURNED, "on_hand_delta": amount}
         else:
             deltas = {"kind": MovementKind.COUNTED, "counted_qty": amount}
-        movements_record(requests=[MovementRequest(**request, **deltas)])
+        batch.requests.append(MovementRequest(**request, **deltas))
         reference.move(
             site.code,
             sku_code,
@@ -270,6 +333,31 @@ def _apply(stream, base: dt.datetime, reference: Reference, sites, skus) -> None
             reserved=deltas.get("reserved_delta", 0),
             counted=deltas.get("counted_qty"),
         )
+    batch.record()
+
+
+def _reorder_point_set(site_code, sku_code, point, reference: Reference, sites, skus) -> None:
+    """Change a reorder point as the admin would (saving models), and in the reference."""
+    sku = skus[sku_code]
+    if site_code is None:
+        if point is not None and point < 0:
+            point = None
+        sku.reorder_point = point
+        sku.save()
+        reference.reorder_points[sku_code] = point
+        return
+    own = SiteReorderPoint.objects.filter(site=sites[site_code], sku=sku).first()
+    if point is None or point < 0:
+        if own is not None:
+            own.delete()
+        reference.site_reorder_points.pop((site_code, sku_code), None)
+        return
+    if own is None:
+        SiteReorderPoint.objects.create(site=sites[site_code], sku=sku, reorder_point=point)
+    else:
+        own.reorder_point = point
+        own.save()
+    reference.site_reorder_points[(site_code, sku_code)] = point
 
 
 def _assert_same(actual: dict, expected: dict, label: str) -> None:
@@ -290,8 +378,9 @@ def _assert_same(actual: dict, expected: dict, label: str) -> None:
 @given(
     stream=st.lists(events, min_size=1, max_size=40),
     duplicates=st.lists(st.integers(min_value=0, max_value=39), max_size=5),
+    batch_ends=st.sets(st.integers(min_value=1, max_value=44), max_size=6),
 )
-def test_incremental_rebuilt_and_reference_kpis_agree(stream, duplicates):
+def test_incremental_rebuilt_and_reference_kpis_agree(stream, duplicates, batch_ends):
     with transaction.atomic():
         base = now_mid_minute()
         sites = {code: site_make(code) for code in SITES}
@@ -304,8 +393,17 @@ def test_incremental_rebuilt_and_reference_kpis_agree(stream, duplicates):
             if index < len(numbered):
                 numbered.append(numbered[index])
         reference = Reference()
-        _apply(numbered, base, reference, sites, skus)
+        _apply(numbered, base, reference, sites, skus, batch_ends)
         now = base + dt.timedelta(minutes=3)
+        # every snapshot, not only each site's latest, was compared with the right stock
+        site_codes = {site.id: code for code, site in sites.items()}
+        sku_codes = {sku.id: code for code, sku in skus.items()}
+        assert [
+            (site_codes[site_id], [(sku_codes[sku], qty, held) for sku, qty, held in lines])
+            for site_id, lines in SnapshotRecord.objects.order_by("id").values_list(
+                "site_id", "lines"
+            )
+        ] == reference.snapshot_lines
 
         scopes = {None: set(SITES), **{code: {code} for code in SITES}}
         incremental = {}
@@ -314,8 +412,17 @@ def test_incremental_rebuilt_and_reference_kpis_agree(stream, duplicates):
                 kpis = kpis_compute(site=scope, window=window, now=now)
                 incremental[(scope, window)] = kpis
                 _assert_same(kpis, reference.kpis(scope_sites, window_s, now), f"{scope} {window}")
+        # The stockouts age with `now`: later reads cross the stockout buckets' edges.
+        for later in (dt.timedelta(hours=1, minutes=7), dt.timedelta(days=2, hours=5)):
+            for scope, scope_sites in scopes.items():
+                kpis = kpis_compute(site=scope, window="1h", now=now + later)
+                expected = reference.kpis(scope_sites, 3600, now + later)
+                _assert_same(kpis, expected, f"{scope} 1h at now + {later}")
+        counted = counters()
+        assert counted == counted_from_status()
 
         call_command("rebuild_kpis", stdout=io.StringIO())
         for (scope, window), kpis in incremental.items():
             assert kpis_compute(site=scope, window=window, now=now) == kpis
+        assert counters() == counted
         transaction.set_rollback(True)

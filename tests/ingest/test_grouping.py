@@ -99,13 +99,13 @@ def test_an_order_created_in_one_batch_and_dispatched_in_the_next_is_applied_in_
     assert on_hand("A") == 5
 
 
-def test_a_snapshot_is_compared_with_the_stock_before_its_own_batch_not_the_group(source):
+def test_a_snapshot_sees_the_earlier_batches_of_its_group(source):
     # given a receipt, then a snapshot that saw it, in two queued batches
     batch_store(source, [received("A", 5)])
     second = batch_store(source, [event("stock.snapshot", lines=[{"sku": "A", "qty": 5}])])
     # when they are applied as a group
     batch_process(batch_id=second.pk, group_events=10_000)
-    # then the snapshot agrees with the ledger as its batch found it (5, not 0)
+    # then the snapshot agrees with the stock at its place in the group (5, not 0)
     (record,) = SnapshotRecord.objects.all()
     assert (record.mismatched_lines, record.lines) == (0, [[record.lines[0][0], 5, 5]])
 

@@ -12,9 +12,10 @@ from django.db.models import Sum
 from dashboards.models import SnapshotRecord
 from ingest.models import FeedSource, IngestBatch
 from ingest.parsing import events_parse
-from ingest.simulation import FeedSimulator
+from ingest.simulation import ROLES, FeedSimulator, SimulationMix
 from inventory_ops.models import Movement, MovementKind
 from tests.builders import site_make, sku_make
+from tests.ingest.helpers import batch_apply, source_make
 from tests.processes import daphne_server, manage_py, running, subprocess_env
 
 
@@ -70,6 +71,66 @@ def test_simulator_never_sends_an_event_before_it_happened():
                         late_sent[event["type"]] += 1
     assert not late_sent, f"events sent before their occurred_at: {dict(late_sent)}"
     assert run_simulation(seconds=600, rate=20)[("courier", "order.delivered")] > 0
+
+
+def test_receipts_replenish_what_is_shipped_so_stock_neither_runs_dry_nor_piles_up():
+    # given a simulator starting from 500 units of each of six stock levels
+    start_stock = {(site, sku): 500 for site in ("a", "b") for sku in ("X", "Y", "Z")}
+    simulator = FeedSimulator(sites=["a", "b"], skus=["X", "Y", "Z"], stock=start_stock, seed=3)
+    start = datetime(2026, 11, 23, tzinfo=UTC)
+    lowest = dict(start_stock)
+    received = 0
+    # when it sends an hour of traffic (~30 times the stock is shipped)
+    for second in range(3600):
+        for events in simulator.tick(now=start + timedelta(seconds=second), count=20).values():
+            received += sum(e["qty"] for e in events if e.get("type") == "stock.received")
+        for key in start_stock:
+            lowest[key] = min(lowest[key], simulator.believed[key])
+    # then receipts kept every level near where it started: never empty, never piling up
+    assert received > 25 * sum(start_stock.values())
+    assert min(lowest.values()) > 0
+    assert all(400 <= simulator.believed[key] <= 1000 for key in start_stock), simulator.believed
+
+
+@pytest.mark.django_db
+def test_simulated_snapshots_and_counts_agree_with_the_ledger_when_nothing_is_wrong():
+    # given a simulator whose counts and snapshots are never off, and the stock it starts from
+    site_make("a")
+    site_make("b")
+    for code in ("X", "Y", "Z"):
+        sku_make(code)
+    sources = {role: source_make(f"sim-{role}")[0] for role in ROLES}
+    start_stock = {(site, sku): 200 for site in ("a", "b") for sku in ("X", "Y", "Z")}
+    batch_apply(
+        sources["warehouse"],
+        [
+            {
+                "event_id": f"open-{site}-{sku}",
+                "type": "stock.received",
+                "occurred_at": "2026-11-23T00:00:00+00:00",
+                "site": site,
+                "sku": sku,
+                "qty": qty,
+            }
+            for (site, sku), qty in start_stock.items()
+        ],
+    )
+    mix = SimulationMix(count_mismatch=0, snapshot_mismatch=0)
+    simulator = FeedSimulator(sites=["a", "b"], skus=["X", "Y", "Z"], stock=start_stock, mix=mix)
+    start = datetime(2026, 11, 23, 1, tzinfo=UTC)
+    # when a few minutes of its traffic are applied, each tick's batches in the order sent
+    for second in range(0, 240, 8):
+        ticked = simulator.tick(now=start + timedelta(seconds=second), count=100)
+        for role in ROLES:
+            if ticked[role]:
+                batch_apply(sources[role], ticked[role])
+    # then every snapshot line and every count agrees with the stock at its place
+    lines = SnapshotRecord.objects.aggregate(lines=Sum("line_count"), off=Sum("mismatched_lines"))
+    assert lines["lines"] >= 20
+    assert lines["off"] == 0
+    counts = Movement.objects.filter(kind=MovementKind.COUNTED)
+    assert counts.count() >= 20
+    assert not counts.exclude(on_hand_delta=0).exists()
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from django.db import close_old_connections
 
 from ingest.models import FeedSource
 from ingest.services import feed_source_create, feed_source_rotate_token
-from ingest.simulation import ROLES, WAREHOUSE, FeedSimulator
+from ingest.simulation import DEFAULT_RATE, ROLES, WAREHOUSE, FeedSimulator
 from inventory_ops.models import Site, Sku, StockLevel
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -35,7 +35,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--rate", type=float, default=20.0, help="events per second")
+        parser.add_argument(
+            "--rate",
+            type=float,
+            default=DEFAULT_RATE,
+            help=f"events per second (default {DEFAULT_RATE:g}: the demo's traffic, which "
+            "`load_demo` sizes its stock on)",
+        )
         parser.add_argument(
             "--duration", type=float, default=0, help="seconds; 0 runs until stopped"
         )

@@ -1,5 +1,3 @@
-import random
-
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -8,18 +6,19 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from ingest.simulation import units_shipped_per_day
 from inventory_ops.catalog import SiteRow, SkuRow
 from inventory_ops.demo.catalog import DEMO_SITES, DEMO_SKUS, DEMO_USERS
-from inventory_ops.models import Movement, MovementCause, MovementKind
-from inventory_ops.services import MovementRequest, catalog_import, movements_record
-
-SEED_REF = "demo:opening-stock"
+from inventory_ops.demo.history import HISTORY_DAYS, OPENING_REF, demo_history
+from inventory_ops.models import Movement
+from inventory_ops.services import catalog_import, movements_record
 
 
 class Command(BaseCommand):
     help = (
-        "Load demo sites, SKUs, opening stock and one user per role, and print their "
-        "credentials. Safe to run again: it changes nothing that is already there."
+        "Load demo sites, SKUs, five weeks of stock history (opening stock, sales, receipts) "
+        "and one user per role, and print their credentials. Safe to run again: it changes "
+        "nothing that is already there."
     )
 
     def add_arguments(self, parser):
@@ -38,11 +37,15 @@ class Command(BaseCommand):
                 skus=[SkuRow(code, name, cost, reorder) for code, name, cost, reorder in DEMO_SKUS],
             )
             self._users()
-            seeded = self._opening_stock()
+            seeded = self._stock_history()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready: {len(DEMO_SITES)} sites, {len(DEMO_SKUS)} SKUs"
-                + (", opening stock received." if seeded else " (opening stock already there).")
+                + (
+                    f", {HISTORY_DAYS} days of stock history."
+                    if seeded
+                    else " (stock history already there)."
+                )
             )
         )
         call_command("load_runbooks", stdout=self.stdout)
@@ -63,24 +66,17 @@ class Command(BaseCommand):
             if group_name:
                 user.groups.add(Group.objects.get(name=group_name))
 
-    def _opening_stock(self) -> bool:
-        if Movement.objects.filter(cause_ref=SEED_REF).exists():
+    def _stock_history(self) -> bool:
+        if Movement.objects.filter(cause_ref=OPENING_REF).exists():
             return False
-        rng = random.Random(7)
-        now = timezone.now()
+        sites = [code for code, _, _ in DEMO_SITES]
+        skus = [code for code, *_ in DEMO_SKUS]
         movements_record(
-            requests=[
-                MovementRequest(
-                    site=site_code,
-                    sku=sku_code,
-                    kind=MovementKind.RECEIVED,
-                    on_hand_delta=rng.randint(reorder * 2, reorder * 6),
-                    occurred_at=now,
-                    cause=MovementCause.FEED_EVENT,
-                    cause_ref=SEED_REF,
-                )
-                for site_code, _, _ in DEMO_SITES
-                for sku_code, _, _, reorder in DEMO_SKUS
-            ]
+            requests=demo_history(
+                pairs=[(site, sku) for site in sites for sku in skus],
+                # the simulator's sales rate at its default traffic: one business, one scale
+                daily_units=units_shipped_per_day(sites=sites, skus=skus),
+                now=timezone.now(),
+            )
         )
         return True
