@@ -107,15 +107,21 @@ class ProcessedEvent(models.Model):
     Inserted in the transaction that applies (or holds) the event: a re-sent event, a retried
     job or a racing worker hits the unique constraint and counts a duplicate. Rejected events
     keep no key, so a producer may fix and resend them.
+
+    The unique constraint is the primary key `(source, event_id)`: no surrogate id, so each
+    key costs one index entry and no sequence value (docs/ingest.md "Write path cost").
     """
 
+    pk = models.CompositePrimaryKey("source", "event_id")
     # No database foreign keys (one key per event; PostgreSQL would check each at commit): the
-    # batch transaction takes both ids from rows it holds. source: unique_source_event leads
-    # with it, so no index of its own.
+    # batch transaction takes both ids from rows it holds. source: the primary key leads with
+    # it, so no index of its own.
     source = models.ForeignKey(
         FeedSource, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
     )
-    event_id = models.CharField(max_length=200)
+    # Byte order ("C"): equality is the same as under the database's C.UTF-8, but PostgreSQL
+    # compares C strings with memcmp instead of going through the libc collation.
+    event_id = models.CharField(max_length=200, db_collation="C")
     batch = models.ForeignKey(
         IngestBatch,
         null=True,
@@ -124,11 +130,6 @@ class ProcessedEvent(models.Model):
         db_index=False,
         db_constraint=False,
     )
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["source", "event_id"], name="unique_source_event"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.source_id}:{self.event_id}"
@@ -143,20 +144,31 @@ class OrderState(models.TextChoices):
 class Order(models.Model):
     """An order seen in `order.created`; `order_id` is global across sources."""
 
-    order_id = models.CharField(max_length=200, unique=True)
+    # Byte order ("C"), unique through the Meta constraint: a unique field would also get a
+    # varchar_pattern_ops index for LIKE, which nothing runs on orders.
+    order_id = models.CharField(max_length=200, db_collation="C")
     # No database foreign keys (hundreds of orders per batch, each checked at commit): the
-    # batch transaction resolves the site and holds the source.
+    # batch transaction resolves the site and holds the source. No index either: orders are
+    # only looked up by order_id and id, and every index costs each of the ~3,600 orders a
+    # 10,000-event group inserts (docs/ingest.md "Write path cost").
     site = models.ForeignKey(
-        "inventory_ops.Site", on_delete=models.PROTECT, related_name="+", db_constraint=False
+        "inventory_ops.Site",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     source = models.ForeignKey(
-        FeedSource, on_delete=models.PROTECT, related_name="+", db_constraint=False
+        FeedSource, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
     )
     channel = models.CharField(max_length=100, blank=True)
     created_occurred_at = models.DateTimeField()
     lines = models.JSONField(help_text="[[sku_code, qty], ...] as created.")
     state = models.CharField(max_length=16, choices=OrderState.choices, default=OrderState.OPEN)
     delivered = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["order_id"], name="unique_order_id")]
 
     def __str__(self) -> str:
         return f"order {self.order_id} ({self.state})"

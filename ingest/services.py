@@ -25,12 +25,13 @@ import json
 import logging
 import re
 import secrets
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from typing import ClassVar
 from uuid import UUID
 
 import django_rq
@@ -250,10 +251,6 @@ class _Item:
     def reject(self, code: str, reason: str) -> None:
         self.outcome, self.reason_code, self.reason = REJECTED, code, reason
 
-    @property
-    def key(self) -> tuple[int, str]:
-        return (self.source_id, self.event.event_id)
-
 
 @dataclass
 class ProcessingSummary:
@@ -461,22 +458,19 @@ def _batches_apply(batch_ids: list[UUID]) -> dict[UUID, dict[str, int]]:
     if not batches:
         return {}
     items = []
+    spans = []  # each batch's items are items[start:end]
     for batch in batches:
         raw_events = events_parse(body_format=batch.body_format, text=batch.raw_body)
         text_check = _UNSTORABLE_ESCAPE.search(batch.raw_body) is not None
+        start = len(items)
+        # Positional, in _Item's field order (one item per event: keywords cost more).
+        source_id, source_name, batch_id = batch.source_id, batch.source.name, batch.pk
+        received_at, from_csv = batch.received_at, batch.body_format == "csv"
         items.extend(
-            _Item(
-                source_id=batch.source_id,
-                source_name=batch.source.name,
-                batch_id=batch.pk,
-                index=index,
-                raw=raw,
-                received_at=batch.received_at,
-                from_csv=batch.body_format == "csv",
-                text_check=text_check,
-            )
+            _Item(source_id, source_name, batch_id, index, raw, received_at, from_csv, text_check)
             for index, raw in enumerate(raw_events)
         )
+        spans.append((batch.pk, start, len(items)))
     summary = _events_apply(items)
     if summary.held or summary.orders_created:
         # A worker applying another group at the same time may have held events for orders
@@ -485,9 +479,10 @@ def _batches_apply(batch_ids: list[UUID]) -> dict[UUID, dict[str, int]]:
         # than the sweeper some seconds later.
         transaction.on_commit(_held_events_release_all)
     column = {APPLIED: "applied", DUPLICATE: "duplicates", REJECTED: "rejected", HELD: "held"}
-    counts = {batch.pk: dict.fromkeys(column.values(), 0) for batch in batches}
-    for item in items:
-        counts[item.batch_id][column[item.outcome]] += 1
+    counts = {}
+    for batch_id, start, end in spans:
+        outcomes = Counter(item.outcome for item in items[start:end])
+        counts[batch_id] = {name: outcomes[outcome] for outcome, name in column.items()}
     finished_at = timezone.now()
     for batch in batches:
         IngestBatch.objects.filter(pk=batch.pk).update(
@@ -668,18 +663,15 @@ def _keys_claim(items: list[_Item]) -> None:
     for item in items:
         if item.outcome or item.held_id is not None:
             continue
-        if item.key in claimants:
+        key = (item.source_id, item.event.event_id)
+        if key in claimants:
             item.outcome = DUPLICATE  # the same event twice in one call
         else:
-            claimants[item.key] = item
+            claimants[key] = item
     if not claimants:
         return
     # Sorted, so that racing workers take the key locks in one order.
-    keys = sorted(claimants)
-    rows = [
-        (source_id, event_id, claimants[(source_id, event_id)].batch_id)
-        for source_id, event_id in keys
-    ]
+    rows = [(key[0], key[1], claimants[key].batch_id) for key in sorted(claimants)]
     inserted = _keys_insert(rows)
     for key, item in claimants.items():
         if key in inserted:
@@ -697,6 +689,8 @@ def _keys_insert(rows: list[tuple[int, str, UUID]]) -> set[tuple[int, str]]:
         if connection.vendor == "postgresql":
             # Three array parameters rather than thousands of placeholders.
             source_ids, event_ids, batch_ids = zip(*rows, strict=True)
+            batch_text = {batch_id: str(batch_id) for batch_id in set(batch_ids)}
+            batch_ids = [batch_text[batch_id] for batch_id in batch_ids]
             cursor.execute(
                 f"INSERT INTO {table} (source_id, event_id, batch_id) "  # noqa: S608
                 f"SELECT * FROM unnest(%s::bigint[], %s::text[], %s::uuid[]) {conflict}",
@@ -778,21 +772,22 @@ class _OrderPlan:
         waiting: dict[str, list[_Item]] = defaultdict(list)
         for item in self._held_for_new_orders(live):
             waiting[item.event.order_id].append(item)
+        orders, apply = self.orders, self._apply
         for item in live:
             event = item.event
-            if (
-                event.type in ORDER_EVENT_TYPES
-                and event.type != "order.created"
-                and event.order_id not in self.orders
-            ):
+            kind = event.type
+            if kind in _ORDER_FOLLOWER_TYPES and event.order_id not in orders:
                 waiting[event.order_id].append(item)
                 continue
-            self._apply(item)
-            if event.type == "order.created" and item.outcome == APPLIED:
-                followers = waiting.pop(event.order_id, [])
-                followers.sort(key=lambda f: (f.event.occurred_at, ORDER_EVENT_RANK[f.event.type]))
-                for follower in followers:
-                    self._apply(follower)
+            apply(item)
+            if kind == "order.created" and item.outcome == APPLIED and waiting:
+                followers = waiting.pop(event.order_id, None)
+                if followers:
+                    followers.sort(
+                        key=lambda f: (f.event.occurred_at, ORDER_EVENT_RANK[f.event.type])
+                    )
+                    for follower in followers:
+                        apply(follower)
         for followers in waiting.values():
             for item in followers:
                 # Released held events whose order is still missing stay held as they are.
@@ -841,24 +836,12 @@ class _OrderPlan:
         self.released.extend(released)
         return [item for item in released if not item.outcome]
 
-    def _request(self, item: _Item, *, site: str, sku: str, kind: str, **amounts) -> None:
-        self.requests.append(
-            MovementRequest(
-                site=site,
-                sku=sku,
-                kind=kind,
-                occurred_at=item.event.occurred_at,
-                cause=MovementCause.FEED_EVENT,
-                cause_ref=f"{item.source_name}:{item.event.event_id}",
-                **amounts,
-            )
-        )
-        self.site_codes.add(site)
+    # The handlers append their MovementRequests themselves, with the event's `cause_ref`
+    # built once (planning is per-event Python: bench/README.md "Per-event Python cost").
 
     def _apply(self, item: _Item) -> None:
         event = item.event
-        handler = getattr(self, "_apply_" + event.type.replace(".", "_"))
-        handler(item, event)
+        _OrderPlan.HANDLERS[event.type](self, item, event)
         if not item.outcome:
             item.outcome = APPLIED
 
@@ -876,36 +859,52 @@ class _OrderPlan:
                 RejectionCode.ORDER_STATE, f"order_id: order {event.order_id!r} already exists"
             )
             return
+        site, occurred_at, order_id = event.site, event.occurred_at, event.order_id
+        site_id = self.site_ids[site]
+        cause_ref = f"{item.source_name}:{event.event_id}"
+        lines = []
+        append_request, append_line, sku_ids = (
+            self.requests.append,
+            self.order_lines.append,
+            self.sku_ids,
+        )
+        for line in event.lines:
+            sku, qty = line.sku, line.qty
+            lines.append([sku, qty])
+            append_request(
+                MovementRequest(
+                    site=site,
+                    sku=sku,
+                    kind=_RESERVED,
+                    occurred_at=occurred_at,
+                    reserved_delta=qty,
+                    cause=_FEED_EVENT,
+                    cause_ref=cause_ref,
+                )
+            )
+            append_line(
+                OrderLineFact(
+                    site_id=site_id,
+                    sku_id=sku_ids[sku],
+                    occurred_at=occurred_at,
+                    qty=qty,
+                    order_id=order_id,
+                )
+            )
         order = _OrderRecord(
             pk=None,
-            order_id=event.order_id,
-            site_id=self.site_ids[event.site],
+            order_id=order_id,
+            site_id=site_id,
             source_id=item.source_id,
             channel=event.channel,
-            created_occurred_at=event.occurred_at,
-            lines=[[line.sku, line.qty] for line in event.lines],
+            created_occurred_at=occurred_at,
+            lines=lines,
             state=OrderState.OPEN,
             delivered=False,
         )
-        self.orders[event.order_id] = order
+        self.orders[order_id] = order
         self.new_orders.append(order)
-        for line in event.lines:
-            self._request(
-                item,
-                site=event.site,
-                sku=line.sku,
-                kind=MovementKind.ORDER_RESERVED,
-                reserved_delta=line.qty,
-            )
-            self.order_lines.append(
-                OrderLineFact(
-                    site_id=order.site_id,
-                    sku_id=self.sku_ids[line.sku],
-                    occurred_at=event.occurred_at,
-                    qty=line.qty,
-                    order_id=event.order_id,
-                )
-            )
+        self.site_codes.add(site)
 
     def _apply_order_dispatched(self, item, event) -> None:
         order, site = self._order(event)
@@ -915,15 +914,7 @@ class _OrderPlan:
                 f"order_id: order {event.order_id!r} is already {order.state}",
             )
             return
-        for sku, qty in order.lines:
-            self._request(
-                item,
-                site=site,
-                sku=sku,
-                kind=MovementKind.ORDER_DISPATCHED,
-                on_hand_delta=-qty,
-                reserved_delta=-qty,
-            )
+        self._lines_request(item, event, site, order.lines, _DISPATCHED, on_hand=-1, reserved=-1)
         order.state = OrderState.DISPATCHED
         self._order_changed(order)
 
@@ -952,66 +943,62 @@ class _OrderPlan:
         order, site = self._order(event)
         if order.state != OrderState.OPEN:
             return  # nothing is reserved any more: releasing nothing is still applied
-        for sku, qty in order.lines:
-            self._request(
-                item, site=site, sku=sku, kind=MovementKind.ORDER_RELEASED, reserved_delta=-qty
-            )
+        self._lines_request(item, event, site, order.lines, _RELEASED, on_hand=0, reserved=-1)
         order.state = OrderState.CANCELLED
         self._order_changed(order)
 
     def _apply_order_returned(self, item, event) -> None:
         _, site = self._order(event)
-        for line in event.lines:
-            self._request(
-                item,
+        lines = [(line.sku, line.qty) for line in event.lines]
+        self._lines_request(item, event, site, lines, _RETURNED, on_hand=1, reserved=0)
+
+    def _lines_request(self, item, event, site, lines, kind, *, on_hand, reserved) -> None:
+        """One movement per (sku, qty) line at `site`: deltas are qty times the signs given."""
+        cause_ref, occurred_at = f"{item.source_name}:{event.event_id}", event.occurred_at
+        self.requests.extend(
+            MovementRequest(
                 site=site,
-                sku=line.sku,
-                kind=MovementKind.ORDER_RETURNED,
-                on_hand_delta=line.qty,
+                sku=sku,
+                kind=kind,
+                occurred_at=occurred_at,
+                on_hand_delta=on_hand * qty,
+                reserved_delta=reserved * qty,
+                cause=_FEED_EVENT,
+                cause_ref=cause_ref,
             )
+            for sku, qty in lines
+        )
+        if lines:
+            self.site_codes.add(site)
 
     def _apply_stock_received(self, item, event) -> None:
-        self._request(
-            item,
-            site=event.site,
-            sku=event.sku,
-            kind=MovementKind.RECEIVED,
-            on_hand_delta=event.qty,
-        )
+        self._stock_request(item, event, _RECEIVED, on_hand_delta=event.qty)
 
     def _apply_stock_transferred(self, item, event) -> None:
-        self._request(
-            item,
-            site=event.site,
-            sku=event.sku,
-            kind=MovementKind.TRANSFER_OUT,
-            on_hand_delta=-event.qty,
-        )
-        self._request(
-            item,
-            site=event.to_site,
-            sku=event.sku,
-            kind=MovementKind.TRANSFER_IN,
-            on_hand_delta=event.qty,
-        )
+        self._stock_request(item, event, _TRANSFER_OUT, on_hand_delta=-event.qty)
+        self._stock_request(item, event, _TRANSFER_IN, site=event.to_site, on_hand_delta=event.qty)
 
     def _apply_stock_adjusted(self, item, event) -> None:
-        self._request(
-            item,
-            site=event.site,
-            sku=event.sku,
-            kind=MovementKind.ADJUSTED,
-            on_hand_delta=event.qty_delta,
-        )
+        self._stock_request(item, event, _ADJUSTED, on_hand_delta=event.qty_delta)
 
     def _apply_stock_counted(self, item, event) -> None:
-        self._request(
-            item,
-            site=event.site,
-            sku=event.sku,
-            kind=MovementKind.COUNTED,
-            counted_qty=event.counted_qty,
+        self._stock_request(item, event, _COUNTED, counted_qty=event.counted_qty)
+
+    def _stock_request(self, item, event, kind, *, site=None, **amount) -> None:
+        """The one movement of a stock.* event on one SKU (at `site`, default the event's)."""
+        site = site or event.site
+        self.requests.append(
+            MovementRequest(
+                site=site,
+                sku=event.sku,
+                kind=kind,
+                occurred_at=event.occurred_at,
+                cause=_FEED_EVENT,
+                cause_ref=f"{item.source_name}:{event.event_id}",
+                **amount,
+            )
         )
+        self.site_codes.add(site)
 
     def _apply_stock_snapshot(self, item, event) -> None:
         lines: dict[int, int] = defaultdict(int)
@@ -1024,6 +1011,22 @@ class _OrderPlan:
         )
         self.snapshot_positions.append(len(self.requests))
         self.site_codes.add(event.site)
+
+    # Plain functions, not bound methods on the instance: a plan holding its own bound
+    # methods is a reference cycle, and its tens of thousands of requests and facts would wait
+    # for the cyclic collector instead of being freed when the group is done.
+    HANDLERS: ClassVar[dict[str, Callable]] = {
+        "order.created": _apply_order_created,
+        "order.dispatched": _apply_order_dispatched,
+        "order.delivered": _apply_order_delivered,
+        "order.cancelled": _apply_order_cancelled,
+        "order.returned": _apply_order_returned,
+        "stock.received": _apply_stock_received,
+        "stock.transferred": _apply_stock_transferred,
+        "stock.adjusted": _apply_stock_adjusted,
+        "stock.counted": _apply_stock_counted,
+        "stock.snapshot": _apply_stock_snapshot,
+    }
 
     def orders_save(self) -> None:
         if self.new_orders:
@@ -1069,6 +1072,15 @@ def snapshots_at_their_position(
     return facts
 
 
+# The kinds and cause the plan writes (looked up once, not per movement).
+_FEED_EVENT = MovementCause.FEED_EVENT
+_RESERVED, _DISPATCHED = MovementKind.ORDER_RESERVED, MovementKind.ORDER_DISPATCHED
+_RELEASED, _RETURNED = MovementKind.ORDER_RELEASED, MovementKind.ORDER_RETURNED
+_RECEIVED, _ADJUSTED, _COUNTED = MovementKind.RECEIVED, MovementKind.ADJUSTED, MovementKind.COUNTED
+_TRANSFER_OUT, _TRANSFER_IN = MovementKind.TRANSFER_OUT, MovementKind.TRANSFER_IN
+# Order events that need their order to exist (held until it does).
+_ORDER_FOLLOWER_TYPES = ORDER_EVENT_TYPES - {"order.created"}
+
 ORDER_COLUMNS = (
     "order_id",
     "site_id",
@@ -1083,7 +1095,19 @@ ORDER_COLUMNS = (
 
 def _orders_insert(orders: list[_OrderRecord]) -> None:
     """Insert new orders: COPY on PostgreSQL (hundreds per batch), the ORM elsewhere."""
-    rows = [tuple(getattr(order, column) for column in ORDER_COLUMNS) for order in orders]
+    rows = [
+        (
+            order.order_id,
+            order.site_id,
+            order.source_id,
+            order.channel,
+            order.created_occurred_at,
+            order.lines,
+            order.state,
+            order.delivered,
+        )
+        for order in orders
+    ]  # in ORDER_COLUMNS order
     if connection.vendor != "postgresql":
         Order.objects.bulk_create(
             [Order(**dict(zip(ORDER_COLUMNS, row, strict=True))) for row in rows],
@@ -1201,12 +1225,11 @@ def _origin_counters_update(items: list[_Item]) -> None:
 
 
 def _freshness_update(items: list[_Item]) -> None:
-    newest: dict[int, datetime] = {}
+    by_source: dict[int, list[datetime]] = defaultdict(list)
     for item in items:
         if item.outcome == APPLIED:
-            occurred = item.event.occurred_at
-            if item.source_id not in newest or occurred > newest[item.source_id]:
-                newest[item.source_id] = occurred
+            by_source[item.source_id].append(item.event.occurred_at)
+    newest = {source_id: max(times) for source_id, times in by_source.items()}
     # Last in the transaction: the source row stays locked only until the commit.
     for source_id in sorted(newest):
         FeedSource.objects.filter(pk=source_id).update(

@@ -210,3 +210,13 @@ def test_openapi_describes_the_ingest_endpoints(client):
     }
     assert {"202", "400", "401", "413", "415", "429", "503"} <= set(push["responses"])
     assert client.get("/api/docs").status_code == 200
+
+
+def test_openapi_states_quantity_bounds_as_json_schema_keywords(client):
+    document = client.get("/api/openapi.json").json()
+    body = document["paths"]["/api/ingest/events"]["post"]["requestBody"]["content"]
+    events = body["application/json"]["schema"]["properties"]["events"]["items"]["oneOf"]
+    received = next(e for e in events if e["properties"]["type"].get("const") == "stock.received")
+    assert received["properties"]["qty"]["exclusiveMinimum"] == 0
+    assert received["properties"]["qty"]["maximum"] == 1_000_000_000
+    assert "gt" not in received["properties"]["qty"]

@@ -170,7 +170,9 @@ def test_worker_killed_mid_batch_then_a_new_worker_completes_it_once(client, cat
     # given a large batch that a worker has started
     _, token = source_make()
     batch_id = post(client, token, large_feed(10_000, "big")).json()["batch_id"]
-    with ingest_worker(log_name="worker-to-kill") as doomed:
+    # (its first key takes 3 s to store, so the worker is surely mid-transaction when killed:
+    # a 10,000-event batch of receipts can be applied in well under the 0.3 s waited below)
+    with slow_event("big-0", 3), ingest_worker(log_name="worker-to-kill") as doomed:
         deadline = time.monotonic() + 30
         while IngestBatch.objects.get(pk=batch_id).status != BatchStatus.PROCESSING:
             assert time.monotonic() < deadline, "the worker never started the batch"
