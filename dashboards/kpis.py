@@ -27,7 +27,6 @@ from dashboards.models import (
     DeliveryRecord,
     FulfillmentBin,
     KpiBucket,
-    Revaluation,
     SnapshotRecord,
     StockStatus,
     UnitCostChange,
@@ -182,10 +181,11 @@ def window_state(
 def _window_statements(
     site_id: int | None, start: dt.datetime, end: dt.datetime, per_site: bool = False
 ) -> list[Statement]:
-    """The bucket sums and the raw facts of the partial minutes at the ends of (start, end]."""
+    """The bucket sums and the raw facts at the ends of (start, end]: the partial minute after
+    `start`, and what the minute holding `end` holds after `end` (see `_edges_add`)."""
     first_whole = minute_of(start) + 60  # the first minute boundary after `start`
-    last_minute = minute_of(end)  # the minute holding `end`, read from raw facts
-    in_window, window_params = _ranges_sql(_bucket_ranges(first_whole, last_minute))
+    last_minute = minute_of(end)  # the minute holding `end`: its bucket is read whole
+    in_window, window_params = _ranges_sql(_bucket_ranges(first_whole, last_minute + 60))
     after_end = _adapt(instant(last_minute + 60))
     # All sites: the all-sites rows, a few hundred at most whatever the number of sites.
     site_clause, site_params = "site_id = %s", [ALL_SITES if site_id is None else site_id]
@@ -222,8 +222,7 @@ def _window_fold(state: WindowState, bucket_rows, edge_rows) -> None:
     _edges_add(state, edge_rows)
 
 
-REVALUATION, COST_CHANGE, DELIVERED, DELIVERED_ACCURATE = (
-    "~revaluation",
+COST_CHANGE, DELIVERED, DELIVERED_ACCURATE = (
     "~cost_change",
     "~delivered",
     "~delivered_accurate",
@@ -231,15 +230,21 @@ REVALUATION, COST_CHANGE, DELIVERED, DELIVERED_ACCURATE = (
 
 
 def _edges_add(state: WindowState, rows) -> None:
-    """Fold the raw facts of the partial minutes at both ends of the window: movements (with
-    their SKU's cost), revaluations, the cost changes of those SKUs and deliveries, shaped
-    alike and glued with UNION ALL."""
+    """Fold the raw facts at both ends of the window: movements (with their SKU's cost), the
+    cost changes of those SKUs and deliveries, shaped alike and glued with UNION ALL.
+
+    Head: the facts of the partial minute after the window's start, added. Tail: the bucket
+    of the minute holding `end` is in the sums whole, so the facts of that minute after `end`
+    (normally none: events dated in the future) are taken out again. Reading the tail minute
+    from its bucket rather than from its raw facts keeps a read's cost flat while events
+    flow: at 1,000 events/s the minute holding `now` holds up to 60,000 movements, which a
+    live dashboard read every few hundred milliseconds. Revaluations happen on whole minutes,
+    so none falls inside either edge (the tail minute's start is in its bucket).
+    """
     end = state.end
     moved, delivered, changes, costs = [], [], defaultdict(list), {}
     for row_site, sku_id, kind, amount, occurred_at, unit_cost in rows:
-        if kind == REVALUATION:
-            state.sums[row_site][VALUE] += amount
-        elif kind == COST_CHANGE:
+        if kind == COST_CHANGE:
             changes[sku_id].append((int(occurred_at.timestamp()), amount))
         elif kind in (DELIVERED, DELIVERED_ACCURATE):
             delivered.append((row_site, occurred_at, kind == DELIVERED_ACCURATE, amount, sku_id))
@@ -255,32 +260,31 @@ def _edges_add(state: WindowState, rows) -> None:
         movements_fold(inside, [row for row in moved if row[4] <= end], book)
         movements_fold(after, [row for row in moved if row[4] > end], book)
         _sums_add(state, inside)
+        _sums_add(state, after, sign=-1)
         for (row_site, _minute), values in after.items():
             state.value_end_e4[row_site] -= values[VALUE]
-    edge_deliveries = sums_new()
-    bins: defaultdict = defaultdict(int)
-    deliveries_fold(edge_deliveries, bins, delivered)
-    _sums_add(state, edge_deliveries)
-    for (_site, _minute, duration_bin), count in bins.items():
-        state.bins[duration_bin] += count
+    for sign, rows in (
+        (1, [row for row in delivered if row[1] <= end]),
+        (-1, [row for row in delivered if row[1] > end]),
+    ):
+        edge_deliveries = sums_new()
+        bins: defaultdict = defaultdict(int)
+        deliveries_fold(edge_deliveries, bins, rows)
+        _sums_add(state, edge_deliveries, sign=sign)
+        for (_site, _minute, duration_bin), count in bins.items():
+            state.bins[duration_bin] += sign * count
 
 
 def _edge_rows_orm(site_id, start, end, first_whole, last_minute) -> list[tuple]:
     """The edge rows of `_edges_add` through the ORM (SQLite: its converters give aware
     datetimes and decimals back from a UNION)."""
     head = Q(occurred_at__gt=start, occurred_at__lt=instant(first_whole))
-    tail = Q(occurred_at__gte=instant(last_minute), occurred_at__lt=instant(last_minute + 60))
+    tail = Q(occurred_at__gt=end, occurred_at__lt=instant(last_minute + 60))
     scope = Q() if site_id is None else Q(site_id=site_id)
     columns = ("site_id", "sku_id", "kind", "on_hand_delta", "occurred_at", "unit_cost")
     no_cost = Value(Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=4))
     edge_movements = Movement.objects.filter(scope & (head | tail))
     movements = edge_movements.annotate(unit_cost=F("sku__unit_cost")).values_list(*columns)
-    # Cost changes take effect on whole minutes: only the tail minute's start can hold one.
-    revaluations = (
-        Revaluation.objects.filter(scope, occurred_at=instant(last_minute), occurred_at__lte=end)
-        .annotate(kind=Value(REVALUATION), on_hand_delta=F("amount_e4"), unit_cost=no_cost)
-        .values_list(*columns)
-    )
     cost_changes = (
         UnitCostChange.objects.filter(
             effective_at__gt=start, sku_id__in=edge_movements.values("sku_id")
@@ -295,7 +299,7 @@ def _edge_rows_orm(site_id, start, end, first_whole, last_minute) -> list[tuple]
         .values_list(*columns)
     )
     deliveries = (
-        DeliveryRecord.objects.filter(scope & (head | tail), occurred_at__lte=end)
+        DeliveryRecord.objects.filter(scope & (head | tail))
         .annotate(
             sku_id=F("fulfillment_bin"),
             kind=Case(
@@ -308,7 +312,7 @@ def _edge_rows_orm(site_id, start, end, first_whole, last_minute) -> list[tuple]
     )
     return list(
         movements.order_by()
-        .union(revaluations.order_by(), cost_changes.order_by(), deliveries.order_by(), all=True)
+        .union(cost_changes.order_by(), deliveries.order_by(), all=True)
         .order_by()
     )
 
@@ -318,13 +322,8 @@ def _edge_statement(site_id, start, end, first_whole, last_minute) -> tuple[str,
     longer to build this union than PostgreSQL takes to run it."""
     site_clause = "" if site_id is None else "site_id = %s AND "
     site_params = [] if site_id is None else [site_id]
-    edges = "((occurred_at > %s AND occurred_at < %s) OR (occurred_at >= %s AND occurred_at < %s))"
-    edge_params = [
-        start,
-        instant(first_whole),
-        instant(last_minute),
-        instant(last_minute + 60),
-    ]
+    edges = "((occurred_at > %s AND occurred_at < %s) OR (occurred_at > %s AND occurred_at < %s))"
+    edge_params = [start, instant(first_whole), end, instant(last_minute + 60)]
     edge_movements = f"{Movement._meta.db_table} WHERE {site_clause}{edges}"
     sql = (
         # Only our table names and fixed clauses are interpolated; values are parameters.
@@ -332,23 +331,16 @@ def _edge_statement(site_id, start, end, first_whole, last_minute) -> tuple[str,
         "movement.occurred_at, sku.unit_cost FROM (SELECT site_id, sku_id, kind, on_hand_delta, "
         f"occurred_at FROM {edge_movements}) AS movement "
         f"JOIN {Sku._meta.db_table} sku ON sku.id = movement.sku_id "
-        f"UNION ALL SELECT site_id, sku_id, %s, amount_e4, occurred_at, 0 "
-        f"FROM {Revaluation._meta.db_table} WHERE {site_clause}occurred_at = %s "
-        "AND occurred_at <= %s "
         "UNION ALL SELECT 0, sku_id, %s, new_cost_e4 - old_cost_e4, effective_at, 0 "
         f"FROM {UnitCostChange._meta.db_table} WHERE effective_at > %s "
         f"AND sku_id IN (SELECT sku_id FROM {edge_movements}) "
         "UNION ALL SELECT site_id, fulfillment_bin, CASE WHEN accurate THEN %s ELSE %s END, "
         f"shipping_cost_e4, occurred_at, 0 FROM {DeliveryRecord._meta.db_table} "
-        f"WHERE {site_clause}{edges} AND occurred_at <= %s"
+        f"WHERE {site_clause}{edges}"
     )
     params = [
         *site_params,
         *edge_params,
-        REVALUATION,
-        *site_params,
-        instant(last_minute),
-        end,
         COST_CHANGE,
         start,
         *site_params,
@@ -357,20 +349,20 @@ def _edge_statement(site_id, start, end, first_whole, last_minute) -> tuple[str,
         DELIVERED,
         *site_params,
         *edge_params,
-        end,
     ]
     return sql, params
 
 
-def _sums_add(state: WindowState, sums) -> None:
+def _sums_add(state: WindowState, sums, *, sign: int = 1) -> None:
     for (row_site, _minute), values in sums.items():
         target = state.sums[row_site]
         for index, value in enumerate(values):
-            target[index] += value
+            target[index] += sign * value
 
 
 def _bins_statement(site_id: int | None, start: dt.datetime, end: dt.datetime):
-    in_window, params = _ranges_sql(_bucket_ranges(minute_of(start) + 60, minute_of(end)))
+    # Like the window sums: the minute holding `end` whole (`_edges_add` takes out its tail).
+    in_window, params = _ranges_sql(_bucket_ranges(minute_of(start) + 60, minute_of(end) + 60))
     sql = (
         f"SELECT bin_group, {', '.join(f'SUM({name})' for name in BIN_COUNT_FIELDS)} "  # noqa: S608
         f"FROM {FulfillmentBin._meta.db_table} "
