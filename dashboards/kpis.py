@@ -580,34 +580,56 @@ def kpi_trends_compute(
     span = TREND_SPANS[window]
     last = int(now.timestamp()) // span * span
     first = int((now - dt.timedelta(seconds=window_s)).timestamp()) // span * span
+    start = now - dt.timedelta(seconds=window_s)
     scope = Q(site_id=ALL_SITES if site_id is None else site_id)
-    series = {
-        row["start"]: row
-        for row in KpiBucket.objects.filter(
+    # Every read in one round trip on PostgreSQL (see `_rows_of`): a live dashboard computes
+    # this every few hundred milliseconds, and each round trip cost more than its query.
+    series_query = (
+        KpiBucket.objects.filter(
             scope, span_s=span, start__gte=instant(first), start__lte=instant(last)
         )
         .order_by()
         .values("start")
-        .annotate(**{f"sum_{name}": Sum(name) for name in FIELDS})
-    }
-    after = (
-        KpiBucket.objects.filter(scope, span_s=span, start__gt=instant(last)).aggregate(
-            value=Sum("value_change_e4")
-        )["value"]
-        or 0
+        .annotate(*(Sum(name) for name in FIELDS))
+        .values_list("start", *(f"{name}__sum" for name in FIELDS))
     )
-    total_value = (
-        KpiBucket.objects.filter(scope, span_s=TOTAL_SPAN).aggregate(value=Sum("value_change_e4"))[
-            "value"
+    # The value change after the last bucket (by span) and the all-time total (TOTAL_SPAN).
+    value_query = (
+        KpiBucket.objects.filter(scope)
+        .filter(Q(span_s=span, start__gt=instant(last)) | Q(span_s=TOTAL_SPAN))
+        .order_by()
+        .values("span_s")
+        .annotate(value=Sum("value_change_e4"))
+        .values_list("span_s", "value")
+    )
+    worst_query = (
+        StockStatus.objects.filter(available__lte=0, last_order_line_at__gt=now - DEMAND_LOOKBACK)
+        .filter(Q() if site_id is None else Q(site_id=site_id))
+        .order_by("available", "site_id", "sku_id")
+        .values_list("site_id", "sku_id", "available", "reorder_point")[:WORST_STOCKOUTS]
+    )
+    sku_codes_query = Sku.objects.filter(id__in=worst_query.values("sku_id")).values_list(
+        "id", "code"
+    )
+    site_codes_query = Site.objects.order_by().values_list("id", "code")
+    series_rows, value_rows, worst_rows, sku_rows, site_rows, bucket_rows, edge_rows = _rows_of(
+        [
+            _query_statement(series_query),
+            _query_statement(value_query),
+            _query_statement(worst_query),
+            _query_statement(sku_codes_query),
+            _query_statement(site_codes_query),
+            *_window_statements(site_id, start, now, per_site=True),
         ]
-        or 0
     )
-    value_after_bucket = total_value - after
+    series = {_aware(row[0]): [int(value or 0) for value in row[1:]] for row in series_rows}
+    values_by_span = {row_span: int(value or 0) for row_span, value in value_rows}
+    value_after_bucket = values_by_span.get(TOTAL_SPAN, 0) - values_by_span.get(span, 0)
+    no_facts = [0] * len(FIELDS)
     points = {"orders_per_minute": [], "turnover": [], "accuracy": [], "cost_per_shipment": []}
     for start_s in range(last, first - 1, -span):
         moment = instant(start_s)
-        found = series.get(moment) or {}
-        row = {name: found.get(f"sum_{name}") or 0 for name in FIELDS}
+        row = dict(zip(FIELDS, series.get(moment, no_facts), strict=True))
         value_before_bucket = value_after_bucket - row["value_change_e4"]
         rate = turnover(row["cogs_e4"], value_before_bucket, value_after_bucket, span)
         t = moment.isoformat()
@@ -629,10 +651,10 @@ def kpi_trends_compute(
         value_after_bucket = value_before_bucket
     for values in points.values():
         values.reverse()
-    state = window_state(
-        site_id=site_id, start=now - dt.timedelta(seconds=window_s), end=now, per_site=True
-    )
-    codes = dict(Site.objects.filter(id__in=list(state.sums)).values_list("id", "code"))
+    state = WindowState(start=start, end=now)
+    _window_fold(state, bucket_rows, edge_rows)
+    codes = dict(site_rows)
+    sku_codes = dict(sku_rows)
     mismatch_by_site = [
         {
             "site": codes[row_site],
@@ -643,23 +665,21 @@ def kpi_trends_compute(
         for row_site, values in sorted(state.sums.items(), key=lambda item: codes.get(item[0], ""))
         if row_site in codes
     ]
-    return {
-        **points,
-        "mismatch_by_site": mismatch_by_site,
-        "worst_stockouts": _worst_stockouts(site_id, now),
-    }
-
-
-def _worst_stockouts(site_id: int | None, now: dt.datetime) -> list[dict]:
-    rows = list(
-        StockStatus.objects.filter(available__lte=0, last_order_line_at__gt=now - DEMAND_LOOKBACK)
-        .filter(Q() if site_id is None else Q(site_id=site_id))
-        .order_by("available", "site_id", "sku_id")
-        .values_list("site_id", "sku_id", "available", "reorder_point")[:WORST_STOCKOUTS]
-    )
-    sites = dict(Site.objects.filter(id__in={r[0] for r in rows}).values_list("id", "code"))
-    skus = dict(Sku.objects.filter(id__in={r[1] for r in rows}).values_list("id", "code"))
-    return [
-        {"site": sites[s], "sku": skus[k], "available": available, "reorder_point": point}
-        for s, k, available, point in rows
+    worst_stockouts = [
+        {"site": codes[s], "sku": sku_codes[k], "available": available, "reorder_point": point}
+        for s, k, available, point in worst_rows
     ]
+    return {**points, "mismatch_by_site": mismatch_by_site, "worst_stockouts": worst_stockouts}
+
+
+def _query_statement(queryset) -> Statement:
+    """An ORM query as a statement of `_rows_of`: its SQL on PostgreSQL (sent with the others
+    in one round trip), else the query itself (SQLite needs its converters)."""
+    if connection.vendor == "postgresql":
+        sql, params = queryset.query.sql_with_params()
+        return sql, list(params)
+    return lambda: list(queryset)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
