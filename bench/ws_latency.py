@@ -257,6 +257,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30, help="seconds")
     parser.add_argument("--workers", type=int, default=2, help="RQ workers (ingest path)")
     args = parser.parse_args()
+    print(f"load average at the start: {os.getloadavg()[0]:.2f}", flush=True)
     site, sku, cookie = bench_data_ensure()
 
     with daphne_server() as daphne:
