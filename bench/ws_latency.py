@@ -246,7 +246,9 @@ async def bench(args, daphne, site, sku, cookie, send_batch) -> None:
     )
     for line in breakdown_report(args.via, accepted) + frames_report(watcher):
         print(line)
-    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    print(
+        f"load average: {args.load_at_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    )
 
 
 def main() -> None:
@@ -257,7 +259,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30, help="seconds")
     parser.add_argument("--workers", type=int, default=2, help="RQ workers (ingest path)")
     args = parser.parse_args()
-    print(f"load average at the start: {os.getloadavg()[0]:.2f}", flush=True)
+    args.load_at_start = os.getloadavg()[0]
     site, sku, cookie = bench_data_ensure()
 
     with daphne_server() as daphne:
