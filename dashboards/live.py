@@ -116,6 +116,8 @@ class DashboardHub:
         self._alerts_build = alerts_build
         self._background: list[asyncio.Task] = []
         self.listening = asyncio.Event()
+        # (sent_at, heard at) of the announcement being handled, only while it is: `_request`
+        # records it as a scope's first change (announcement_handle keeps its signature).
         self._announcement_times: tuple[float | None, float] | None = None
         self.channel: str | None = None  # this hub's channel-layer channel
         self.groups_joined: set[str] = set()
