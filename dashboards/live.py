@@ -193,7 +193,7 @@ class DashboardHub:
         state.computing = True
         try:
             started = time.time()
-            payload, cpu = await database_sync_to_async(self._view_build_timed)(scope)
+            payload, cpu = await database_sync_to_async(self._view_build_timed)(scope, state)
             payload["computations"] = self.computations + 1
             payload["timing"] = frame_timing(
                 first_change, started=started, computed=time.time(), cpu=cpu
@@ -212,7 +212,11 @@ class DashboardHub:
         state.latest_frame, state.latest_at = frame, time.monotonic()
         await self._broadcast(state, frame)
 
-    def _view_build_timed(self, scope: Scope) -> tuple[dict, float]:
+    def _view_build_timed(self, scope: Scope, state: ScopeState) -> tuple[dict, float]:
+        # The interval counts from when the computation really starts: its thread may have
+        # waited for the executor (tens of ms under load), and the next computation must still
+        # start a whole interval later.
+        state.last_started = time.monotonic()
         cpu_before = time.thread_time()
         payload = self._view_build(scope)
         return payload, time.thread_time() - cpu_before
