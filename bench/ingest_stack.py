@@ -19,6 +19,10 @@ BENCH_DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", DEFAULT_BENCH_DB)
 os.environ["DATABASE_URL"] = BENCH_DATABASE_URL
 sys.path.insert(0, str(BASE_DIR))
 
+from bench.server_env import production_environ_set, settings_line  # noqa: E402
+
+production_environ_set()
+
 
 def database_recreate() -> None:
     """Drop and create the benchmark database, then migrate it (outside Django)."""
@@ -111,6 +115,7 @@ def stack(*, workers: int):
                     raise
                 time.sleep(0.2)
         time.sleep(2)  # let the workers connect
+        print(f"{settings_line()}; {workers} worker(s)", flush=True)
         yield base_url
 
 

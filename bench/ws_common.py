@@ -2,6 +2,7 @@
 Daphne as a real process, and a light WebSocket client that reads one stock cell."""
 
 import asyncio
+import json
 import os
 import re
 import statistics
@@ -13,6 +14,10 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inventory_ops.settings")
+
+from bench.server_env import production_environ_set  # noqa: E402
+
+production_environ_set()
 
 import django  # noqa: E402
 
@@ -31,6 +36,7 @@ BENCH_USER = "bench-viewer"
 # client, which shares the two cores with Daphne, the thing being measured.
 STOCK_CELL = re.compile(rf'data-stock-on-hand=\\"{BENCH_SITE}/{BENCH_SKU}\\">(-?\d+)<'.encode())
 COMPUTATIONS = re.compile(rb'"computations": (\d+)')
+TIMING = re.compile(rb'"timing": (\{[^{}]*\})')
 
 
 def bench_data_ensure() -> tuple[Site, Sku, str]:
@@ -62,6 +68,9 @@ class Watcher:
     """One WebSocket client: remembers when it first saw each stock value."""
 
     seen_at: dict[int, float] = field(default_factory=dict)
+    # For each value, the frame that first showed it: its receipt (wall clock) and its timing.
+    seen_wall: dict[int, float] = field(default_factory=dict)
+    timing_of: dict[int, dict] = field(default_factory=dict)
     computations: int = 0
     frames: int = 0
     retries: int = 0
@@ -88,12 +97,17 @@ class Watcher:
         ) as socket:
             self.socket = socket
             async for frame in socket:
-                received = time.monotonic()
+                received, received_wall = time.monotonic(), time.time()
                 self.frames += 1
                 data = frame.encode() if isinstance(frame, str) else frame
                 match = STOCK_CELL.search(data)
-                if match:
-                    self.seen_at.setdefault(int(match.group(1)), received)
+                if match and int(match.group(1)) not in self.seen_at:
+                    value = int(match.group(1))
+                    self.seen_at[value] = received
+                    self.seen_wall[value] = received_wall
+                    timing = TIMING.search(data)
+                    if timing:
+                        self.timing_of[value] = json.loads(timing.group(1))
                 match = COMPUTATIONS.search(data)
                 if match:
                     self.computations = max(self.computations, int(match.group(1)))
@@ -114,8 +128,14 @@ async def watchers_connect(count: int, url: str, *, origin: str, cookie: str, ba
 
 
 def first_seen(watcher: Watcher, at_least: int) -> float | None:
-    times = [seen for value, seen in watcher.seen_at.items() if value >= at_least]
-    return min(times) if times else None
+    value = first_value_seen(watcher, at_least)
+    return None if value is None else watcher.seen_at[value]
+
+
+def first_value_seen(watcher: Watcher, at_least: int) -> int | None:
+    """The value of the first frame that showed at least `at_least`."""
+    values = [value for value in watcher.seen_at if value >= at_least]
+    return min(values, key=watcher.seen_at.__getitem__) if values else None
 
 
 def percentile(values: list[float], share: float) -> float:

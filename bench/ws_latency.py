@@ -16,20 +16,25 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import statistics
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
 
+from django.conf import settings
 from django.utils import timezone
 
+from bench.server_env import settings_line
 from bench.ws_common import (
     Watcher,
     bench_data_ensure,
-    first_seen,
+    first_value_seen,
     latency_report,
     on_hand_now,
+    percentile,
 )
 from dashboards.broadcasts import scopes_changed_announce
 from inventory_ops.models import MovementKind
@@ -52,7 +57,8 @@ def events_build(site_code: str, sku_code: str, count: int) -> list[dict]:
     ]
 
 
-def ingest_post(base_url: str, token: str, events: list[dict]) -> int:
+def ingest_post(base_url: str, token: str, events: list[dict]) -> dict:
+    """POST one batch; return its status, batch id and when the answer came (wall clock)."""
     request = urllib.request.Request(  # noqa: S310 (local bench server)
         f"{base_url}/api/ingest/events",
         data=json.dumps({"events": events}).encode(),
@@ -61,12 +67,17 @@ def ingest_post(base_url: str, token: str, events: list[dict]) -> int:
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status
+            body = json.loads(response.read())
+            return {"status": response.status, "batch_id": body.get("batch_id"), **_now("answered")}
     except urllib.error.HTTPError as error:
-        return error.code
+        return {"status": error.code, **_now("answered")}
 
 
-def direct_apply(site_code: str, sku_code: str, events: list[dict]) -> int:
+def _now(name: str) -> dict:
+    return {name: time.time()}
+
+
+def direct_apply(site_code: str, sku_code: str, events: list[dict]) -> dict:
     """What an ingest worker does with a batch: one transaction, then one announcement."""
     movements_record(
         requests=[
@@ -81,8 +92,96 @@ def direct_apply(site_code: str, sku_code: str, events: list[dict]) -> int:
             for event in events
         ]
     )
+    committed = time.time()
     scopes_changed_announce(site_codes=[site_code])
-    return 202
+    return {"status": 202, "committed": committed, **_now("announce_returned")}
+
+
+def batch_stamps_load(batches: list[dict]) -> None:
+    """Add the database's stamps of each accepted batch: stored, claimed by a job, finished
+    (set in the applying transaction, just before its commit)."""
+    from ingest.models import IngestBatch
+
+    ids = [batch["batch_id"] for batch in batches if batch.get("batch_id")]
+    rows = IngestBatch.objects.filter(pk__in=ids).values_list(
+        "pk", "received_at", "started_at", "finished_at"
+    )
+    by_id = {str(pk): (received, started, finished) for pk, received, started, finished in rows}
+    for batch in batches:
+        stamps = by_id.get(batch.get("batch_id"))
+        if stamps and all(stamps):
+            batch["stored"], batch["claimed"], batch["finished"] = (
+                stamp.timestamp() for stamp in stamps
+            )
+
+
+# (name, from, to): consecutive stages of one batch's way to the screen, wall-clock stamps.
+# "frame.*" are the stamps of the first frame that showed the batch (dashboards.live.frame_timing)
+# and "received" is when the client had that frame.
+STAGES = {
+    "ingest": [
+        ("POST: sent -> batch stored", "sent", "stored"),
+        ("queue: stored -> a job claims it", "stored", "claimed"),
+        ("apply: claimed -> finished (commit follows)", "claimed", "finished"),
+        ("commit -> computation starts (announce + coalescing wait)", "finished", "started"),
+        ("view computation", "started", "computed"),
+        ("serialise + send + client receive", "computed", "received"),
+    ],
+    "direct": [
+        ("write: sent -> committed", "sent", "committed"),
+        ("commit -> computation starts (announce + coalescing wait)", "committed", "started"),
+        ("view computation", "started", "computed"),
+        ("serialise + send + client receive", "computed", "received"),
+    ],
+}
+
+
+def breakdown_report(via: str, batches: list[dict]) -> list[str]:
+    """Per stage: p50 / p95 / p99 over the batches, and the mean of each stage over the slowest
+    5% of batches (what makes the tail)."""
+    stages = STAGES[via]
+    complete = [batch for batch in batches if all(a in batch and b in batch for _, a, b in stages)]
+    if not complete:
+        return ["breakdown: no batch with every stamp"]
+    complete.sort(key=lambda batch: batch["received"] - batch["sent"])
+    tail = complete[-max(1, len(complete) // 20) :]
+    lines = [
+        f"breakdown over {len(complete)} batches (ms): p50 / p95 / p99; mean over the slowest 5%"
+    ]
+    for name, start, end in stages:
+        ms = [(batch[end] - batch[start]) * 1000 for batch in complete]
+        tail_mean = statistics.mean((batch[end] - batch[start]) * 1000 for batch in tail)
+        lines.append(
+            f"  {name:<60} {percentile(ms, 0.5):6.0f} {percentile(ms, 0.95):6.0f} "
+            f"{percentile(ms, 0.99):6.0f}; {tail_mean:6.0f}"
+        )
+    return lines
+
+
+def frames_report(watcher: Watcher) -> list[str]:
+    """The hub's side, per frame caused by an announcement: how long the announcement
+    travelled (writer's send to the hub hearing it) and waited (heard to computation start)."""
+    timings = [t for t in watcher.timing_of.values() if t.get("announced") is not None]
+    if not timings:
+        return []
+    lines = [f"hub, over {len(timings)} frames (ms): p50 / p95 / p99"]
+    for name, start, end in (
+        ("announcement: writer sends -> hub hears", "announced", "heard"),
+        ("hub: heard -> computation starts (coalescing)", "heard", "started"),
+        ("view computation", "started", "computed"),
+    ):
+        ms = [(t[end] - t[start]) * 1000 for t in timings]
+        lines.append(
+            f"  {name:<60} {percentile(ms, 0.5):6.0f} {percentile(ms, 0.95):6.0f} "
+            f"{percentile(ms, 0.99):6.0f}"
+        )
+    ms = [t["cpu"] * 1000 for t in timings if "cpu" in t]
+    if ms:
+        lines.append(
+            f"  {'  of which CPU time of the computing thread':<60} {percentile(ms, 0.5):6.0f} "
+            f"{percentile(ms, 0.95):6.0f} {percentile(ms, 0.99):6.0f}"
+        )
+    return lines
 
 
 async def bench(args, daphne, site, sku, cookie, send_batch) -> None:
@@ -94,12 +193,10 @@ async def bench(args, daphne, site, sku, cookie, send_batch) -> None:
 
     batch_size = max(1, round(args.rate * args.batch_interval))
     initial = await asyncio.to_thread(on_hand_now, site, sku)
-    sent_at: list[float] = []
-    statuses: dict[int, int] = {}
+    batches: list[dict] = []  # in sending order: stamps of each batch's way
 
-    async def send(events: list[dict]) -> None:
-        status = await asyncio.to_thread(send_batch, events)
-        statuses[status] = statuses.get(status, 0) + 1
+    async def send(batch: dict, events: list[dict]) -> None:
+        batch.update(await asyncio.to_thread(send_batch, events))
 
     # Batches go out on a fixed clock, not one after the other: a slow answer must not lower
     # the rate. Batches may then apply out of order, so "batch k is shown" means the client
@@ -108,8 +205,10 @@ async def bench(args, daphne, site, sku, cookie, send_batch) -> None:
     started = time.monotonic()
     next_send = started
     while time.monotonic() - started < args.duration:
-        sent_at.append(time.monotonic())
-        sends.append(asyncio.create_task(send(events_build(site.code, sku.code, batch_size))))
+        batch = {"sent_monotonic": time.monotonic(), "sent": time.time()}
+        batches.append(batch)
+        events = events_build(site.code, sku.code, batch_size)
+        sends.append(asyncio.create_task(send(batch, events)))
         next_send += args.batch_interval
         await asyncio.sleep(max(0, next_send - time.monotonic()))
     await asyncio.gather(*sends)
@@ -117,18 +216,25 @@ async def bench(args, daphne, site, sku, cookie, send_batch) -> None:
     await asyncio.sleep(5)  # let the last batches arrive
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    accepted = statuses.get(202, 0)
-    sent = [(at, initial + batch_size * (k + 1)) for k, at in enumerate(sent_at[:accepted])]
+    statuses: dict[int, int] = {}
+    for batch in batches:
+        statuses[batch["status"]] = statuses.get(batch["status"], 0) + 1
+    accepted = [batch for batch in batches if batch["status"] == 202]
+    if args.via == "ingest":
+        await asyncio.to_thread(batch_stamps_load, accepted)
 
     latencies = []
     missing = 0
-    for batch_sent_at, value in sent:
-        seen = first_seen(watcher, value)
-        if seen is None:
+    for k, batch in enumerate(accepted):
+        value = first_value_seen(watcher, initial + batch_size * (k + 1))
+        if value is None:
             missing += 1
-        else:
-            latencies.append(max(0.0, seen - batch_sent_at))
-    events_sent = len(sent) * batch_size
+            continue
+        latencies.append(max(0.0, watcher.seen_at[value] - batch["sent_monotonic"]))
+        batch["received"] = watcher.seen_wall[value]
+        batch.update(watcher.timing_of.get(value, {}))
+    events_sent = len(accepted) * batch_size
+    print(f"{settings_line()}, DASHBOARD_COALESCE_MS={settings.DASHBOARD_COALESCE_MS}")
     print(
         f"path: {args.via}; {events_sent} events accepted in {elapsed:.1f}s "
         f"= {events_sent / elapsed:.0f} events/s, batches of {batch_size}; statuses {statuses}"
@@ -136,7 +242,12 @@ async def bench(args, daphne, site, sku, cookie, send_batch) -> None:
     print(latency_report("event sent -> client shows it", latencies))
     print(
         f"batches never shown within 5 s of the end: {missing}; frames received: "
-        f"{watcher.frames} (coalesced: {len(sent)} batches)"
+        f"{watcher.frames} (coalesced: {len(accepted)} batches)"
+    )
+    for line in breakdown_report(args.via, accepted) + frames_report(watcher):
+        print(line)
+    print(
+        f"load average: {args.load_at_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
     )
 
 
@@ -148,6 +259,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30, help="seconds")
     parser.add_argument("--workers", type=int, default=2, help="RQ workers (ingest path)")
     args = parser.parse_args()
+    args.load_at_start = os.getloadavg()[0]
     site, sku, cookie = bench_data_ensure()
 
     with daphne_server() as daphne:
@@ -158,7 +270,7 @@ def main() -> None:
         from ingest.services import feed_source_create
 
         token = feed_source_create(name=f"bench-{uuid.uuid4().hex[:8]}").token
-        status = ingest_post(daphne.base_url, token, [])
+        status = ingest_post(daphne.base_url, token, [])["status"]
         if status in (404, 405):
             sys.exit(
                 f"POST /api/ingest/events answered {status}: the ingest API is not there yet. "

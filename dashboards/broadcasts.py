@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable
 
 from channels.layers import get_channel_layer
@@ -91,7 +92,8 @@ async def _groups_send(groups: list[str], message: dict) -> None:
 
 def _announce(*, kind: str, site_codes: Iterable[str] | None) -> None:
     sites = None if site_codes is None else sorted(set(site_codes))
-    message = {"type": MESSAGE_TYPE, "kind": kind, "sites": sites}
+    # sent_at (wall clock, seconds): lets a hub report how long the announcement travelled.
+    message = {"type": MESSAGE_TYPE, "kind": kind, "sites": sites, "sent_at": time.time()}
     try:
         _LayerLoop.get().run(
             _groups_send(announcement_groups(sites), message), timeout=SEND_TIMEOUT_S

@@ -27,7 +27,6 @@ from dashboards.models import (
     DeliveryRecord,
     FulfillmentBin,
     KpiBucket,
-    Revaluation,
     SnapshotRecord,
     StockStatus,
     StockTroubleCount,
@@ -183,10 +182,11 @@ def window_state(
 def _window_statements(
     site_id: int | None, start: dt.datetime, end: dt.datetime, per_site: bool = False
 ) -> list[Statement]:
-    """The bucket sums and the raw facts of the partial minutes at the ends of (start, end]."""
+    """The bucket sums and the raw facts at the ends of (start, end]: the partial minute after
+    `start`, and what the minute holding `end` holds after `end` (see `_edges_add`)."""
     first_whole = minute_of(start) + 60  # the first minute boundary after `start`
-    last_minute = minute_of(end)  # the minute holding `end`, read from raw facts
-    in_window, window_params = _ranges_sql(_bucket_ranges(first_whole, last_minute))
+    last_minute = minute_of(end)  # the minute holding `end`: its bucket is read whole
+    in_window, window_params = _ranges_sql(_bucket_ranges(first_whole, last_minute + 60))
     after_end = _adapt(instant(last_minute + 60))
     # All sites: the all-sites rows, a few hundred at most whatever the number of sites.
     site_clause, site_params = "site_id = %s", [ALL_SITES if site_id is None else site_id]
@@ -223,8 +223,7 @@ def _window_fold(state: WindowState, bucket_rows, edge_rows) -> None:
     _edges_add(state, edge_rows)
 
 
-REVALUATION, COST_CHANGE, DELIVERED, DELIVERED_ACCURATE = (
-    "~revaluation",
+COST_CHANGE, DELIVERED, DELIVERED_ACCURATE = (
     "~cost_change",
     "~delivered",
     "~delivered_accurate",
@@ -232,15 +231,21 @@ REVALUATION, COST_CHANGE, DELIVERED, DELIVERED_ACCURATE = (
 
 
 def _edges_add(state: WindowState, rows) -> None:
-    """Fold the raw facts of the partial minutes at both ends of the window: movements (with
-    their SKU's cost), revaluations, the cost changes of those SKUs and deliveries, shaped
-    alike and glued with UNION ALL."""
+    """Fold the raw facts at both ends of the window: movements (with their SKU's cost), the
+    cost changes of those SKUs and deliveries, shaped alike and glued with UNION ALL.
+
+    Head: the facts of the partial minute after the window's start, added. Tail: the bucket
+    of the minute holding `end` is in the sums whole, so the facts of that minute after `end`
+    (normally none: events dated in the future) are taken out again. Reading the tail minute
+    from its bucket rather than from its raw facts keeps a read's cost flat while events
+    flow: at 1,000 events/s the minute holding `now` holds up to 60,000 movements, which a
+    live dashboard read every few hundred milliseconds. Revaluations happen on whole minutes,
+    so none falls inside either edge (the tail minute's start is in its bucket).
+    """
     end = state.end
     moved, delivered, changes, costs = [], [], defaultdict(list), {}
     for row_site, sku_id, kind, amount, occurred_at, unit_cost in rows:
-        if kind == REVALUATION:
-            state.sums[row_site][VALUE] += amount
-        elif kind == COST_CHANGE:
+        if kind == COST_CHANGE:
             changes[sku_id].append((int(occurred_at.timestamp()), amount))
         elif kind in (DELIVERED, DELIVERED_ACCURATE):
             delivered.append((row_site, occurred_at, kind == DELIVERED_ACCURATE, amount, sku_id))
@@ -256,32 +261,31 @@ def _edges_add(state: WindowState, rows) -> None:
         movements_fold(inside, [row for row in moved if row[4] <= end], book)
         movements_fold(after, [row for row in moved if row[4] > end], book)
         _sums_add(state, inside)
+        _sums_add(state, after, sign=-1)
         for (row_site, _minute), values in after.items():
             state.value_end_e4[row_site] -= values[VALUE]
-    edge_deliveries = sums_new()
-    bins: defaultdict = defaultdict(int)
-    deliveries_fold(edge_deliveries, bins, delivered)
-    _sums_add(state, edge_deliveries)
-    for (_site, _minute, duration_bin), count in bins.items():
-        state.bins[duration_bin] += count
+    for sign, rows in (
+        (1, [row for row in delivered if row[1] <= end]),
+        (-1, [row for row in delivered if row[1] > end]),
+    ):
+        edge_deliveries = sums_new()
+        bins: defaultdict = defaultdict(int)
+        deliveries_fold(edge_deliveries, bins, rows)
+        _sums_add(state, edge_deliveries, sign=sign)
+        for (_site, _minute, duration_bin), count in bins.items():
+            state.bins[duration_bin] += sign * count
 
 
 def _edge_rows_orm(site_id, start, end, first_whole, last_minute) -> list[tuple]:
     """The edge rows of `_edges_add` through the ORM (SQLite: its converters give aware
     datetimes and decimals back from a UNION)."""
     head = Q(occurred_at__gt=start, occurred_at__lt=instant(first_whole))
-    tail = Q(occurred_at__gte=instant(last_minute), occurred_at__lt=instant(last_minute + 60))
+    tail = Q(occurred_at__gt=end, occurred_at__lt=instant(last_minute + 60))
     scope = Q() if site_id is None else Q(site_id=site_id)
     columns = ("site_id", "sku_id", "kind", "on_hand_delta", "occurred_at", "unit_cost")
     no_cost = Value(Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=4))
     edge_movements = Movement.objects.filter(scope & (head | tail))
     movements = edge_movements.annotate(unit_cost=F("sku__unit_cost")).values_list(*columns)
-    # Cost changes take effect on whole minutes: only the tail minute's start can hold one.
-    revaluations = (
-        Revaluation.objects.filter(scope, occurred_at=instant(last_minute), occurred_at__lte=end)
-        .annotate(kind=Value(REVALUATION), on_hand_delta=F("amount_e4"), unit_cost=no_cost)
-        .values_list(*columns)
-    )
     cost_changes = (
         UnitCostChange.objects.filter(
             effective_at__gt=start, sku_id__in=edge_movements.values("sku_id")
@@ -296,7 +300,7 @@ def _edge_rows_orm(site_id, start, end, first_whole, last_minute) -> list[tuple]
         .values_list(*columns)
     )
     deliveries = (
-        DeliveryRecord.objects.filter(scope & (head | tail), occurred_at__lte=end)
+        DeliveryRecord.objects.filter(scope & (head | tail))
         .annotate(
             sku_id=F("fulfillment_bin"),
             kind=Case(
@@ -309,7 +313,7 @@ def _edge_rows_orm(site_id, start, end, first_whole, last_minute) -> list[tuple]
     )
     return list(
         movements.order_by()
-        .union(revaluations.order_by(), cost_changes.order_by(), deliveries.order_by(), all=True)
+        .union(cost_changes.order_by(), deliveries.order_by(), all=True)
         .order_by()
     )
 
@@ -319,13 +323,8 @@ def _edge_statement(site_id, start, end, first_whole, last_minute) -> tuple[str,
     longer to build this union than PostgreSQL takes to run it."""
     site_clause = "" if site_id is None else "site_id = %s AND "
     site_params = [] if site_id is None else [site_id]
-    edges = "((occurred_at > %s AND occurred_at < %s) OR (occurred_at >= %s AND occurred_at < %s))"
-    edge_params = [
-        start,
-        instant(first_whole),
-        instant(last_minute),
-        instant(last_minute + 60),
-    ]
+    edges = "((occurred_at > %s AND occurred_at < %s) OR (occurred_at > %s AND occurred_at < %s))"
+    edge_params = [start, instant(first_whole), end, instant(last_minute + 60)]
     edge_movements = f"{Movement._meta.db_table} WHERE {site_clause}{edges}"
     sql = (
         # Only our table names and fixed clauses are interpolated; values are parameters.
@@ -333,23 +332,16 @@ def _edge_statement(site_id, start, end, first_whole, last_minute) -> tuple[str,
         "movement.occurred_at, sku.unit_cost FROM (SELECT site_id, sku_id, kind, on_hand_delta, "
         f"occurred_at FROM {edge_movements}) AS movement "
         f"JOIN {Sku._meta.db_table} sku ON sku.id = movement.sku_id "
-        f"UNION ALL SELECT site_id, sku_id, %s, amount_e4, occurred_at, 0 "
-        f"FROM {Revaluation._meta.db_table} WHERE {site_clause}occurred_at = %s "
-        "AND occurred_at <= %s "
         "UNION ALL SELECT 0, sku_id, %s, new_cost_e4 - old_cost_e4, effective_at, 0 "
         f"FROM {UnitCostChange._meta.db_table} WHERE effective_at > %s "
         f"AND sku_id IN (SELECT sku_id FROM {edge_movements}) "
         "UNION ALL SELECT site_id, fulfillment_bin, CASE WHEN accurate THEN %s ELSE %s END, "
         f"shipping_cost_e4, occurred_at, 0 FROM {DeliveryRecord._meta.db_table} "
-        f"WHERE {site_clause}{edges} AND occurred_at <= %s"
+        f"WHERE {site_clause}{edges}"
     )
     params = [
         *site_params,
         *edge_params,
-        REVALUATION,
-        *site_params,
-        instant(last_minute),
-        end,
         COST_CHANGE,
         start,
         *site_params,
@@ -358,20 +350,20 @@ def _edge_statement(site_id, start, end, first_whole, last_minute) -> tuple[str,
         DELIVERED,
         *site_params,
         *edge_params,
-        end,
     ]
     return sql, params
 
 
-def _sums_add(state: WindowState, sums) -> None:
+def _sums_add(state: WindowState, sums, *, sign: int = 1) -> None:
     for (row_site, _minute), values in sums.items():
         target = state.sums[row_site]
         for index, value in enumerate(values):
-            target[index] += value
+            target[index] += sign * value
 
 
 def _bins_statement(site_id: int | None, start: dt.datetime, end: dt.datetime):
-    in_window, params = _ranges_sql(_bucket_ranges(minute_of(start) + 60, minute_of(end)))
+    # Like the window sums: the minute holding `end` whole (`_edges_add` takes out its tail).
+    in_window, params = _ranges_sql(_bucket_ranges(minute_of(start) + 60, minute_of(end) + 60))
     sql = (
         f"SELECT bin_group, {', '.join(f'SUM({name})' for name in BIN_COUNT_FIELDS)} "  # noqa: S608
         f"FROM {FulfillmentBin._meta.db_table} "
@@ -609,34 +601,56 @@ def kpi_trends_compute(
     span = TREND_SPANS[window]
     last = int(now.timestamp()) // span * span
     first = int((now - dt.timedelta(seconds=window_s)).timestamp()) // span * span
+    start = now - dt.timedelta(seconds=window_s)
     scope = Q(site_id=ALL_SITES if site_id is None else site_id)
-    series = {
-        row["start"]: row
-        for row in KpiBucket.objects.filter(
+    # Every read in one round trip on PostgreSQL (see `_rows_of`): a live dashboard computes
+    # this every few hundred milliseconds, and each round trip cost more than its query.
+    series_query = (
+        KpiBucket.objects.filter(
             scope, span_s=span, start__gte=instant(first), start__lte=instant(last)
         )
         .order_by()
         .values("start")
-        .annotate(**{f"sum_{name}": Sum(name) for name in FIELDS})
-    }
-    after = (
-        KpiBucket.objects.filter(scope, span_s=span, start__gt=instant(last)).aggregate(
-            value=Sum("value_change_e4")
-        )["value"]
-        or 0
+        .annotate(*(Sum(name) for name in FIELDS))
+        .values_list("start", *(f"{name}__sum" for name in FIELDS))
     )
-    total_value = (
-        KpiBucket.objects.filter(scope, span_s=TOTAL_SPAN).aggregate(value=Sum("value_change_e4"))[
-            "value"
+    # The value change after the last bucket (by span) and the all-time total (TOTAL_SPAN).
+    value_query = (
+        KpiBucket.objects.filter(scope)
+        .filter(Q(span_s=span, start__gt=instant(last)) | Q(span_s=TOTAL_SPAN))
+        .order_by()
+        .values("span_s")
+        .annotate(value=Sum("value_change_e4"))
+        .values_list("span_s", "value")
+    )
+    worst_query = (
+        StockStatus.objects.filter(available__lte=0, last_order_line_at__gt=now - DEMAND_LOOKBACK)
+        .filter(Q() if site_id is None else Q(site_id=site_id))
+        .order_by("available", "site_id", "sku_id")
+        .values_list("site_id", "sku_id", "available", "reorder_point")[:WORST_STOCKOUTS]
+    )
+    sku_codes_query = Sku.objects.filter(id__in=worst_query.values("sku_id")).values_list(
+        "id", "code"
+    )
+    site_codes_query = Site.objects.order_by().values_list("id", "code")
+    series_rows, value_rows, worst_rows, sku_rows, site_rows, bucket_rows, edge_rows = _rows_of(
+        [
+            _query_statement(series_query),
+            _query_statement(value_query),
+            _query_statement(worst_query),
+            _query_statement(sku_codes_query),
+            _query_statement(site_codes_query),
+            *_window_statements(site_id, start, now, per_site=True),
         ]
-        or 0
     )
-    value_after_bucket = total_value - after
+    series = {_aware(row[0]): [int(value or 0) for value in row[1:]] for row in series_rows}
+    values_by_span = {row_span: int(value or 0) for row_span, value in value_rows}
+    value_after_bucket = values_by_span.get(TOTAL_SPAN, 0) - values_by_span.get(span, 0)
+    no_facts = [0] * len(FIELDS)
     points = {"orders_per_minute": [], "turnover": [], "accuracy": [], "cost_per_shipment": []}
     for start_s in range(last, first - 1, -span):
         moment = instant(start_s)
-        found = series.get(moment) or {}
-        row = {name: found.get(f"sum_{name}") or 0 for name in FIELDS}
+        row = dict(zip(FIELDS, series.get(moment, no_facts), strict=True))
         value_before_bucket = value_after_bucket - row["value_change_e4"]
         rate = turnover(row["cogs_e4"], value_before_bucket, value_after_bucket, span)
         t = moment.isoformat()
@@ -658,10 +672,10 @@ def kpi_trends_compute(
         value_after_bucket = value_before_bucket
     for values in points.values():
         values.reverse()
-    state = window_state(
-        site_id=site_id, start=now - dt.timedelta(seconds=window_s), end=now, per_site=True
-    )
-    codes = dict(Site.objects.filter(id__in=list(state.sums)).values_list("id", "code"))
+    state = WindowState(start=start, end=now)
+    _window_fold(state, bucket_rows, edge_rows)
+    codes = dict(site_rows)
+    sku_codes = dict(sku_rows)
     mismatch_by_site = [
         {
             "site": codes[row_site],
@@ -672,23 +686,21 @@ def kpi_trends_compute(
         for row_site, values in sorted(state.sums.items(), key=lambda item: codes.get(item[0], ""))
         if row_site in codes
     ]
-    return {
-        **points,
-        "mismatch_by_site": mismatch_by_site,
-        "worst_stockouts": _worst_stockouts(site_id, now),
-    }
-
-
-def _worst_stockouts(site_id: int | None, now: dt.datetime) -> list[dict]:
-    rows = list(
-        StockStatus.objects.filter(available__lte=0, last_order_line_at__gt=now - DEMAND_LOOKBACK)
-        .filter(Q() if site_id is None else Q(site_id=site_id))
-        .order_by("available", "site_id", "sku_id")
-        .values_list("site_id", "sku_id", "available", "reorder_point")[:WORST_STOCKOUTS]
-    )
-    sites = dict(Site.objects.filter(id__in={r[0] for r in rows}).values_list("id", "code"))
-    skus = dict(Sku.objects.filter(id__in={r[1] for r in rows}).values_list("id", "code"))
-    return [
-        {"site": sites[s], "sku": skus[k], "available": available, "reorder_point": point}
-        for s, k, available, point in rows
+    worst_stockouts = [
+        {"site": codes[s], "sku": sku_codes[k], "available": available, "reorder_point": point}
+        for s, k, available, point in worst_rows
     ]
+    return {**points, "mismatch_by_site": mismatch_by_site, "worst_stockouts": worst_stockouts}
+
+
+def _query_statement(queryset) -> Statement:
+    """An ORM query as a statement of `_rows_of`: its SQL on PostgreSQL (sent with the others
+    in one round trip), else the query itself (SQLite needs its converters)."""
+    if connection.vendor == "postgresql":
+        sql, params = queryset.query.sql_with_params()
+        return sql, list(params)
+    return lambda: list(queryset)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)

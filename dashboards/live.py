@@ -58,6 +58,9 @@ class ScopeState:
     computing: bool = False
     latest_frame: str | None = None
     latest_at: float = -math.inf
+    # (writer's sent_at, heard at) of the first change announced since the last computation
+    # started, wall-clock seconds: the frame reports it, so a client can see where time went.
+    first_change: tuple[float | None, float] | None = None
 
 
 def coalesce_seconds() -> float:
@@ -74,6 +77,32 @@ def refresh_seconds() -> float:
 GROUP_RENEW_S = 60
 
 
+def frame_timing(
+    first_change: tuple[float | None, float] | None,
+    *,
+    started: float,
+    computed: float,
+    cpu: float,
+) -> dict:
+    """Where a view frame's time went, in wall-clock seconds (Unix time), for benchmarks and
+    for anyone asking how old a frame's data is.
+
+    `heard`: when this hub heard the first change announced since the previous computation
+    started (or was asked for the view: a first view, a resync, a periodic refresh);
+    `announced`: when the writer sent that announcement (None if not an announcement);
+    `started` and `computed`: the view computation, which used `cpu` seconds of its thread's
+    CPU time (the rest is waiting: for the database, for the CPU, for Python's lock).
+    """
+    announced, heard = first_change if first_change is not None else (None, None)
+    return {
+        "announced": announced,
+        "heard": heard,
+        "started": started,
+        "computed": computed,
+        "cpu": cpu,
+    }
+
+
 class DashboardHub:
     def __init__(
         self,
@@ -87,6 +116,9 @@ class DashboardHub:
         self._alerts_build = alerts_build
         self._background: list[asyncio.Task] = []
         self.listening = asyncio.Event()
+        # (sent_at, heard at) of the announcement being handled, only while it is: `_request`
+        # records it as a scope's first change (announcement_handle keeps its signature).
+        self._announcement_times: tuple[float | None, float] | None = None
         self.channel: str | None = None  # this hub's channel-layer channel
         self.groups_joined: set[str] = set()
 
@@ -132,6 +164,8 @@ class DashboardHub:
     def _request(self, scope: Scope, part: str) -> None:
         state = self.scopes[scope]
         state.dirty.add(part)
+        if part == FULL and state.first_change is None:
+            state.first_change = self._announcement_times or (None, time.time())
         if state.task is None or state.task.done():
             state.task = asyncio.get_running_loop().create_task(self._run(scope, state))
 
@@ -145,18 +179,25 @@ class DashboardHub:
                     await asyncio.sleep(wait)
                 state.dirty.clear()  # a full view includes the alerts
                 state.last_started = time.monotonic()
-                await self._full_view_send(scope, state)
+                first_change, state.first_change = state.first_change, None
+                await self._full_view_send(scope, state, first_change)
             else:
                 state.dirty.discard(ALERTS)
                 await self._alerts_send(scope, state)
         if not state.watchers and self.scopes.get(scope) is state:
             del self.scopes[scope]  # the last watcher left while we were computing
 
-    async def _full_view_send(self, scope: Scope, state: ScopeState) -> None:
+    async def _full_view_send(
+        self, scope: Scope, state: ScopeState, first_change: tuple[float | None, float] | None
+    ) -> None:
         state.computing = True
         try:
-            payload = await database_sync_to_async(self._view_build)(scope)
+            started = time.time()
+            payload, cpu = await database_sync_to_async(self._view_build_timed)(scope, state)
             payload["computations"] = self.computations + 1
+            payload["timing"] = frame_timing(
+                first_change, started=started, computed=time.time(), cpu=cpu
+            )
             frame = json.dumps(payload)
         except Exception as error:
             # Keep serving the other scopes; the clients show "stale" until a view comes.
@@ -170,6 +211,15 @@ class DashboardHub:
         # Cached before the fan-out: a watcher joining mid-broadcast gets this frame from watch().
         state.latest_frame, state.latest_at = frame, time.monotonic()
         await self._broadcast(state, frame)
+
+    def _view_build_timed(self, scope: Scope, state: ScopeState) -> tuple[dict, float]:
+        # The interval counts from when the computation really starts: its thread may have
+        # waited for the executor (tens of ms under load), and the next computation must still
+        # start a whole interval later.
+        state.last_started = time.monotonic()
+        cpu_before = time.thread_time()
+        payload = self._view_build(scope)
+        return payload, time.thread_time() - cpu_before
 
     async def _alerts_send(self, scope: Scope, state: ScopeState) -> None:
         try:
@@ -253,7 +303,15 @@ class DashboardHub:
         except (KeyError, TypeError):
             logger.warning("ignoring a malformed dashboard announcement: %r", message)
             return
-        self.announcement_handle(kind, sites)
+        sent_at = message.get("sent_at")
+        self._announcement_times = (
+            sent_at if isinstance(sent_at, int | float) else None,
+            time.time(),
+        )
+        try:
+            self.announcement_handle(kind, sites)
+        finally:
+            self._announcement_times = None
 
     async def _refresh_periodically(self) -> None:
         renewed = time.monotonic()

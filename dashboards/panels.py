@@ -5,7 +5,6 @@ update can never disagree. Numbers come only from `dashboards.kpis` (the /api/kp
 the stock tables come from the stock levels.
 """
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -145,7 +144,7 @@ def feed_rows(feeds: list[dict]) -> list[dict]:
 
 def charts_build(trends: dict) -> dict[str, dict]:
     """Plotly figures as JSON-safe dicts, keyed by the id of the element that shows each."""
-    built = {
+    return {
         "chart-orders-per-minute": figures.orders_per_minute_figure(
             trends.get("orders_per_minute") or []
         ),
@@ -162,8 +161,6 @@ def charts_build(trends: dict) -> dict[str, dict]:
             trends.get("worst_stockouts") or []
         ),
     }
-    # to_json goes through plotly's encoder (dates, numpy); loads gives plain JSON-safe dicts.
-    return {chart_id: json.loads(figure.to_json()) for chart_id, figure in built.items()}
 
 
 LIVE_PARTIALS = ("as-of", "kpi-tiles", "feeds", "stock")

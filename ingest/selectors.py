@@ -112,9 +112,29 @@ def feeds_freshness(*, now: datetime | None = None) -> list[dict]:
 
 
 def feeds_freshness_statement(*, now: datetime) -> tuple[str, list]:
-    """The SQL of `feeds_freshness` and its parameters (the KPI read sends it with its own)."""
+    """The SQL of `feeds_freshness` and its parameters (the KPI read sends it with its own).
+
+    On PostgreSQL the p95 is computed by the database (`percentile_cont` interpolates as
+    `_percentile` does): at a steady 10 batches/s the lag window holds the full LAG_SAMPLES
+    batches, and fetching them (two timestamps each) to sort them in Python cost ~10 ms of CPU
+    in every KPI read, which a live dashboard makes every few hundred milliseconds.
+    """
     sources = FeedSource._meta.db_table
     batches = IngestBatch._meta.db_table
+    params = [connection.ops.adapt_datetimefield_value(now - LAG_WINDOW), LAG_SAMPLES]
+    if connection.vendor == "postgresql":
+        sql = (
+            # Only our table names are interpolated; values are parameters.
+            "SELECT source.id, source.name, source.newest_applied_occurred_at, "  # noqa: S608
+            "recent.lag_p95_s FROM "
+            f"{sources} source LEFT JOIN (SELECT source_id, percentile_cont(0.95) WITHIN GROUP "
+            "(ORDER BY EXTRACT(EPOCH FROM finished_at - received_at)::float8) AS lag_p95_s "
+            f"FROM (SELECT source_id, received_at, finished_at FROM {batches} "
+            "WHERE finished_at >= %s AND applied > 0 ORDER BY finished_at DESC LIMIT %s) latest "
+            "GROUP BY source_id) recent ON recent.source_id = source.id "
+            "WHERE source.is_active ORDER BY source.name, source.id"
+        )
+        return sql, params
     sql = (
         # Only our table names are interpolated; values are parameters.
         "SELECT source.id, source.name, source.newest_applied_occurred_at, "  # noqa: S608
@@ -124,14 +144,15 @@ def feeds_freshness_statement(*, now: datetime) -> tuple[str, list]:
         "ORDER BY finished_at DESC LIMIT %s) recent ON recent.source_id = source.id "
         "WHERE source.is_active ORDER BY source.name, source.id"
     )
-    return sql, [connection.ops.adapt_datetimefield_value(now - LAG_WINDOW), LAG_SAMPLES]
+    return sql, params
 
 
 def feeds_freshness_fold(rows, *, now: datetime) -> list[dict]:
-    """`feeds_freshness` from the rows of its statement."""
+    """`feeds_freshness` from the rows of its statement: one per source with its p95
+    (PostgreSQL), or one per source and lag sample."""
     feeds: dict[int, dict] = {}
     lags: dict[int, list[float]] = {}
-    for pk, name, newest, received_at, finished_at in rows:
+    for pk, name, newest, *lag in rows:
         if pk not in feeds:
             newest = _aware(newest)
             feeds[pk] = {
@@ -139,6 +160,10 @@ def feeds_freshness_fold(rows, *, now: datetime) -> list[dict]:
                 "freshness_s": (now - newest).total_seconds() if newest else None,
                 "lag_p95_s": None,
             }
+        if len(lag) == 1:
+            feeds[pk]["lag_p95_s"] = None if lag[0] is None else float(lag[0])
+            continue
+        received_at, finished_at = lag
         if finished_at is not None:
             lags.setdefault(pk, []).append(
                 (_aware(finished_at) - _aware(received_at)).total_seconds()

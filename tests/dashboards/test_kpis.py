@@ -130,6 +130,31 @@ def test_window_edges_are_exact_to_the_microsecond():
     assert kpis["cost_per_shipment"] == 3.0
 
 
+def test_facts_of_the_minute_holding_now_count_up_to_now_and_not_after():
+    # given 100 on hand at 2.00; in the minute holding `now`, before it: a dispatch of 5, a count
+    # that finds 5 missing and a delivery; after it (events dated a few seconds in the future):
+    # the same again, which must not count yet
+    site, sku = site_make("a"), sku_make("X", unit_cost="2.00")
+    now = now_mid_minute()
+    before, after = now - dt.timedelta(seconds=10), now + dt.timedelta(seconds=10)
+    receive(site, sku, 100, now - 2 * HOUR)
+    ship(site, sku, 5, reserved_at=before, dispatched_at=before)
+    record(count(site, sku, before, 90))
+    deliver(site, before, cost="3.00")
+    ship(site, sku, 7, reserved_at=after, dispatched_at=after)
+    record(count(site, sku, after, 70))
+    deliver(site, after, accurate=False, cost="100.00")
+
+    kpis = kpis_compute(site="a", window="1h", now=now)
+
+    # then the window holds only what happened up to now
+    assert (kpis["deliveries"], kpis["order_accuracy"], kpis["cost_per_shipment"]) == (1, 1.0, 3.0)
+    assert (kpis["counts"], kpis["mismatch_units"], kpis["mismatch_value"]) == (1, 5, 10.0)
+    # COGS 5 x 2.00; value 200.00 at the start, 90 x 2.00 at now
+    assert kpis["inventory_turnover"] == float(Decimal(10) / Decimal(190) * Decimal(365 * 24))
+    assert inventory_value_at(site="a", at=now) == Decimal("180.00")
+
+
 def test_stock_mismatch_rate_units_and_value():
     # given 10 on hand; a count that matches, then one that finds 7 (3 units at 2.50 missing)
     site, other, sku = site_make("a"), site_make("b"), sku_make("X", unit_cost="2.50")

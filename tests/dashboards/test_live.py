@@ -267,6 +267,39 @@ def test_a_hub_hears_only_the_groups_of_the_scopes_it_watches():
     }
 
 
+def test_a_view_frame_says_when_its_change_was_announced_heard_and_computed():
+    # given a hub watching ams through the real channel layer
+    watcher = RecordingWatcher()
+
+    async def main():
+        hub = DashboardHub(view_build=CountingViews())
+        try:
+            await hub.watch(Scope("ams", "1h"), watcher)
+            await asyncio.wait_for(hub.listening.wait(), timeout=5)
+            await asyncio.sleep(0.3)  # past the coalescing interval of the first view
+            # when a writer announces a change at ams
+            before = time.time()
+            await asyncio.to_thread(scopes_changed_announce, site_codes=["ams"])
+            for _ in range(100):
+                if len(watcher.frames) == 2:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await hub.close()
+        return before
+
+    before = asyncio.run(main())
+
+    # then the first view (asked for by the watcher, not announced) has no announcement time,
+    # and the view the change caused gives each step, in order, after the writer's call
+    first, second = (frame["timing"] for frame in watcher.frames)
+    assert first["announced"] is None
+    assert first["heard"] <= first["started"] <= first["computed"]
+    assert before <= second["announced"] <= second["heard"] <= second["started"]
+    assert second["started"] <= second["computed"] <= time.time()
+    assert second["cpu"] >= 0
+
+
 def test_an_announcement_without_redis_is_logged_not_raised(settings, caplog):
     # The writer's transaction is already committed: failing it now would help no one.
     layers = {"default": {**settings.CHANNEL_LAYERS["default"]}}

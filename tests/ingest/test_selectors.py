@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import numpy
 import pytest
 from django.utils import timezone
 
@@ -39,6 +40,26 @@ def test_feeds_freshness_per_source_in_one_query(django_assert_num_queries):
     # lag samples older than 15 minutes no longer count
     later = feeds_freshness(now=now + timedelta(minutes=20))
     assert later[0]["lag_p95_s"] is None
+
+
+def test_the_lag_p95_interpolates_between_closest_ranks_like_numpy():
+    # given 20 applied batches of one source, applied 0.5 s, 1.0 s, ... 10 s after they came
+    site_make("north")
+    sku_make("A")
+    source, _ = source_make("busy")
+    lags = [0.5 * (index + 1) for index in range(20)]
+    for index in range(20):
+        batch_apply(source, [received("A", 1, event_id=f"e{index}")])
+    now = timezone.now()
+    for batch, lag in zip(IngestBatch.objects.order_by("received_at"), lags, strict=True):
+        IngestBatch.objects.filter(pk=batch.pk).update(
+            finished_at=batch.received_at + timedelta(seconds=lag)
+        )
+
+    (feed,) = feeds_freshness(now=now)
+
+    # then the p95 is numpy's: 9.5 + 0.05 x (10.0 - 9.5)
+    assert feed["lag_p95_s"] == pytest.approx(float(numpy.percentile(lags, 95)), abs=1e-6)
 
 
 def test_sources_totals_add_up():
