@@ -11,6 +11,22 @@ from django.db import models
 from django.db.models import Q
 
 
+class ByteOrderCharField(models.CharField):
+    """A CharField compared in byte order ("C" collation) on PostgreSQL.
+
+    Equality is the same as under the database's C.UTF-8, but PostgreSQL compares C strings
+    with memcmp instead of going through the libc collation (a third off the idempotency-key
+    insert, bench/README.md "Per-event work in ingest/"). Other databases keep their default:
+    SQLite, the embedded default of a local run, has no collation named "C".
+    """
+
+    def db_parameters(self, connection):
+        parameters = super().db_parameters(connection)
+        if connection.vendor == "postgresql":
+            parameters["collation"] = "C"
+        return parameters
+
+
 class FeedSource(models.Model):
     """A producer of events (courier app, WMS, 3PL). Its token is stored only as a hash."""
 
@@ -119,9 +135,7 @@ class ProcessedEvent(models.Model):
     source = models.ForeignKey(
         FeedSource, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
     )
-    # Byte order ("C"): equality is the same as under the database's C.UTF-8, but PostgreSQL
-    # compares C strings with memcmp instead of going through the libc collation.
-    event_id = models.CharField(max_length=200, db_collation="C")
+    event_id = ByteOrderCharField(max_length=200)
     batch = models.ForeignKey(
         IngestBatch,
         null=True,
@@ -146,7 +160,7 @@ class Order(models.Model):
 
     # Byte order ("C"), unique through the Meta constraint: a unique field would also get a
     # varchar_pattern_ops index for LIKE, which nothing runs on orders.
-    order_id = models.CharField(max_length=200, db_collation="C")
+    order_id = ByteOrderCharField(max_length=200)
     # No database foreign keys (hundreds of orders per batch, each checked at commit): the
     # batch transaction resolves the site and holds the source. No index either: orders are
     # only looked up by order_id and id, and every index costs each of the ~3,600 orders a

@@ -1,5 +1,7 @@
 from django.db import migrations, models
 
+import ingest.models
+
 # The idempotency key `(source, event_id)` becomes the table's primary key, with `event_id` in
 # byte order ("C"): one index instead of two (the surrogate `id` and the unique constraint), no
 # sequence value per key, and string comparisons by memcmp rather than the libc collation of
@@ -60,7 +62,7 @@ class Migration(migrations.Migration):
                 migrations.AlterField(
                     model_name="processedevent",
                     name="event_id",
-                    field=models.CharField(db_collation="C", max_length=200),
+                    field=ingest.models.ByteOrderCharField(max_length=200),
                 ),
                 migrations.RemoveField(model_name="processedevent", name="id"),
             ],

@@ -5,6 +5,8 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+import ingest.models
+
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -16,7 +18,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="order",
             name="order_id",
-            field=models.CharField(db_collation="C", max_length=200),
+            field=ingest.models.ByteOrderCharField(max_length=200),
         ),
         migrations.AlterField(
             model_name="order",

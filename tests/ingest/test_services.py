@@ -3,7 +3,13 @@
 import pytest
 
 from ingest.models import DeadLetter, DeadLetterStatus, HeldEvent, Order, OrderState
-from ingest.services import dead_letters_discard, dead_letters_replay, ingest_sweep
+from ingest.services import (
+    dead_letters_discard,
+    dead_letters_replay,
+    held_events_expire,
+    held_events_release,
+    ingest_sweep,
+)
 from inventory_ops.models import Movement, StockLevel
 from tests.builders import site_make, sku_make, user_make
 from tests.ingest.helpers import (
@@ -122,6 +128,23 @@ def test_held_event_expires_to_unknown_order(catalog, settings):
     assert (batch.held, batch.rejected) == (0, 1)
     letter = DeadLetter.objects.get()
     assert letter.reason.startswith("order_id: unknown order 'ghost'")
+
+
+def test_held_event_whose_order_now_exists_is_not_expired(catalog, settings):
+    # The window between a group's commit (the order exists) and the release of its held
+    # events: the sweeper must release the event, not reject it as "unknown order".
+    settings.INGEST_HOLD_SECONDS = 0
+    source, _ = source_make()
+    batch_apply(source, [order_created("o-1", {"A": 2}, minutes=0, event_id="c-1")])
+    batch_apply(source, [order_dispatched("ghost", event_id="d-1", minutes=5)])
+    held = HeldEvent.objects.get(order_id="ghost")
+    held.order_id = "o-1"
+    held.payload = held.payload.replace('"ghost"', '"o-1"')
+    held.save()
+    assert held_events_expire() == 0
+    assert held_events_release() == 1
+    assert not DeadLetter.objects.exists()
+    assert Order.objects.get(order_id="o-1").state == OrderState.DISPATCHED
 
 
 def test_dead_letter_replayed_after_the_sku_is_created(catalog):
