@@ -223,6 +223,28 @@ def test_percentiles_over_many_deliveries_across_sites_and_bins():
         assert kpis["fulfillment_p90_s"] == pytest.approx(numpy.percentile(values, 90), abs=1e-6)
 
 
+def test_percentiles_read_from_either_end_of_a_crowded_bin():
+    # given 41 deliveries in the last hour whose durations share one histogram bin (with ties),
+    # and older ones in the same bin with durations above and below them
+    site = site_make("a")
+    now = now_mid_minute()
+    recent = [3600 + (index % 17) / 4 for index in range(41)]
+    for index, seconds in enumerate(recent):
+        delivered = now - dt.timedelta(seconds=30 + index * 60)
+        deliver(site, delivered, created_at=delivered - dt.timedelta(seconds=seconds))
+    older = [3599.5 + index * 3 for index in range(12)]
+    for index, seconds in enumerate(older):
+        delivered = now - 2 * HOUR - index * MINUTE
+        deliver(site, delivered, created_at=delivered - dt.timedelta(seconds=seconds))
+
+    # then p50 (ranks near the bin's bottom) and p90 (near its top) are exact in each window
+    for window, values in [("1h", recent), ("24h", recent + older)]:
+        for scope in ("a", None):
+            kpis = kpis_compute(site=scope, window=window, now=now)
+            for key, percent in [("fulfillment_p50_s", 50), ("fulfillment_p90_s", 90)]:
+                assert kpis[key] == pytest.approx(numpy.percentile(values, percent), abs=1e-9)
+
+
 def test_a_late_event_lands_in_its_past_window():
     # given the KPIs of the last hour and day
     site, sku = site_make("a"), sku_make("X", unit_cost="1")
