@@ -207,11 +207,21 @@ class Revaluation(models.Model):
 
 
 # The pairs that can count as a stockout, negative stock or below their reorder point; the
-# raw SQL of `dashboards.kpis` repeats it (`STOCK_TROUBLE_SQL`) so that the index serves it.
+# raw SQL of `dashboards.kpis` repeats it (`STOCK_TROUBLE_SQL`) so that the index serves it, and
+# the writers deciding which rows to rewrite say it in Python (`in_stock_trouble`).
 STOCK_TROUBLE = (
     Q(on_hand__lt=0) | Q(available__lte=0) | Q(available__lt=F("reorder_point"), has_level=True)
 )
 STOCK_TROUBLE_SQL = "(on_hand < 0 OR available <= 0 OR (available < reorder_point AND has_level))"
+
+
+def in_stock_trouble(on_hand: int, available: int, reorder_point: int | None) -> bool:
+    """`STOCK_TROUBLE` of a pair that has a stock level, in Python."""
+    return (
+        on_hand < 0 or available <= 0 or (reorder_point is not None and available < reorder_point)
+    )
+
+
 STOCK_TROUBLE_INDEX_FIELDS = (
     "last_order_line_at",
     "site_id",

@@ -45,6 +45,7 @@ from dashboards.models import (
     StockStatus,
     StockTroubleCount,
     UnitCostChange,
+    in_stock_trouble,
 )
 from inventory_ops.db import copy_rows, pg_int_array, pg_timestamp_array
 from inventory_ops.models import (
@@ -816,24 +817,20 @@ def _levels_in_or_out_of_trouble(
     change of reorder point (`stock_status_reorder_points_refresh` takes the SKU row) commits
     between reading the points here and this transaction's commit.
     """
-    written = {}
-    undecided = []
-    for pair, (on_hand, reserved) in levels.items():
-        on_hand_before, reserved_before = levels_before[pair]
-        if (
-            min(on_hand, on_hand_before) < 0
-            or min(on_hand - reserved, on_hand_before - reserved_before) <= 0
-        ):
-            written[pair] = (on_hand, reserved)  # in trouble whatever the reorder point
-        else:
-            undecided.append(pair)
-    points = _reorder_points(set(undecided)) if undecided else {}
+
+    def in_trouble_before_or_after(pair, reorder_point: int | None) -> bool:
+        return any(
+            in_stock_trouble(on_hand, on_hand - reserved, reorder_point)
+            for on_hand, reserved in (levels[pair], levels_before[pair])
+        )
+
+    # Most pairs are decided without their reorder point; only the others read it.
+    written = {pair: levels[pair] for pair in levels if in_trouble_before_or_after(pair, None)}
+    undecided = {pair for pair in levels if pair not in written}
+    points = _reorder_points(undecided) if undecided else {}
     for pair in undecided:
-        point = points[pair]
-        on_hand, reserved = levels[pair]
-        on_hand_before, reserved_before = levels_before[pair]
-        if point is not None and min(on_hand - reserved, on_hand_before - reserved_before) < point:
-            written[pair] = (on_hand, reserved)  # below its reorder point before or after
+        if in_trouble_before_or_after(pair, points[pair]):
+            written[pair] = levels[pair]
     return written
 
 
