@@ -63,6 +63,7 @@ YEAR_S = 365 * 86400
 DEMAND_LOOKBACK = dt.timedelta(days=30)
 PERCENTILES = {"fulfillment_p50_s": Decimal("0.5"), "fulfillment_p90_s": Decimal("0.9")}
 WORST_STOCKOUTS = 10
+MICROSECOND = dt.timedelta(microseconds=1)
 
 
 class UnknownWindow(ValueError):
@@ -523,7 +524,7 @@ def _window_bounds(window: str, now: dt.datetime | None) -> tuple[dt.datetime, i
     return now or timezone.now(), WINDOWS[window]
 
 
-def turnover(cogs_e4: int, value_start_e4: int, value_end_e4: int, window_s: int):
+def turnover(cogs_e4: int, value_start_e4: int, value_end_e4: int, window_s: int | Decimal):
     """COGS(W) / ((V_start + V_end) / 2) * (365 days / W); None when the average value is 0."""
     average = Decimal(value_start_e4 + value_end_e4) / 2
     if average == 0:
@@ -601,7 +602,9 @@ def kpi_trends_compute(
     {"site", "sku", "available", "reorder_point"} (most negative available first, at most 10).
 
     The series use whole buckets (minutes for 1h, hours for 24h and 7d, days for 30d): the
-    first and last point cover the buckets holding the window's ends.
+    first and last point cover the buckets holding the window's ends. The last bucket's
+    turnover is annualised over the part of it that has passed (at least a second); its orders
+    per minute stay what has been ordered in it so far (a bar that grows).
     """
     now, window_s = _window_bounds(window, now)
     site_id = _site_id(site)
@@ -659,7 +662,12 @@ def kpi_trends_compute(
         moment = instant(start_s)
         row = dict(zip(FIELDS, series.get(moment, no_facts), strict=True))
         value_before_bucket = value_after_bucket - row["value_change_e4"]
-        rate = turnover(row["cogs_e4"], value_before_bucket, value_after_bucket, span)
+        # The bucket holding `now` has lasted only until now: annualised over its full span,
+        # its turnover read low for most of every minute, a dip at the live edge of the chart.
+        lasted_s = span
+        if start_s == last:
+            lasted_s = max(Decimal(1), Decimal((now - moment) // MICROSECOND) / 1_000_000)
+        rate = turnover(row["cogs_e4"], value_before_bucket, value_after_bucket, lasted_s)
         t = moment.isoformat()
         points["orders_per_minute"].append(
             {"t": t, "value": float(Decimal(row["orders_created"]) * 60 / span)}

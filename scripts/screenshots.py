@@ -2,15 +2,22 @@
 docs/dashboard-kiosk.png (1080p TV, kiosk mode).
 
 Uses the database in DATABASE_URL (loads the demo data into it if missing), starts Daphne on a
-free port, logs in as the demo manager with the system Chromium, and waits for the page to be
-live before each shot. Run again once the KPI engine has real numbers to show:
+free port, an RQ worker and the simulator, as `make run` does, lets the simulator feed the
+dashboard for `--feed` seconds (the 1h charts fill from the demo history and the live traffic),
+then logs in as the demo manager with the system Chromium and waits for the page to be live
+before each shot:
 
-    DATABASE_URL=... REDIS_URL=... .venv/bin/python scripts/screenshots.py
+    DATABASE_URL=... REDIS_URL=... .venv/bin/python scripts/screenshots.py [--feed 90]
+
+A fresh database gives the demo's 35 days of history ending now: the charts of a database
+whose demo was loaded hours ago have an empty hour, which is what the dashboard would show.
 """
 
+import argparse
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -23,7 +30,14 @@ django.setup()
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from tests.processes import CHROMIUM, CHROMIUM_ARGS, daphne_server, manage_py  # noqa: E402
+from tests.processes import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    daphne_server,
+    manage_py,
+    rq_worker,
+    running,
+)
 
 DOCS = BASE_DIR / "docs"
 SHOTS = [
@@ -34,9 +48,19 @@ SHOTS = [
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--feed", type=float, default=90, help="seconds of simulator traffic first")
+    args = parser.parse_args()
     subprocess.run(manage_py("load_demo"), check=True, cwd=BASE_DIR, stdout=subprocess.DEVNULL)
     DOCS.mkdir(exist_ok=True)
-    with daphne_server() as daphne, sync_playwright() as playwright:
+    with (
+        daphne_server() as daphne,
+        rq_worker("ingest", "default"),
+        running(manage_py("simulate_feeds", "--url", daphne.base_url), log_name="simulator"),
+        sync_playwright() as playwright,
+    ):
+        print(f"the simulator feeds the dashboard for {args.feed:.0f} s")
+        time.sleep(args.feed)
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.goto(f"{daphne.base_url}/accounts/login/")

@@ -421,3 +421,23 @@ def test_trends_cover_the_window_in_buckets():
     )
     assert trends["mismatch_by_site"] == [{"site": "a", "rate": 1.0, "units": 1, "value": 2.0}]
     assert trends["worst_stockouts"] == []
+
+
+def test_the_minute_under_way_shows_its_turnover_so_far_not_a_dip():
+    # given a steady sale of 1 unit (cost 2) every 15 seconds, into the current minute
+    site, sku = site_make("a"), sku_make("X", unit_cost="2")
+    now = now_mid_minute()  # 30.25 s into its minute
+    minute_start = now - dt.timedelta(seconds=30.25)
+    receive(site, sku, 100, now - 2 * HOUR)
+    for seconds in (-60, -45, -30, -15, 0, 15):  # four in the previous minute, two in this one
+        at = minute_start + dt.timedelta(seconds=seconds)
+        ship(site, sku, 1, at, at)
+
+    points = kpi_trends_compute(site="a", window="1h", now=now)["turnover"]
+
+    previous, current = points[-2]["value"], points[-1]["value"]
+    # the previous minute: COGS 8 over 60 s, stock value 200 -> 192
+    assert previous == float(Decimal(8) / ((Decimal(200) + Decimal(192)) / 2) * 365 * 24 * 60)
+    # the current minute: COGS 4 over the 30.25 s it has lasted (not 60 s), value 192 -> 188
+    expected = Decimal(4) / ((Decimal(192) + Decimal(188)) / 2) * 365 * 86400 / Decimal("30.25")
+    assert current == float(expected)
