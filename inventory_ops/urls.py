@@ -7,6 +7,8 @@ from inventory_ops import metrics, views
 from inventory_ops.api import api
 
 urlpatterns = [
+    # Browsers ask for /favicon.ico on pages without an icon link (the Django admin's).
+    path("favicon.ico", views.favicon, name="favicon"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),

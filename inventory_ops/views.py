@@ -3,14 +3,23 @@
 import logging
 
 import django_rq
+from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection
-from django.http import JsonResponse
+from django.http import HttpResponsePermanentRedirect, JsonResponse
+from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from redis.exceptions import RedisError
 from rq import Worker
 
 logger = logging.getLogger(__name__)
+
+
+@login_not_required  # the login page's browser asks for it too
+@require_GET
+def favicon(request):
+    """Our icon, for the pages that do not link one (the Django admin's)."""
+    return HttpResponsePermanentRedirect(static("img/favicon.svg"))
 
 
 @require_GET

@@ -128,6 +128,18 @@ def test_healthz_answers_without_login(client):
     assert response.json() == {"status": "ok"}
 
 
+def test_the_icon_is_served_to_every_page_without_login(client):
+    # the app's pages link it; the admin's do not, so browsers ask for /favicon.ico
+    page = client.get("/accounts/login/").content.decode()
+    redirect = client.get("/favicon.ico")
+
+    assert redirect.status_code == 301
+    assert f'href="{redirect["Location"]}"' in page
+    icon = client.get(redirect["Location"])
+    assert icon.status_code == 200
+    assert icon["Content-Type"] == "image/svg+xml"
+
+
 def test_readyz_reports_each_dependency_in_json(client):
     response = client.get("/readyz")
 
