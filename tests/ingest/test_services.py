@@ -77,6 +77,17 @@ def test_the_same_feed_twice_changes_nothing_the_second_time(catalog):
     assert level() == (8, 0)
 
 
+def test_an_event_id_is_the_same_key_with_or_without_surrounding_whitespace(catalog):
+    # found by the fuzz test: the ids are stripped, so the ledger names the stripped id
+    source, _ = source_make()
+    batch_apply(source, [received("A", 10, event_id="\x97\n")])
+    again = batch_apply(source, [received("A", 10, event_id=" \x97")])
+
+    assert (again.applied, again.duplicates) == (0, 1)
+    assert list(Movement.objects.values_list("cause_ref", flat=True)) == [f"{source.name}:\x97"]
+    assert level() == (10, 0)
+
+
 def test_out_of_order_events_end_like_in_order(catalog):
     # given the same order's events, once in order and once reversed, in separate batches
     source, _ = source_make()
