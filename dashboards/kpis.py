@@ -4,8 +4,9 @@ CONTRACT: `kpis_compute` returns exactly the JSON object of `GET /api/kpis` (key
 nulls as SPEC.md says); the dashboards and alerts read only this.
 
 A window W is the instants (now - W, now], by event time. Whole minutes, hours and days inside
-it are read from `KpiBucket` (at most ~200 rows per site); the partial minute at each end is
-folded from the raw facts of those two minutes, so the edges are exact too. Inventory value at
+it are read from `KpiBucket` (at most ~200 rows per site); at each end, the raw facts of the
+part of the edge minute outside or inside the window are folded in or taken out (`_Head`,
+`_edges_add`), so the edges are exact too. Inventory value at
 an instant is the site's all-time total minus what happened after it (see docs/kpis.md).
 """
 
@@ -27,6 +28,7 @@ from dashboards.models import (
     DeliveryRecord,
     FulfillmentBin,
     KpiBucket,
+    Revaluation,
     SnapshotRecord,
     StockStatus,
     StockTroubleCount,
@@ -180,14 +182,41 @@ def window_state(
     return state
 
 
+@dataclass(frozen=True)
+class _Head:
+    """How the minute holding a window's start is read: its first bucket (epoch s) read whole,
+    and the raw facts at that edge, between `low` and `high`, that `_edges_add` folds in.
+
+    Whichever side of `start` is shorter: in the minute's first half the minute's bucket is
+    read whole and its facts up to `start` are taken out again; in its second half the facts
+    after `start` are added to the buckets from the next minute on. A read folds at most half
+    a minute of raw facts at this edge, a quarter on average, instead of up to all of it."""
+
+    first_bucket: int
+    low: dt.datetime
+    high: dt.datetime
+    from_bucket: bool
+
+    @classmethod
+    def of(cls, start: dt.datetime) -> "_Head":
+        minute = minute_of(start)
+        if start - instant(minute) < HALF_MINUTE:
+            return cls(minute, instant(minute), start, from_bucket=True)  # facts in [low, high]
+        return cls(minute + 60, start, instant(minute + 60), from_bucket=False)  # (low, high)
+
+
+HALF_MINUTE = dt.timedelta(seconds=30)
+
+
 def _window_statements(
     site_id: int | None, start: dt.datetime, end: dt.datetime, per_site: bool = False
 ) -> list[Statement]:
-    """The bucket sums and the raw facts at the ends of (start, end]: the partial minute after
-    `start`, and what the minute holding `end` holds after `end` (see `_edges_add`)."""
-    first_whole = minute_of(start) + 60  # the first minute boundary after `start`
+    """The bucket sums and the raw facts at the ends of (start, end]: the shorter side of
+    `start` in its minute (`_Head`), and what the minute holding `end` holds after `end` (see
+    `_edges_add`)."""
+    head = _Head.of(start)
     last_minute = minute_of(end)  # the minute holding `end`: its bucket is read whole
-    in_window, window_params = _ranges_sql(_bucket_ranges(first_whole, last_minute + 60))
+    in_window, window_params = _ranges_sql(_bucket_ranges(head.first_bucket, last_minute + 60))
     after_end = _adapt(instant(last_minute + 60))
     # All sites: the all-sites rows, a few hundred at most whatever the number of sites.
     site_clause, site_params = "site_id = %s", [ALL_SITES if site_id is None else site_id]
@@ -205,8 +234,8 @@ def _window_statements(
     )
     buckets = (sql, [after_end, *site_params, *window_params, after_end])
     if connection.vendor == "postgresql":
-        return [buckets, _edge_statement(site_id, start, end, first_whole, last_minute)]
-    return [buckets, lambda: _edge_rows_orm(site_id, start, end, first_whole, last_minute)]
+        return [buckets, _edge_statement(site_id, head, end, last_minute)]
+    return [buckets, lambda: _edge_rows_orm(site_id, head, end, last_minute)]
 
 
 def _window_fold(state: WindowState, bucket_rows, edge_rows) -> None:
@@ -224,32 +253,38 @@ def _window_fold(state: WindowState, bucket_rows, edge_rows) -> None:
     _edges_add(state, edge_rows)
 
 
-COST_CHANGE, DELIVERED, DELIVERED_ACCURATE = (
+COST_CHANGE, DELIVERED, DELIVERED_ACCURATE, REVALUED = (
     "~cost_change",
     "~delivered",
     "~delivered_accurate",
+    "~revalued",
 )
 
 
 def _edges_add(state: WindowState, rows) -> None:
     """Fold the raw facts at both ends of the window: movements (with their SKU's cost), the
-    cost changes of those SKUs and deliveries, shaped alike and glued with UNION ALL.
+    cost changes of those SKUs, deliveries and revaluations, shaped alike and glued with
+    UNION ALL.
 
-    Head: the facts of the partial minute after the window's start, added. Tail: the bucket
-    of the minute holding `end` is in the sums whole, so the facts of that minute after `end`
-    (normally none: events dated in the future) are taken out again. Reading the tail minute
-    from its bucket rather than from its raw facts keeps a read's cost flat while events
+    Head (`_Head`): facts after `start` in its minute are added, or, when that minute's bucket
+    was read whole, its facts up to `start` (revaluations included) are taken out. Tail: the
+    bucket of the minute holding `end` is in the sums whole, so the facts of that minute after
+    `end` (normally none: events dated in the future) are taken out again. Reading the tail
+    minute from its bucket rather than from its raw facts keeps a read's cost flat while events
     flow: at 1,000 events/s the minute holding `now` holds up to 60,000 movements, which a
-    live dashboard read every few hundred milliseconds. Revaluations happen on whole minutes,
-    so none falls inside either edge (the tail minute's start is in its bucket).
+    live dashboard read every few hundred milliseconds. Revaluations happen on whole minutes:
+    the only ones at the edges are at the start of a minute whose bucket is read whole.
     """
-    end = state.end
+    start, end = state.start, state.end
     moved, delivered, changes, costs = [], [], defaultdict(list), {}
     for row_site, sku_id, kind, amount, occurred_at, unit_cost in rows:
         if kind == COST_CHANGE:
             changes[sku_id].append((int(occurred_at.timestamp()), amount))
         elif kind in (DELIVERED, DELIVERED_ACCURATE):
             delivered.append((row_site, occurred_at, kind == DELIVERED_ACCURATE, amount, sku_id))
+        elif kind == REVALUED:
+            # the value change at a minute's start, before the window's (see docstring)
+            state.sums[row_site][VALUE] -= amount
         else:
             moved.append((row_site, sku_id, kind, amount, occurred_at))
             costs[sku_id] = money_e4(unit_cost)
@@ -257,16 +292,18 @@ def _edges_add(state: WindowState, rows) -> None:
         for sku_changes in changes.values():
             sku_changes.sort()
         book = CostBook(costs, dict(changes))
-        inside = sums_new()
-        after = sums_new()
-        movements_fold(inside, [row for row in moved if row[4] <= end], book)
+        before, inside, after = sums_new(), sums_new(), sums_new()
+        movements_fold(before, [row for row in moved if row[4] <= start], book)
+        movements_fold(inside, [row for row in moved if start < row[4] <= end], book)
         movements_fold(after, [row for row in moved if row[4] > end], book)
+        _sums_add(state, before, sign=-1)
         _sums_add(state, inside)
         _sums_add(state, after, sign=-1)
         for (row_site, _minute), values in after.items():
             state.value_end_e4[row_site] -= values[VALUE]
     for sign, rows in (
-        (1, [row for row in delivered if row[1] <= end]),
+        (-1, [row for row in delivered if row[1] <= start]),
+        (1, [row for row in delivered if start < row[1] <= end]),
         (-1, [row for row in delivered if row[1] > end]),
     ):
         edge_deliveries = sums_new()
@@ -277,19 +314,29 @@ def _edges_add(state: WindowState, rows) -> None:
             state.bins[duration_bin] += sign * count
 
 
-def _edge_rows_orm(site_id, start, end, first_whole, last_minute) -> list[tuple]:
+def _head_sql(head: _Head) -> str:
+    """The condition on `occurred_at` of the head's raw facts (see `_Head`)."""
+    if head.from_bucket:
+        return "(occurred_at >= %s AND occurred_at <= %s)"
+    return "(occurred_at > %s AND occurred_at < %s)"
+
+
+def _edge_rows_orm(site_id, head: _Head, end, last_minute) -> list[tuple]:
     """The edge rows of `_edges_add` through the ORM (SQLite: its converters give aware
     datetimes and decimals back from a UNION)."""
-    head = Q(occurred_at__gt=start, occurred_at__lt=instant(first_whole))
+    if head.from_bucket:
+        head_facts = Q(occurred_at__gte=head.low, occurred_at__lte=head.high)
+    else:
+        head_facts = Q(occurred_at__gt=head.low, occurred_at__lt=head.high)
     tail = Q(occurred_at__gt=end, occurred_at__lt=instant(last_minute + 60))
     scope = Q() if site_id is None else Q(site_id=site_id)
     columns = ("site_id", "sku_id", "kind", "on_hand_delta", "occurred_at", "unit_cost")
     no_cost = Value(Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=4))
-    edge_movements = Movement.objects.filter(scope & (head | tail))
+    edge_movements = Movement.objects.filter(scope & (head_facts | tail))
     movements = edge_movements.annotate(unit_cost=F("sku__unit_cost")).values_list(*columns)
     cost_changes = (
         UnitCostChange.objects.filter(
-            effective_at__gt=start, sku_id__in=edge_movements.values("sku_id")
+            effective_at__gt=head.low, sku_id__in=edge_movements.values("sku_id")
         )
         .annotate(
             site_id=Value(0, output_field=BigIntegerField()),
@@ -301,7 +348,7 @@ def _edge_rows_orm(site_id, start, end, first_whole, last_minute) -> list[tuple]
         .values_list(*columns)
     )
     deliveries = (
-        DeliveryRecord.objects.filter(scope & (head | tail))
+        DeliveryRecord.objects.filter(scope & (head_facts | tail))
         .annotate(
             sku_id=F("fulfillment_bin"),
             kind=Case(
@@ -312,20 +359,24 @@ def _edge_rows_orm(site_id, start, end, first_whole, last_minute) -> list[tuple]
         )
         .values_list(*columns)
     )
-    return list(
-        movements.order_by()
-        .union(cost_changes.order_by(), deliveries.order_by(), all=True)
-        .order_by()
-    )
+    parts = [cost_changes.order_by(), deliveries.order_by()]
+    if head.from_bucket:
+        revaluations = (
+            Revaluation.objects.filter(scope & head_facts)
+            .annotate(kind=Value(REVALUED), on_hand_delta=F("amount_e4"), unit_cost=no_cost)
+            .values_list(*columns)
+        )
+        parts.append(revaluations.order_by())
+    return list(movements.order_by().union(*parts, all=True).order_by())
 
 
-def _edge_statement(site_id, start, end, first_whole, last_minute) -> tuple[str, list]:
+def _edge_statement(site_id, head: _Head, end, last_minute) -> tuple[str, list]:
     """The edge rows of `_edges_add` in one hand-written statement (PostgreSQL): the ORM took
     longer to build this union than PostgreSQL takes to run it."""
     site_clause = "" if site_id is None else "site_id = %s AND "
     site_params = [] if site_id is None else [site_id]
-    edges = "((occurred_at > %s AND occurred_at < %s) OR (occurred_at > %s AND occurred_at < %s))"
-    edge_params = [start, instant(first_whole), end, instant(last_minute + 60)]
+    edges = f"({_head_sql(head)} OR (occurred_at > %s AND occurred_at < %s))"
+    edge_params = [head.low, head.high, end, instant(last_minute + 60)]
     edge_movements = f"{Movement._meta.db_table} WHERE {site_clause}{edges}"
     sql = (
         # Only our table names and fixed clauses are interpolated; values are parameters.
@@ -344,7 +395,7 @@ def _edge_statement(site_id, start, end, first_whole, last_minute) -> tuple[str,
         *site_params,
         *edge_params,
         COST_CHANGE,
-        start,
+        head.low,
         *site_params,
         *edge_params,
         DELIVERED_ACCURATE,
@@ -352,6 +403,12 @@ def _edge_statement(site_id, start, end, first_whole, last_minute) -> tuple[str,
         *site_params,
         *edge_params,
     ]
+    if head.from_bucket:
+        sql += (
+            " UNION ALL SELECT site_id, sku_id, %s, amount_e4, occurred_at, 0 "  # noqa: S608
+            f"FROM {Revaluation._meta.db_table} WHERE {site_clause}{_head_sql(head)}"
+        )
+        params += [REVALUED, *site_params, head.low, head.high]
     return sql, params
 
 
@@ -363,8 +420,10 @@ def _sums_add(state: WindowState, sums, *, sign: int = 1) -> None:
 
 
 def _bins_statement(site_id: int | None, start: dt.datetime, end: dt.datetime):
-    # Like the window sums: the minute holding `end` whole (`_edges_add` takes out its tail).
-    in_window, params = _ranges_sql(_bucket_ranges(minute_of(start) + 60, minute_of(end) + 60))
+    # Like the window sums: the same head (`_Head`) and the minute holding `end` whole
+    # (`_edges_add` takes out what each edge's bucket holds outside the window).
+    head = _Head.of(start)
+    in_window, params = _ranges_sql(_bucket_ranges(head.first_bucket, minute_of(end) + 60))
     sql = (
         f"SELECT bin_group, {', '.join(f'SUM({name})' for name in BIN_COUNT_FIELDS)} "  # noqa: S608
         f"FROM {FulfillmentBin._meta.db_table} "

@@ -155,6 +155,35 @@ def test_facts_of_the_minute_holding_now_count_up_to_now_and_not_after():
     assert inventory_value_at(site="a", at=now) == Decimal("180.00")
 
 
+def test_a_window_starting_early_in_its_minute_leaves_out_what_came_before_it():
+    # given 100 units at 2.50; the standard cost becomes 3.00 at a whole minute (revaluing the
+    # stock held), then 10 units leave 5 s into that minute, a count finds 5 missing at 7 s,
+    # and 10 more units leave at 20 s
+    site, sku = site_make("a"), sku_make("X", unit_cost="2.50")
+    effective = now_mid_minute().replace(second=0, microsecond=0) + MINUTE
+    receive(site, sku, 100, effective - 2 * HOUR)
+    sku.unit_cost = Decimal("3.00")
+    sku.save()  # effective from the next whole minute: `effective`
+    seconds = dt.timedelta(seconds=1)
+    ship(site, sku, 10, effective + 5 * seconds, effective + 5 * seconds)
+    record(count(site, sku, effective + 7 * seconds, 85))  # 5 missing, before the window too
+    ship(site, sku, 10, effective + 20 * seconds, effective + 20 * seconds)
+
+    # when the hour starts 10 s into that minute (its minute's bucket is read whole, and what
+    # came before the start taken out: the revaluation, the first shipment and the count)
+    now = effective + HOUR + 10 * seconds
+    kpis = kpis_compute(site="a", window="1h", now=now)
+
+    # then: COGS 10 x 3.00; value 85 x 3.00 at the start, 75 x 3.00 at the end
+    assert kpis["inventory_turnover"] == float(
+        Decimal(30) / ((Decimal(255) + Decimal(225)) / 2) * 365 * 24
+    )
+    assert (kpis["counts"], kpis["mismatch_units"]) == (0, 0)
+    assert inventory_value_at(site="a", at=effective + 10 * seconds) == Decimal("255.00")
+    call_command("rebuild_kpis", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert kpis_compute(site="a", window="1h", now=now) == kpis
+
+
 def test_stock_mismatch_rate_units_and_value():
     # given 10 on hand; a count that matches, then one that finds 7 (3 units at 2.50 missing)
     site, other, sku = site_make("a"), site_make("b"), sku_make("X", unit_cost="2.50")
