@@ -251,18 +251,6 @@ async def bench(args, daphne, site, sku, cookie, send_batch) -> None:
     )
 
 
-def bench_source_token() -> str:
-    """A token of the benchmark's own feed source, made once and rotated on every later run
-    (a source per run piled up in the feed freshness table)."""
-    from ingest.models import FeedSource
-    from ingest.services import feed_source_create, feed_source_rotate_token
-
-    source = FeedSource.objects.filter(name="bench-ws-latency").first()
-    if source is None:
-        return feed_source_create(name="bench-ws-latency").token
-    return feed_source_rotate_token(source=source)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--via", choices=["ingest", "direct"], default="ingest")
@@ -279,7 +267,10 @@ def main() -> None:
             send_batch = lambda events: direct_apply(site.code, sku.code, events)  # noqa: E731
             asyncio.run(bench(args, daphne, site, sku, cookie, send_batch))
             return
-        token = bench_source_token()
+        from bench.ingest_common import source_token
+
+        # one source of its own, its token rotated each run (a source per run piled up)
+        token = source_token("bench-ws-latency")
         status = ingest_post(daphne.base_url, token, [])["status"]
         if status in (404, 405):
             sys.exit(

@@ -66,6 +66,7 @@ DEMAND_LOOKBACK = dt.timedelta(days=30)
 PERCENTILES = {"fulfillment_p50_s": Decimal("0.5"), "fulfillment_p90_s": Decimal("0.9")}
 WORST_STOCKOUTS = 10
 MICROSECOND = dt.timedelta(microseconds=1)
+HALF_MINUTE = dt.timedelta(seconds=30)
 
 
 class UnknownWindow(ValueError):
@@ -203,9 +204,6 @@ class _Head:
         if start - instant(minute) < HALF_MINUTE:
             return cls(minute, instant(minute), start, from_bucket=True)  # facts in [low, high]
         return cls(minute + 60, start, instant(minute + 60), from_bucket=False)  # (low, high)
-
-
-HALF_MINUTE = dt.timedelta(seconds=30)
 
 
 def _window_statements(
