@@ -44,15 +44,20 @@ run: setup
 
 # Start PostgreSQL and Redis if they do not answer, and install Chromium if it is missing.
 services:
-	@scripts/test-services
+	@$(TEST_ENV) scripts/test-services
 
-# The whole suite: PostgreSQL when DATABASE_URL points at it (as in CI), SQLite otherwise.
+# The suite runs against real PostgreSQL and Redis (started by `services` if they do not
+# answer); set DATABASE_URL to run it elsewhere (a sqlite:/// URL for the SQLite suite).
+TEST_ENV := DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/inventory_ops} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15}
+
+# The whole suite, browser tests included: what CI runs.
 test: setup-dev services
-	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} $(PY) -m pytest
+	$(TEST_ENV) $(PY) -m pytest
 
 # Everything but the tests marked slow or browser: for the edit-test loop.
-test-fast: setup-dev
-	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} $(PY) -m pytest -m "not slow and not browser"
+test-fast: setup-dev services
+	$(TEST_ENV) $(PY) -m pytest -m "not slow and not browser"
 
 lint: setup-dev
 	$(VENV)/bin/ruff check .
