@@ -34,13 +34,15 @@ migrate: setup
 demo: migrate
 	$(PY) manage.py load_demo
 
-# Start everything in the Procfile (web, worker, simulator); Ctrl-C stops them all.
+# Start the Procfile's long-running processes (web, worker, simulator); Ctrl-C stops them all.
+# Not `release`: honcho would run it as one more process and stop everything when it exits, so
+# `run` migrates (and loads the runbooks, through load_demo) itself first.
 run: setup
 	@$(PY) scripts/ensure_redis.py
 	$(PY) manage.py migrate --noinput
 	@$(PY) manage.py load_demo
 	@echo "Open http://127.0.0.1:$(PORT)/ and log in with a user above. Ctrl-C stops everything."
-	SIMULATOR_URL=http://127.0.0.1:$(PORT) $(VENV)/bin/honcho --procfile Procfile start --port $(PORT)
+	SIMULATOR_URL=http://127.0.0.1:$(PORT) $(VENV)/bin/honcho --procfile Procfile start --port $(PORT) web worker simulator
 
 # Start PostgreSQL and Redis if they do not answer, and install Chromium if it is missing.
 services:
