@@ -1,5 +1,7 @@
 """Dashboard pages: all sites, one site, a SKU's lineage; and plotly.js served locally."""
 
+import re
+from functools import cache
 from pathlib import Path
 
 import plotly
@@ -18,6 +20,18 @@ from inventory_ops.models import Movement, Site, Sku, StockLevel
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 LINEAGE_PAGE_SIZE = 50
 ROTATE_SECONDS_MIN = 10
+# plotly.js adds a bundled stylesheet (MapLibre's, for map traces we never draw) as an inline
+# <style> with content, which the Content-Security-Policy refuses; it skips that when an element
+# with the stylesheet's id is already on the page, so the dashboard puts one there.
+PLOTLY_INLINE_STYLE_ID = re.compile(
+    r'getElementById\("([0-9a-f]{64})"\)\)\{var \w+=document\.createElement\("style"\)'
+)
+
+
+@cache
+def plotly_inline_style_ids() -> tuple[str, ...]:
+    """The ids of the inline stylesheets plotly.js would add unless present."""
+    return tuple(PLOTLY_INLINE_STYLE_ID.findall(PLOTLY_JS.read_text(encoding="utf-8")))
 
 
 @require_GET
@@ -50,6 +64,7 @@ def _dashboard_render(request, *, site: str | None):
         "notice": notice,
         # Three missed periodic refreshes and the page calls itself stale.
         "stale_after_ms": int(refresh_seconds() * 3 * 1000),
+        "plotly_inline_style_ids": plotly_inline_style_ids(),
     }
     if kiosk:
         context.update(_kiosk_rotation(request, window=window))

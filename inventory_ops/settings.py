@@ -66,6 +66,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -185,6 +186,27 @@ RQ_QUEUES = {
     "default": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": 1800},
 }
 RQ_SHOW_ADMIN_LINK = True
+
+# --- Content-Security-Policy (every response) -----------------------------------------------
+# Scripts and styles only from this origin: no inline script, no inline style attribute, no
+# eval. Chart data travels in JSON script elements (`json_script`), which are data, not script.
+# One exception, for plotly.js: it creates an EMPTY <style> element and fills it through the
+# CSSOM (insertRule), which CSP does not govern. Allowing the hash of the empty string admits
+# that element and no <style> with any content, so injected markup still cannot style the page.
+EMPTY_INLINE_STYLE_HASH = "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'", EMPTY_INLINE_STYLE_HASH],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
+    # 'self' covers the dashboard's WebSocket (ws:/wss: on the same host and port).
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
