@@ -4,11 +4,13 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, Sum
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from ingest.exceptions import FeedSourceNotAllowed
 from ingest.models import (
     BatchStatus,
     DeadLetter,
@@ -116,10 +118,18 @@ class FeedSourceAdmin(admin.ModelAdmin):
             ),
         )
 
-    @admin.action(description="Rotate the token of the selected sources (shown once)")
+    # Without `permissions`, Django offers an action to everyone who may view the list: the
+    # view-only roles (managers, on-call) could rotate a token and cut a producer off.
+    @admin.action(
+        description="Rotate the token of the selected sources (shown once)",
+        permissions=["change"],
+    )
     def rotate_tokens(self, request, queryset):
         for source in queryset:
-            token = feed_source_rotate_token(source=source)
+            try:
+                token = feed_source_rotate_token(source=source, rotated_by=request.user)
+            except FeedSourceNotAllowed:
+                raise PermissionDenied from None
             messages.warning(
                 request,
                 format_html(

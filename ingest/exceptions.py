@@ -6,3 +6,10 @@ class FeedSourceExists(IngestError):
     def __init__(self, name: str):
         self.name = name
         super().__init__(f"a feed source named {name!r} already exists")
+
+
+class FeedSourceNotAllowed(IngestError):
+    """The user may not manage feed sources (views answer 403)."""
+
+    def __init__(self, doing: str):
+        super().__init__(f"you do not have permission to {doing}")

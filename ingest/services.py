@@ -50,7 +50,7 @@ from rq.job import Job, JobStatus
 
 from dashboards.broadcasts import scopes_changed_announce
 from dashboards.rollups import DeliveryFact, OrderLineFact, SnapshotFact, rollups_facts_record
-from ingest.exceptions import FeedSourceExists
+from ingest.exceptions import FeedSourceExists, FeedSourceNotAllowed
 from ingest.models import (
     BatchStatus,
     DeadLetter,
@@ -77,6 +77,9 @@ logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "iof_"  # noqa: S105 (a label, not a secret)
 INGEST_QUEUE = "ingest"
+# Managing feed sources (creating one, rotating its token) is an integration administrator's job:
+# no shipped role has this permission, superusers do (docs/ingest.md, "Who manages sources").
+MANAGE_FEED_SOURCES = "ingest.change_feedsource"
 KEY_INSERT_CHUNK = 1000
 CODE_LOOKUP_CHUNK = 900
 DEFAULT_HOLD_SECONDS = 24 * 3600
@@ -131,8 +134,14 @@ def feed_source_create(*, name: str, require_signature: bool = False) -> IssuedC
     return IssuedCredentials(source=source, token=token, signing_secret=secret)
 
 
-def feed_source_rotate_token(*, source: FeedSource) -> str:
-    """Replace the source's token; the old one stops working at once. Return the new one."""
+def feed_source_rotate_token(*, source: FeedSource, rotated_by=None) -> str:
+    """Replace the source's token; the old one stops working at once. Return the new one.
+
+    `rotated_by` is the person asking (from a screen), who needs MANAGE_FEED_SOURCES; None is an
+    operator at the server's shell (`create_feed_source --rotate`), who holds its keys anyway.
+    """
+    if rotated_by is not None and not rotated_by.has_perm(MANAGE_FEED_SOURCES):
+        raise FeedSourceNotAllowed("rotate feed tokens")
     token = _new_token()
     FeedSource.objects.filter(pk=source.pk).update(
         token_hash=token_hash(token),

@@ -185,7 +185,8 @@ RQ_QUEUES = {
     "ingest": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": 600},
     "default": {"URL": RQ_REDIS_URL, "DEFAULT_TIMEOUT": 1800},
 }
-RQ_SHOW_ADMIN_LINK = True
+# django-rq's own admin pages check only is_staff; ours at /admin/rq/ are for on-call only.
+RQ_SHOW_ADMIN_LINK = False
 
 # --- Content-Security-Policy (every response) -----------------------------------------------
 # Scripts and styles only from this origin: no inline script, no inline style attribute, no

@@ -5,8 +5,9 @@ import re
 import pytest
 from django.contrib.messages import get_messages
 
+from ingest.exceptions import FeedSourceNotAllowed
 from ingest.models import DeadLetter, DeadLetterStatus, FeedSource
-from ingest.services import feed_source_by_token
+from ingest.services import feed_source_by_token, feed_source_rotate_token
 from inventory_ops.roles import MANAGERS, ON_CALL
 from tests.builders import site_make, sku_make, user_make
 from tests.ingest.helpers import batch_apply, received, source_make
@@ -57,6 +58,28 @@ def test_rotating_a_token_from_the_admin(admin_client_logged):
     new_token = shown_token(response)
     assert feed_source_by_token(token=new_token) == source
     assert feed_source_by_token(token=old_token) is None
+
+
+@pytest.mark.parametrize("role", [MANAGERS, ON_CALL])
+def test_view_only_roles_cannot_rotate_a_token(client, role):
+    # given a manager or on-call user, who may look at feed sources
+    source, token = source_make()
+    client.force_login(user_make(role=role, is_staff=True))
+    assert client.get("/admin/ingest/feedsource/").status_code == 200
+
+    # when they post the rotate action by hand
+    response = client.post(
+        "/admin/ingest/feedsource/",
+        {"action": "rotate_tokens", "_selected_action": [source.pk]},
+    )
+
+    # then nothing is rotated and no token is shown: the producer keeps working
+    assert "iof_" not in " ".join(str(m) for m in get_messages(response.wsgi_request))
+    assert feed_source_by_token(token=token) == source
+    # and the service refuses them too, whatever screen calls it
+    with pytest.raises(FeedSourceNotAllowed):
+        feed_source_rotate_token(source=source, rotated_by=user_make(role=role, is_staff=True))
+    assert feed_source_by_token(token=token) == source
 
 
 def test_source_list_shows_conservation_counts(admin_client_logged):

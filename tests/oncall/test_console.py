@@ -342,3 +342,24 @@ def test_django_rq_pages_are_for_on_call_only(client, redis_clean, role, status)
 
     assert client.get("/admin/rq/").status_code == status
     assert client.get("/admin/rq/queues/0/failed/").status_code == status
+    assert client.get("/admin/rq/stats.json").status_code == status
+
+
+@pytest.mark.parametrize("role", [ON_CALL, MANAGERS, STOCK_STAFF])
+def test_django_rq_own_admin_copy_of_the_queue_pages_is_not_mounted(client, redis_clean, role):
+    # given a failed job, which django-rq's admin copy would let any staff user delete
+    job = failed_job()
+    logged_in(client, role)
+
+    # when anyone asks for django-rq's pages inside the admin
+    pages = [
+        "/admin/django_rq/dashboard/",
+        "/admin/django_rq/dashboard/queues/0/failed/",
+        "/admin/django_rq/dashboard/stats.json",
+    ]
+    deleting = client.post(f"/admin/django_rq/dashboard/queues/0/{job.id}/delete/", {"post": "yes"})
+
+    # then they are not there, and the job is still failed (on-call use /admin/rq/)
+    assert [client.get(page).status_code for page in pages] == [404, 404, 404]
+    assert deleting.status_code == 404
+    assert job.id in FailedJobRegistry(queue=django_rq.get_queue("ingest")).get_job_ids()
