@@ -223,6 +223,8 @@ class RejectionCode(models.TextChoices):
     UNKNOWN_ORDER = "unknown_order", "Unknown order (holding period over)"
     ORDER_STATE = "order_state", "Not possible in the order's state"
     WRONG_CURRENCY = "wrong_currency", "Wrong currency"
+    TIME_OUT_OF_RANGE = "time_out_of_range", "Event time out of the accepted range"
+    WRONG_SITE = "wrong_site", "Site differs from the order's site"
     PROCESSING_FAILED = "processing_failed", "Processing failed (batch gave up after retries)"
 
 

@@ -72,6 +72,7 @@ from ingest.schemas import (
 from inventory_ops.db import copy_rows, pg_int_array, pg_text_array, run_atomic_with_retry
 from inventory_ops.models import MovementCause, MovementKind, Site, Sku
 from inventory_ops.services import AppliedMovement, MovementRequest, movements_record
+from inventory_ops.timebounds import accepted_until
 
 logger = logging.getLogger(__name__)
 
@@ -571,7 +572,32 @@ def _text_problem(value: object, path: str = "") -> str | None:
     return None
 
 
+def _event_time_range() -> tuple[datetime, datetime]:
+    """The event times accepted now: from the floor to the future tolerance after now."""
+    return settings.EVENT_TIME_FLOOR, accepted_until(
+        now=timezone.now(), tolerance_seconds=settings.EVENT_TIME_FUTURE_TOLERANCE_SECONDS
+    )
+
+
+def _time_problem(event, earliest: datetime, latest: datetime) -> str | None:
+    """Name the event's time field outside [earliest, latest], and the range.
+
+    Compared as given, never converted: 9999-12-31T23:59:59-14:00 is valid ISO 8601 that no
+    datetime can hold in UTC (and that PostgreSQL stores, as year 10000, but cannot give back).
+    """
+    occurred_at = event.occurred_at
+    if earliest <= occurred_at <= latest:
+        return None
+    tolerance_h = settings.EVENT_TIME_FUTURE_TOLERANCE_SECONDS / 3600
+    return (
+        f"occurred_at: {occurred_at.isoformat()} is outside the accepted range "
+        f"{earliest.isoformat()} to {latest.isoformat(timespec='seconds')} "
+        f"(not before {earliest:%Y-%m-%d}, at most {tolerance_h:g} h after now)"
+    )
+
+
 def _events_validate(items: list[_Item]) -> None:
+    earliest, latest = _event_time_range()
     for item in items:
         if item.outcome:
             continue
@@ -593,6 +619,10 @@ def _events_validate(items: list[_Item]) -> None:
         problem = _text_problem(event.model_dump()) if item.text_check else None
         if problem:
             item.reject(RejectionCode.MALFORMED, problem)
+            continue
+        problem = _time_problem(event, earliest, latest)
+        if problem:
+            item.reject(RejectionCode.TIME_OUT_OF_RANGE, problem)
             continue
         item.event = event
 
@@ -850,9 +880,26 @@ class _OrderPlan:
 
     def _apply(self, item: _Item) -> None:
         event = item.event
+        if event.type in _ORDER_FOLLOWER_TYPES and not self._site_agrees(item, event):
+            return
         _OrderPlan.HANDLERS[event.type](self, item, event)
         if not item.outcome:
             item.outcome = APPLIED
+
+    def _site_agrees(self, item: _Item, event) -> bool:
+        """Reject an event of a known order that names another site than the order's.
+
+        Its source may differ (a shop creates, a courier app dispatches); its site may not:
+        stock would move at the order's site while the producer meant another one.
+        """
+        _, site = self._order(event)
+        if event.site == site:
+            return True
+        item.reject(
+            RejectionCode.WRONG_SITE,
+            f"site: order {event.order_id!r} is at site {site!r}, not {event.site!r}",
+        )
+        return False
 
     def _order(self, event) -> tuple[_OrderRecord, str]:
         order = self.orders[event.order_id]

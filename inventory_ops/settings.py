@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from inventory_ops.timebounds import time_floor_parse
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -267,6 +269,16 @@ INGEST_HOLD_SECONDS = int(os.environ.get("INGEST_HOLD_SECONDS", str(24 * 3600)))
 # INGEST_SWEEP_GRACE_SECONDS after it arrived if it has no live job (see ingest/worker.py).
 INGEST_SWEEP_SECONDS = float(os.environ.get("INGEST_SWEEP_SECONDS", "5"))
 INGEST_SWEEP_GRACE_SECONDS = float(os.environ.get("INGEST_SWEEP_GRACE_SECONDS", "10"))
+# Event times before EVENT_TIME_FLOOR (ISO 8601, UTC unless it names an offset) or more than
+# EVENT_TIME_FUTURE_TOLERANCE_SECONDS after the time they are applied are rejected (a producer's
+# clock or format gone wrong); see inventory_ops/timebounds.py.
+try:
+    EVENT_TIME_FLOOR = time_floor_parse(os.environ.get("EVENT_TIME_FLOOR", "2000-01-01"))
+except ValueError as error:
+    raise ImproperlyConfigured(str(error)) from None
+EVENT_TIME_FUTURE_TOLERANCE_SECONDS = float(
+    os.environ.get("EVENT_TIME_FUTURE_TOLERANCE_SECONDS", str(24 * 3600))
+)
 # A batch whose processing raised INGEST_MAX_ATTEMPTS times is finished: its events become
 # dead letters "processing_failed" (replayable) instead of being retried forever.
 INGEST_MAX_ATTEMPTS = int(os.environ.get("INGEST_MAX_ATTEMPTS", "5"))
