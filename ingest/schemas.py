@@ -18,8 +18,9 @@ from pydantic import (
     field_validator,
 )
 
-# Bounds keep sums far from the 64-bit columns of the ledger.
-MAX_QTY = 1_000_000_000
+from inventory_ops.limits import MAX_QTY
+
+# MAX_QTY keeps sums far from the 64-bit columns of the ledger.
 EVENTS_PER_REQUEST = 10_000
 
 

@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -8,8 +10,26 @@ from inventory_ops.models import Movement, Site, SiteReorderPoint, Sku, StockLev
 from inventory_ops.services import catalog_import
 
 
+class BoundedDatesChangeList(ChangeList):
+    """A change list whose date drill-down refuses dates no datetime can hold.
+
+    Django turns a bad `<field>__year` into "incorrect lookup parameters" only when the date
+    cannot be built; a year of 9999 (the next year is 10000) or of twenty digits raised
+    ValueError or OverflowError past it, a 500.
+    """
+
+    def get_filters(self, request):
+        try:
+            return super().get_filters(request)
+        except (ValueError, OverflowError) as error:
+            raise IncorrectLookupParameters(error) from error
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Stock levels and movements change only through the stock services."""
+
+    def get_changelist(self, request, **kwargs):
+        return BoundedDatesChangeList
 
     def has_add_permission(self, request):
         return False

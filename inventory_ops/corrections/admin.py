@@ -46,6 +46,10 @@ from inventory_ops.corrections.services import (
 from inventory_ops.models import StockLevel
 
 
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def _require(request, *permissions: str) -> None:
     if not any(request.user.has_perm(permission) for permission in permissions):
         raise PermissionDenied
@@ -139,12 +143,15 @@ class CorrectionAdmin(ReadOnlyAdmin):
                         reverse("admin:corrections_correction_change", args=[correction.pk])
                     )
             if form.is_valid():
-                preview = correction_preview(
-                    site=data["site"],
-                    sku=data["sku"],
-                    counted_qty=data["counted_qty"],
-                    delta=data["delta"],
-                )
+                try:
+                    preview = correction_preview(
+                        site=data["site"],
+                        sku=data["sku"],
+                        counted_qty=data["counted_qty"],
+                        delta=data["delta"],
+                    )
+                except CorrectionError as error:
+                    form.add_error(None, str(error))
         context = self._context(request, title="Correct stock", form=form, preview=preview)
         return TemplateResponse(request, "admin/corrections/correction_add.html", context)
 
@@ -169,7 +176,8 @@ class CorrectionAdmin(ReadOnlyAdmin):
         """Correct several stock levels at once (from the stock level list's action)."""
         _require(request, CORRECT_STOCK)
         source = request.POST if request.method == "POST" else request.GET
-        ids = [int(pk) for pk in source.get("levels", "").split(",") if pk.isdigit()]
+        # ASCII digits only: "²".isdigit() is true, and int() refuses it.
+        ids = [int(pk) for pk in source.get("levels", "").split(",") if _is_number(pk)]
         levels = {
             level.pk: level
             for level in StockLevel.objects.filter(pk__in=ids).select_related("site", "sku")
@@ -215,19 +223,22 @@ class CorrectionAdmin(ReadOnlyAdmin):
                     self._report(request, corrections)
                     return redirect("admin:corrections_correction_changelist")
             else:
-                previews = {
-                    line["level_id"]: correction_preview(
-                        site=levels[line["level_id"]].site,
-                        sku=levels[line["level_id"]].sku,
-                        counted_qty=line["counted_qty"],
-                        delta=line["delta"],
-                    )
-                    for line in lines
-                }
+                try:
+                    previews = {
+                        line["level_id"]: correction_preview(
+                            site=levels[line["level_id"]].site,
+                            sku=levels[line["level_id"]].sku,
+                            counted_qty=line["counted_qty"],
+                            delta=line["delta"],
+                        )
+                        for line in lines
+                    }
+                except CorrectionError as error:
+                    common.add_error(None, str(error))
         rows = []
         for row_form in formset:
             level_id = row_form["level_id"].value()
-            level_id = int(level_id) if str(level_id).isdigit() else None
+            level_id = int(level_id) if _is_number(str(level_id)) else None
             rows.append((row_form, levels.get(level_id), previews.get(level_id)))
         context = self._context(
             request,

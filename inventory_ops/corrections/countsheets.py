@@ -5,6 +5,7 @@ import io
 from dataclasses import dataclass
 
 from inventory_ops.corrections.exceptions import CountSheetInvalid
+from inventory_ops.limits import MAX_QTY
 from inventory_ops.models import Site, Sku
 
 REQUIRED_COLUMNS = ("site", "sku", "counted_qty")
@@ -74,10 +75,12 @@ def count_sheet_parse(content: bytes) -> list[CountRow]:
         try:
             counted = int(qty)
         except ValueError:
-            line_problems.append(f"counted_qty {qty!r} is not a whole number")
+            line_problems.append(f"counted_qty {qty[:40]!r} is not a whole number")
         else:
             if counted < 0:
-                line_problems.append(f"counted_qty {counted} is negative")
+                line_problems.append(f"counted_qty {qty[:40]} is negative")
+            elif counted > MAX_QTY:
+                line_problems.append(f"counted_qty {qty[:40]} is more than {MAX_QTY}")
         if (site, sku) in first_line_of:
             line_problems.append(
                 f"{site}/{sku} is already counted on line {first_line_of[(site, sku)]}"

@@ -3,6 +3,7 @@ from django import forms
 from inventory_ops.corrections.countsheets import count_sheet_parse
 from inventory_ops.corrections.exceptions import CountSheetInvalid
 from inventory_ops.corrections.models import ReasonCode
+from inventory_ops.limits import MAX_QTY
 from inventory_ops.models import Site, Sku
 
 MAX_SHEET_BYTES = 5 * 1024 * 1024
@@ -31,9 +32,17 @@ class CorrectionForm(CountOrDeltaMixin, forms.Form):
         error_messages={"invalid_choice": "No SKU has this code."},
     )
     counted_qty = forms.IntegerField(
-        required=False, min_value=0, help_text="What is on the shelf now; on_hand is set to it."
+        required=False,
+        min_value=0,
+        max_value=MAX_QTY,
+        help_text="What is on the shelf now; on_hand is set to it.",
     )
-    delta = forms.IntegerField(required=False, help_text="Or: units to add (negative to remove).")
+    delta = forms.IntegerField(
+        required=False,
+        min_value=-MAX_QTY,
+        max_value=MAX_QTY,
+        help_text="Or: units to add (negative to remove).",
+    )
     reason = forms.ChoiceField(choices=ReasonCode.choices)
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
 
@@ -45,8 +54,8 @@ class CorrectionForm(CountOrDeltaMixin, forms.Form):
 
 class BulkCorrectionLineForm(CountOrDeltaMixin, forms.Form):
     level_id = forms.IntegerField(widget=forms.HiddenInput)
-    counted_qty = forms.IntegerField(required=False, min_value=0)
-    delta = forms.IntegerField(required=False)
+    counted_qty = forms.IntegerField(required=False, min_value=0, max_value=MAX_QTY)
+    delta = forms.IntegerField(required=False, min_value=-MAX_QTY, max_value=MAX_QTY)
 
     def clean(self):
         cleaned = super().clean()

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from inventory_ops.corrections.models import CountSheet
-from inventory_ops.corrections.services import needs_approval
+from inventory_ops.corrections.services import correction_value_check, needs_approval
 from inventory_ops.models import Site, Sku, StockLevel
 
 
@@ -25,12 +25,17 @@ class CorrectionPreview:
 def correction_preview(
     *, site: Site, sku: Sku, counted_qty: int | None = None, delta: int | None = None
 ) -> CorrectionPreview:
-    """What the correction would do now (the applied delta is taken again under the lock)."""
+    """What the correction would do now (the applied delta is taken again under the lock).
+
+    Raises InvalidCorrection if it would be worth more than a correction can record, as
+    applying it would.
+    """
     on_hand = (
         StockLevel.objects.filter(site=site, sku=sku).values_list("on_hand", flat=True).first() or 0
     )
     change = delta if delta is not None else counted_qty - on_hand
     value = abs(change) * sku.unit_cost
+    correction_value_check(value)
     return CorrectionPreview(site, sku, on_hand, change, value, needs_approval(value))
 
 

@@ -34,6 +34,7 @@ from inventory_ops.corrections.models import (
 )
 from inventory_ops.db import run_atomic_with_retry
 from inventory_ops.exceptions import UnknownSite, UnknownSku
+from inventory_ops.limits import MAX_QTY
 from inventory_ops.models import MovementCause, MovementKind, Site, Sku, StockLevel
 from inventory_ops.services import MovementRequest, movements_record
 
@@ -68,6 +69,17 @@ def _require(user, permission: str, doing: str) -> None:
         raise CorrectionNotAllowed(f"you do not have permission to {doing}")
 
 
+def correction_value_check(value: Decimal) -> None:
+    """Refuse a correction worth more than `Correction.value` can record."""
+    field = Correction._meta.get_field("value")
+    limit = Decimal(10) ** (field.max_digits - field.decimal_places)
+    if value >= limit:
+        raise InvalidCorrection(
+            f"the correction would be worth {value:,.2f}, more than can be recorded (under "
+            f"{limit:,.0f}): correct fewer units at a time"
+        )
+
+
 def _validate(draft: CorrectionDraft) -> None:
     if draft.reason not in ReasonCode.values:
         raise InvalidCorrection(
@@ -77,8 +89,12 @@ def _validate(draft: CorrectionDraft) -> None:
         raise InvalidCorrection("give either the counted quantity or a delta, not both")
     if draft.counted_qty is not None and draft.counted_qty < 0:
         raise InvalidCorrection("the counted quantity cannot be negative")
+    if draft.counted_qty is not None and draft.counted_qty > MAX_QTY:
+        raise InvalidCorrection(f"the counted quantity must be at most {MAX_QTY}")
     if draft.delta is not None and draft.delta == 0:
         raise InvalidCorrection("a delta of 0 changes nothing")
+    if draft.delta is not None and abs(draft.delta) > MAX_QTY:
+        raise InvalidCorrection(f"a delta must be -{MAX_QTY} to {MAX_QTY}")
 
 
 def _levels_lock(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], StockLevel]:
@@ -152,6 +168,7 @@ def _corrections_request_in_transaction(
         level = levels[(site.pk, sku.pk)]
         delta = draft.delta if draft.delta is not None else draft.counted_qty - level.on_hand
         value = abs(delta) * sku.unit_cost
+        correction_value_check(value)
         correction = Correction(
             site=site,
             sku=sku,

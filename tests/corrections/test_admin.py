@@ -259,3 +259,74 @@ def test_a_sku_name_with_script_is_inert_on_the_bulk_correction_page(client):
     assert page.status_code == 200
     assert "<script>alert('bulk')" not in page.text
     assert "&lt;script&gt;alert(" in page.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("delta", "9223372036854775807", "less than or equal to 1000000000"),
+        ("delta", "-9223372036854775808", "greater than or equal to -1000000000"),
+        ("counted_qty", "99999999999999999999", "less than or equal to 1000000000"),
+        ("counted_qty", "1" + "0" * 5000, "Enter a whole number."),
+    ],
+)
+@pytest.mark.parametrize("button", ["_preview", "_apply"])
+def test_a_quantity_beyond_what_the_ledger_holds_is_a_form_error_on_preview_and_apply(
+    client, field, value, error, button
+):
+    # given a stocked level and stock staff on the correction form
+    site, sku = stocked(10)
+    logged_in(client, STOCK_STAFF)
+    form = {"site": site.code, "sku": sku.code, "reason": "recount", field: value, button: "1"}
+    # when they ask for a quantity no stock level column can hold
+    response = client.post(ADD_URL, form)
+    # then the form names the field and why, and nothing is recorded
+    assert response.status_code == 200
+    assert any(error in message for message in response.context["form"].errors[field])
+    assert response.context["preview"] is None
+    assert not Correction.objects.exists()
+    assert on_hand(site, sku) == 10
+
+
+@pytest.mark.parametrize("button", ["_preview", "_apply"])
+def test_a_correction_worth_more_than_can_be_recorded_is_refused_on_preview_and_apply(
+    client, button
+):
+    # given a SKU at the highest unit cost a SKU can have
+    site, sku = stocked(10, unit_cost="9999999999.9999")
+    logged_in(client, STOCK_STAFF)
+    form = {"site": site.code, "sku": sku.code, "reason": "found", "delta": "1000000000"}
+    # when a correction of a billion units is previewed or applied
+    response = client.post(ADD_URL, {**form, button: "1"})
+    # then the form says it is worth too much to record, and nothing changes
+    assert response.status_code == 200
+    assert "more than can be recorded" in str(response.context["form"].non_field_errors())
+    assert not Correction.objects.exists()
+    assert on_hand(site, sku) == 10
+
+
+def test_a_bulk_line_beyond_the_ledger_is_a_form_error_and_applies_nothing(client):
+    # given two levels on the bulk correction page
+    site = site_make()
+    first, second = sku_make(), sku_make()
+    movements_record(requests=[receive(site, first, 10), receive(site, second, 20)])
+    logged_in(client, STOCK_STAFF)
+    levels = list(StockLevel.objects.order_by("pk"))
+    form = {
+        "levels": f"{levels[0].pk},{levels[1].pk},99999999999999999999,²",
+        "form-TOTAL_FORMS": "2",
+        "form-INITIAL_FORMS": "2",
+        "form-0-level_id": levels[0].pk,
+        "form-0-delta": "9223372036854775807",
+        "form-1-level_id": levels[1].pk,
+        "form-1-counted_qty": "5",
+        "reason": "recount",
+    }
+    for button in ("_preview", "_apply"):
+        # when one line asks for more than a level can hold
+        response = client.post(reverse("admin:corrections_correction_bulk"), {**form, button: "1"})
+        # then the page shows the line's error and nothing is applied
+        assert response.status_code == 200
+        assert "less than or equal to 1000000000" in response.text
+    assert not Correction.objects.exists()
+    assert (on_hand(site, first), on_hand(site, second)) == (10, 20)

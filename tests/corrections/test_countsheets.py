@@ -170,3 +170,18 @@ def test_a_sku_name_with_script_is_inert_on_the_count_sheet_preview(client):
 
     assert "<script>alert('x')" not in page.text
     assert "&lt;script&gt;alert(" in page.text
+
+
+def test_a_count_beyond_what_the_ledger_holds_is_a_line_problem(client):
+    # given a stocked level
+    site, milk = site_make("ams"), sku_make("MILK")
+    movements_record(requests=[receive(site, milk, 10)])
+    logged_in(client, STOCK_STAFF)
+    sheet = "site,sku,counted_qty\nams,MILK,99999999999999999999\n"
+    # when a sheet counts more than a stock level can hold
+    response = client.post(UPLOAD_URL, {"sheet": csv_file(sheet)})
+    # then the line is listed with its reason and nothing is kept
+    assert response.status_code == 200
+    assert "counted_qty 99999999999999999999 is more than 1000000000" in response.text
+    assert not CountSheet.objects.exists()
+    assert on_hand(site, milk) == 10

@@ -215,6 +215,9 @@ def test_the_database_refuses_to_delete_an_applied_correction(postgres_only):
         ({}, "not both"),
         ({"delta": 0}, "changes nothing"),
         ({"counted_qty": -1}, "cannot be negative"),
+        ({"counted_qty": 1_000_000_001}, "at most 1000000000"),
+        ({"delta": 9223372036854775807}, "a delta must be -1000000000 to 1000000000"),
+        ({"delta": -(10**20)}, "a delta must be -1000000000 to 1000000000"),
         ({"delta": 1, "reason": "stolen"}, "unknown reason"),
     ],
 )

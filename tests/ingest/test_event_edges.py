@@ -181,3 +181,32 @@ def test_a_held_event_at_another_site_is_rejected_when_its_order_arrives(catalog
     assert reasons()["cancel-1"][0] == "wrong_site"
     assert level("north") == (0, 1)
     assert IngestBatch.objects.order_by("received_at").first().held == 0
+
+
+def test_integers_and_money_beyond_their_columns_are_rejected_naming_the_field(catalog):
+    # given a source and an order at north
+    source, _ = source_make()
+    batch_apply(source, [order_created("O-3", {"A": 1})])
+    huge = 99999999999999999999
+    events = [
+        received("A", huge, event_id="qty"),
+        event("stock.adjusted", "delta", sku="A", qty_delta=9223372036854775807, reason="x"),
+        event("stock.counted", "counted", sku="A", counted_qty=huge),
+        event("stock.snapshot", "snapshot", lines=[{"sku": "A", "qty": huge}]),
+        order_created("O-4", {"A": huge}, event_id="line"),
+        order_delivered("O-3", event_id="cost", shipping_cost="12345678901234567890.5"),
+        order_delivered("O-3", event_id="places", shipping_cost="1.00001"),
+    ]
+    # when they are applied
+    batch = batch_apply(source, events)
+    # then each is rejected with the field and its bound, and stock is unchanged
+    assert (batch.applied, batch.rejected) == (0, len(events))
+    got = {event_id: reason for event_id, (_, reason) in reasons().items()}
+    assert got["qty"] == "qty: Input should be less than or equal to 1000000000"
+    assert got["delta"] == "qty_delta: Input should be less than or equal to 1000000000"
+    assert got["counted"] == "counted_qty: Input should be less than or equal to 1000000000"
+    assert got["snapshot"] == "lines.0.qty: Input should be less than or equal to 1000000000"
+    assert got["line"] == "lines.0.qty: Input should be less than or equal to 1000000000"
+    assert got["cost"].startswith("shipping_cost: Decimal input should have no more than 14 digits")
+    assert got["places"].startswith("shipping_cost: Decimal input should have no more than 4")
+    assert level() == (0, 1)
