@@ -8,5 +8,4 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("sites/<slug:code>/", views.site_dashboard, name="site"),
     path("skus/<str:code>/", views.sku_lineage, name="sku"),
-    path("assets/plotly.min.js", views.plotly_js, name="plotly_js"),
 ]

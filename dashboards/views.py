@@ -1,12 +1,12 @@
-"""Dashboard pages: all sites, one site, a SKU's lineage; and plotly.js served locally."""
+"""Dashboard pages: all sites, one site, a SKU's lineage."""
 
 import re
 from functools import cache
 from pathlib import Path
 
-import plotly
+from django.conf import settings
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
@@ -17,7 +17,8 @@ from dashboards.live import refresh_seconds
 from dashboards.panels import Scope
 from inventory_ops.models import Movement, Site, Sku, StockLevel
 
-PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+# The dashboard's plotly.js: the official "basic" bundle, vendored (docs/dashboard.md).
+PLOTLY_JS = Path(settings.BASE_DIR) / "static" / "vendor" / "plotly-basic.min.js"
 LINEAGE_PAGE_SIZE = 50
 ROTATE_SECONDS_MIN = 10
 # plotly.js adds a bundled stylesheet (MapLibre's, for map traces we never draw) as an inline
@@ -113,12 +114,3 @@ def sku_lineage(request, code: str):
             page=Paginator(movements, LINEAGE_PAGE_SIZE).get_page(request.GET.get("page")),
         )
     return render(request, "dashboards/sku_lineage.html", context)
-
-
-@require_GET
-def plotly_js(request):
-    """plotly.js from the installed plotly package: the dashboards work with no internet."""
-    response = FileResponse(PLOTLY_JS.open("rb"), content_type="text/javascript")
-    response["Cache-Control"] = "public, max-age=86400"
-    response["ETag"] = f'"plotly-{plotly.__version__}"'
-    return response

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from whitenoise.compress import Compressor
 
 from inventory_ops.timebounds import time_floor_parse
 
@@ -230,11 +231,23 @@ USE_TZ = True
 
 # --- Static files (served by WhiteNoise under Daphne) ---------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# Serve straight from the finders so a local run needs no collectstatic step.
-WHITENOISE_USE_FINDERS = True
+# Hashed names, gzip and brotli copies once `collectstatic` has run; plain names before it
+# (inventory_ops/static_storage.py).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "inventory_ops.static_storage.CollectedStaticFilesStorage"},
+}
+STATIC_COLLECTED = (STATIC_ROOT / "staticfiles.json").exists()
+# Collected files only, in production; a local run (or one with nothing collected) serves
+# straight from the apps' static folders, so it needs no collectstatic step and shows edits.
+WHITENOISE_USE_FINDERS = DEBUG or not STATIC_COLLECTED
 WHITENOISE_AUTOREFRESH = DEBUG
+# Pages link only the hashed names; the plain copies would double collectstatic's compression
+# work and the image. Source maps are for developer tools only: not worth compressing.
+WHITENOISE_KEEP_ONLY_HASHED_FILES = True
+WHITENOISE_SKIP_COMPRESS_EXTENSIONS = (*Compressor.SKIP_COMPRESS_EXTENSIONS, "map")
 
 # --- Logging: everything to stdout ----------------------------------------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
