@@ -28,6 +28,9 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet --no-compile --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# A local run: DEBUG on unless set (the settings default to off, as in production).
+migrate demo run: export DEBUG ?= 1
+
 migrate: setup
 	$(PY) manage.py migrate --noinput
 

@@ -4,12 +4,14 @@ Environment (see README "Configuration"):
     DATABASE_URL   default: SQLite under var/ (WAL mode, busy timeout)
     REDIS_URL      default: redis://127.0.0.1:6379/0
     SECRET_KEY     required unless DEBUG is on
-    DEBUG          default: on (a local run); set DEBUG=0 in production
+    DEBUG          default: off; DEBUG=1 for a local run (`make run` sets it)
+    HTTPS          default: off; HTTPS=1 behind a TLS proxy (HSTS, redirect, secure cookies)
     ALLOWED_HOSTS  comma-separated, default: 127.0.0.1,localhost,[::1]
 """
 
 import os
 import sys
+from contextlib import suppress
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -34,7 +36,8 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: a deployment that forgets the variable shows no tracebacks.
+DEBUG = env_bool("DEBUG", False)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -46,6 +49,19 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"  # noqa: S105
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto: one switch for HSTS, the
+# redirect to https and cookies sent over TLS only. Probes of the process itself stay on http.
+HTTPS = env_bool("HTTPS", False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = int(os.environ.get("HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
 
 INSTALLED_APPS = [
     "daphne",
@@ -243,6 +259,11 @@ STATIC_COLLECTED = (STATIC_ROOT / "staticfiles.json").exists()
 # Collected files only, in production; a local run (or one with nothing collected) serves
 # straight from the apps' static folders, so it needs no collectstatic step and shows edits.
 WHITENOISE_USE_FINDERS = DEBUG or not STATIC_COLLECTED
+if not STATIC_COLLECTED:
+    # WhiteNoise indexes STATIC_ROOT at start unless DEBUG is on, and warns when it is missing:
+    # an empty one is enough then, the finders serve the files.
+    with suppress(OSError):
+        STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_AUTOREFRESH = DEBUG
 # Pages link only the hashed names; the plain copies would double collectstatic's compression
 # work and the image. Source maps are for developer tools only: not worth compressing.

@@ -23,6 +23,7 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inventory_ops.settings")
+os.environ.setdefault("DEBUG", "1")  # a local demo, as `make run`
 
 import django  # noqa: E402
 

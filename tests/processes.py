@@ -57,6 +57,8 @@ def subprocess_env(**extra: str) -> dict[str, str]:
             "DATABASE_URL": test_database_url(),
             "REDIS_URL": settings.REDIS_URL,
             "DJANGO_SETTINGS_MODULE": "inventory_ops.settings",
+            # The same key as this process: sessions made here are valid there.
+            "SECRET_KEY": settings.SECRET_KEY,
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -1,3 +1,4 @@
+import secrets
 import subprocess
 import sys
 
@@ -7,15 +8,20 @@ from django.db import connection
 from tests.processes import BASE_DIR, subprocess_env
 
 
-def django_check(**env: str) -> subprocess.CompletedProcess:
+def fresh_python(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run Python in a new process given this environment (settings are read at import)."""
     return subprocess.run(
-        [sys.executable, "manage.py", "check"],
+        [sys.executable, *args],
         cwd=BASE_DIR,
         env=subprocess_env(**env),
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def django_check(**env: str) -> subprocess.CompletedProcess:
+    return fresh_python("manage.py", "check", **env)
 
 
 def test_without_debug_the_app_refuses_to_start_without_a_secret_key():
@@ -42,3 +48,42 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout():
         assert cursor.fetchone()[0] == "wal"
         cursor.execute("PRAGMA busy_timeout")
         assert cursor.fetchone()[0] >= 5000
+
+
+def settings_value(name: str, **env: str) -> subprocess.CompletedProcess:
+    """Print one setting as a fresh process, given this environment, sees it."""
+    code = (
+        f"import django; django.setup(); from django.conf import settings; print(settings.{name})"
+    )
+    return fresh_python("-c", code, **env)
+
+
+def test_debug_is_off_unless_switched_on():
+    assert settings_value("DEBUG", DEBUG="", SECRET_KEY="x" * 50).stdout.strip() == "False"
+    assert settings_value("DEBUG", DEBUG="1").stdout.strip() == "True"
+
+
+def test_a_deployment_that_forgets_debug_and_the_key_refuses_to_start():
+    result = settings_value("DEBUG", DEBUG="", SECRET_KEY="")
+
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def deploy_check(**env: str) -> subprocess.CompletedProcess:
+    return fresh_python("manage.py", "check", "--deploy", "--fail-level", "WARNING", **env)
+
+
+def test_check_deploy_passes_with_https_on_and_a_random_secret_key():
+    result = deploy_check(DEBUG="0", HTTPS="1", SECRET_KEY=secrets.token_urlsafe(50)[:50])
+
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_check_deploy_names_what_is_missing_without_https():
+    result = deploy_check(DEBUG="0", HTTPS="", SECRET_KEY=secrets.token_urlsafe(50)[:50])
+
+    assert result.returncode != 0
+    for warning in ("W004", "W008", "W012", "W016"):
+        assert warning in result.stderr
