@@ -9,6 +9,8 @@ written by multi-row upserts in the writer's transaction, and 0 means "all sites
 from django.db import models
 from django.db.models import F, Q
 
+from inventory_ops.timechecks import storable_time_check
+
 ALL_SITES = 0
 
 
@@ -39,6 +41,7 @@ class KpiBucket(models.Model):
 
     class Meta:
         constraints = [
+            storable_time_check("start", name="kpi_bucket_start_storable"),
             models.UniqueConstraint(
                 fields=["site_id", "span_s", "start", "shard"], name="kpi_bucket_key"
             ),
@@ -88,6 +91,7 @@ class FulfillmentBin(models.Model):
 
     class Meta:
         constraints = [
+            storable_time_check("start", name="fulfillment_bin_start_storable"),
             models.UniqueConstraint(
                 fields=["site_id", "span_s", "start", "bin_group", "shard"],
                 name="fulfillment_bin_group_key",
@@ -111,6 +115,12 @@ class DeliveryRecord(models.Model):
     fulfillment_bin = models.IntegerField(null=True)
 
     class Meta:
+        constraints = [
+            storable_time_check("occurred_at", name="delivery_occurred_at_storable"),
+            storable_time_check(
+                "order_created_at", name="delivery_order_created_at_storable", null=True
+            ),
+        ]
         indexes = [
             models.Index(fields=["occurred_at"], name="delivery_occurred_idx"),
             models.Index(
@@ -150,6 +160,9 @@ class OrderLineRecord(models.Model):
     opens_order = models.BooleanField(default=True)
 
     class Meta:
+        constraints = [
+            storable_time_check("occurred_at", name="order_line_occurred_at_storable"),
+        ]
         indexes = [models.Index(fields=["occurred_at"], name="order_line_occurred_idx")]
 
     def __str__(self) -> str:
@@ -167,6 +180,9 @@ class SnapshotRecord(models.Model):
     unit_difference = models.BigIntegerField()
 
     class Meta:
+        constraints = [
+            storable_time_check("occurred_at", name="snapshot_occurred_at_storable"),
+        ]
         indexes = [
             models.Index(fields=["site_id", "occurred_at", "id"], name="snapshot_latest_idx"),
         ]
@@ -256,6 +272,9 @@ class StockStatus(models.Model):
 
     class Meta:
         constraints = [
+            storable_time_check(
+                "last_order_line_at", name="stock_status_last_order_line_storable", null=True
+            ),
             models.UniqueConstraint(fields=["site_id", "sku_id"], name="stock_status_pair"),
         ]
         indexes = [
@@ -301,6 +320,7 @@ class StockTroubleCount(models.Model):
 
     class Meta:
         constraints = [
+            storable_time_check("start", name="stock_trouble_count_start_storable"),
             models.UniqueConstraint(
                 fields=["site_id", "span_s", "start", "shard"], name="stock_trouble_count_key"
             ),

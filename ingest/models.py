@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from inventory_ops.timechecks import storable_time_check
+
 
 class ByteOrderCharField(models.CharField):
     """A CharField compared in byte order ("C" collation) on PostgreSQL.
@@ -50,6 +52,11 @@ class FeedSource(models.Model):
     newest_applied_occurred_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
+        constraints = [
+            storable_time_check(
+                "newest_applied_occurred_at", name="feed_source_newest_applied_storable", null=True
+            ),
+        ]
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -182,7 +189,10 @@ class Order(models.Model):
     delivered = models.BooleanField(default=False)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["order_id"], name="unique_order_id")]
+        constraints = [
+            storable_time_check("created_occurred_at", name="order_created_occurred_at_storable"),
+            models.UniqueConstraint(fields=["order_id"], name="unique_order_id"),
+        ]
 
     def __str__(self) -> str:
         return f"order {self.order_id} ({self.state})"

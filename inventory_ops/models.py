@@ -11,6 +11,8 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from inventory_ops.timechecks import storable_time_check
+
 code_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
     "Use letters, digits, '.', '_' or '-', starting with a letter or digit.",
@@ -184,6 +186,9 @@ class Movement(models.Model):
     objects = MovementQuerySet.as_manager()
 
     class Meta:
+        constraints = [
+            storable_time_check("occurred_at", name="movement_occurred_at_storable"),
+        ]
         ordering = ["id"]
         indexes = [
             # SKU first: it also finds all movements of a SKU (cost changes revalue them).

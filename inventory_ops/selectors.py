@@ -2,9 +2,13 @@
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Sum
+from django.apps import apps
+from django.db.models import Count, Sum, TextField
+from django.db.models.functions import Cast
 
 from inventory_ops.models import Movement, Site, Sku, StockLevel
+from inventory_ops.timebounds import STORABLE_FROM, STORABLE_UNTIL
+from inventory_ops.timechecks import STORABLE_CHECK_SUFFIX, storable_check_field
 
 
 @dataclass(frozen=True)
@@ -79,3 +83,44 @@ def ledger_differences(*, site_code: str | None = None) -> tuple[int, list[Ledge
         )
     differences.sort(key=lambda difference: (difference.site, difference.sku))
     return checked, differences
+
+
+@dataclass(frozen=True)
+class StoredTimeOutOfRange:
+    table: str
+    row_id: object
+    column: str
+    stored: str  # as PostgreSQL prints it: Python cannot hold the value itself
+
+    def __str__(self) -> str:
+        return f"{self.table} #{self.row_id}: {self.column} = {self.stored}"
+
+
+def stored_times_out_of_range(*, limit: int = 20) -> tuple[int, list[StoredTimeOutOfRange]]:
+    """Find rows whose event time lies outside what is stored (rows kept from before the
+    CHECK constraints of `inventory_ops.timechecks`, which no read path can load).
+
+    Every model's `storable_time_check` constraints are found through the app registry, so
+    that this low layer imports no higher one. The times are read as text. Return the number
+    of such rows and up to `limit` of them per column.
+    """
+    found: list[StoredTimeOutOfRange] = []
+    total = 0
+    for model in apps.get_models():
+        for constraint in model._meta.constraints:
+            if not constraint.name.endswith(STORABLE_CHECK_SUFFIX):
+                continue
+            field = storable_check_field(constraint)
+            column = model._meta.get_field(field).column
+            outside = (
+                model._base_manager.exclude(**{f"{field}__isnull": True})
+                .exclude(**{f"{field}__gte": STORABLE_FROM, f"{field}__lt": STORABLE_UNTIL})
+                .order_by("pk")
+            )
+            count = outside.count()
+            total += count
+            found.extend(
+                StoredTimeOutOfRange(model._meta.db_table, pk, column, stored)
+                for pk, stored in outside.values_list("pk", Cast(field, TextField()))[:limit]
+            )
+    return total, found

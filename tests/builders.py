@@ -47,3 +47,18 @@ def receive(site: Site, sku: Sku, qty: int, **fields) -> MovementRequest:
         occurred_at=fields.pop("occurred_at", timezone.now()),
         **fields,
     )
+
+
+# One page of each read path (dashboards, lineage, on-call, admin, API) for tests that check
+# the product stays up whatever the database holds.
+READ_PATHS = [
+    "/",
+    "/sites/north/",
+    "/skus/A/?site=north",
+    "/oncall/",
+    "/admin/inventory_ops/movement/",
+    "/admin/ingest/feedsource/",
+    "/admin/ingest/deadletter/",
+    "/api/kpis",
+    "/api/stock",
+]

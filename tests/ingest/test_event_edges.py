@@ -9,7 +9,7 @@ from django.utils import timezone
 from ingest.models import DeadLetter, FeedSource, IngestBatch, Order
 from ingest.services import batch_process, dead_letters_replay
 from inventory_ops.models import Movement, StockLevel
-from tests.builders import site_make, sku_make, user_make
+from tests.builders import READ_PATHS, site_make, sku_make, user_make
 from tests.ingest.helpers import (
     batch_apply,
     event,
@@ -22,18 +22,6 @@ from tests.ingest.helpers import (
 )
 
 pytestmark = pytest.mark.django_db
-
-READ_PATHS = [
-    "/",
-    "/sites/north/",
-    "/skus/A/?site=north",
-    "/oncall/",
-    "/admin/inventory_ops/movement/",
-    "/admin/ingest/feedsource/",
-    "/admin/ingest/deadletter/",
-    "/api/kpis",
-    "/api/stock",
-]
 
 
 @pytest.fixture
