@@ -313,9 +313,11 @@ except ValueError as error:
 EVENT_TIME_FUTURE_TOLERANCE_SECONDS = float(
     os.environ.get("EVENT_TIME_FUTURE_TOLERANCE_SECONDS", str(24 * 3600))
 )
-# A batch whose processing raised INGEST_MAX_ATTEMPTS times is finished: its events become
-# dead letters "processing_failed" (replayable) instead of being retried forever.
-INGEST_MAX_ATTEMPTS = int(os.environ.get("INGEST_MAX_ATTEMPTS", "5"))
+# A batch is claimed (started) at most INGEST_MAX_ATTEMPTS times: once its processing raised
+# that many times, or that many claims never finished (its worker was killed, ran out of
+# memory), it is finished with its events as dead letters "processing_failed" (replayable)
+# instead of being retried forever.
+INGEST_MAX_ATTEMPTS = int(os.environ.get("INGEST_MAX_ATTEMPTS", "3"))
 # A worker applies the batch of its job together with queued batches, oldest first, up to
 # this many events in one transaction (per-transaction and per-stock-level costs are then paid
 # once per group); 0 applies each batch alone. See docs/ingest.md.
