@@ -1,6 +1,23 @@
 import pytest
 from django.db import connection
 
+from tests.redis_db import redis_db_refusal_now, redis_test_db_flush
+
+
+def pytest_configure(config):
+    """Refuse to run against a Redis database the test run was not given (tests empty it)."""
+    refusal = redis_db_refusal_now()
+    if refusal:
+        raise pytest.UsageError(refusal)
+
+
+@pytest.fixture
+def redis_clean():
+    """An empty Redis database for the test, emptied again after it; yields a client of it."""
+    connection = redis_test_db_flush()
+    yield connection
+    redis_test_db_flush()
+
 
 @pytest.fixture
 def postgres_only():
@@ -9,8 +26,10 @@ def postgres_only():
         pytest.skip("needs PostgreSQL (set DATABASE_URL=postgres://...)")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
-    """Give every transactional test `serialized_rollback=True`.
+    """Mark the tests that need PostgreSQL, and give every transactional test
+    `serialized_rollback=True`.
 
     A transactional test empties the database when it ends. Without serialized rollback the
     flush then re-runs post_migrate, which re-creates content types under new keys and loses
@@ -19,6 +38,9 @@ def pytest_collection_modifyitems(items):
     and every transactional test starts from the migrated database.
     """
     for item in items:
+        if "postgres_only" in getattr(item, "fixturenames", ()):
+            # so that `-m "not postgres"` (the SQLite run of `make test`) leaves it out
+            item.add_marker(pytest.mark.postgres)
         marker = item.get_closest_marker("django_db")
         if marker is None or not marker.kwargs.get("transaction"):
             continue

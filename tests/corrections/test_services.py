@@ -291,11 +291,12 @@ def test_a_counted_correction_waits_for_a_concurrent_writer_and_counts_from_its_
 
     writer = threading.Thread(target=concurrent_receipt)
     writer.start()
-    lock_held.wait(5)
+    assert lock_held.wait(20)
     [correction] = corrections_request(
         drafts=[draft(site, sku, counted_qty=12)], requested_by=staff
     )
-    writer.join()
+    writer.join(timeout=20)
+    assert not writer.is_alive(), "the concurrent receipt is stuck"
 
     assert (correction.on_hand_before, correction.applied_delta) == (15, -3)
     assert on_hand(site, sku) == 12

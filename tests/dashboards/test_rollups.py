@@ -97,6 +97,7 @@ def test_two_writers_of_one_site_do_not_wait_for_each_other(postgres_only):
         thread.join(timeout=20)
 
     # then both committed and both count
+    assert not thread.is_alive(), "the first writer is stuck"
     assert not errors
     later = now + dt.timedelta(minutes=2)
     assert kpis_compute(site="a", window="1h", now=later)["inventory_turnover"] == 0.0
@@ -211,12 +212,15 @@ def test_a_reorder_point_set_while_a_writer_moves_the_level_counts_the_level_it_
     setting = _thread_started(
         lambda: SiteReorderPoint.objects.create(site=site, sku=sku, reorder_point=10), errors
     )
-    setting.join(timeout=1)  # it waits for the writer (or, wrongly, copies the level before it)
+    setting.join(timeout=1)
+    # it waits for the writer (had it not, it would have copied the level before the write)
+    assert setting.is_alive(), "the reorder point was set without waiting for the writer"
     release.set()
     writing.join(timeout=20)
     setting.join(timeout=20)
 
     # then the pair counts as below its new point, with the level the writer left
+    assert not writing.is_alive() and not setting.is_alive(), "a transaction is stuck"
     assert not errors
     assert kpis_compute(site="a", window="1h", now=now)["below_reorder_point"] == 1
     status = StockStatus.objects.get(site_id=site.id, sku_id=sku.id)

@@ -173,12 +173,14 @@ def test_concurrent_writers_of_the_same_pairs_keep_the_counts_exact(postgres_onl
 
     second = threading.Thread(target=lambda: _second(second_writer, errors))
     second.start()
-    second.join(timeout=1)  # it is waiting on the first writer's locks
+    second.join(timeout=1)
+    assert second.is_alive(), "the second writer did not wait for the first writer's locks"
     release.set()
     thread.join(timeout=20)
     second.join(timeout=20)
 
     # then both committed, and the counts are those of the final state
+    assert not thread.is_alive() and not second.is_alive(), "a writer is stuck"
     assert not errors
     assert now_counts("a", now + dt.timedelta(minutes=5)) == (1, 1, 2)
     assert counters() == counted_from_status()

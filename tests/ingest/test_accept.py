@@ -17,6 +17,7 @@ from ingest.services import batch_job_id
 from tests.ingest.helpers import json_body, received, source_make
 from tests.ingest.test_fuzz import bodies
 from tests.processes import daphne_server
+from tests.redis_db import redis_test_db_flush
 
 URL = "/api/ingest/events"
 
@@ -93,7 +94,7 @@ def test_the_raw_body_is_stored_exactly_as_received(client, token):
 @pytest.mark.django_db(transaction=True)
 def test_the_job_is_on_the_queue_once_the_batch_is_committed(client):
     queue_connection = django_rq.get_connection("ingest")
-    queue_connection.flushdb()  # this test run's own Redis database
+    redis_test_db_flush()
     _, token = source_make()
     response = post(client, json_body([received("A", 1), received("A", 2)]), token)
     assert response.status_code == 202

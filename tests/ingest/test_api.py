@@ -11,6 +11,7 @@ from ingest.parsing import MAX_BODY_BYTES
 from ingest.services import batch_process
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import json_body, received, source_make
+from tests.redis_db import redis_test_db_flush
 
 pytestmark = pytest.mark.django_db
 
@@ -156,9 +157,7 @@ def test_signature_required_flipped_byte_or_missing_is_401_and_nothing_stored(cl
 
 
 def test_rate_limit_answers_429_with_retry_after(client, catalog):
-    import django_rq
-
-    django_rq.get_connection("ingest").flushdb()
+    redis_test_db_flush()
     source, token = source_make()
     source.rate_limit_per_minute = 2
     source.save()

@@ -5,7 +5,6 @@ from collections import Counter
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
-import django_rq
 import pytest
 from django.db.models import Sum
 
@@ -17,6 +16,7 @@ from inventory_ops.models import Movement, MovementKind
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import batch_apply, source_make
 from tests.processes import daphne_server, manage_py, running, subprocess_env
+from tests.redis_db import redis_test_db_flush
 
 
 def wait_until_all_done(timeout: float = 30) -> None:
@@ -137,7 +137,7 @@ def test_simulated_snapshots_and_counts_agree_with_the_ledger_when_nothing_is_wr
 @pytest.mark.django_db(transaction=True)
 def test_simulate_feeds_pushes_through_the_real_api(postgres_only):
     # given the web, a worker and a catalog
-    django_rq.get_connection("ingest").flushdb()
+    redis_test_db_flush()
     site_make("north")
     site_make("south")
     for code in ("A", "B", "C"):

@@ -106,6 +106,7 @@ def test_eight_concurrent_writers_never_deadlock_and_the_ledger_adds_up(capsys):
     for thread in threads:
         thread.join(timeout=120)
 
+    assert not any(thread.is_alive() for thread in threads), "a writer is stuck"
     assert not errors, errors
     assert Movement.objects.count() == sum(applied_counts)
     call_command("check_ledger")
@@ -166,6 +167,7 @@ def test_a_deadlock_between_two_jobs_is_retried_not_raised(postgres_only):
     for thread in threads:
         thread.join(timeout=60)
 
+    assert not any(thread.is_alive() for thread in threads), "a job is stuck"
     assert not errors, errors
     assert sorted(attempts.values()) == [1, 2]  # exactly one of them was retried
     assert StockLevel.objects.get(sku=first).on_hand == 3

@@ -27,6 +27,7 @@ from inventory_ops.models import MovementKind
 from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
 from inventory_ops.services import MovementRequest, movements_record
 from tests.builders import receive, site_make, sku_make, user_make
+from tests.redis_db import redis_test_db_flush
 
 pytestmark = pytest.mark.django_db
 
@@ -260,13 +261,22 @@ def test_the_evaluation_job_evaluates_the_requested_sites(redis_clean):
     assert Alert.objects.get().site == site
 
 
-def test_a_request_never_fails_the_writer_when_redis_is_down(settings):
+def test_a_request_never_fails_the_writer_when_redis_is_down(settings, caplog):
+    # given the queue's Redis refusing connections
+    test_redis = redis_test_db_flush()
     settings.RQ_QUEUES = {
         **settings.RQ_QUEUES,
         "default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 10},
     }
 
-    alerts_evaluation_request(site_codes=["ams"])  # logs a warning, raises nothing
+    # when a writer that has committed asks for an evaluation
+    with caplog.at_level("WARNING", logger="dashboards.oncall.alerts"):
+        result = alerts_evaluation_request(site_codes=["ams"])
+
+    # then it returns (raises nothing), says so in the log, and asked nothing of the real Redis
+    assert result is None
+    assert "alert evaluation not requested, Redis unreachable" in caplog.text
+    assert test_redis.dbsize() == 0
 
 
 def test_the_dashboards_show_open_alerts_with_their_runbook_and_escape_names(

@@ -3,7 +3,6 @@
 import time
 from decimal import Decimal
 
-import django_rq
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -23,6 +22,7 @@ from tests.browser.conftest import (  # noqa: F401 (fixtures)
 )
 from tests.builders import receive, site_make, sku_make, user_make
 from tests.processes import daphne_server, rq_worker
+from tests.redis_db import redis_test_db_flush
 
 # serialized_rollback: the role groups come from data migrations, and a transactional test
 # flushes them for the tests after it.
@@ -110,7 +110,7 @@ def test_an_alert_opens_on_a_kpi_shows_on_the_dashboard_live_and_goes_when_it_re
     chromium,  # noqa: F811
 ):
     def given():
-        django_rq.get_connection("default").flushdb()
+        redis_test_db_flush()
         people_and_stock()
         AlertRule.objects.create(
             name="Negative stock at ams",

@@ -17,7 +17,7 @@ from tests.processes import manage_py, rq_worker, running, subprocess_env
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def wait_for(predicate, timeout=30.0):
+def wait_for(predicate, timeout=120.0):  # generous: a loaded machine, coverage on
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
