@@ -64,9 +64,22 @@ services:
 TEST_ENV := DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/inventory_ops} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15}
 
-# The whole suite, browser tests included: what CI runs.
+# The SQLite run's database URL (its tests run in var/test_inventory_ops.sqlite3).
+SQLITE_TEST_URL := sqlite:///$(CURDIR)/var/test.sqlite3
+
+# The whole suite, browser tests included: what CI runs. First against PostgreSQL, then every
+# test that is not PostgreSQL-only against SQLite (what `make run` uses by default); both runs
+# go on if the other fails. Coverage counts both and every child process, is printed at the
+# end, and fails under its floor (pyproject.toml).
 test: setup-dev services
-	$(TEST_ENV) $(PY) -m pytest
+	@rm -rf var/coverage && mkdir -p var/coverage
+	@status=0; \
+	$(TEST_ENV) $(PY) -m coverage run -m pytest || status=1; \
+	echo "--- the suite again on SQLite (tests not marked postgres) ---"; \
+	$(TEST_ENV) DATABASE_URL=$(SQLITE_TEST_URL) $(PY) -m coverage run -m pytest -m "not postgres" \
+		|| status=1; \
+	$(PY) -m coverage combine --quiet && $(PY) -m coverage report || status=1; \
+	exit $$status
 
 # Everything but the tests marked slow or browser: for the edit-test loop.
 test-fast: setup-dev services
