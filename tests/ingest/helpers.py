@@ -2,7 +2,10 @@
 
 import itertools
 import json
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+
+from django.db import connection
 
 from ingest.models import IngestBatch
 from ingest.parsing import events_parse
@@ -73,3 +76,35 @@ def batch_apply(source, events: list) -> IngestBatch:
     batch_process(batch_id=batch.pk)
     batch.refresh_from_db()
     return batch
+
+
+@contextmanager
+def key_insert_trigger(event_id: str, action: str):
+    """A database trigger that runs `action` (PL/pgSQL) when `event_id`'s idempotency key is
+    stored, at every attempt at the batch holding it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_key_insert() RETURNS trigger AS $$ BEGIN "
+            f"IF NEW.event_id = '{event_id}' THEN {action}; END IF; RETURN NEW; END $$ "
+            "LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            "CREATE TRIGGER test_key_insert BEFORE INSERT ON ingest_processedevent "
+            "FOR EACH ROW EXECUTE FUNCTION test_key_insert()"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER IF EXISTS test_key_insert ON ingest_processedevent")
+            cursor.execute("DROP FUNCTION IF EXISTS test_key_insert()")
+
+
+def poison_event(event_id: str):
+    """Storing `event_id`'s key raises, as a bug or a broken constraint would."""
+    return key_insert_trigger(event_id, "RAISE EXCEPTION 'poisoned event %', NEW.event_id")
+
+
+def slow_event(event_id: str, seconds: float):
+    """Storing `event_id`'s key takes `seconds`: its batch stays mid-transaction that long."""
+    return key_insert_trigger(event_id, f"PERFORM pg_sleep({seconds})")

@@ -1,6 +1,7 @@
 """Batches through the HTTP API, real Redis, real RQ worker processes and PostgreSQL."""
 
 import json
+import random
 import signal
 import socket
 import subprocess
@@ -8,16 +9,16 @@ import threading
 import time
 import urllib.request
 from contextlib import contextmanager, suppress
+from pathlib import Path
 
-import django_rq
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
 
-from ingest.models import BatchStatus, DeadLetter, IngestBatch
+from ingest.models import BatchStatus, DeadLetter, IngestBatch, Order, ProcessedEvent
 from ingest.services import dead_letters_replay
-from inventory_ops.models import Movement, StockLevel
+from inventory_ops.models import Movement, MovementKind, StockLevel
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import (
     event,
@@ -25,7 +26,9 @@ from tests.ingest.helpers import (
     order_created,
     order_delivered,
     order_dispatched,
+    poison_event,
     received,
+    slow_event,
     source_make,
 )
 from tests.processes import (
@@ -36,6 +39,7 @@ from tests.processes import (
     stop_process,
     subprocess_env,
 )
+from tests.redis_db import redis_test_db_flush
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -44,7 +48,7 @@ URL = "/api/ingest/events"
 
 @pytest.fixture
 def catalog(postgres_only):
-    django_rq.get_connection("ingest").flushdb()  # this test run's own Redis database
+    redis_test_db_flush()
     return site_make("north"), site_make("south"), sku_make("A"), sku_make("B")
 
 
@@ -166,80 +170,211 @@ def large_feed(count: int, prefix: str) -> str:
     )
 
 
-def test_worker_killed_mid_batch_then_a_new_worker_completes_it_once(client, catalog):
-    # given a large batch that a worker has started
-    _, token = source_make()
-    batch_id = post(client, token, large_feed(10_000, "big")).json()["batch_id"]
-    # (its first key takes 3 s to store, so the worker is surely mid-transaction when killed:
-    # a 10,000-event batch of receipts can be applied in well under the 0.3 s waited below)
-    with slow_event("big-0", 3), ingest_worker(log_name="worker-to-kill") as doomed:
-        deadline = time.monotonic() + 30
-        while IngestBatch.objects.get(pk=batch_id).status != BatchStatus.PROCESSING:
-            assert time.monotonic() < deadline, "the worker never started the batch"
-            time.sleep(0.02)
-        time.sleep(0.3)  # inside the batch's transaction
-        # when the worker is killed with SIGKILL
-        stop_process(doomed, sig=signal.SIGKILL)
-    assert IngestBatch.objects.get(pk=batch_id).status != BatchStatus.DONE
-    assert Movement.objects.count() == 0
-    # then a new worker's sweeper finds the abandoned batch and completes it, once
-    with ingest_worker(log_name="worker-after-kill"):
-        (batch,) = wait_done([batch_id], timeout=120)
-    assert (batch.applied, batch.duplicates, batch.rejected, batch.attempts) == (10_000, 0, 0, 2)
-    assert Movement.objects.count() == 10_000
-    expected_a = sum(1 + i % 3 for i in range(0, 10_000, 2))
-    assert stock()[("north", "A")] == (expected_a, 0)
-    assert_ledger_ok()
+# Tables a batch of receipts and orders writes to, row by row, inside its transaction: the
+# idempotency keys first, then orders, then the ledger and the stock levels.
+WRITTEN_TABLES = (
+    "ingest_processedevent",
+    "ingest_order",
+    "inventory_ops_movement",
+    "inventory_ops_stocklevel",
+)
 
 
 @contextmanager
-def redis_server(port: int):
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def rows_written_counted(*, seconds_per_row: float):
+    """Count every row written to WRITTEN_TABLES in a sequence (sequences are not rolled back,
+    so the count shows rows of a transaction not yet committed), and make each row take
+    `seconds_per_row`, so that a batch's transaction lasts long enough to be killed anywhere.
+    Yields a function that reads the count and, with reset=True, starts it again at 0."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE SEQUENCE test_rows_written MINVALUE 0 START 0")
+        cursor.execute(
+            "CREATE FUNCTION test_row_written() RETURNS trigger AS $$ BEGIN "
+            f"PERFORM nextval('test_rows_written'); PERFORM pg_sleep({seconds_per_row}); "
+            "RETURN NULL; END $$ LANGUAGE plpgsql"
+        )
+        for table in WRITTEN_TABLES:
+            cursor.execute(
+                f"CREATE TRIGGER test_row_written AFTER INSERT OR UPDATE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION test_row_written()"
+            )
+
+    def rows_written(reset: bool = False) -> int:
+        with connection.cursor() as cursor:
+            if reset:
+                cursor.execute("SELECT setval('test_rows_written', 0, false)")
+            cursor.execute(
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM test_rows_written"
+            )
+            return cursor.fetchone()[0]
+
     try:
-        deadline = time.monotonic() + 10
+        yield rows_written
+    finally:
+        with connection.cursor() as cursor:
+            for table in WRITTEN_TABLES:
+                cursor.execute(f"DROP TRIGGER IF EXISTS test_row_written ON {table}")
+            cursor.execute("DROP FUNCTION IF EXISTS test_row_written()")
+            cursor.execute("DROP SEQUENCE IF EXISTS test_rows_written")
+
+
+def batch_unlocked_wait(batch_id, timeout=60) -> None:
+    """Wait until no transaction holds the batch: a killed worker's has been rolled back."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM ingest_ingestbatch WHERE id = %s FOR UPDATE SKIP LOCKED", [batch_id]
+            )
+            if cursor.fetchone():
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"batch {batch_id} still locked after {timeout}s")
+
+
+def test_a_worker_killed_anywhere_in_a_batch_leaves_nothing_and_the_batch_is_applied_once(
+    client, catalog
+):
+    # given a batch of receipts and orders, each of its rows slowed down so that its
+    # transaction lasts a while, and workers that do not give up on it after a few deaths
+    events = 150
+    feed = [
+        received("AB"[i % 2], 3, event_id=f"kill-{i}")
+        if i % 3
+        else order_created(f"kill-o-{i}", {"AB"[i % 2]: 1}, event_id=f"kill-{i}")
+        for i in range(events)
+    ]
+    _, token = source_make()
+    env = subprocess_env(INGEST_MAX_ATTEMPTS="50")
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    orders = len(range(0, events, 3))
+    # Kill points, in rows written so far: before any, among the keys, among the orders, among
+    # the ledger rows, after every ledger row (only stock levels left), then random ones.
+    after_ledger = 2 * events + orders
+    kill_points = [0, events // 2, events + orders // 2, events + orders + events // 2]
+    kill_points += [after_ledger] + [rng.randrange(0, after_ledger + 1) for _ in range(4)]
+    with rows_written_counted(seconds_per_row=0.004) as rows_written:
+        batch_id = post(client, token, json_body(feed)).json()["batch_id"]
+        for attempt, kill_at in enumerate(kill_points, start=1):
+            rows_written(reset=True)
+            # when a worker takes the batch and is killed (SIGKILL) after `kill_at` rows
+            with ingest_worker(env=dict(env), log_name="worker-killed") as doomed:
+                deadline = time.monotonic() + 120
+                while (
+                    IngestBatch.objects.get(pk=batch_id).attempts < attempt
+                    or rows_written() < kill_at
+                ):
+                    assert doomed.poll() is None, "the worker exited by itself"
+                    assert time.monotonic() < deadline, (
+                        f"never reached {kill_at} rows (seed {seed})"
+                    )
+                    time.sleep(0.005)
+                stop_process(doomed, sig=signal.SIGKILL)
+            # then nothing of the batch is kept: no key, no ledger row, no stock
+            batch_unlocked_wait(batch_id)
+            context = f"killed after {kill_at} rows (seed {seed})"
+            assert IngestBatch.objects.get(pk=batch_id).status != BatchStatus.DONE, context
+            assert Movement.objects.count() == 0, context
+            assert ProcessedEvent.objects.count() == 0, context
+            assert Order.objects.count() == 0, context
+            assert stock() == {}, context
+        # and a worker left alone applies it, once, in full
+        rows_written(reset=True)
+        with ingest_worker(env=dict(env), log_name="worker-after-kills"):
+            (batch,) = wait_done([batch_id], timeout=180)
+        total_rows = rows_written()
+    assert after_ledger < total_rows, "no kill came after the last ledger row"
+    assert (batch.applied, batch.duplicates, batch.rejected) == (events, 0, 0)
+    assert batch.attempts == len(kill_points) + 1
+    receipts = [i for i in range(events) if i % 3]
+    assert Movement.objects.filter(kind=MovementKind.RECEIVED).count() == len(receipts)
+    assert Order.objects.count() == events - len(receipts)
+    for sku, parity in (("A", 0), ("B", 1)):
+        received_qty = sum(3 for i in receipts if i % 2 == parity)
+        ordered = sum(1 for i in range(events) if not i % 3 and i % 2 == parity)
+        assert stock()[("north", sku)] == (received_qty, ordered)
+    assert_ledger_ok()
+
+
+class RedisServer:
+    """A redis-server of the test's own on `port`, to stop and start again (an outage)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.process = None
+
+    def start(self) -> None:
         import redis
 
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
         while True:
             try:
-                redis.Redis(port=port).ping()
-                break
+                redis.Redis(port=self.port).ping()
+                return
             except redis.ConnectionError:
                 assert time.monotonic() < deadline, "redis-server did not start"
                 time.sleep(0.05)
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
 
 
-def test_redis_down_while_feeds_arrive_nothing_accepted_is_lost(client, catalog, settings):
-    # given the API and a worker on a Redis of their own
+def log_wait(process, *texts: str, timeout: float = 60) -> None:
+    """Wait until the child's log (var/test-logs) says one of `texts`."""
+    path = Path(process.log_file.name)
+    deadline = time.monotonic() + timeout
+    while not any(text in path.read_text(errors="replace") for text in texts):
+        assert process.poll() is None, f"the process exited; its log:\n{path.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"{path.name} never said any of {texts}"
+        time.sleep(0.2)
+
+
+def test_redis_down_while_feeds_arrive_every_batch_answered_202_is_applied(
+    client, catalog, settings
+):
+    # given the API and a worker on a Redis of their own, the worker up and applying
     port = free_port()
-    redis_url = f"redis://127.0.0.1:{port}/0"
+    redis_url = f"redis://127.0.0.1:{port}/1"
     settings.RQ_QUEUES = {
         name: {**cfg, "URL": redis_url} for name, cfg in settings.RQ_QUEUES.items()
     }
     _, token = source_make()
-    answers = []
-    with ingest_worker(env=subprocess_env(REDIS_URL=redis_url)):
-        with redis_server(port):
-            answers.append(post(client, token, large_feed(100, "before")))
-        # when Redis is stopped while feeds keep arriving
-        for round_ in range(5):
-            answers.append(post(client, token, large_feed(100, f"down-{round_}")))
-        # then every answer is 202 (stored) or 503 (nothing kept)
-        assert {a.status_code for a in answers} <= {202, 503}
-        accepted = [a.json()["batch_id"] for a in answers if a.status_code == 202]
-        assert len(accepted) == IngestBatch.objects.count()
-        with redis_server(port):
-            # and after the restart every accepted batch is applied
-            batches = wait_done(accepted, timeout=90)
-    assert sum(b.applied for b in batches) == 100 * len(accepted)
-    assert Movement.objects.count() == 100 * len(accepted)
+    server = RedisServer(port)
+    server.start()
+    try:
+        with ingest_worker(env=subprocess_env(REDIS_URL=redis_url)) as worker:
+            first = post(client, token, large_feed(100, "before"))
+            assert first.status_code == 202
+            wait_done([first.json()["batch_id"]])
+
+            # when Redis stops while feeds keep arriving, and the worker's sweeper keeps trying
+            server.stop()
+            during = [post(client, token, large_feed(100, f"down-{n}")) for n in range(5)]
+            # (a sweep ran in the outage: it found Redis away, or could not enqueue a batch)
+            log_wait(worker, "ingest sweep skipped", "stays queued for the sweeper")
+
+            # then every feed is accepted and stored all the same, and the worker stays up
+            assert [answer.status_code for answer in during] == [202] * 5
+            accepted = [first.json()["batch_id"]] + [a.json()["batch_id"] for a in during]
+            assert IngestBatch.objects.count() == 6
+            assert worker.poll() is None, "the worker died in the outage"
+
+            # and once Redis is back, that same worker applies every batch answered 202
+            server.start()
+            batches = wait_done(accepted, timeout=180)
+            assert worker.poll() is None
+    finally:
+        server.stop()
+    assert sum(batch.applied for batch in batches) == 600
+    assert Movement.objects.count() == 600
     assert_ledger_ok()
 
 
@@ -266,38 +401,6 @@ def test_database_unreachable_answers_503_in_json_and_keeps_nothing(catalog):
     assert answer.value.code == 503
     assert "retry" in json.loads(answer.value.read())["detail"]
     assert IngestBatch.objects.count() == 0
-
-
-@contextmanager
-def key_insert_trigger(event_id: str, action: str):
-    """A database trigger that runs `action` (PL/pgSQL) when `event_id`'s idempotency key is
-    stored, at every attempt at the batch holding it."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE FUNCTION test_key_insert() RETURNS trigger AS $$ BEGIN "
-            f"IF NEW.event_id = '{event_id}' THEN {action}; END IF; RETURN NEW; END $$ "
-            "LANGUAGE plpgsql"
-        )
-        cursor.execute(
-            "CREATE TRIGGER test_key_insert BEFORE INSERT ON ingest_processedevent "
-            "FOR EACH ROW EXECUTE FUNCTION test_key_insert()"
-        )
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER IF EXISTS test_key_insert ON ingest_processedevent")
-            cursor.execute("DROP FUNCTION IF EXISTS test_key_insert()")
-
-
-def poison_event(event_id: str):
-    """Storing `event_id`'s key raises, as a bug or a broken constraint would."""
-    return key_insert_trigger(event_id, "RAISE EXCEPTION 'poisoned event %', NEW.event_id")
-
-
-def slow_event(event_id: str, seconds: float):
-    """Storing `event_id`'s key takes `seconds`: its batch stays mid-transaction that long."""
-    return key_insert_trigger(event_id, f"PERFORM pg_sleep({seconds})")
 
 
 def test_a_batch_that_keeps_failing_ends_done_with_dead_letters_after_the_cap(client, catalog):
