@@ -8,7 +8,14 @@ from ingest.parsing import events_parse
 from ingest.services import batch_process, batch_receive
 from inventory_ops.models import Movement, StockLevel
 from tests.builders import site_make, sku_make
-from tests.ingest.helpers import event, json_body, order_created, order_dispatched, received
+from tests.ingest.helpers import (
+    event,
+    json_body,
+    order_created,
+    order_dispatched,
+    poison_event,
+    received,
+)
 from tests.ingest.helpers import source_make as _source_make
 
 pytestmark = pytest.mark.django_db
@@ -128,3 +135,30 @@ def test_a_job_whose_batch_is_done_applies_nothing_else(source):
     result = batch_process(batch_id=done.pk, group_events=10_000)
     assert result["status"].startswith("already done")
     assert fetched(waiting)[0] == "queued"
+
+
+def test_a_poisoned_batch_in_a_group_is_left_alone_and_the_others_are_applied_one_by_one(
+    source, postgres_only
+):
+    # given three queued batches, the middle one holding an event whose storing fails
+    first = batch_store(source, [received("A", 5, event_id="p-1")])
+    poisoned = batch_store(
+        source, [received("B", 2, event_id="p-2"), received("A", 9, event_id="bad")]
+    )
+    third = batch_store(source, [received("B", 3, event_id="p-3")])
+
+    with poison_event("bad"):
+        # when the first batch's job runs with grouping (the group's transaction fails)
+        result = batch_process(batch_id=first.pk, group_events=10_000)
+
+        # then the first and the third are applied each on its own, with their counts
+        assert result["status"] == "done" and "grouped_with" not in result
+        assert fetched(first) == ("done", 1, 0, 0, 0)
+        assert fetched(third) == ("done", 1, 0, 0, 0)
+        # and the poisoned one is left, unapplied, for its own job: which fails, to be retried
+        assert fetched(poisoned)[0] != "done"
+        with pytest.raises(Exception, match="poisoned event bad"):
+            batch_process(batch_id=poisoned.pk, group_events=10_000)
+    assert (on_hand("A"), on_hand("B")) == (5, 3)
+    assert Movement.objects.filter(cause_ref__contains="p-2").count() == 0
+    assert not DeadLetter.objects.filter(batch=poisoned).exists()
