@@ -172,3 +172,33 @@ def worker_registered_wait(pid: int, timeout: float = 30) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError(f"RQ worker {pid} did not register within {timeout}s")
+
+
+class RedisServer:
+    """A redis-server of the test's own on `port`, to stop and start again (an outage)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.process = None
+
+    def start(self) -> None:
+        import redis
+
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                redis.Redis(port=self.port).ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)

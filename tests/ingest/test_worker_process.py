@@ -4,7 +4,6 @@ import json
 import random
 import signal
 import socket
-import subprocess
 import threading
 import time
 import urllib.request
@@ -32,6 +31,7 @@ from tests.ingest.helpers import (
     source_make,
 )
 from tests.processes import (
+    RedisServer,
     daphne_server,
     free_port,
     manage_py,
@@ -295,36 +295,6 @@ def test_a_worker_killed_anywhere_in_a_batch_leaves_nothing_and_the_batch_is_app
         ordered = sum(1 for i in range(events) if not i % 3 and i % 2 == parity)
         assert stock()[("north", sku)] == (received_qty, ordered)
     assert_ledger_ok()
-
-
-class RedisServer:
-    """A redis-server of the test's own on `port`, to stop and start again (an outage)."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.process = None
-
-    def start(self) -> None:
-        import redis
-
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                redis.Redis(port=self.port).ping()
-                return
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
 
 
 def log_wait(process, *texts: str, timeout: float = 60) -> None:
