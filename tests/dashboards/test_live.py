@@ -68,20 +68,23 @@ def test_a_burst_of_10000_announcements_to_1000_watchers_costs_a_few_computation
             await hub.watch(scope, watcher)
         await asyncio.sleep(0.3)
         first = len(views.calls)
-        # when 10,000 announcements arrive over one second
+        # when 10,000 announcements arrive over one second (longer on a loaded machine)
+        started = time.monotonic()
         for _ in range(100):
             for _ in range(100):
                 hub.announcement_handle(KIND_SCOPES, ["ams"])
             await asyncio.sleep(0.01)
+        elapsed = time.monotonic() - started
         await asyncio.sleep(0.5)
-        return first
+        return first, elapsed
 
-    first_computations = hub_run(scenario, view_build=views)
+    first_computations, elapsed = hub_run(scenario, view_build=views)
 
-    # then joining cost one computation, and the burst a handful, not one per event or watcher
+    # then joining cost one computation, and the burst a handful: at most one per coalescing
+    # interval (200 ms) that the burst lasted, not one per event or watcher
     assert first_computations == 1
     burst_computations = len(views.calls) - first_computations
-    assert 1 <= burst_computations <= 8
+    assert 1 <= burst_computations <= elapsed / 0.2 + 3
     # and every watcher received exactly one frame per computation
     assert {len(watcher.frames) for watcher in watchers} == {len(views.calls)}
 
