@@ -4,7 +4,6 @@ import signal
 import sys
 import time
 
-import django_rq
 import pytest
 from django.core.management import call_command
 
@@ -14,13 +13,14 @@ from inventory_ops.roles import ON_CALL
 from tests.builders import site_make, sku_make, user_make
 from tests.ingest.helpers import json_body, received, source_make
 from tests.processes import running, subprocess_env
+from tests.redis_db import redis_test_db_flush
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def catalog(postgres_only):
-    django_rq.get_connection("ingest").flushdb()  # this test run's own Redis database
+    redis_test_db_flush()
     return site_make("north"), sku_make("A"), sku_make("B")
 
 
