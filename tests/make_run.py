@@ -150,8 +150,9 @@ class MakeRun:
             capture_output=True,
             text=True,
             timeout=120,
-            check=True,
+            check=False,
         )
+        assert result.returncode == 0, f"manage.py {' '.join(args)}: {result.stderr}"
         return result.stdout
 
 
