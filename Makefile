@@ -31,7 +31,7 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 	touch $@
 
 # A local run: DEBUG on unless set (the settings default to off, as in production).
-migrate demo run: export DEBUG ?= 1
+migrate demo run serve: export DEBUG ?= 1
 
 migrate: setup
 	$(PY) manage.py migrate --noinput

@@ -142,11 +142,12 @@ class MakeRun:
             os.kill(pid, signal.SIGKILL)
 
     def manage_py(self, *args: str) -> str:
-        """Run a management command in the clone against the run's database and Redis."""
+        """Run a management command in the clone as `make run` runs its own: against the run's
+        database and Redis, with DEBUG on."""
         result = subprocess.run(
             [str(self.clone / ".venv" / "bin" / "python"), "manage.py", *args],
             cwd=self.clone,
-            env={**self.env, "REDIS_URL": self.redis_url},
+            env={**self.env, "REDIS_URL": self.redis_url, "DEBUG": "1"},
             capture_output=True,
             text=True,
             timeout=120,
