@@ -3,9 +3,15 @@ the WebSocket clients of the answering web process.
 
 Each value is read when scraped (a handful of aggregate queries and Redis calls); nothing is
 kept in process memory, so every web process answers the same numbers.
+
+The numbers name the feed partners and their volumes: a scraper sends
+`Authorization: Bearer <METRICS_TOKEN>`; a person logged in as on-call may look too.
 """
 
+import hmac
+
 import django_rq
+from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpResponse
 from django.views.decorators.cache import never_cache
@@ -17,6 +23,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from dashboards.live import websocket_clients_count
 from ingest.models import DeadLetter, DeadLetterStatus, FeedSource
 from ingest.selectors import feeds_freshness, sources_totals
+from inventory_ops.roles import ON_CALL
 
 QUEUES = ("ingest", "default")
 
@@ -97,9 +104,43 @@ def _queue_metrics(out: _Exposition) -> None:
     )
 
 
+def _bearer_token_valid(request) -> bool:
+    expected = settings.METRICS_TOKEN
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if not expected or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(token.strip().encode(), expected.encode())
+
+
+def _refusal(request) -> HttpResponse | None:
+    """401 without a valid token or login, 403 for a logged-in user who is not on-call."""
+    if _bearer_token_valid(request):
+        return None
+    user = request.user
+    if user.is_authenticated:
+        if user.is_superuser or user.groups.filter(name=ON_CALL).exists():
+            return None
+        return HttpResponse(
+            "Forbidden: /metrics is for the on-call role or a scraper with the metrics token.\n",
+            status=403,
+            content_type="text/plain; charset=utf-8",
+        )
+    response = HttpResponse(
+        "Unauthorized: send 'Authorization: Bearer <METRICS_TOKEN>' "
+        "(or log in as an on-call user).\n",
+        status=401,
+        content_type="text/plain; charset=utf-8",
+    )
+    response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+    return response
+
+
 @require_GET
 @never_cache
 def metrics(request):
+    refusal = _refusal(request)
+    if refusal is not None:
+        return refusal
     out = _Exposition()
     up = {"database": 1, "redis": 1}
     try:

@@ -12,6 +12,7 @@ Environment (see README "Configuration"):
 import os
 import sys
 from contextlib import suppress
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -72,6 +73,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
     "channels",
     "django_htmx",
     "django_rq",
@@ -95,6 +97,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: turns a refused login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "inventory_ops.urls"
@@ -235,6 +239,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username
+# from one address, that pair is locked out for LOGIN_COOLOFF_MINUTES after the last attempt
+# (or until an admin deletes the access attempt). Failures are logged and kept in the admin.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The log names who failed from where (passwords are always masked): what an operator reading
+# it needs. A refused attempt during a lockout does not restart the cool-off.
+AXES_SENSITIVE_PARAMETERS = []
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
@@ -290,6 +311,9 @@ LOGGING = {
 
 # --- Product settings -----------------------------------------------------------------------
 INVENTORY_CURRENCY = os.environ.get("INVENTORY_CURRENCY", "USD")
+# /metrics answers a scraper sending `Authorization: Bearer <METRICS_TOKEN>` (or an on-call
+# user's session); unset, only on-call users may read it.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # Corrections whose absolute value exceeds this wait for a manager's approval (SPEC.md).
 CORRECTION_APPROVAL_THRESHOLD = os.environ.get("CORRECTION_APPROVAL_THRESHOLD", "1000")
 

@@ -8,7 +8,7 @@ import websockets
 from django.test import Client
 
 from tests.builders import site_make, user_make
-from tests.processes import daphne_server
+from tests.processes import daphne_server, subprocess_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -53,7 +53,10 @@ def test_metrics_count_the_dashboard_sockets_open_in_the_web_process():
     cookie = session_cookie(user_make())
 
     def websocket_clients(base_url: str) -> float:
-        with urllib.request.urlopen(f"{base_url}/metrics") as response:  # noqa: S310 (local)
+        scrape = urllib.request.Request(  # noqa: S310 (local)
+            f"{base_url}/metrics", headers={"Authorization": "Bearer metrics-token-for-tests"}
+        )
+        with urllib.request.urlopen(scrape) as response:  # noqa: S310 (local)
             for line in response.read().decode().splitlines():
                 if line.startswith("inventory_ops_websocket_clients "):
                     return float(line.split()[1])
@@ -70,7 +73,7 @@ def test_metrics_count_the_dashboard_sockets_open_in_the_web_process():
             await second.recv()
             return await asyncio.to_thread(websocket_clients, base_url)
 
-    with daphne_server() as daphne:
+    with daphne_server(env=subprocess_env(METRICS_TOKEN="metrics-token-for-tests")) as daphne:
         before = websocket_clients(daphne.base_url)
         during = asyncio.run(while_two_watch(daphne.base_url))
 

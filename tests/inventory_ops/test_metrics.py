@@ -3,6 +3,8 @@ import re
 import pytest
 
 from inventory_ops.models import Site, Sku
+from inventory_ops.roles import MANAGERS, ON_CALL
+from tests.builders import user_make
 from tests.ingest.helpers import batch_apply, event, received, source_make
 
 pytestmark = pytest.mark.django_db
@@ -15,14 +17,24 @@ def sample(text: str, name: str, **labels) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def test_metrics_answer_prometheus_text_with_ingest_counters_and_queues(client):
+METRICS_TOKEN = "metrics-token-for-tests"
+
+
+@pytest.fixture
+def scraper(client, settings):
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {METRICS_TOKEN}"
+    return client
+
+
+def test_metrics_answer_prometheus_text_with_ingest_counters_and_queues(scraper):
     Site.objects.create(code="north", name="North")
     Sku.objects.create(code="APPLE", name="Apple", unit_cost="1.00")
     source, _ = source_make("wms")
     bad = event("stock.received", sku="APPLE", qty=-3)
     batch_apply(source, [received("APPLE", 5), received("APPLE", 2), bad])
 
-    response = client.get("/metrics")  # no login: scraped by machines
+    response = scraper.get("/metrics")  # no login: a machine with the token
 
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain; version=0.0.4")
@@ -35,3 +47,37 @@ def test_metrics_answer_prometheus_text_with_ingest_counters_and_queues(client):
     assert sample(text, "inventory_ops_dependency_up", dependency="redis") == 1
     assert sample(text, "inventory_ops_websocket_clients") == 0
     assert "# TYPE inventory_ops_ingest_events_applied_total counter" in text
+
+
+def test_metrics_refuse_anonymous_callers_and_wrong_tokens(client, settings):
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    source_make("partner-wms")
+
+    anonymous = client.get("/metrics")
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer not-the-token"})
+
+    for response in (anonymous, wrong):
+        assert response.status_code == 401
+        assert response["WWW-Authenticate"] == 'Bearer realm="metrics"'
+        assert "METRICS_TOKEN" in response.content.decode()
+        assert "inventory_ops_" not in response.content.decode()
+
+
+def test_without_a_metrics_token_set_no_bearer_token_opens_metrics(client, settings):
+    settings.METRICS_TOKEN = ""
+
+    response = client.get("/metrics", headers={"Authorization": "Bearer "})
+
+    assert response.status_code == 401
+
+
+def test_metrics_are_for_on_call_users_not_other_roles(client):
+    client.force_login(user_make(role=MANAGERS))
+    as_manager = client.get("/metrics")
+    client.force_login(user_make(role=ON_CALL))
+    as_on_call = client.get("/metrics")
+
+    assert as_manager.status_code == 403
+    assert "inventory_ops_" not in as_manager.content.decode()
+    assert as_on_call.status_code == 200
+    assert "# TYPE inventory_ops_queue_depth gauge" in as_on_call.content.decode()
