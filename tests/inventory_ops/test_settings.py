@@ -59,8 +59,12 @@ def settings_value(name: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_debug_is_off_unless_switched_on():
-    assert settings_value("DEBUG", DEBUG="", SECRET_KEY="x" * 50).stdout.strip() == "False"
-    assert settings_value("DEBUG", DEBUG="1").stdout.strip() == "True"
+    # The value is the last line (apps may log on start).
+    unset = settings_value("DEBUG", DEBUG="", SECRET_KEY="x" * 50)
+    switched_on = settings_value("DEBUG", DEBUG="1")
+
+    assert unset.stdout.splitlines()[-1] == "False"
+    assert switched_on.stdout.splitlines()[-1] == "True"
 
 
 def test_a_deployment_that_forgets_debug_and_the_key_refuses_to_start():
