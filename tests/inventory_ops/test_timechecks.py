@@ -1,5 +1,6 @@
 """Stored event times: the database refuses what no read can load, and reads survive old rows."""
 
+import json
 from datetime import UTC, datetime
 from io import StringIO
 
@@ -8,6 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 
+from dashboards.oncall.services import alert_rules_default_create, alerts_evaluate
+from dashboards.panels import Scope, scope_view_build
 from ingest.models import FeedSource
 from inventory_ops.models import Movement
 from inventory_ops.services import movements_record
@@ -96,6 +99,12 @@ def test_rows_stored_before_the_constraints_keep_every_read_path_up_and_are_repo
     for path in READ_PATHS:
         # then it answers
         assert client.get(path).status_code == 200, path
+    # and the live view the WebSocket sends and the alert rules evaluate over them
+    for window in ("1h", "30d"):
+        json.dumps(scope_view_build(Scope(site=None, window=window)))
+        json.dumps(scope_view_build(Scope(site="north", window=window)))
+    alert_rules_default_create()
+    alerts_evaluate()
     # and the movement reads as a far sentinel, recognisably not a real time
     assert Movement.objects.get(pk=bad_id).occurred_at == datetime(9999, 1, 1, tzinfo=UTC)
     # and check_ledger lists the rows it cannot read and fails
