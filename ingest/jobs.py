@@ -1,8 +1,14 @@
 """RQ jobs of the ingest queue: each takes ids and calls one service."""
 
+import logging
+from dataclasses import asdict
+
 from django.conf import settings
 
+from ingest.housekeeping import HOUSEKEEPING_CHAIN, housekeeping_run
 from ingest.services import batch_process, ingest_sweep
+
+logger = logging.getLogger(__name__)
 
 
 def batch_process_job(batch_id: str) -> dict:
@@ -12,3 +18,13 @@ def batch_process_job(batch_id: str) -> dict:
 
 def ingest_sweep_job() -> dict:
     return ingest_sweep()
+
+
+def housekeeping_scheduled_job() -> dict | None:
+    """The daily run of the housekeeping chain (on the default queue, not the ingest one)."""
+    if not HOUSEKEEPING_CHAIN.claim():
+        return None
+    report = housekeeping_run()
+    for line in report.lines():
+        logger.info("housekeeping: %s", line)
+    return asdict(report)

@@ -98,6 +98,10 @@ class IngestBatch(models.Model):
     attempts = models.PositiveIntegerField(default=0, help_text="Times a worker started it.")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Retention (ingest/housekeeping.py): when the raw body was emptied, and when the
+    # idempotency keys of its events were deleted. The counts above are kept for good.
+    body_dropped_at = models.DateTimeField(null=True, blank=True, editable=False)
+    keys_dropped_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-received_at"]
@@ -281,3 +285,32 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"dead letter {self.pk} ({self.reason_code}, {self.status})"
+
+
+class ArchivedDeadLetter(models.Model):
+    """A resolved dead letter (replayed or discarded) moved out of the console's table once
+    past `DEAD_LETTER_RETENTION_DAYS` (ingest/housekeeping.py): kept whole, read by nobody in
+    the product, for audits. Plain ids instead of foreign keys: an archive outlives its rows."""
+
+    dead_letter_id = models.BigIntegerField(unique=True)
+    source_id = models.BigIntegerField()
+    batch_id = models.UUIDField()
+    index = models.PositiveIntegerField()
+    event_id = models.CharField(max_length=200, blank=True)
+    payload = models.TextField()
+    reason_code = models.CharField(max_length=32, choices=RejectionCode.choices)
+    reason = models.TextField()
+    status = models.CharField(max_length=16, choices=DeadLetterStatus.choices)
+    created_at = models.DateTimeField()
+    resolved_at = models.DateTimeField()
+    replay_count = models.PositiveIntegerField()
+    replay_outcome = models.CharField(max_length=16, blank=True)
+    handled_by_id = models.BigIntegerField(null=True)
+    discard_note = models.TextField(blank=True)
+    archived_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-dead_letter_id"]
+
+    def __str__(self) -> str:
+        return f"archived dead letter {self.dead_letter_id} ({self.reason_code}, {self.status})"

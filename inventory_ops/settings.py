@@ -347,6 +347,16 @@ INGEST_MAX_ATTEMPTS = int(os.environ.get("INGEST_MAX_ATTEMPTS", "3"))
 # once per group); 0 applies each batch alone. See docs/ingest.md.
 INGEST_GROUP_EVENTS = int(os.environ.get("INGEST_GROUP_EVENTS", "10000"))
 
+# Retention (`manage.py housekeeping`, daily; docs/operations.md "Retention"): raw batch bodies
+# and the idempotency keys of applied events are dropped this many days after their batch
+# arrived (an event re-sent after its key is gone is applied again), resolved dead letters
+# are archived this many days after they were replayed or discarded. Ledger rows are never
+# deleted.
+INGEST_BODY_RETENTION_DAYS = int(os.environ.get("INGEST_BODY_RETENTION_DAYS", "30"))
+INGEST_KEY_RETENTION_DAYS = int(os.environ.get("INGEST_KEY_RETENTION_DAYS", "90"))
+DEAD_LETTER_RETENTION_DAYS = int(os.environ.get("DEAD_LETTER_RETENTION_DAYS", "90"))
+HOUSEKEEPING_INTERVAL_SECONDS = int(os.environ.get("HOUSEKEEPING_INTERVAL_SECONDS", "86400"))
+
 # Live dashboards (docs/dashboard.md): each watched scope is recomputed at most once per
 # DASHBOARD_COALESCE_MS after changes are announced, and at least every DASHBOARD_REFRESH_S.
 DASHBOARD_COALESCE_MS = int(os.environ.get("DASHBOARD_COALESCE_MS", "500"))

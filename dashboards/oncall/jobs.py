@@ -11,6 +11,7 @@ from dashboards.oncall.alerts import pending_sites_take
 from dashboards.oncall.models import RemediationAction, RemediationStatus
 from dashboards.oncall.schedule import alerts_schedule_ensure, scheduled_run_claim
 from dashboards.oncall.services import alerts_evaluate
+from ingest.housekeeping import housekeeping_schedule_ensure
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ def alerts_scheduled_evaluation_job() -> int | None:
     """Evaluate every rule: catches what no write announces (a silent feed, failed jobs)."""
     if not scheduled_run_claim():
         return None
+    # The alert chain is the one every path keeps alive (console, evaluations, release): it
+    # restarts the housekeeping chain too if Redis lost it.
+    housekeeping_schedule_ensure()
     return len(alerts_evaluate(site_codes=None))
 
 

@@ -9,8 +9,11 @@ from dashboards.oncall.schedule import SCHEDULED_JOB_KEY, alerts_schedule_ensure
 pytestmark = pytest.mark.django_db
 
 
-def scheduled_ids():
-    return ScheduledJobRegistry(queue=django_rq.get_queue("default")).get_job_ids()
+def scheduled_ids(function: str = "alerts_scheduled_evaluation_job"):
+    """The scheduled jobs of one chain (the alert chain also restarts the housekeeping one)."""
+    queue = django_rq.get_queue("default")
+    ids = ScheduledJobRegistry(queue=queue).get_job_ids()
+    return [job_id for job_id in ids if queue.fetch_job(job_id).func_name.endswith(function)]
 
 
 def run_now(job_id):
@@ -40,6 +43,7 @@ def test_each_run_hands_the_chain_to_its_successor(redis_clean):
     [successor] = scheduled_ids()
     assert successor != first
     assert redis_clean.get(SCHEDULED_JOB_KEY).decode() == successor
+    assert len(scheduled_ids("housekeeping_scheduled_job")) == 1  # restarted with it
 
 
 def test_a_duplicate_run_neither_evaluates_nor_schedules(redis_clean):

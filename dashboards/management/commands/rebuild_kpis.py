@@ -1,14 +1,12 @@
 """Recompute every KPI rollup from the ledger and the stored KPI facts."""
 
-import sys
 import time
 
 from django.core.management.base import BaseCommand, CommandError
 
 from dashboards.rollups import rollups_rebuild
 from inventory_ops.models import Site
-
-BAR_WIDTH = 30
+from inventory_ops.progress import ProgressBar
 
 
 class Command(BaseCommand):
@@ -29,22 +27,7 @@ class Command(BaseCommand):
                 known = ", ".join(Site.objects.values_list("code", flat=True)[:20])
                 raise CommandError(f"no site with code {site!r} (known: {known or 'none'})")
         started = time.monotonic()
-        interactive = self.stdout.isatty() if hasattr(self.stdout, "isatty") else False
-
-        def progress(stage: str, done: int, total: int) -> None:
-            fraction = 1.0 if total == 0 else min(1.0, done / total)
-            filled = int(BAR_WIDTH * fraction)
-            bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-            line = f"{stage:<13} [{bar}] {fraction:6.1%} {done:>10,}/{total:,}"
-            if interactive:
-                sys.stdout.write("\r" + line)
-                sys.stdout.flush()
-                if fraction >= 1.0:
-                    sys.stdout.write("\n")
-            elif fraction >= 1.0 or done % 200000 < 20000:
-                self.stdout.write(line)
-
-        counts = rollups_rebuild(site_id=site_id, progress=progress)
+        counts = rollups_rebuild(site_id=site_id, progress=ProgressBar(self.stdout))
         elapsed = time.monotonic() - started
         self.stdout.write(
             self.style.SUCCESS(
