@@ -12,11 +12,14 @@ from redis.exceptions import RedisError
 
 from ingest.auth import FeedTokenAuth, signature_problem
 from ingest.parsing import (
+    CONTENT_ENCODINGS,
     CONTENT_TYPES,
     MAX_BODY_BYTES,
     BodyError,
+    BodyTooLarge,
     body_decode,
     body_format_for,
+    body_gunzip,
     events_count,
 )
 from ingest.schemas import (
@@ -103,20 +106,29 @@ def _rate_limited(source) -> int | None:
         },
         "parameters": [
             {
+                "name": "Content-Encoding",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "enum": ["gzip", "identity"]},
+                "description": "gzip: the body is gzip-compressed; the limits apply to it "
+                "decompressed, the signature to the bytes as sent.",
+            },
+            {
                 "name": "X-Signature",
                 "in": "header",
                 "required": False,
                 "schema": {"type": "string", "example": "sha256=<hex>"},
                 "description": "HMAC-SHA256 of the raw body with the source's signing secret; "
                 "required when the source says so.",
-            }
+            },
         ],
     },
 )
 def events_push(request: HttpRequest):
     """Store the batch durably and answer 202 with its id; a worker applies it.
 
-    At most 10,000 events and 5 MiB per request. Every event then ends up applied, a
+    At most 10,000 events and 5 MiB per request, measured after decompression when the body is
+    sent with `Content-Encoding: gzip`. Every event then ends up applied, a
     duplicate (same `event_id` from this source before), or rejected with a reason: see
     `GET /api/ingest/batches/{batch_id}`.
     """
@@ -127,6 +139,13 @@ def events_push(request: HttpRequest):
             415,
             f"unsupported Content-Type {request.content_type!r}: send one of "
             f"{', '.join(sorted(CONTENT_TYPES))}",
+        )
+    encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding not in CONTENT_ENCODINGS:
+        return _error(
+            415,
+            f"unsupported Content-Encoding {encoding!r}: send the body as is, or gzip it "
+            "(Content-Encoding: gzip)",
         )
     declared = request.META.get("CONTENT_LENGTH") or "0"
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
@@ -149,8 +168,14 @@ def events_push(request: HttpRequest):
             Retry_After=str(retry_after),
         )
     try:
+        # After the signature, which covers the bytes as sent: nothing unauthenticated is
+        # decompressed. The size limit applies again to what comes out.
+        if CONTENT_ENCODINGS[encoding] == "gzip":
+            body = body_gunzip(body, limit=MAX_BODY_BYTES)
         text = body_decode(body)
         accepted = events_count(body_format=body_format, text=text)
+    except BodyTooLarge as error:
+        return _error(413, error.detail)
     except BodyError as error:
         return _error(400, error.detail, error.errors)
     try:

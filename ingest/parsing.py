@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+import zlib
 
 import orjson
 
@@ -23,6 +24,8 @@ CONTENT_TYPES = {
     "text/csv": "csv",
 }
 REQUIRED_CSV_COLUMNS = ("event_id", "type", "occurred_at", "site")
+# Content-Encoding values a body may come in (None: sent as is).
+CONTENT_ENCODINGS = {"identity": None, "gzip": "gzip", "x-gzip": "gzip"}
 
 
 class BodyError(ValueError):
@@ -32,6 +35,35 @@ class BodyError(ValueError):
         self.detail = detail
         self.errors = errors or []
         super().__init__(detail)
+
+
+class BodyTooLarge(BodyError):
+    """The body is over MAX_BODY_BYTES once decompressed (413, not 400)."""
+
+
+def body_gunzip(body: bytes, *, limit: int = MAX_BODY_BYTES) -> bytes:
+    """Decompress a gzip body (one member or several), refusing it as soon as the output passes
+    `limit` bytes: a small body that would expand to gigabytes (a decompression bomb) costs at
+    most `limit` bytes of memory and the time to produce them."""
+    output = bytearray()
+    data = body
+    while data:
+        decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            output += decompressor.decompress(data, limit + 1 - len(output))
+        except zlib.error as error:
+            raise BodyError(
+                f"the body is not valid gzip ({error}): compress it with gzip, or send it "
+                "without Content-Encoding"
+            ) from None
+        if len(output) > limit or decompressor.unconsumed_tail:
+            raise BodyTooLarge(
+                f"the body is over {limit} bytes once decompressed: split it into batches"
+            )
+        if not decompressor.eof:
+            raise BodyError("the gzip body is cut short: send the whole compressed body")
+        data = decompressor.unused_data
+    return bytes(output)
 
 
 def body_format_for(content_type: str) -> str | None:

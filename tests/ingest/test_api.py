@@ -1,8 +1,11 @@
 """The ingest HTTP API in process: auth, signatures, limits, formats, JSON errors."""
 
+import gzip
 import hashlib
 import hmac
 import json
+import time
+import zlib
 
 import pytest
 
@@ -219,3 +222,106 @@ def test_openapi_states_quantity_bounds_as_json_schema_keywords(client):
     assert received["properties"]["qty"]["exclusiveMinimum"] == 0
     assert received["properties"]["qty"]["maximum"] == 1_000_000_000
     assert "gt" not in received["properties"]["qty"]
+
+
+def gzipped(text: str) -> bytes:
+    return gzip.compress(text.encode())
+
+
+def test_a_gzip_body_is_accepted_and_stored_decompressed(client, catalog):
+    _, token = source_make()
+    body = json_body([received("A", 2, event_id="gz-1"), received("A", 3, event_id="gz-2")])
+
+    response = post(client, gzipped(body), token, Content_Encoding="gzip")
+
+    assert response.status_code == 202, response.content
+    batch = IngestBatch.objects.get(pk=response.json()["batch_id"])
+    assert batch.raw_body == body
+    assert batch_process(batch_id=batch.pk)
+    batch.refresh_from_db()
+    assert (batch.status, batch.applied) == ("done", 2)
+
+
+def test_the_size_limit_applies_after_decompression(client, catalog):
+    # given a body just over 5 MiB once decompressed, a few kilobytes compressed
+    _, token = source_make()
+    event_text = json.dumps(received("A", 1, event_id="big", reference="x" * 190))
+    head, tail = '{"events": [' + event_text + "]", "}"
+    body = head + " " * (MAX_BODY_BYTES - len(head) - len(tail)) + tail
+    assert len(body) == MAX_BODY_BYTES
+    just_under, just_over = gzipped(body), gzipped(body + " ")
+
+    over = post(client, just_over, token, Content_Encoding="gzip")
+    under = post(client, just_under, token, Content_Encoding="gzip")
+
+    assert len(just_over) < 100_000
+    assert_json_error(over, 413, "once decompressed")
+    assert under.status_code == 202
+    assert IngestBatch.objects.count() == 1
+
+
+def test_a_decompression_bomb_is_refused_without_expanding_it(client, catalog):
+    # given 1 GiB of zeros in about a megabyte of gzip
+    _, token = source_make()
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1024 * 1024)
+    bomb = b"".join(compressor.compress(zeros) for _ in range(1024)) + compressor.flush()
+    assert len(bomb) < 1_100_000
+    started = time.monotonic()
+
+    response = post(client, bomb, token, Content_Encoding="gzip")
+
+    assert_json_error(response, 413, "once decompressed")
+    assert time.monotonic() - started < 10  # it stopped after 5 MiB of output
+    assert not IngestBatch.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"not gzip at all", "not valid gzip"),
+        (gzip.compress(b'{"events": []}')[:-6], "cut short"),
+    ],
+)
+def test_broken_gzip_is_400_and_nothing_is_kept(client, catalog, body, fragment):
+    _, token = source_make()
+
+    response = post(client, body, token, Content_Encoding="gzip")
+
+    assert_json_error(response, 400, fragment)
+    assert not IngestBatch.objects.exists()
+
+
+def test_an_unknown_content_encoding_is_415(client, catalog):
+    _, token = source_make()
+
+    response = post(client, b"...", token, Content_Encoding="br")
+
+    assert_json_error(response, 415, "Content-Encoding")
+
+
+def test_the_signature_of_a_gzip_body_covers_the_bytes_as_sent(client, catalog):
+    source, token = source_make(require_signature=True)
+    compressed = gzipped(json_body([received("A", 1)]))
+
+    def signed(data: bytes) -> str:
+        secret = source.signing_secret.encode()
+        return "sha256=" + hmac.new(secret, data, hashlib.sha256).hexdigest()
+
+    ok = post(
+        client,
+        compressed,
+        token,
+        Content_Encoding="gzip",
+        X_Signature=signed(compressed),
+    )
+    of_the_text = post(
+        client,
+        compressed,
+        token,
+        Content_Encoding="gzip",
+        X_Signature=signed(gzip.decompress(compressed)),
+    )
+
+    assert ok.status_code == 202, ok.content
+    assert_json_error(of_the_text, 401, "does not match")
