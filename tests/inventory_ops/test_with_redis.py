@@ -93,15 +93,25 @@ def test_without_redis_server_the_embedded_server_is_started_keeps_its_data_then
     assert snapshot.exists() and snapshot.stat().st_mtime_ns > snapshot_before
 
 
-def test_a_url_it_cannot_start_a_server_for_stops_with_what_to_do_and_runs_nothing():
-    # given REDIS_URL with TLS (a server of someone else's) where nothing answers
-    url = f"rediss://127.0.0.1:{free_port()}/0"
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("rediss://127.0.0.1:{port}/0", "rediss://127.0.0.1:{port}/0"),
+        ("redis://:s3cret@127.0.0.1:{port}/0", "redis://:***@127.0.0.1:{port}/0"),
+    ],
+    ids=["tls", "password"],
+)
+def test_a_url_of_someone_elses_server_that_does_not_answer_stops_with_what_to_do(url, shown):
+    # given REDIS_URL of a server with TLS or a password (not one to start here), not answering
+    port = free_port()
 
     # when the script is asked to run a command
-    result = with_redis(path=os.environ["PATH"], redis_url=url)
+    result = with_redis(path=os.environ["PATH"], redis_url=url.format(port=port))
 
-    # then it refuses, says what to do, and the command never ran
+    # then it refuses, says what to do without printing the password, and ran nothing
     assert result.returncode == 1
-    assert f"Redis is not reachable at {url}" in result.stderr
+    assert f"Redis is not reachable at {shown.format(port=port)}" in result.stderr
     assert "Point REDIS_URL at a running server" in result.stderr
+    assert "s3cret" not in result.stderr
     assert result.stdout == ""
+    assert nothing_listens(port)
