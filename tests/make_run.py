@@ -105,10 +105,10 @@ class MakeRun:
         os.killpg(self.process.pid, signal.SIGINT)
         return self.process.wait(timeout=timeout)
 
-    def processes(self) -> list[tuple[int, str]]:
+    def processes(self, *, besides: frozenset[int] = frozenset()) -> list[tuple[int, str]]:
         """(pid, command line) of the live processes of this run: those whose environment
         carries its marker, and the Redis server on its port (which writes its title over its
-        environment: "... 127.0.0.1:<port>")."""
+        environment: "... 127.0.0.1:<port>"), except the pids `besides`."""
         found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -121,17 +121,20 @@ class MakeRun:
                 continue
             ours = f"{RUN_MARKER}={self.marker}".encode() in environ.split(b"\0")
             zombie = re.search(r"^State:\s+Z", status, re.MULTILINE)
-            if (ours or command.endswith(f":{self.redis_port}")) and not zombie:
+            on_port = command.endswith(f":{self.redis_port}") and int(entry.name) not in besides
+            if (ours or on_port) and not zombie:
                 found.append((int(entry.name), command))
         return found
 
-    def processes_gone_wait(self, timeout: float = 10) -> list[tuple[int, str]]:
+    def processes_gone_wait(
+        self, timeout: float = 10, *, besides: frozenset[int] = frozenset()
+    ) -> list[tuple[int, str]]:
         """Wait for the stopped processes to leave the process table; return those left."""
         deadline = time.monotonic() + timeout
-        left = self.processes()
+        left = self.processes(besides=besides)
         while left and time.monotonic() < deadline:
             time.sleep(0.2)
-            left = self.processes()
+            left = self.processes(besides=besides)
         return left
 
     def kill_all(self) -> None:
