@@ -8,7 +8,10 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q, Sum
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 
 from ingest.exceptions import FeedSourceNotAllowed
 from ingest.models import (
@@ -23,6 +26,7 @@ from ingest.services import (
     dead_letters_discard,
     dead_letters_replay,
     feed_source_create,
+    feed_source_end_token_grace,
     feed_source_rotate_token,
 )
 from inventory_ops.admin import ReadOnlyAdmin
@@ -33,7 +37,13 @@ REMEDIATION_PERMISSION = "inventory_ops.run_remediation"
 class FeedSourceForm(forms.ModelForm):
     class Meta:
         model = FeedSource
-        fields = ["name", "require_signature", "rate_limit_per_minute", "is_active"]
+        fields = [
+            "name",
+            "require_signature",
+            "legacy_body_signature",
+            "rate_limit_per_minute",
+            "is_active",
+        ]
 
 
 @admin.register(FeedSource)
@@ -42,7 +52,10 @@ class FeedSourceAdmin(admin.ModelAdmin):
     list_display = [
         "name",
         "token_prefix",
+        "token_last_used_at",
+        "previous_token",
         "require_signature",
+        "legacy_body_signature",
         "rate_limit_per_minute",
         "is_active",
         "total_accepted",
@@ -52,8 +65,14 @@ class FeedSourceAdmin(admin.ModelAdmin):
         "total_pending",
         "newest_applied_occurred_at",
     ]
-    readonly_fields = ["token_prefix", "created_at", "token_rotated_at"]
-    actions = ["rotate_tokens"]
+    readonly_fields = [
+        "token_prefix",
+        "created_at",
+        "token_rotated_at",
+        "token_last_used_at",
+        "previous_token",
+    ]
+    actions = ["rotate_tokens", "end_token_grace"]
 
     def get_queryset(self, request):
         # Conservation per source in one grouped query: accepted = applied + duplicates +
@@ -71,6 +90,18 @@ class FeedSourceAdmin(admin.ModelAdmin):
                     "batches__accepted", filter=~Q(batches__status=BatchStatus.DONE)
                 ),
             )
+        )
+
+    @admin.display(description="previous token")
+    def previous_token(self, source):
+        """Whether the token before the last rotation still works, until when, and its use."""
+        if not source.previous_token_hash or source.previous_token_valid_until <= timezone.now():
+            return "none"
+        last_used = source.previous_token_last_used_at
+        return format_html(
+            "works until {}; last used {}",
+            date_format(localtime(source.previous_token_valid_until), "DATETIME_FORMAT"),
+            date_format(localtime(last_used), "DATETIME_FORMAT") if last_used else "never",
         )
 
     @admin.display(description="accepted")
@@ -104,6 +135,7 @@ class FeedSourceAdmin(admin.ModelAdmin):
         FeedSource.objects.filter(pk=issued.source.pk).update(
             rate_limit_per_minute=form.cleaned_data["rate_limit_per_minute"],
             is_active=form.cleaned_data["is_active"],
+            legacy_body_signature=form.cleaned_data["legacy_body_signature"],
         )
         obj.pk = issued.source.pk
         obj.refresh_from_db()
@@ -111,7 +143,8 @@ class FeedSourceAdmin(admin.ModelAdmin):
             request,
             format_html(
                 "Feed source {} created. Bearer token, shown once: <code>{}</code>. "
-                "Signing secret (for X-Signature), shown once: <code>{}</code>",
+                "Signing secret (for X-Signature, see docs/signing.md), shown once: "
+                "<code>{}</code>",
                 obj.name,
                 issued.token,
                 issued.signing_secret,
@@ -133,11 +166,32 @@ class FeedSourceAdmin(admin.ModelAdmin):
             messages.warning(
                 request,
                 format_html(
-                    "New token for {}, shown once (the old one no longer works): <code>{}</code>",
+                    "New token for {}, shown once: <code>{}</code>. The old one keeps working "
+                    "until {} so the producer can switch (end that early with the action "
+                    "'End the previous token's grace period').",
                     source.name,
                     token,
+                    date_format(localtime(source.previous_token_valid_until), "DATETIME_FORMAT")
+                    if source.previous_token_valid_until
+                    else "now",
                 ),
             )
+
+    @admin.action(
+        description="End the previous token's grace period now (it stops working)",
+        permissions=["change"],
+    )
+    def end_token_grace(self, request, queryset):
+        for source in queryset:
+            try:
+                feed_source_end_token_grace(source=source, ended_by=request.user)
+            except FeedSourceNotAllowed:
+                raise PermissionDenied from None
+        self.message_user(
+            request,
+            f"Previous tokens of {queryset.count()} source(s) no longer work.",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(IngestBatch)

@@ -10,7 +10,7 @@ from django.http import HttpRequest, JsonResponse
 from ninja import Router
 from redis.exceptions import RedisError
 
-from ingest.auth import FeedTokenAuth, signature_problem
+from ingest.auth import FeedTokenAuth, signature_check, signature_claim, signature_release
 from ingest.parsing import (
     CONTENT_ENCODINGS,
     CONTENT_TYPES,
@@ -42,6 +42,7 @@ ERRORS = {
     401: ApiError,
     403: ApiError,
     404: ApiError,
+    409: ApiError,
     413: ApiError,
     415: ApiError,
     429: ApiError,
@@ -117,9 +118,12 @@ def _rate_limited(source) -> int | None:
                 "name": "X-Signature",
                 "in": "header",
                 "required": False,
-                "schema": {"type": "string", "example": "sha256=<hex>"},
-                "description": "HMAC-SHA256 of the raw body with the source's signing secret; "
-                "required when the source says so.",
+                "schema": {"type": "string", "example": "t=1767225600,sha256=<hex>"},
+                "description": "t=<unix seconds>,sha256=<hex HMAC-SHA256 of '<t>.<raw body>' "
+                "with the source's signing secret> (docs/signing.md); required when the source "
+                "says so. Refused more than 5 minutes from the server's clock, and when the same "
+                "signature comes again (409). Sources marked legacy may send the body-only "
+                "'sha256=<hex>'.",
             },
         ],
     },
@@ -156,9 +160,25 @@ def events_push(request: HttpRequest):
         return _error(413, f"the body is over {MAX_BODY_BYTES} bytes: split it into batches")
     if len(body) > MAX_BODY_BYTES:
         return _error(413, f"the body is over {MAX_BODY_BYTES} bytes: split it into batches")
-    problem = signature_problem(source=source, body=body, header=request.headers.get("X-Signature"))
-    if problem:
-        return _error(401, problem)
+    verdict = signature_check(source=source, body=body, header=request.headers.get("X-Signature"))
+    if verdict.problem:
+        return _error(401, verdict.problem)
+    if verdict.replay_key is None:
+        return _batch_store(source=source, body=body, body_format=body_format, encoding=encoding)
+    if not signature_claim(verdict.replay_key):
+        return _error(
+            409,
+            "this exact signed request was received already (same X-Signature): a retry must "
+            "be signed again with the current time, and its events' event_id keep it idempotent",
+        )
+    response = _batch_store(source=source, body=body, body_format=body_format, encoding=encoding)
+    if response.status_code != 202:
+        signature_release(verdict.replay_key)  # nothing kept: the producer may send it again
+    return response
+
+
+def _batch_store(*, source, body: bytes, body_format: str, encoding: str) -> JsonResponse:
+    """Rate-limit, count and store a request whose token and signature are good."""
     retry_after = _rate_limited(source)
     if retry_after is not None:
         return _error(

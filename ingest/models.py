@@ -42,12 +42,24 @@ class FeedSource(models.Model):
     require_signature = models.BooleanField(
         default=False, help_text="Refuse requests without a valid X-Signature header."
     )
+    legacy_body_signature = models.BooleanField(
+        "legacy body-only signature",
+        default=False,
+        help_text="Legacy: also accept 'X-Signature: sha256=<HMAC of the body alone>', which a "
+        "captured request can replay. Turn off once the producer signs 't=<time>,sha256=...'.",
+    )
     rate_limit_per_minute = models.PositiveIntegerField(
         default=600, help_text="Requests per minute before answering 429."
     )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     token_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    token_last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # After a rotation the previous token keeps working until `previous_token_valid_until`,
+    # so the producer can switch without a gap. Empty when there is none.
+    previous_token_hash = models.CharField(max_length=64, blank=True, editable=False, db_index=True)
+    previous_token_valid_until = models.DateTimeField(null=True, blank=True, editable=False)
+    previous_token_last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Kept by the workers in the batch's transaction: feed freshness without scanning batches.
     newest_applied_occurred_at = models.DateTimeField(null=True, blank=True, editable=False)
 

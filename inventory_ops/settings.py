@@ -321,6 +321,10 @@ CORRECTION_APPROVAL_THRESHOLD = os.environ.get("CORRECTION_APPROVAL_THRESHOLD", 
 # Requests may carry up to 5 MiB of events (SPEC.md); Django's default (2.5 MiB) would refuse
 # them first. The ingest API answers 413 itself above 5 MiB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024 + 64 * 1024
+# X-Signature's t= may differ this much from the server's clock (docs/signing.md).
+INGEST_SIGNATURE_TOLERANCE_SECONDS = 300
+# A rotated feed token keeps working this long, so its producer can switch without a gap.
+INGEST_TOKEN_GRACE_SECONDS = int(os.environ.get("INGEST_TOKEN_GRACE_SECONDS", str(24 * 3600)))
 # Order events whose order is still unknown after this long are rejected ("unknown order").
 INGEST_HOLD_SECONDS = int(os.environ.get("INGEST_HOLD_SECONDS", str(24 * 3600)))
 # The worker's sweeper runs every INGEST_SWEEP_SECONDS and enqueues again a batch not done

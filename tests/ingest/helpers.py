@@ -1,7 +1,10 @@
 """Builders for ingest tests: feed sources, events, batches."""
 
+import hashlib
+import hmac
 import itertools
 import json
+import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +22,13 @@ def source_make(name: str | None = None, **options):
     """Return (source, token)."""
     issued = feed_source_create(name=name or f"feed-{next(_sequence)}", **options)
     return issued.source, issued.token
+
+
+def signature_header(secret: str, body: bytes, *, t: int | None = None) -> str:
+    """X-Signature as docs/signing.md says: t=<unix seconds>,sha256=<HMAC of "<t>.<body>">."""
+    t = int(time.time()) if t is None else t
+    digest = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},sha256={digest}"
 
 
 def at(minutes: float) -> str:

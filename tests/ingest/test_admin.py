@@ -57,7 +57,10 @@ def test_rotating_a_token_from_the_admin(admin_client_logged):
     )
     new_token = shown_token(response)
     assert feed_source_by_token(token=new_token) == source
-    assert feed_source_by_token(token=old_token) is None
+    # the old token keeps working for the grace period, and the message says until when
+    assert feed_source_by_token(token=old_token) == source
+    shown = " ".join(str(message) for message in get_messages(response.wsgi_request))
+    assert "The old one keeps working until" in shown
 
 
 @pytest.mark.parametrize("role", [MANAGERS, ON_CALL])

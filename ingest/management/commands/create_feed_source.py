@@ -28,8 +28,10 @@ class Command(BaseCommand):
             if source is None:
                 raise CommandError(f"no feed source named {name!r}; create it without --rotate")
             token = feed_source_rotate_token(source=source)
+            until = source.previous_token_valid_until
             self.stdout.write(
-                f"Rotated the token of feed source {name!r}; the old token no longer works."
+                f"Rotated the token of feed source {name!r}; the old token works until "
+                f"{until.isoformat(timespec='seconds') if until else 'now'}."
             )
         else:
             try:
@@ -45,7 +47,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Created feed source {name!r}.")
             if require_signature:
                 self.stdout.write(
-                    "Signing secret (shown once; sign each body as X-Signature: sha256=<hex HMAC>):"
+                    "Signing secret (shown once; send X-Signature: t=<unix seconds>,"
+                    "sha256=<hex HMAC of '<t>.<body>'>, see docs/signing.md):"
                 )
                 self.stdout.write(issued.signing_secret)
         self.stdout.write("Bearer token (shown once, store it now):")
