@@ -18,7 +18,7 @@ from ingest.models import FeedSource, IngestBatch
 from ingest.services import feed_source_rotate_token, ingest_queue
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import json_body, received, signature_header, source_make
-from tests.processes import BASE_DIR, daphne_server
+from tests.processes import BASE_DIR, daphne_server, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -115,6 +115,25 @@ def test_a_signed_request_refused_for_another_reason_may_be_sent_again(client, s
     second = post(client, body, token, signature)
 
     assert (first.status_code, second.status_code) == (400, 400)
+
+
+def test_with_redis_refusing_connections_a_signed_request_is_stored_and_logged(
+    client, signed_source, settings, caplog
+):
+    # Given the Redis that remembers signatures refusing connections
+    refused = f"redis://127.0.0.1:{free_port()}/1"
+    settings.RQ_QUEUES = {
+        name: {**queue, "URL": refused} for name, queue in settings.RQ_QUEUES.items()
+    }
+    source, token = signed_source
+    body = body_of(1)
+
+    # When a signed request comes, then it is stored (the time window still bounds a replay)
+    with caplog.at_level("WARNING"):
+        response = post(client, body, token, signature_header(source.signing_secret, body))
+
+    assert response.status_code == 202
+    assert "signature replay not checked" in caplog.text
 
 
 def test_a_tampered_body_or_a_wrong_time_does_not_match(client, signed_source):
