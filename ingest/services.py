@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import partial
 from typing import ClassVar
 from uuid import UUID
@@ -65,6 +66,7 @@ from ingest.models import (
 )
 from ingest.parsing import events_parse
 from ingest.schemas import (
+    MAX_QTY,
     ORDER_EVENT_TYPES,
     event_validate,
     validation_reason,
@@ -690,6 +692,51 @@ def _codes_lookup(model, codes: set[str]) -> dict[str, int]:
     return found
 
 
+# The most one event (or one line of it) may move in value, units times unit cost: the KPI
+# rollups add value changes in 1/10,000 of the currency to 64-bit sums, which a billion units of
+# a SKU costing billions overflowed (the batch's transaction then failed at every claim).
+EVENT_VALUE_LIMIT = Decimal(10) ** 12
+_COSTLY_FROM = EVENT_VALUE_LIMIT / MAX_QTY  # SKUs cheaper than this never reach the limit
+
+
+def _skus_lookup(codes: set[str]) -> tuple[dict[str, int], dict[str, Decimal]]:
+    """SKU ids by code, and the unit costs of those costly enough to reach the value limit."""
+    ids: dict[str, int] = {}
+    costly: dict[str, Decimal] = {}
+    code_list = sorted(codes)
+    for start in range(0, len(code_list), CODE_LOOKUP_CHUNK):
+        chunk = code_list[start : start + CODE_LOOKUP_CHUNK]
+        for code, pk, unit_cost in Sku.objects.filter(code__in=chunk).values_list(
+            "code", "id", "unit_cost"
+        ):
+            ids[code] = pk
+            if unit_cost > _COSTLY_FROM:
+                costly[code] = unit_cost
+    return ids, costly
+
+
+def _value_problem(fields: dict, costly: dict[str, Decimal]) -> str | None:
+    """Name the quantity of an event whose value, at unit cost, exceeds EVENT_VALUE_LIMIT."""
+    sku = fields.get("sku")
+    amounts = [
+        (name, sku, fields[name])
+        for name in ("qty", "qty_delta", "counted_qty")
+        if sku in costly and name in fields
+    ]
+    amounts += [
+        (f"lines.{position}.qty", line.sku, line.qty)
+        for position, line in enumerate(fields.get("lines", ()))
+        if line.sku in costly
+    ]
+    for name, code, units in amounts:
+        if abs(units) * costly[code] > EVENT_VALUE_LIMIT:
+            return (
+                f"{name}: {abs(units)} units of {code!r} at {costly[code]} are worth more than "
+                f"{EVENT_VALUE_LIMIT:,.0f}, the most one event may move"
+            )
+    return None
+
+
 def _catalog_resolve(items: list[_Item]) -> tuple[dict[str, int], dict[str, int]]:
     """Reject events naming an unknown site or SKU (or a foreign currency); return the ids."""
     site_codes, sku_codes = set(), set()
@@ -706,7 +753,7 @@ def _catalog_resolve(items: list[_Item]) -> tuple[dict[str, int], dict[str, int]
         for line in fields.get("lines", ()):
             sku_codes.add(line.sku)
     site_ids = _codes_lookup(Site, site_codes)
-    sku_ids = _codes_lookup(Sku, sku_codes)
+    sku_ids, costly = _skus_lookup(sku_codes)
     currency = settings.INVENTORY_CURRENCY
     for item in items:
         if item.outcome:
@@ -735,6 +782,10 @@ def _catalog_resolve(items: list[_Item]) -> tuple[dict[str, int], dict[str, int]
                         f"lines.{position}.sku: unknown SKU {line.sku!r}",
                     )
                     break
+            if costly and not item.outcome:
+                problem = _value_problem(fields, costly)
+                if problem:
+                    item.reject(RejectionCode.MALFORMED, problem)
     return site_ids, sku_ids
 
 

@@ -198,3 +198,30 @@ def test_integers_and_money_beyond_their_columns_are_rejected_naming_the_field(c
     assert got["cost"].startswith("shipping_cost: Decimal input should have no more than 14 digits")
     assert got["places"].startswith("shipping_cost: Decimal input should have no more than 4")
     assert level() == (0, 1)
+
+
+def test_an_event_worth_more_than_one_event_may_move_is_rejected_and_its_batch_applied(catalog):
+    # given a SKU at the highest unit cost a SKU may have
+    sku_make("GOLD", unit_cost="9999999999.9999")
+    source, _ = source_make()
+    # when a batch moves a billion units of it, among events of ordinary value
+    batch = batch_apply(
+        source,
+        [
+            received("GOLD", 1_000_000_000, event_id="too-much"),
+            order_created("O-5", {"A": 1, "GOLD": 1000}, event_id="order-too-much"),
+            received("GOLD", 100, event_id="just-fits"),
+            received("A", 3, event_id="plain"),
+        ],
+    )
+    # then the batch is applied (no failed transaction, no retry) and only the two within the
+    # limit moved stock; the others name the quantity and the limit
+    assert (batch.status, batch.attempts, batch.applied, batch.rejected) == ("done", 1, 2, 2)
+    got = {event_id: reason for event_id, (_, reason) in reasons().items()}
+    assert got["too-much"] == (
+        "qty: 1000000000 units of 'GOLD' at 9999999999.9999 are worth more than "
+        "1,000,000,000,000, the most one event may move"
+    )
+    assert got["order-too-much"].startswith("lines.1.qty: 1000 units of 'GOLD'")
+    assert level(sku="GOLD") == (100, 0)
+    assert level() == (3, 0)
