@@ -146,6 +146,10 @@ def test_a_failure_after_the_ledger_write_rolls_the_whole_call_back():
     ("fields", "message"),
     [
         ({"kind": "teleported", "on_hand_delta": 1}, "unknown movement kind"),
+        (
+            {"kind": MovementKind.RECEIVED, "on_hand_delta": 1, "cause": "magic"},
+            "unknown movement cause 'magic'",
+        ),
         ({"kind": MovementKind.COUNTED, "counted_qty": -1}, "counted_qty >= 0"),
         ({"kind": MovementKind.COUNTED}, "counted_qty >= 0"),
         ({"kind": MovementKind.RECEIVED, "on_hand_delta": 1, "counted_qty": 3}, "only for counts"),
@@ -162,6 +166,29 @@ def test_invalid_requests_are_refused_before_anything_is_written(fields, message
         )
 
     assert not Movement.objects.exists()
+
+
+def test_a_count_of_zero_empties_the_shelf():
+    # given 4 on hand
+    site, sku = site_make(), sku_make()
+    movements_record(requests=[receive(site, sku, 4)])
+
+    # when a count finds none
+    movements_record(
+        requests=[
+            MovementRequest(
+                site=site.code,
+                sku=sku.code,
+                kind=MovementKind.COUNTED,
+                counted_qty=0,
+                occurred_at=timezone.now(),
+            )
+        ]
+    )
+
+    # then on hand is 0, through a movement of -4
+    assert level_of(site, sku) == (0, 0)
+    assert Movement.objects.filter(kind=MovementKind.COUNTED).get().on_hand_delta == -4
 
 
 def test_the_database_refuses_to_update_a_movement():
