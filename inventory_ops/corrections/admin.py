@@ -45,9 +45,13 @@ from inventory_ops.corrections.services import (
 )
 from inventory_ops.models import StockLevel
 
+# The largest key a row can have (64-bit): a bigger one names no row, and SQLite refuses to
+# compare a column with it (OverflowError, a 500).
+_MAX_ROW_ID = 2**63 - 1
 
-def _is_number(text: str) -> bool:
-    return text.isascii() and text.isdigit()
+
+def _is_row_id(text: str) -> bool:
+    return text.isascii() and text.isdigit() and int(text) <= _MAX_ROW_ID
 
 
 def _require(request, *permissions: str) -> None:
@@ -176,8 +180,8 @@ class CorrectionAdmin(ReadOnlyAdmin):
         """Correct several stock levels at once (from the stock level list's action)."""
         _require(request, CORRECT_STOCK)
         source = request.POST if request.method == "POST" else request.GET
-        # ASCII digits only: "²".isdigit() is true, and int() refuses it.
-        ids = [int(pk) for pk in source.get("levels", "").split(",") if _is_number(pk)]
+        # ASCII digits only ("²".isdigit() is true, and int() refuses it), within a key's range.
+        ids = [int(pk) for pk in source.get("levels", "").split(",") if _is_row_id(pk)]
         levels = {
             level.pk: level
             for level in StockLevel.objects.filter(pk__in=ids).select_related("site", "sku")
@@ -238,7 +242,7 @@ class CorrectionAdmin(ReadOnlyAdmin):
         rows = []
         for row_form in formset:
             level_id = row_form["level_id"].value()
-            level_id = int(level_id) if _is_number(str(level_id)) else None
+            level_id = int(level_id) if _is_row_id(str(level_id)) else None
             rows.append((row_form, levels.get(level_id), previews.get(level_id)))
         context = self._context(
             request,
