@@ -152,6 +152,10 @@ def test_a_failure_after_the_ledger_write_rolls_the_whole_call_back():
         ),
         ({"kind": MovementKind.COUNTED, "counted_qty": -1}, "counted_qty >= 0"),
         ({"kind": MovementKind.COUNTED}, "counted_qty >= 0"),
+        (
+            {"kind": MovementKind.COUNTED, "counted_qty": 3, "on_hand_delta": 1},
+            "a count gives counted_qty, not deltas",
+        ),
         ({"kind": MovementKind.RECEIVED, "on_hand_delta": 1, "counted_qty": 3}, "only for counts"),
     ],
 )
