@@ -122,8 +122,8 @@ def _rate_limited(source) -> int | None:
                 "description": "t=<unix seconds>,sha256=<hex HMAC-SHA256 of '<t>.<raw body>' "
                 "with the source's signing secret> (docs/signing.md); required when the source "
                 "says so. Refused more than 5 minutes from the server's clock, and when the same "
-                "signature comes again (409). Sources marked legacy may send the body-only "
-                "'sha256=<hex>'.",
+                "signature comes again (409). The body-only 'sha256=<hex HMAC of the raw body>' is "
+                "accepted too, unless the source takes timestamped signatures only.",
             },
         ],
     },

@@ -59,7 +59,7 @@ class FeedTokenAuth(HttpBearer):
 @dataclass(frozen=True)
 class SignatureVerdict:
     """What the X-Signature check found: a problem to answer 401 with, or a signature that
-    must not be accepted again (`replay_key`, None for unsigned or legacy requests)."""
+    must not be accepted again (`replay_key`, None for unsigned requests)."""
 
     problem: str | None = None
     replay_key: str | None = None
@@ -80,9 +80,9 @@ def _hmac_hex(secret: str, message: bytes) -> str:
 def signature_check(
     *, source: FeedSource, body: bytes, header: str | None, now: float | None = None
 ) -> SignatureVerdict:
-    """Check X-Signature, timestamped (`t=...,sha256=...`) or, for sources marked legacy, the
-    body-only `sha256=<hex>`. A source that does not require a signature is still checked when
-    one is sent."""
+    """Check X-Signature, timestamped (`t=...,sha256=...`) or, for sources that accept it (the
+    default), the body-only `sha256=<hex>`. A source that does not require a signature is still
+    checked when one is sent."""
     if not header:
         if source.require_signature:
             return SignatureVerdict(f"this source requires {SIGNATURE_FORMAT}")
@@ -102,7 +102,7 @@ def signature_check(
             return SignatureVerdict(
                 "X-Signature does not match the body: sign the exact bytes sent with the secret"
             )
-        return SignatureVerdict()
+        return SignatureVerdict(replay_key=f"ingest:signature:{source.pk}:body:{received}")
     timestamp = fields["t"]
     if not timestamp.isdigit():
         return SignatureVerdict("X-Signature t= must be the signing time in whole Unix seconds")

@@ -42,11 +42,16 @@ class FeedSource(models.Model):
     require_signature = models.BooleanField(
         default=False, help_text="Refuse requests without a valid X-Signature header."
     )
+    # On by default: `sha256=<HMAC of the body>` is the form the published feed contract names,
+    # so a new source must accept it. Its replays are refused while the signature is remembered
+    # (as for the timestamped form); untick to accept only `t=<time>,sha256=...`.
     legacy_body_signature = models.BooleanField(
-        "legacy body-only signature",
-        default=False,
-        help_text="Legacy: also accept 'X-Signature: sha256=<HMAC of the body alone>', which a "
-        "captured request can replay. Turn off once the producer signs 't=<time>,sha256=...'.",
+        "accept body-only signature",
+        default=True,
+        help_text="Also accept 'X-Signature: sha256=<HMAC of the body alone>'. The same signature "
+        "again within 10 minutes is refused (409), but a captured request can be replayed later "
+        "(its events then count as duplicates). Untick once the producer signs "
+        "'t=<time>,sha256=...'.",
     )
     rate_limit_per_minute = models.PositiveIntegerField(
         default=600, help_text="Requests per minute before answering 429."

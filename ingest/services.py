@@ -118,7 +118,9 @@ class IssuedCredentials:
     signing_secret: str
 
 
-def feed_source_create(*, name: str, require_signature: bool = False) -> IssuedCredentials:
+def feed_source_create(
+    *, name: str, require_signature: bool = False, accept_body_signature: bool = True
+) -> IssuedCredentials:
     name = name.strip()
     if not name:
         raise ValueError("a feed source needs a name")
@@ -132,6 +134,7 @@ def feed_source_create(*, name: str, require_signature: bool = False) -> IssuedC
                 token_prefix=token[: len(TOKEN_PREFIX) + 6],
                 signing_secret=secret,
                 require_signature=require_signature,
+                legacy_body_signature=accept_body_signature,
             )
     except IntegrityError:
         raise FeedSourceExists(name) from None

@@ -19,9 +19,9 @@ class Migration(migrations.Migration):
             model_name="feedsource",
             name="legacy_body_signature",
             field=models.BooleanField(
-                default=False,
-                help_text="Legacy: also accept 'X-Signature: sha256=<HMAC of the body alone>', which a captured request can replay. Turn off once the producer signs 't=<time>,sha256=...'.",
-                verbose_name="legacy body-only signature",
+                default=True,
+                help_text="Also accept 'X-Signature: sha256=<HMAC of the body alone>'. The same signature again within 10 minutes is refused (409), but a captured request can be replayed later (its events then count as duplicates). Untick once the producer signs 't=<time>,sha256=...'.",
+                verbose_name="accept body-only signature",
             ),
         ),
         migrations.AddField(

@@ -151,20 +151,29 @@ def test_a_tampered_body_or_a_wrong_time_does_not_match(client, signed_source):
     assert IngestBatch.objects.count() == 0
 
 
-def test_the_body_only_form_is_refused_unless_the_source_is_marked_legacy(client, signed_source):
+def test_the_body_only_form_is_accepted_once_and_refused_when_the_source_says_so(
+    client, signed_source
+):
+    # Given a new source (the body-only form of the feed contract is accepted by default)
     source, token = signed_source
     body = body_of(1)
     body_only = (
         "sha256=" + hmac.new(source.signing_secret.encode(), body, hashlib.sha256).hexdigest()
     )
 
-    refused = post(client, body, token, body_only)
-    FeedSource.objects.filter(pk=source.pk).update(legacy_body_signature=True)
+    # When a producer signs the body alone, then sends the same request again
     accepted = post(client, body, token, body_only)
+    replayed = post(client, body, token, body_only)
+    # ... and after the source is set to accept timestamped signatures only
+    FeedSource.objects.filter(pk=source.pk).update(legacy_body_signature=False)
+    refused = post(client, body, token, body_only)
 
+    # Then the first is stored, the replay is not, and the body-only form is then refused
+    assert accepted.status_code == 202
+    assert replayed.status_code == 409
     assert refused.status_code == 401
     assert "without a timestamp is refused" in detail(refused)
-    assert accepted.status_code == 202
+    assert IngestBatch.objects.count() == 1
 
 
 def test_malformed_signature_headers_say_what_is_expected(client, signed_source):

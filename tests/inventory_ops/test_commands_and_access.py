@@ -188,3 +188,11 @@ def test_readyz_answers_503_in_seconds_when_redis_accepts_connections_but_never_
     assert answer["body"]["redis"].startswith("unreachable: Timeout")
     # (redis-py's own default read timeout is 5 s; ours is INGEST_REDIS_TIMEOUT_SECONDS, 2 s)
     assert answer["seconds"] < 4.5
+
+
+def test_create_feed_source_accepts_body_only_signatures_unless_told_timestamped_only():
+    run("create_feed_source", "courier", "--require-signature")
+    run("create_feed_source", "wms-strict", "--require-signature", "--timestamped-signatures-only")
+
+    assert FeedSource.objects.get(name="courier").legacy_body_signature
+    assert not FeedSource.objects.get(name="wms-strict").legacy_body_signature

@@ -19,10 +19,24 @@ class Command(BaseCommand):
             help="require an X-Signature HMAC-SHA256 header; the secret is printed once",
         )
         parser.add_argument(
+            "--timestamped-signatures-only",
+            action="store_true",
+            help="refuse the body-only 'sha256=<hex>' signature; accept only 't=<unix seconds>,"
+            "sha256=<hex>'",
+        )
+        parser.add_argument(
             "--rotate", action="store_true", help="rotate an existing source's token"
         )
 
-    def handle(self, *args, name, require_signature=False, rotate=False, **options):
+    def handle(
+        self,
+        *args,
+        name,
+        require_signature=False,
+        timestamped_signatures_only=False,
+        rotate=False,
+        **options,
+    ):
         if rotate:
             source = FeedSource.objects.filter(name=name).first()
             if source is None:
@@ -35,7 +49,11 @@ class Command(BaseCommand):
             )
         else:
             try:
-                issued = feed_source_create(name=name, require_signature=require_signature)
+                issued = feed_source_create(
+                    name=name,
+                    require_signature=require_signature,
+                    accept_body_signature=not timestamped_signatures_only,
+                )
             except FeedSourceExists:
                 raise CommandError(
                     f"a feed source named {name!r} already exists; "
@@ -48,7 +66,8 @@ class Command(BaseCommand):
             if require_signature:
                 self.stdout.write(
                     "Signing secret (shown once; send X-Signature: t=<unix seconds>,"
-                    "sha256=<hex HMAC of '<t>.<body>'>, see docs/signing.md):"
+                    "sha256=<hex HMAC of '<t>.<body>'> or sha256=<hex HMAC of the body>, "
+                    "see docs/signing.md):"
                 )
                 self.stdout.write(issued.signing_secret)
         self.stdout.write("Bearer token (shown once, store it now):")
