@@ -40,3 +40,15 @@ class CountSheetInvalid(CorrectionError):
 class CountSheetAlreadyApplied(CorrectionError):
     def __init__(self, sheet_id: int):
         super().__init__(f"count sheet #{sheet_id} is already applied")
+
+
+class CountSheetNotPending(CorrectionError):
+    def __init__(self, sheet_id: int, status: str):
+        super().__init__(f"count sheet #{sheet_id} is {status}, not waiting for approval")
+
+
+class CountSheetNotPreviewed(CorrectionError):
+    def __init__(self, sheet_id: int, status: str, doing: str):
+        super().__init__(
+            f"count sheet #{sheet_id} is {status}: only a previewed one can be {doing}"
+        )

@@ -97,7 +97,9 @@ class Correction(models.Model):
 
 class CountSheetStatus(models.TextChoices):
     PREVIEWED = "previewed", "Previewed, not applied"
+    PENDING = "pending", "Waiting for approval"
     APPLIED = "applied", "Applied"
+    REJECTED = "rejected", "Rejected"
 
 
 class CountSheet(models.Model):
@@ -113,9 +115,27 @@ class CountSheet(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     applied_at = models.DateTimeField(null=True, blank=True)
+    # Who asked to apply it, and the total value of its differences then (under the row locks):
+    # above the approval threshold the sheet waits for a manager, as a correction does.
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    value = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Who approved or rejected it (empty when it applied within the threshold).",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "id"], name="countsheet_status_idx")]
 
     def __str__(self) -> str:
         return f"Count sheet #{self.pk} ({self.filename})"

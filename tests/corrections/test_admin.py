@@ -1,4 +1,7 @@
+from html.parser import HTMLParser
+
 import pytest
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.urls import reverse
 
 from inventory_ops.corrections.models import Correction, CorrectionStatus
@@ -330,3 +333,97 @@ def test_a_bulk_line_beyond_the_ledger_is_a_form_error_and_applies_nothing(clien
         assert "less than or equal to 1000000000" in response.text
     assert not Correction.objects.exists()
     assert (on_hand(site, first), on_hand(site, second)) == (10, 20)
+
+
+class _FormCollector(HTMLParser):
+    """Each <form>'s action, with the actions of the forms it sits in (browsers drop those)."""
+
+    def __init__(self):
+        super().__init__()
+        self.open: list[str] = []
+        self.forms: dict[str, list[str]] = {}
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "form":
+            action = dict(attrs).get("action") or "(this page)"
+            self.forms[action] = list(self.open)
+            self.open.append(action)
+
+    def handle_endtag(self, tag):
+        if tag == "form" and self.open:
+            self.open.pop()
+
+
+def forms_on(page) -> dict[str, list[str]]:
+    collector = _FormCollector()
+    collector.feed(page.text)
+    return collector.forms
+
+
+def test_the_decision_and_reversal_forms_are_not_nested_in_the_admin_form(client, settings):
+    settings.CORRECTION_APPROVAL_THRESHOLD = "10"
+    site, sku = stocked(10, unit_cost="5.00")
+    staff = user_make(role=STOCK_STAFF, is_staff=True)
+    waiting, small = corrections_request(
+        drafts=[
+            CorrectionDraft(site=site.code, sku=sku.code, reason="lost", delta=-4),
+            CorrectionDraft(site=site.code, sku=sku.code, reason="found", delta=1),
+        ],
+        requested_by=staff,
+    )
+    approve_url = reverse("admin:corrections_correction_approve", args=[waiting.pk])
+    reverse_url = reverse("admin:corrections_correction_reverse", args=[small.pk])
+
+    logged_in(client, MANAGERS)
+    decision_page = client.get(reverse("admin:corrections_correction_change", args=[waiting.pk]))
+    client.force_login(staff)
+    reverse_page = client.get(reverse("admin:corrections_correction_change", args=[small.pk]))
+
+    assert forms_on(decision_page)[approve_url] == []
+    assert (
+        'formaction="{}"'.format(reverse("admin:corrections_correction_reject", args=[waiting.pk]))
+        in decision_page.text
+    )
+    assert forms_on(reverse_page)[reverse_url] == []
+
+
+def test_every_decision_in_the_admin_is_in_the_history(client, settings):
+    settings.CORRECTION_APPROVAL_THRESHOLD = "10"
+    site, sku = stocked(10, unit_cost="5.00")
+    staff = logged_in(client, STOCK_STAFF)
+    for delta in ("-4", "-3"):
+        client.post(
+            ADD_URL,
+            {"site": site.code, "sku": sku.code, "delta": delta, "reason": "lost", "_apply": "1"},
+        )
+    first, second = Correction.objects.order_by("pk")
+    manager = logged_in(client, MANAGERS)
+
+    client.post(
+        reverse("admin:corrections_correction_approve", args=[first.pk]), {"note": "seen it"}
+    )
+    client.post(
+        reverse("admin:corrections_correction_reject", args=[second.pk]), {"note": "miscount"}
+    )
+    client.force_login(staff)
+    client.post(reverse("admin:corrections_correction_reverse", args=[first.pk]), {"note": "no"})
+    reversal = Correction.objects.get(reverses=first)
+
+    def history(correction):
+        return list(
+            LogEntry.objects.filter(object_id=str(correction.pk))
+            .order_by("pk")
+            .values_list("user__username", "action_flag", "change_message")
+        )
+
+    assert history(first) == [
+        (staff.username, ADDITION, "Requested -4 (lost), worth 20.00: waits for approval."),
+        (manager.username, CHANGE, "Approved and applied (-4). Note: seen it"),
+        (staff.username, CHANGE, f"Reversal requested: correction #{reversal.pk}."),
+    ]
+    assert history(second)[-1] == (manager.username, CHANGE, "Rejected. Note: miscount")
+    assert history(reversal) == [
+        (staff.username, ADDITION, "Requested +4 (lost), worth 20.00: waits for approval."),
+    ]
+    history_page = client.get(reverse("admin:corrections_correction_history", args=[first.pk]))
+    assert "Approved and applied (-4). Note: seen it" in history_page.text

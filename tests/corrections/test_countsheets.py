@@ -1,4 +1,7 @@
+from decimal import Decimal
+
 import pytest
+from django.contrib.admin.models import DELETION, LogEntry
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
@@ -185,3 +188,111 @@ def test_a_count_beyond_what_the_ledger_holds_is_a_line_problem(client):
     assert "counted_qty 99999999999999999999 is more than 1000000000" in response.text
     assert not CountSheet.objects.exists()
     assert on_hand(site, milk) == 10
+
+
+def test_a_sheet_whose_differences_are_worth_more_than_the_threshold_waits_for_a_manager(
+    client, settings
+):
+    # given 138,593 units worth 6.68 each on a level: a count of 100,000 is worth ~257,800
+    settings.CORRECTION_APPROVAL_THRESHOLD = "1000"
+    site, gear = site_make("ams"), sku_make("GEAR", unit_cost="6.68")
+    movements_record(requests=[receive(site, gear, 138_593)])
+    staff = logged_in(client, STOCK_STAFF)
+    client.post(UPLOAD_URL, {"sheet": csv_file("site,sku,counted_qty\nams,GEAR,100000\n")})
+    sheet = CountSheet.objects.get()
+
+    # when stock staff apply it
+    applied = client.post(
+        reverse("admin:corrections_countsheet_apply", args=[sheet.pk]), follow=True
+    )
+
+    # then stock is unchanged and the sheet waits, with its value
+    assert on_hand(site, gear) == 138_593
+    assert not Movement.objects.filter(kind=MovementKind.COUNTED).exists()
+    sheet.refresh_from_db()
+    assert sheet.status == CountSheetStatus.PENDING
+    assert sheet.value == Decimal("38593") * Decimal("6.68")
+    assert (sheet.submitted_by, sheet.decided_by) == (staff, None)
+    assert "waits for a manager" in applied.text
+    # and they can neither apply it again nor discard it to dodge the wait
+    client.post(reverse("admin:corrections_countsheet_apply", args=[sheet.pk]))
+    client.post(reverse("admin:corrections_countsheet_discard", args=[sheet.pk]))
+    assert CountSheet.objects.get().status == CountSheetStatus.PENDING
+    # nor approve it
+    approve_url = reverse("admin:corrections_countsheet_approve", args=[sheet.pk])
+    assert client.post(approve_url).status_code == 403
+
+    # when a manager approves it with a note, it applies, carrying the manager
+    movements_record(requests=[receive(site, gear, 7)])  # stock moved while it waited
+    manager = logged_in(client, MANAGERS)
+    page = client.get(reverse("admin:corrections_countsheet_change", args=[sheet.pk]))
+    assert "Approve and apply" in page.text
+    client.post(approve_url, {"note": "recounted twice"})
+
+    assert on_hand(site, gear) == 100_000  # the count wins, compared under lock at approval
+    sheet.refresh_from_db()
+    assert (sheet.status, sheet.decided_by, sheet.decision_note) == (
+        CountSheetStatus.APPLIED,
+        manager,
+        "recounted twice",
+    )
+    movement = Movement.objects.get(kind=MovementKind.COUNTED)
+    assert (movement.on_hand_delta, movement.user_id) == (100_000 - 138_600, manager.pk)
+
+
+def test_a_manager_rejects_a_waiting_sheet_with_a_note_and_stock_is_unchanged(client, settings):
+    settings.CORRECTION_APPROVAL_THRESHOLD = "10"
+    site, milk = site_make("ams"), sku_make("MILK", unit_cost="5.00")
+    movements_record(requests=[receive(site, milk, 10)])
+    logged_in(client, STOCK_STAFF)
+    client.post(UPLOAD_URL, {"sheet": csv_file("site,sku,counted_qty\nams,MILK,3\n")})
+    sheet = CountSheet.objects.get()
+    client.post(reverse("admin:corrections_countsheet_apply", args=[sheet.pk]))
+    manager = logged_in(client, MANAGERS)
+    reject_url = reverse("admin:corrections_countsheet_reject", args=[sheet.pk])
+
+    without_note = client.post(reject_url, {"note": " "}, follow=True)
+    assert "say why the count sheet is rejected" in without_note.text.lower()
+    client.post(reject_url, {"note": "wrong aisle"})
+
+    sheet.refresh_from_db()
+    assert (sheet.status, sheet.decided_by) == (CountSheetStatus.REJECTED, manager)
+    assert on_hand(site, milk) == 10
+    history = LogEntry.objects.filter(object_id=str(sheet.pk)).order_by("pk")
+    assert [entry.change_message for entry in history] == [
+        "Uploaded with 1 line(s).",
+        "Submitted for approval (differences worth 35.00).",
+        "Rejected. Note: wrong aisle",
+    ]
+
+
+def test_a_sheet_within_the_threshold_applies_at_once(client, settings):
+    settings.CORRECTION_APPROVAL_THRESHOLD = "10"
+    site, milk = site_make("ams"), sku_make("MILK", unit_cost="5.00")
+    movements_record(requests=[receive(site, milk, 10)])
+    logged_in(client, STOCK_STAFF)
+    client.post(UPLOAD_URL, {"sheet": csv_file("site,sku,counted_qty\nams,MILK,8\n")})
+    sheet = CountSheet.objects.get()
+
+    client.post(reverse("admin:corrections_countsheet_apply", args=[sheet.pk]))
+
+    assert on_hand(site, milk) == 8
+    assert CountSheet.objects.get().status == CountSheetStatus.APPLIED
+
+
+def test_discarding_a_sheet_is_in_the_history(client):
+    site_make("ams")
+    sku_make("MILK")
+    staff = logged_in(client, STOCK_STAFF)
+    client.post(UPLOAD_URL, {"sheet": csv_file("site,sku,counted_qty\nams,MILK,3\n")})
+    sheet = CountSheet.objects.get()
+
+    client.post(reverse("admin:corrections_countsheet_discard", args=[sheet.pk]))
+
+    entry = LogEntry.objects.filter(object_id=str(sheet.pk)).latest("pk")
+    assert (entry.user, entry.action_flag, entry.change_message) == (
+        staff,
+        DELETION,
+        "Discarded; nothing was applied.",
+    )
+    assert entry.object_repr == f"Count sheet #{sheet.pk} (count.csv)"

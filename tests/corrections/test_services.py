@@ -1,9 +1,11 @@
 import threading
 import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.db.models import F
 
 from dashboards.broadcasts import scopes_changed_announce
 from inventory_ops.corrections.exceptions import (
@@ -301,3 +303,88 @@ def test_a_counted_correction_waits_for_a_concurrent_writer_and_counts_from_its_
     assert (correction.on_hand_before, correction.applied_delta) == (15, -3)
     assert on_hand(site, sku) == 12
     assert ledger_differences()[1] == []
+
+
+def test_split_corrections_by_one_requester_add_up_against_the_threshold(settings):
+    # given a threshold of 1,000 and a SKU worth 1.00: one correction of -2,952 would wait
+    settings.CORRECTION_APPROVAL_THRESHOLD = "1000"
+    site, sku = stocked(5000, unit_cost="1.00")
+    clerk = user_make(role=STOCK_STAFF)
+
+    # when the same person asks for three corrections of -984 on that stock level instead
+    outcomes = [
+        corrections_request(drafts=[draft(site, sku, delta=-984)], requested_by=clerk)[0].status
+        for _ in range(3)
+    ]
+
+    # then only the first applies; the others wait, and stock moved by 984 only
+    assert outcomes == [
+        CorrectionStatus.APPLIED,
+        CorrectionStatus.PENDING,
+        CorrectionStatus.PENDING,
+    ]
+    assert on_hand(site, sku) == 5000 - 984
+
+
+def test_split_corrections_in_one_bulk_request_add_up_too(settings):
+    settings.CORRECTION_APPROVAL_THRESHOLD = "1000"
+    site, sku = stocked(5000, unit_cost="1.00")
+    clerk = user_make(role=STOCK_STAFF)
+
+    corrections = corrections_request(
+        drafts=[draft(site, sku, delta=-600), draft(site, sku, delta=-600)], requested_by=clerk
+    )
+
+    assert [c.status for c in corrections] == [CorrectionStatus.APPLIED, CorrectionStatus.PENDING]
+    assert on_hand(site, sku) == 4400
+
+
+def requested_hours_ago(correction, hours: float) -> None:
+    """Move a correction back in time (the immutability trigger is lifted for this update)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")  # no triggers fire
+        Correction.objects.filter(pk=correction.pk).update(
+            requested_at=F("requested_at") - timedelta(hours=hours)
+        )
+        cursor.execute("SET LOCAL session_replication_role = origin")
+
+
+def test_the_rolling_window_is_per_requester_per_level_and_24_hours(settings, postgres_only):
+    settings.CORRECTION_APPROVAL_THRESHOLD = "1000"
+    site, sku = stocked(5000, unit_cost="1.00")
+    other_sku = sku_make(unit_cost="1.00")
+    clerk, colleague = user_make(role=STOCK_STAFF), user_make(role=STOCK_STAFF)
+
+    def status_of(user, level_sku, delta):
+        [correction] = corrections_request(
+            drafts=[draft(site, level_sku, delta=delta)], requested_by=user
+        )
+        return correction.status
+
+    # given the clerk applied 984 of value on a level 23 hours ago
+    [earlier] = corrections_request(drafts=[draft(site, sku, delta=-984)], requested_by=clerk)
+    requested_hours_ago(earlier, 23)
+
+    # then a colleague, and the clerk on another SKU, are not held back by it
+    assert status_of(colleague, sku, -984) == CorrectionStatus.APPLIED
+    assert status_of(clerk, other_sku, 984) == CorrectionStatus.APPLIED
+    # but the clerk's next 20 on the same level waits (984 + 20 > 1,000)
+    assert status_of(clerk, sku, -20) == CorrectionStatus.PENDING
+
+    # and once the earlier one is more than 24 hours old, the same 20 applies
+    requested_hours_ago(earlier, 1.01)
+    assert status_of(clerk, sku, -20) == CorrectionStatus.APPLIED
+
+
+def test_an_approved_correction_does_not_count_against_the_next_ones(settings):
+    settings.CORRECTION_APPROVAL_THRESHOLD = "1000"
+    site, sku = stocked(5000, unit_cost="1.00")
+    clerk = user_make(role=STOCK_STAFF)
+    [large] = corrections_request(drafts=[draft(site, sku, delta=-2000)], requested_by=clerk)
+    correction_approve(correction_id=large.pk, approved_by=user_make(role=MANAGERS))
+
+    [small] = corrections_request(drafts=[draft(site, sku, delta=-10)], requested_by=clerk)
+
+    # a manager has seen the large one: only unapproved changes add up
+    assert small.status == CorrectionStatus.APPLIED
+    assert on_hand(site, sku) == 2990

@@ -1,47 +1,34 @@
-"""Admin screens for stock staff: corrections (with preview and approval) and count sheets.
-
-The admin only collects input and shows results; every change goes through
-`inventory_ops.corrections.services`, which checks permissions again.
-"""
+"""Corrections in the admin: preview, apply, approve or reject with a note, reverse."""
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
-from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.views.decorators.http import require_POST
 
 from inventory_ops.admin import ReadOnlyAdmin, StockLevelAdmin
+from inventory_ops.corrections.admin.decisions import decision_post, require_any
 from inventory_ops.corrections.exceptions import CorrectionError, CorrectionNotAllowed
 from inventory_ops.corrections.forms import (
     BulkCorrectionCommonForm,
     BulkCorrectionFormSet,
     CorrectionForm,
-    CountSheetUploadForm,
     DecisionForm,
 )
 from inventory_ops.corrections.models import (
     Correction,
     CorrectionStatus,
-    CountSheet,
-    CountSheetStatus,
 )
-from inventory_ops.corrections.selectors import correction_preview, count_sheet_preview
+from inventory_ops.corrections.selectors import approvals_waiting, correction_preview
 from inventory_ops.corrections.services import (
     APPROVE_CORRECTION,
     CORRECT_STOCK,
-    IMPORT_COUNTS,
     CorrectionDraft,
     approval_threshold,
     correction_approve,
     correction_reject,
     correction_reverse,
     corrections_request,
-    count_sheet_apply,
-    count_sheet_create,
-    count_sheet_discard,
 )
 from inventory_ops.models import StockLevel
 
@@ -54,9 +41,7 @@ def _is_row_id(text: str) -> bool:
     return text.isascii() and text.isdigit() and int(text) <= _MAX_ROW_ID
 
 
-def _require(request, *permissions: str) -> None:
-    if not any(request.user.has_perm(permission) for permission in permissions):
-        raise PermissionDenied
+CHANGE_PAGE = "admin:corrections_correction_change"
 
 
 @admin.register(Correction)
@@ -101,6 +86,7 @@ class CorrectionAdmin(ReadOnlyAdmin):
         view = self.admin_site.admin_view
         return [
             path("bulk/", view(self.bulk_view), name="corrections_correction_bulk"),
+            path("waiting/", view(self.waiting_view), name="corrections_correction_waiting"),
             path(
                 "<int:pk>/approve/", view(self.approve_view), name="corrections_correction_approve"
             ),
@@ -121,7 +107,7 @@ class CorrectionAdmin(ReadOnlyAdmin):
 
     def add_view(self, request, form_url="", extra_context=None):
         """Correction form: preview (before, after, value), then apply."""
-        _require(request, CORRECT_STOCK)
+        require_any(request, CORRECT_STOCK)
         form = CorrectionForm(request.POST or None, initial=request.GET.dict())
         preview = None
         if request.method == "POST" and form.is_valid():
@@ -143,6 +129,7 @@ class CorrectionAdmin(ReadOnlyAdmin):
                     form.add_error(None, str(error))
                 else:
                     self._report(request, [correction])
+                    self._log_requested(request, [correction])
                     return redirect(
                         reverse("admin:corrections_correction_change", args=[correction.pk])
                     )
@@ -153,11 +140,18 @@ class CorrectionAdmin(ReadOnlyAdmin):
                         sku=data["sku"],
                         counted_qty=data["counted_qty"],
                         delta=data["delta"],
+                        requested_by=request.user,
                     )
                 except CorrectionError as error:
                     form.add_error(None, str(error))
         context = self._context(request, title="Correct stock", form=form, preview=preview)
         return TemplateResponse(request, "admin/corrections/correction_add.html", context)
+
+    def waiting_view(self, request):
+        """For managers: every correction and count sheet waiting for a decision."""
+        require_any(request, APPROVE_CORRECTION)
+        context = self._context(request, title="Waiting for approval", waiting=approvals_waiting())
+        return TemplateResponse(request, "admin/corrections/waiting.html", context)
 
     def _report(self, request, corrections) -> None:
         for correction in corrections:
@@ -168,17 +162,38 @@ class CorrectionAdmin(ReadOnlyAdmin):
                     f"{correction.sku.code} {correction.on_hand_before} → "
                     f"{correction.on_hand_after}.",
                 )
-            else:
+            elif correction.value > approval_threshold():
                 messages.warning(
                     request,
                     f"Correction #{correction.pk} is worth {correction.value:.2f}, above the "
                     f"approval threshold: it waits for a manager's approval before it changes "
                     "stock.",
                 )
+            else:
+                messages.warning(
+                    request,
+                    f"Correction #{correction.pk} is worth {correction.value:.2f}; with the "
+                    "corrections you applied to this stock level in the last 24 hours it is "
+                    "above the approval threshold: it waits for a manager's approval before it "
+                    "changes stock.",
+                )
+
+    def _log_requested(self, request, corrections) -> None:
+        """Put each new correction in the admin's history, as the admin's own add view does."""
+        for correction in corrections:
+            outcome = (
+                "applied" if correction.status == CorrectionStatus.APPLIED else "waits for approval"
+            )
+            self.log_addition(
+                request,
+                correction,
+                f"Requested {correction.asked} ({correction.reason}), worth "
+                f"{correction.value:.2f}: {outcome}.",
+            )
 
     def bulk_view(self, request):
         """Correct several stock levels at once (from the stock level list's action)."""
-        _require(request, CORRECT_STOCK)
+        require_any(request, CORRECT_STOCK)
         source = request.POST if request.method == "POST" else request.GET
         # ASCII digits only ("²".isdigit() is true, and int() refuses it), within a key's range.
         ids = [int(pk) for pk in source.get("levels", "").split(",") if _is_row_id(pk)]
@@ -225,6 +240,7 @@ class CorrectionAdmin(ReadOnlyAdmin):
                     common.add_error(None, str(error))
                 else:
                     self._report(request, corrections)
+                    self._log_requested(request, corrections)
                     return redirect("admin:corrections_correction_changelist")
             else:
                 try:
@@ -234,6 +250,7 @@ class CorrectionAdmin(ReadOnlyAdmin):
                             sku=levels[line["level_id"]].sku,
                             counted_qty=line["counted_qty"],
                             delta=line["delta"],
+                            requested_by=request.user,
                         )
                         for line in lines
                     }
@@ -268,54 +285,58 @@ class CorrectionAdmin(ReadOnlyAdmin):
             and user.has_perm(CORRECT_STOCK)
             and not correction.reversals.exclude(status=CorrectionStatus.REJECTED).exists(),
             "decision_form": DecisionForm(),
+            "decision_explanation": f"Worth {correction.value:.2f}: above the threshold. "
+            "Approving applies it now (a counted quantity is compared with stock as it is at "
+            "that moment).",
+            "reverse_form": DecisionForm(auto_id="id_reverse_%s"),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def _decision(self, request, pk, decide, permission, done: str):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        _require(request, permission)
-        form = DecisionForm(request.POST)
-        form.is_valid()
-        try:
-            correction = decide(pk, request.user, form.cleaned_data.get("note", ""))
-        except CorrectionNotAllowed as error:
-            raise PermissionDenied(str(error)) from None
-        except CorrectionError as error:
-            messages.error(request, str(error))
-            return redirect(reverse("admin:corrections_correction_change", args=[pk]))
-        messages.success(request, done.format(correction=correction))
-        return redirect(reverse("admin:corrections_correction_change", args=[correction.pk]))
-
     def approve_view(self, request, pk):
-        return self._decision(
+        return decision_post(
+            self,
             request,
             pk,
-            lambda pk, user, note: correction_approve(
+            decide=lambda pk, user, note: correction_approve(
                 correction_id=pk, approved_by=user, note=note
             ),
-            APPROVE_CORRECTION,
-            "Correction #{correction.pk} approved and applied.",
+            permission=APPROVE_CORRECTION,
+            page=CHANGE_PAGE,
+            done="Correction #{obj.pk} approved and applied.",
+            logged="Approved and applied ({obj.applied_delta:+d}).",
         )
 
     def reject_view(self, request, pk):
-        return self._decision(
+        return decision_post(
+            self,
             request,
             pk,
-            lambda pk, user, note: correction_reject(correction_id=pk, rejected_by=user, note=note),
-            APPROVE_CORRECTION,
-            "Correction #{correction.pk} rejected; stock is unchanged.",
+            decide=lambda pk, user, note: correction_reject(
+                correction_id=pk, rejected_by=user, note=note
+            ),
+            permission=APPROVE_CORRECTION,
+            page=CHANGE_PAGE,
+            done="Correction #{obj.pk} rejected; stock is unchanged.",
+            logged="Rejected.",
         )
 
     def reverse_view(self, request, pk):
-        return self._decision(
+        def reverse_and_log(pk, user, note):
+            reversal = correction_reverse(correction_id=pk, requested_by=user, note=note)
+            self._log_requested(request, [reversal])
+            self.log_change(
+                request, reversal.reverses, f"Reversal requested: correction #{reversal.pk}."
+            )
+            return reversal
+
+        return decision_post(
+            self,
             request,
             pk,
-            lambda pk, user, note: correction_reverse(
-                correction_id=pk, requested_by=user, note=note
-            ),
-            CORRECT_STOCK,
-            "Reversing correction #{correction.pk} recorded ({correction.status}).",
+            decide=reverse_and_log,
+            permission=CORRECT_STOCK,
+            page=CHANGE_PAGE,
+            done="Reversing correction #{obj.pk} recorded ({obj.status}).",
         )
 
     @admin.action(
@@ -325,110 +346,14 @@ class CorrectionAdmin(ReadOnlyAdmin):
         approved = 0
         for pk in queryset.filter(status=CorrectionStatus.PENDING).values_list("pk", flat=True):
             try:
-                correction_approve(correction_id=pk, approved_by=request.user)
+                correction = correction_approve(correction_id=pk, approved_by=request.user)
             except CorrectionError as error:
                 messages.error(request, f"#{pk}: {error}")
             else:
                 approved += 1
+                self.log_change(request, correction, "Approved and applied (list action).")
         if approved:
             messages.success(request, f"{approved} correction(s) approved and applied.")
-
-
-@admin.register(CountSheet)
-class CountSheetAdmin(ReadOnlyAdmin):
-    list_display = ["id", "filename", "status", "line_count", "uploaded_by", "uploaded_at"]
-    list_filter = ["status"]
-    list_select_related = ["uploaded_by", "applied_by"]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(line_count=Count("lines"))
-
-    @admin.display(description="lines", ordering="line_count")
-    def line_count(self, sheet):
-        return sheet.line_count
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.has_perm(IMPORT_COUNTS) or request.user.has_perm(
-            "corrections.view_countsheet"
-        )
-
-    def has_add_permission(self, request):
-        return request.user.has_perm(IMPORT_COUNTS)
-
-    def get_urls(self):
-        view = self.admin_site.admin_view
-        return [
-            path(
-                "<int:pk>/apply/",
-                view(require_POST(self.apply_view)),
-                name="corrections_countsheet_apply",
-            ),
-            path(
-                "<int:pk>/discard/",
-                view(require_POST(self.discard_view)),
-                name="corrections_countsheet_discard",
-            ),
-            *super().get_urls(),
-        ]
-
-    def add_view(self, request, form_url="", extra_context=None):
-        """Upload a sheet: every bad line is listed and nothing is kept; a good one is previewed."""
-        _require(request, IMPORT_COUNTS)
-        form = CountSheetUploadForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
-            sheet = count_sheet_create(
-                filename=form.cleaned_data["sheet"].name,
-                rows=form.cleaned_data["rows"],
-                uploaded_by=request.user,
-            )
-            return redirect(reverse("admin:corrections_countsheet_change", args=[sheet.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": "Import a count sheet",
-            "form": form,
-            "problems": getattr(form, "problems", []),
-        }
-        return TemplateResponse(request, "admin/corrections/countsheet_upload.html", context)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        sheet = get_object_or_404(CountSheet, pk=object_id)
-        if not self.has_view_permission(request, sheet):
-            raise PermissionDenied
-        lines = count_sheet_preview(sheet=sheet)
-        mismatches = [line for line in lines if line.is_mismatch]
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": str(sheet),
-            "sheet": sheet,
-            "lines": lines,
-            "mismatch_count": len(mismatches),
-            "mismatch_value": sum((line.value for line in mismatches), 0),
-            "can_apply": sheet.status == CountSheetStatus.PREVIEWED
-            and request.user.has_perm(IMPORT_COUNTS),
-        }
-        return TemplateResponse(request, "admin/corrections/countsheet_preview.html", context)
-
-    def apply_view(self, request, pk):
-        _require(request, IMPORT_COUNTS)
-        try:
-            count_sheet_apply(sheet_id=pk, applied_by=request.user)
-        except CorrectionError as error:
-            messages.error(request, str(error))
-        else:
-            messages.success(request, f"Count sheet #{pk} applied.")
-        return redirect(reverse("admin:corrections_countsheet_change", args=[pk]))
-
-    def discard_view(self, request, pk):
-        _require(request, IMPORT_COUNTS)
-        try:
-            count_sheet_discard(sheet_id=pk, discarded_by=request.user)
-        except CorrectionError as error:
-            messages.error(request, str(error))
-            return redirect(reverse("admin:corrections_countsheet_change", args=[pk]))
-        messages.success(request, f"Count sheet #{pk} discarded; nothing was applied.")
-        return redirect("admin:corrections_countsheet_changelist")
 
 
 # The stock level list (read-only, owned by inventory_ops) gains the bulk correction action.
