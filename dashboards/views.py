@@ -5,6 +5,7 @@ from functools import cache
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib import admin
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
@@ -15,6 +16,8 @@ from dashboards import panels
 from dashboards.kpis import WINDOWS
 from dashboards.live import refresh_seconds
 from dashboards.panels import Scope
+from inventory_ops.corrections.models import Correction, CountSheet
+from inventory_ops.corrections.selectors import movement_origins
 from inventory_ops.models import Movement, Site, Sku, StockLevel
 
 # The dashboard's plotly.js: the official "basic" bundle, vendored (docs/dashboard.md).
@@ -108,9 +111,21 @@ def sku_lineage(request, code: str):
             .select_related("user")
             .order_by("-id")
         )
+        page = Paginator(movements, LINEAGE_PAGE_SIZE).get_page(request.GET.get("page"))
+        page.object_list = list(page.object_list)
+        origins = movement_origins(cause_refs={m.cause_ref for m in page.object_list})
+        for movement in page.object_list:
+            movement.origin = origins.get(movement.cause_ref)
         context.update(
             site=site,
             level=levels.filter(site=site).first(),
-            page=Paginator(movements, LINEAGE_PAGE_SIZE).get_page(request.GET.get("page")),
+            page=page,
+            # Link to a correction or count sheet only for who may open it (the admin decides).
+            can_view_corrections=admin.site.get_model_admin(Correction).has_view_permission(
+                request
+            ),
+            can_view_count_sheets=admin.site.get_model_admin(CountSheet).has_view_permission(
+                request
+            ),
         )
     return render(request, "dashboards/sku_lineage.html", context)

@@ -4,6 +4,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, Sum
 from django.template.response import TemplateResponse
@@ -163,6 +164,7 @@ class FeedSourceAdmin(admin.ModelAdmin):
                 token = feed_source_rotate_token(source=source, rotated_by=request.user)
             except FeedSourceNotAllowed:
                 raise PermissionDenied from None
+            self.log_change(request, source, "Token rotated.")
             messages.warning(
                 request,
                 format_html(
@@ -187,6 +189,7 @@ class FeedSourceAdmin(admin.ModelAdmin):
                 feed_source_end_token_grace(source=source, ended_by=request.user)
             except FeedSourceNotAllowed:
                 raise PermissionDenied from None
+            self.log_change(request, source, "The previous token's grace period ended.")
         self.message_user(
             request,
             f"Previous tokens of {queryset.count()} source(s) no longer work.",
@@ -291,11 +294,24 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     def has_remediate_permission(self, request):
         return request.user.has_perm(REMEDIATION_PERMISSION)
 
+    def _log_handled(self, request, open_ids: list[int], message: str) -> None:
+        """Put each dead letter this action handled in the admin's history, by its new status."""
+        handled = DeadLetter.objects.filter(pk__in=open_ids).exclude(status=DeadLetterStatus.OPEN)
+        for status in handled.values_list("status", flat=True).distinct():
+            LogEntry.objects.log_actions(
+                user_id=request.user.pk,
+                queryset=handled.filter(status=status),
+                action_flag=CHANGE,
+                change_message=message.format(status=status),
+            )
+
     @admin.action(description="Replay the selected dead letters", permissions=["remediate"])
     def replay_selected(self, request, queryset):
+        open_ids = list(queryset.filter(status=DeadLetterStatus.OPEN).values_list("pk", flat=True))
         summary = dead_letters_replay(
             dead_letter_ids=list(queryset.values_list("pk", flat=True)), actor=request.user
         )
+        self._log_handled(request, open_ids, "Replayed: {status}.")
         level = messages.SUCCESS if not summary.still_rejected else messages.WARNING
         self.message_user(
             request,
@@ -311,11 +327,15 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     def discard_selected(self, request, queryset):
         form = DiscardForm(request.POST if "confirm" in request.POST else None)
         if form.is_valid():
+            open_ids = list(
+                queryset.filter(status=DeadLetterStatus.OPEN).values_list("pk", flat=True)
+            )
             count = dead_letters_discard(
                 dead_letter_ids=list(queryset.values_list("pk", flat=True)),
                 actor=request.user,
                 note=form.cleaned_data["note"],
             )
+            self._log_handled(request, open_ids, f"Discarded. Note: {form.cleaned_data['note']}")
             self.message_user(request, f"Discarded {count} dead letter(s).", messages.SUCCESS)
             return None
         context = {

@@ -1,6 +1,8 @@
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -25,7 +27,56 @@ class BoundedDatesChangeList(ChangeList):
             raise IncorrectLookupParameters(error) from error
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class LinksOnlyWhereAllowedMixin:
+    """On a view page, link a related object only for users who may open it.
+
+    Django's read-only fields link every related object that has an admin page, whether or not
+    the user may open it (a correction's requester links to the Users admin, 403 for everyone
+    but superusers). Here such a field shows the object as plain text instead.
+    """
+
+    _plain_fields: dict[str, object]
+
+    def _plain_field(self, name: str):
+        # One callable per field and class: the admin tells read-only fields by identity.
+        cache = self.__class__.__dict__.get("_plain_fields")
+        if cache is None:
+            cache = {}
+            self.__class__._plain_fields = cache
+        if name not in cache:
+            field = self.model._meta.get_field(name)
+
+            def shown(obj, attname=field.attname, name=name):
+                return str(getattr(obj, name)) if getattr(obj, attname) is not None else "-"
+
+            shown.short_description = field.verbose_name
+            cache[name] = shown
+        return cache[name]
+
+    def _unlinked(self, request) -> set[str]:
+        unlinked = set()
+        for field in self.model._meta.concrete_fields:
+            if field.is_relation and self.admin_site.is_registered(field.related_model):
+                related_admin = self.admin_site.get_model_admin(field.related_model)
+                if not related_admin.has_view_permission(request):
+                    unlinked.add(field.name)
+        return unlinked
+
+    def _plain_where_unlinked(self, request, names):
+        unlinked = self._unlinked(request)
+        return [
+            self._plain_field(name) if isinstance(name, str) and name in unlinked else name
+            for name in names
+        ]
+
+    def get_fields(self, request, obj=None):
+        return self._plain_where_unlinked(request, super().get_fields(request, obj))
+
+    def get_readonly_fields(self, request, obj=None):
+        return self._plain_where_unlinked(request, super().get_readonly_fields(request, obj))
+
+
+class ReadOnlyAdmin(LinksOnlyWhereAllowedMixin, admin.ModelAdmin):
     """Stock levels and movements change only through the stock services."""
 
     def get_changelist(self, request, **kwargs):
@@ -55,20 +106,30 @@ class CatalogImportMixin:
             *super().get_urls(),
         ]
 
+    def may_import_catalog(self, request) -> bool:
+        return request.user.has_perm("inventory_ops.add_site") and request.user.has_perm(
+            "inventory_ops.add_sku"
+        )
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "may_import": self.may_import_catalog(request)}
+        return super().changelist_view(request, extra_context)
+
     def catalog_import_view(self, request):
-        if not (
-            request.user.has_perm("inventory_ops.add_site")
-            and request.user.has_perm("inventory_ops.add_sku")
-        ):
-            messages.error(
-                request, "You need permission to add sites and SKUs to import a catalog."
-            )
-            return redirect("..")
+        if not self.may_import_catalog(request):
+            raise PermissionDenied("You need permission to add sites and SKUs to import a catalog.")
         form = CatalogImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
-            counts = catalog_import(
-                sites=form.cleaned_data["sites_rows"], skus=form.cleaned_data["skus_rows"]
-            )
+            sites, skus = form.cleaned_data["sites_rows"], form.cleaned_data["skus_rows"]
+            counts = catalog_import(sites=sites, skus=skus)
+            for model, rows in ((Site, sites), (Sku, skus)):
+                if rows:  # in the admin's history, as an edit by hand would be
+                    LogEntry.objects.log_actions(
+                        user_id=request.user.pk,
+                        queryset=model.objects.filter(code__in=[row.code for row in rows]),
+                        action_flag=CHANGE,
+                        change_message="Imported from a catalog file.",
+                    )
             messages.success(
                 request,
                 "Catalog imported: {sites_created} sites created, {sites_updated} updated; "

@@ -62,3 +62,15 @@ READ_PATHS = [
     "/api/kpis",
     "/api/stock",
 ]
+
+
+def dispatch(site: Site, sku: Sku, qty: int, **fields) -> MovementRequest:
+    """Units leaving on an order (on_hand may go negative, as an oversold feed makes it)."""
+    return MovementRequest(
+        site=site.code,
+        sku=sku.code,
+        kind=MovementKind.ORDER_DISPATCHED,
+        on_hand_delta=-qty,
+        occurred_at=fields.pop("occurred_at", timezone.now()),
+        **fields,
+    )

@@ -14,7 +14,7 @@ from dashboards.oncall.models import (
     RunbookVersion,
 )
 from dashboards.oncall.services import runbook_save
-from inventory_ops.admin import ReadOnlyAdmin
+from inventory_ops.admin import LinksOnlyWhereAllowedMixin, ReadOnlyAdmin
 
 
 @admin.register(AlertRule)
@@ -25,7 +25,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
     search_fields = ["name"]
 
 
-class AlertTransitionInline(admin.TabularInline):
+class AlertTransitionInline(LinksOnlyWhereAllowedMixin, admin.TabularInline):
     model = AlertTransition
     extra = 0
     can_delete = False
@@ -61,7 +61,7 @@ class RunbookForm(forms.ModelForm):
         widgets = {"body": forms.Textarea(attrs={"rows": 30, "cols": 100})}
 
 
-class RunbookVersionInline(admin.TabularInline):
+class RunbookVersionInline(LinksOnlyWhereAllowedMixin, admin.TabularInline):
     model = RunbookVersion
     extra = 0
     can_delete = False

@@ -57,9 +57,24 @@
     if (data) chartsRender(JSON.parse(data.textContent));
   }
 
+  // A live frame is rendered once for every watcher: its links that need a permission this
+  // user lacks (data-needs-perm, not in the root's data-user-perms) become plain text.
+  const userPerms = (root.dataset.userPerms || "").split(" ");
+
+  function linksPrune() {
+    document.querySelectorAll("a[data-needs-perm]").forEach(function (link) {
+      if (userPerms.indexOf(link.dataset.needsPerm) !== -1) return;
+      const text = document.createElement("span");
+      text.className = link.className;
+      text.textContent = link.textContent;
+      link.replaceWith(text);
+    });
+  }
+
   function frameApply(frame) {
     if (frame.type === "view") {
       htmx.swap(document.body, frame.html, { swapStyle: "none" });
+      linksPrune();
       chartsRender(frame.charts);
       lastUpdate = new Date();
       errorBox.textContent = "";
@@ -67,6 +82,7 @@
       staleTimerArm();
     } else if (frame.type === "alerts") {
       htmx.swap(document.body, frame.html, { swapStyle: "none" });
+      linksPrune();
     } else if (frame.type === "degraded") {
       stateSet("stale");
       errorBox.textContent = frame.message;

@@ -8,7 +8,13 @@ from django.test import Client
 from dashboards import panels
 from dashboards.kpis import kpis_compute
 from dashboards.templatetags.dashboard_format import kpi_format
+from inventory_ops.corrections.services import (
+    CorrectionDraft,
+    correction_approve,
+    corrections_request,
+)
 from inventory_ops.models import MovementCause, MovementKind
+from inventory_ops.roles import MANAGERS, STOCK_STAFF
 from inventory_ops.services import MovementRequest, movements_record
 from tests.builders import receive, site_make, sku_make, user_make
 
@@ -223,6 +229,39 @@ def test_lineage_lists_movements_with_cause_user_and_level_after(client):
     assert "-3" in newest and "<td data-on-hand-after>7</td>" in newest
     assert "Feed event" in oldest and "wms:evt-1" in oldest and "+10" in oldest
     assert "<strong data-level-on-hand>7</strong>" in html
+
+
+def test_lineage_shows_the_corrections_reason_note_requester_and_approver_with_a_link(settings):
+    # given a correction that waited and was approved with a note
+    settings.CORRECTION_APPROVAL_THRESHOLD = "10"
+    ams, tea = site_make("ams"), sku_make("TEA", unit_cost="5.00")
+    movements_record(requests=[receive(ams, tea, 10)])
+    clerk, boss = user_make("clerk", role=STOCK_STAFF), user_make("boss", role=MANAGERS)
+    [correction] = corrections_request(
+        drafts=[
+            CorrectionDraft(site="ams", sku="TEA", reason="damaged", delta=-4, note="forklift")
+        ],
+        requested_by=clerk,
+    )
+    correction_approve(correction_id=correction.pk, approved_by=boss, note="photos seen")
+
+    # when a stock controller (stock staff) and a role-less viewer open the lineage
+    staff_client, viewer_client = Client(), Client()
+    staff_client.force_login(user_make(role=STOCK_STAFF, is_staff=True))
+    viewer_client.force_login(user_make())
+    html = staff_client.get("/skus/TEA/?site=ams").content.decode()
+    viewer_html = viewer_client.get("/skus/TEA/?site=ams").content.decode()
+
+    # then the correction's row says why, who asked and who approved, and links to it
+    newest = re.findall(r"<tr data-movement=.*?</tr>", html, flags=re.S)[0]
+    assert f'data-origin="correction:{correction.pk}"' in newest
+    assert "Damaged" in newest and "<q data-origin-note>forklift</q>" in newest
+    assert "<span data-origin-requester>clerk</span>" in newest
+    assert "<span data-origin-approver>boss</span>" in newest and "photos seen" in newest
+    assert f'href="/admin/corrections/correction/{correction.pk}/change/"' in newest
+    # and the link is only shown to who may open it
+    assert "forklift" in viewer_html
+    assert "/admin/corrections/correction/" not in viewer_html
 
 
 def test_lineage_is_paginated(client):

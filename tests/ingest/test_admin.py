@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.messages import get_messages
 
 from ingest.exceptions import FeedSourceNotAllowed
@@ -61,6 +62,7 @@ def test_rotating_a_token_from_the_admin(admin_client_logged):
     assert feed_source_by_token(token=old_token) == source
     shown = " ".join(str(message) for message in get_messages(response.wsgi_request))
     assert "The old one keeps working until" in shown
+    assert LogEntry.objects.get(object_id=str(source.pk)).change_message == "Token rotated."
 
 
 @pytest.mark.parametrize("role", [MANAGERS, ON_CALL])
@@ -144,6 +146,12 @@ def test_on_call_filters_replays_and_discards_dead_letters(client, on_call):
     )
     never.refresh_from_db()
     assert (never.status, never.discard_note) == ("discarded", "SKU retired")
+    # and both are in the admin's history, with who did it
+    history = LogEntry.objects.filter(user=on_call).order_by("pk")
+    assert [(entry.object_id, entry.change_message) for entry in history] == [
+        (str(later.pk), "Replayed: replayed."),
+        (str(never.pk), "Discarded. Note: SKU retired"),
+    ]
 
 
 def test_managers_see_dead_letters_but_cannot_replay(client):

@@ -1,9 +1,12 @@
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.models import LogEntry
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
 from inventory_ops.models import Site, Sku
+from inventory_ops.roles import MANAGERS
 from tests.builders import user_make
 
 pytestmark = pytest.mark.django_db
@@ -104,8 +107,6 @@ def test_import_needs_a_file_and_reports_a_missing_one(tmp_path):
 def test_admin_catalog_import_shows_each_error_and_writes_nothing(client):
     admin = user_make(is_staff=True, is_superuser=True)
     client.force_login(admin)
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
     response = client.post(
         "/admin/inventory_ops/sku/import-catalog/",
         {"skus": SimpleUploadedFile("skus.csv", b"code,name,unit_cost\nA,Apple,abc\n")},
@@ -122,3 +123,20 @@ def test_admin_catalog_import_shows_each_error_and_writes_nothing(client):
 
     assert response.status_code == 302
     assert Sku.objects.get(code="A").unit_cost == Decimal("1.25")
+    entry = LogEntry.objects.get(object_id=str(Sku.objects.get(code="A").pk))
+    assert (entry.user, entry.change_message) == (admin, "Imported from a catalog file.")
+
+
+def test_the_catalog_import_is_refused_and_not_offered_without_permission_to_add(client):
+    client.force_login(user_make(role=MANAGERS, is_staff=True))
+
+    listing = client.get("/admin/inventory_ops/sku/")
+    response = client.post(
+        "/admin/inventory_ops/sku/import-catalog/",
+        {"skus": SimpleUploadedFile("skus.csv", b"code,name,unit_cost\nA,Apple,1.25\n")},
+    )
+
+    assert listing.status_code == 200
+    assert "import-catalog/" not in listing.content.decode()
+    assert response.status_code == 403
+    assert not Sku.objects.exists()
