@@ -116,12 +116,10 @@ RULES: dict[str, Rule] = {
     "metrics": Rule(everyone()),
     "login": Rule(everyone()),
     "logout": Rule(everyone(LOGIN), method="post"),  # back to the login page
-    # the dashboards, a SKU's lineage and plotly.js: any logged-in user (a TV kiosk account
-    # needs no role)
+    # the dashboards and a SKU's lineage: any logged-in user (a TV kiosk account needs no role)
     "dashboards:home": Rule(allowed(*STAFF)),
     "dashboards:site": Rule(allowed(*STAFF), "/sites/ams/"),
     "dashboards:sku": Rule(allowed(*STAFF), "/skus/TEA/?site=ams"),
-    "dashboards:plotly_js": Rule(allowed(*STAFF)),
     # the read API answers a session or a feed token; the ingest API a feed token only
     "api:kpis": Rule(allowed(*STAFF, anonymous=UNAUTHORIZED)),
     "api:stock": Rule(allowed(*STAFF, anonymous=UNAUTHORIZED)),
