@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.utils import timezone
@@ -108,7 +109,13 @@ def world_make() -> World:
         requested_at=timezone.now(),
         status="done",
     )
+    login_seen = {"user_agent": "test", "ip_address": "127.0.0.1", "username": "clerk"}
     objects = {
+        "axes.accessattempt": AccessAttempt.objects.create(
+            **login_seen, get_data="", post_data="", failures_since_start=1
+        ),
+        "axes.accesslog": AccessLog.objects.create(**login_seen),
+        "axes.accessfailurelog": AccessFailureLog.objects.create(**login_seen),
         "inventory_ops.site": site,
         "inventory_ops.sku": sku,
         "inventory_ops.stocklevel": StockLevel.objects.get(site=site, sku=sku),

@@ -56,6 +56,10 @@ ROLES_VIEW = (M, S, OC, SU)
 MODEL_ACCESS: dict[str, dict[str, tuple[str, ...]]] = {
     "auth.group": {"view": (SU,), "add": (SU,), "change": (SU,), "delete": (SU,)},
     "auth.user": {"view": (SU,), "add": (SU,), "change": (SU,), "delete": (SU,)},
+    # login throttling (django-axes): superusers unlock by deleting an attempt
+    "axes.accessattempt": {"view": (SU,), "change": (SU,), "delete": (SU,)},
+    "axes.accesslog": {"view": (SU,), "change": (SU,), "delete": (SU,)},
+    "axes.accessfailurelog": {"view": (SU,), "change": (SU,), "delete": (SU,)},
     "inventory_ops.site": {"view": ROLES_VIEW, "add": (SU,), "change": (SU,), "delete": (SU,)},
     "inventory_ops.sku": {"view": ROLES_VIEW, "add": (SU,), "change": (SU,), "delete": (SU,)},
     # the ledger is read-only for everyone: it changes through corrections and counts
@@ -82,6 +86,10 @@ MODEL_ACCESS: dict[str, dict[str, tuple[str, ...]]] = {
 ACTION_ACCESS: dict[tuple[str, str], tuple[str, ...]] = {
     ("auth.group", "delete_selected"): (SU,),
     ("auth.user", "delete_selected"): (SU,),
+    ("axes.accessattempt", "delete_selected"): (SU,),
+    ("axes.accessattempt", "cleanup_expired_attempts"): (SU,),
+    ("axes.accesslog", "delete_selected"): (SU,),
+    ("axes.accessfailurelog", "delete_selected"): (SU,),
     ("inventory_ops.site", "delete_selected"): (SU,),
     ("inventory_ops.sku", "delete_selected"): (SU,),
     ("inventory_ops.stocklevel", "correct_selected"): (M, S, SU),
@@ -113,7 +121,7 @@ RULES: dict[str, Rule] = {
     "favicon": Rule(everyone()),
     "healthz": Rule(everyone()),
     "readyz": Rule(everyone()),  # 503 without a worker: an answer, past any gate
-    "metrics": Rule(everyone()),
+    "metrics": Rule(allowed(OC, SU, anonymous=UNAUTHORIZED)),  # or a METRICS_TOKEN bearer
     "login": Rule(everyone()),
     "logout": Rule(everyone(LOGIN), method="post"),  # back to the login page
     # the dashboards and a SKU's lineage: any logged-in user (a TV kiosk account needs no role)
@@ -279,9 +287,12 @@ def _sample_path(route: str) -> str:
 
 
 def _actions_offered(user, label: str) -> set[str]:
+    """The actions Django would run for this user: those of a list they may open."""
     model_admin = admin.site.get_model_admin(_model_class(label))
     request = RequestFactory().get("/admin/")
     request.user = user
+    if not model_admin.has_view_or_change_permission(request):
+        return set()  # the list answers 403, so none of its actions runs
     return set(model_admin.get_actions(request))
 
 
