@@ -97,6 +97,7 @@ ACTION_ACCESS: dict[tuple[str, str], tuple[str, ...]] = {
     ("ingest.feedsource", "delete_selected"): (SU,),
     # rotating a token cuts the producer off: feed-source administrators only (superusers)
     ("ingest.feedsource", "rotate_tokens"): (SU,),
+    ("ingest.feedsource", "end_token_grace"): (SU,),
     ("ingest.deadletter", "replay_selected"): (OC, SU),
     ("ingest.deadletter", "discard_selected"): (OC, SU),
     ("oncall.alertrule", "delete_selected"): (OC, SU),
