@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable
 
 from channels.layers import get_channel_layer
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from dashboards.oncall.alerts import alerts_evaluation_request
@@ -95,9 +96,16 @@ def _announce(*, kind: str, site_codes: Iterable[str] | None) -> None:
     # sent_at (wall clock, seconds): lets a hub report how long the announcement travelled.
     message = {"type": MESSAGE_TYPE, "kind": kind, "sites": sites, "sent_at": time.time()}
     try:
-        _LayerLoop.get().run(
-            _groups_send(announcement_groups(sites), message), timeout=SEND_TIMEOUT_S
-        )
+        try:
+            _LayerLoop.get().run(
+                _groups_send(announcement_groups(sites), message), timeout=SEND_TIMEOUT_S
+            )
+        except RedisConnectionError:
+            # Once more: after a Redis restart the layer's pooled connections are dead, and
+            # each fails once before the pool connects afresh.
+            _LayerLoop.get().run(
+                _groups_send(announcement_groups(sites), message), timeout=SEND_TIMEOUT_S
+            )
     except (RedisError, OSError, TimeoutError):
         # The writer's transaction is already committed: failing it now would lose nothing but
         # the announcement, and the dashboards resync on reconnect. Say so loudly, do not raise.

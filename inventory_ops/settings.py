@@ -382,3 +382,9 @@ HOUSEKEEPING_INTERVAL_SECONDS = int(os.environ.get("HOUSEKEEPING_INTERVAL_SECOND
 # DASHBOARD_COALESCE_MS after changes are announced, and at least every DASHBOARD_REFRESH_S.
 DASHBOARD_COALESCE_MS = int(os.environ.get("DASHBOARD_COALESCE_MS", "500"))
 DASHBOARD_REFRESH_S = float(os.environ.get("DASHBOARD_REFRESH_S", "10"))
+
+# Worker liveness (ingest/heartbeats.py): each worker beats every WORKER_HEARTBEAT_SECONDS to a
+# file in WORKER_HEARTBEAT_DIR (for `manage.py worker_alive`) and to Redis; three missed beats
+# and it counts as gone.
+WORKER_HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS", "5"))
+WORKER_HEARTBEAT_DIR = Path(os.environ.get("WORKER_HEARTBEAT_DIR") or VAR_DIR / "run")

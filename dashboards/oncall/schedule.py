@@ -2,8 +2,10 @@
 chain stays single and alive).
 
 - `alerts_schedule_ensure` restarts the chain when the owner job no longer exists (Redis
-  flushed, job lost). It is called by every event-driven evaluation job, by the console page
-  and by `load_runbooks` (so `make run` / `load_demo` start it).
+  flushed, job lost). It is called by every event-driven evaluation job, by the console page,
+  by `load_runbooks` (so `make run` / `load_demo` start it) and by every worker's heartbeat
+  (`ingest.signals.worker_beat`, every few seconds), so the chain restarts by itself once a
+  Redis that lost its data is back.
 """
 
 import os
