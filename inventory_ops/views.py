@@ -4,15 +4,21 @@ import logging
 
 import django_rq
 from django.contrib.auth.decorators import login_not_required
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.http import HttpResponsePermanentRedirect, JsonResponse
 from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from redis.exceptions import RedisError
-from rq import Worker
+
+from ingest.heartbeats import redis_heartbeats
+from inventory_ops.probes import database_problem, redis_problem
 
 logger = logging.getLogger(__name__)
+
+QUEUES = ("ingest", "default")
+# Who sees /readyz details: on-call (the permission to run remediations).
+ON_CALL_PERMISSION = "inventory_ops.run_remediation"
 
 
 @login_not_required  # the login page's browser asks for it too
@@ -29,31 +35,42 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
+def _sees_details(request) -> bool:
+    """On-call people (who may run remediations) see what is wrong; anyone else only whether."""
+    user = getattr(request, "user", None)
+    try:
+        return bool(user and user.is_authenticated and user.has_perm(ON_CALL_PERMISSION))
+    except DatabaseError:  # the session or the user cannot be read: no details
+        return False
+
+
 @require_GET
 @never_cache
 def readyz(request):
-    """Answer 200 when the database, Redis and at least one worker are there, else 503."""
-    checks: dict[str, object] = {}
-    ready = True
+    """Answer 200 when this web process can serve (its database and Redis answer), else 503.
+
+    Workers are not its business: a web process without workers still serves every page and
+    stores every batch (they wait in the database for a worker). Worker liveness is checked on
+    its own (`manage.py worker_alive`). Anyone gets `{"status": ...}`; logged-in on-call users
+    also get each check's error, the live workers and the queue depths.
+    """
+    database, redis = database_problem(), redis_problem()
+    ready = database is None and redis is None
+    body: dict[str, object] = {"status": "ready" if ready else "not ready"}
+    # Without the database nobody can be recognised (sessions and users live there).
+    if database is None and _sees_details(request):
+        body["database"] = "ok" if database is None else f"unreachable: {database}"
+        body["redis"] = "ok" if redis is None else f"unreachable: {redis}"
+        if redis is None:
+            body.update(_worker_details())
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+def _worker_details() -> dict[str, object]:
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        checks["database"] = "ok"
-    except DatabaseError as error:
-        checks["database"] = f"unreachable: {error}"
-        ready = False
-    try:
-        redis = django_rq.get_connection("ingest")
-        redis.ping()
-        checks["redis"] = "ok"
-        checks["workers"] = len(Worker.all(connection=redis))
-        checks["queue_depth"] = {
-            name: django_rq.get_queue(name).count for name in ("ingest", "default")
-        }
-        if checks["workers"] == 0:
-            ready = False
-    except RedisError as error:
-        checks["redis"] = f"unreachable: {error}"
-        ready = False
-    checks["status"] = "ready" if ready else "not ready"
-    return JsonResponse(checks, status=200 if ready else 503)
+        beats = redis_heartbeats(django_rq.get_connection("default"))
+        depth = {name: django_rq.get_queue(name).count for name in QUEUES}
+    except RedisError as error:  # went away between the checks
+        return {"workers": f"unknown: {error}"}
+    workers = [{**beat.as_dict(), "seconds_ago": round(beat.age(), 1)} for beat in beats]
+    return {"workers": workers, "queue_depth": depth}

@@ -2,10 +2,10 @@
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import django_rq
-from django.db import DatabaseError, connection
+from django.db import connection
 from django.db.models import Count, Max, Min, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -22,9 +22,11 @@ from dashboards.oncall.models import (
     RemediationAction,
     Runbook,
 )
+from ingest.heartbeats import redis_heartbeats
 from ingest.models import DeadLetter, DeadLetterStatus, RejectionCode
 from ingest.selectors import feeds_freshness
 from inventory_ops.models import Movement, MovementKind, StockLevel
+from inventory_ops.probes import database_problem, redis_problem
 
 logger = logging.getLogger(__name__)
 
@@ -159,18 +161,18 @@ def queues_and_workers() -> Diagnostic:
                     "failed": FailedJobRegistry(queue=queue).count,
                 }
             )
-        now = timezone.now()
+        # Live workers from their short heartbeats (ingest/heartbeats.py): RQ's own records
+        # outlive a dead worker by minutes and are gone after a Redis restart.
+        states = {worker.name: worker.get_state() for worker in Worker.all(connection=redis)}
         workers = [
             {
-                "name": worker.name,
-                "state": worker.get_state(),
-                "queues": ", ".join(worker.queue_names()),
-                "last_heartbeat": worker.last_heartbeat,
-                "seconds_since_heartbeat": (now - worker.last_heartbeat).total_seconds()
-                if worker.last_heartbeat
-                else None,
+                "name": beat.name,
+                "state": states.get(beat.name, "registering"),
+                "queues": ", ".join(beat.queues),
+                "last_heartbeat": datetime.fromtimestamp(beat.beat_at, tz=UTC),
+                "seconds_since_heartbeat": beat.age(),
             }
-            for worker in Worker.all(connection=redis)
+            for beat in redis_heartbeats(redis)
         ]
         diagnostic.rows = [{"queues": queues, "workers": workers}]
         diagnostic.summary = f"{len(workers)} worker(s); " + ", ".join(
@@ -223,17 +225,11 @@ def dead_letters_by_reason(*, samples: int = 3) -> Diagnostic:
 
 def readiness() -> Diagnostic:
     diagnostic = Diagnostic(DiagnosticName.READINESS, DiagnosticName.READINESS.label)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        diagnostic.rows.append({"check": "database", "ok": True, "detail": connection.vendor})
-    except DatabaseError as error:
-        diagnostic.rows.append({"check": "database", "ok": False, "detail": str(error)})
-    try:
-        django_rq.get_connection("default").ping()
-        diagnostic.rows.append({"check": "redis", "ok": True, "detail": "PONG"})
-    except RedisError as error:
-        diagnostic.rows.append({"check": "redis", "ok": False, "detail": str(error)})
+    database, redis = database_problem(), redis_problem()
+    diagnostic.rows = [
+        {"check": "database", "ok": database is None, "detail": database or connection.vendor},
+        {"check": "redis", "ok": redis is None, "detail": redis or "PONG"},
+    ]
     failing = [row["check"] for row in diagnostic.rows if not row["ok"]]
     diagnostic.summary = "all reachable" if not failing else f"unreachable: {', '.join(failing)}"
     return diagnostic

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from ingest.models import FeedSource
 from ingest.services import token_hash
 from inventory_ops.models import Movement, Site, Sku, StockLevel
+from inventory_ops.roles import ON_CALL, STOCK_STAFF
 from tests.builders import user_make
 from tests.processes import BASE_DIR, subprocess_env
 
@@ -140,23 +141,51 @@ def test_the_icon_is_served_to_every_page_without_login(client):
     assert icon["Content-Type"] == "image/svg+xml"
 
 
-def test_readyz_reports_each_dependency_in_json(client):
+def test_readyz_tells_anyone_only_whether_the_web_process_is_ready(client):
+    # no worker runs in this test: workers are not the web process's readiness
     response = client.get("/readyz")
 
-    body = response.json()
-    assert body["database"] == "ok"
-    assert body["redis"] == "ok"
-    # No worker runs in this test, so the app is not ready to ingest.
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}
+
+
+def test_readyz_tells_on_call_each_dependency_the_workers_and_the_queues(client):
+    client.force_login(user_make("pager", role=ON_CALL))
+
+    body = client.get("/readyz").json()
+
+    assert (body["status"], body["database"], body["redis"]) == ("ready", "ok", "ok")
+    assert isinstance(body["workers"], list)
+    assert set(body["queue_depth"]) == {"ingest", "default"}
+
+
+def test_readyz_shows_no_server_address_to_anyone_when_redis_is_down(client, settings):
+    # given a Redis that refuses connections
+    from tests.processes import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    settings.RQ_QUEUES = {name: {**cfg, "URL": dead} for name, cfg in settings.RQ_QUEUES.items()}
+
+    response = client.get("/readyz")
+
     assert response.status_code == 503
-    assert body["workers"] == 0
+    assert response.json() == {"status": "not ready"}
+
+
+def test_readyz_tells_other_logged_in_users_only_whether(client):
+    client.force_login(user_make("clerk", role=STOCK_STAFF))
+
+    assert client.get("/readyz").json() == {"status": "ready"}
 
 
 READYZ_SCRIPT = """
 import json, time
 from django.test import RequestFactory
 from inventory_ops.views import readyz
+request = RequestFactory().get("/readyz")
+request.user = type("OnCall", (), {"is_authenticated": True, "has_perm": lambda self, p: True})()
 started = time.monotonic()
-response = readyz(RequestFactory().get("/readyz"))
+response = readyz(request)
 seconds = time.monotonic() - started
 print(json.dumps({"status": response.status_code, "body": json.loads(response.content),
                   "seconds": seconds}))
