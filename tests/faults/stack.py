@@ -8,6 +8,7 @@ against it, and plain SQL for what only the database can tell (attempts, statuse
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -29,12 +30,15 @@ UNIT_COST = {"A": "2.00", "B": "3.50", "C": "10.00"}
 
 
 def procfile_command(name: str, **env: str) -> list[str]:
-    """The Procfile line `name` as argv, `${VAR:-default}` expanded from `env`."""
+    """The Procfile line `name` as argv, `${VAR:-default}` and `$VAR` expanded from `env`."""
     for line in (BASE_DIR / "Procfile").read_text().splitlines():
         key, _, command = line.partition(":")
         if key.strip() == name:
-            for var, value in env.items():
-                command = command.replace(f"${{{var}:-8000}}", value).replace(f"${var}", value)
+            command = re.sub(
+                r"\$\{(\w+):-([^}]*)\}|\$(\w+)",
+                lambda m: env.get(m[1] or m[3], m[2] or ""),
+                command,
+            )
             argv = shlex.split(command)
             # `python` of the Procfile is this virtualenv's, as `make run` puts it on the PATH.
             return [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
@@ -130,6 +134,23 @@ class Stack:
                 self.stop(name, sig=signal.SIGKILL)
         self.redis.kill()
         self.pg.remove()
+
+    def session_make(self, username: str, *, role: str) -> str:
+        """A logged-in session of a new user in `role`; return its session key (the cookie)."""
+        script = (
+            "from django.contrib.auth import get_user_model\n"
+            "from django.contrib.auth.models import Group\n"
+            "from django.contrib.sessions.backends.db import SessionStore\n"
+            f"user = get_user_model().objects.create_user({username!r}, password='unused-pw')\n"
+            f"user.groups.add(Group.objects.get(name={role!r}))\n"
+            "session = SessionStore()\n"
+            "session['_auth_user_id'] = str(user.pk)\n"
+            "session['_auth_user_backend'] = 'django.contrib.auth.backends.ModelBackend'\n"
+            "session['_auth_user_hash'] = user.get_session_auth_hash()\n"
+            "session.create()\n"
+            "print(session.session_key)\n"
+        )
+        return self.manage("shell", "-c", script).strip().splitlines()[-1]
 
     # --- HTTP ---------------------------------------------------------------------------------
     def request(self, method: str, path: str, *, body=None, headers=None, timeout=30) -> Answer:
