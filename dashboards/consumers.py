@@ -14,8 +14,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from dashboards.live import hub_get
 from dashboards.panels import Scope, window_parse
 from inventory_ops.models import Site
+from inventory_ops.outages import CLOSE_UNAVAILABLE, OUTAGE_ERRORS, UNAVAILABLE_MESSAGE, outage_log
 
-# Close codes in the application range (4000-4999), so a client can tell why it was closed.
+# Close codes in the application range (4000-4999), so a client can tell why it was closed;
+# CLOSE_UNAVAILABLE (4503, inventory_ops.outages): the database or Redis is away, retry.
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNKNOWN_SITE = 4404
 
@@ -64,6 +66,39 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def frame_send(self, frame: str) -> None:
         await self.send(text_data=frame)
+
+    async def unavailable_close(self) -> None:
+        await self._refuse(CLOSE_UNAVAILABLE, UNAVAILABLE_MESSAGE)
+
+
+class WebSocketOutageGuard:
+    """ASGI middleware: a dependency outage while a socket is opened or served (the session and
+    the user are read from the database before the consumer runs) closes it with
+    CLOSE_UNAVAILABLE, instead of a failed handshake the page cannot explain."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        sent = set()
+
+        async def send_noting(message):
+            sent.add(message["type"])
+            await send(message)
+
+        try:
+            return await self.app(scope, receive, send_noting)
+        except OUTAGE_ERRORS as error:
+            outage_log(scope.get("path", "websocket"), error)
+            if "websocket.close" in sent:
+                return None
+            if "websocket.accept" not in sent:
+                # A close code needs an open socket: closing before accepting is a 403.
+                await send({"type": "websocket.accept"})
+            frame = json.dumps({"type": "unavailable", "message": UNAVAILABLE_MESSAGE})
+            await send({"type": "websocket.send", "text": frame})
+            await send({"type": "websocket.close", "code": CLOSE_UNAVAILABLE})
+            return None
 
 
 @database_sync_to_async

@@ -38,6 +38,7 @@ from redis.exceptions import RedisError
 from dashboards import panels
 from dashboards.broadcasts import GROUP_EVERY_HUB, KIND_ALERTS, KIND_SCOPES, scope_group
 from dashboards.panels import Scope
+from inventory_ops.outages import OUTAGE_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ ALERTS = "alerts"
 
 class Watcher(Protocol):
     async def frame_send(self, frame: str) -> None: ...
+
+    async def unavailable_close(self) -> None:
+        """Close: the database or Redis is away (the client shows it and retries)."""
 
 
 @dataclass(eq=False)
@@ -121,11 +125,18 @@ class DashboardHub:
         self._announcement_times: tuple[float | None, float] | None = None
         self.channel: str | None = None  # this hub's channel-layer channel
         self.groups_joined: set[str] = set()
+        # Set while the listener cannot reach Redis: no announcement can arrive, so the pages
+        # would show numbers that silently stop changing. Watchers are closed and refused
+        # ("server unavailable, retrying") until it is back.
+        self.redis_lost = False
 
     # --- watchers ---------------------------------------------------------------------------
     async def watch(self, scope: Scope, watcher: Watcher) -> None:
         """Add a watcher and bring it up to date (a full resync, as after any reconnect)."""
         self._background_start()
+        if self.redis_lost:
+            await self._unavailable_close([watcher])
+            return
         state = self.scopes.setdefault(scope, ScopeState())
         state.watchers.add(watcher)
         # Join before computing, so that no change committed after the computation is missed.
@@ -199,6 +210,13 @@ class DashboardHub:
                 first_change, started=started, computed=time.time(), cpu=cpu
             )
             frame = json.dumps(payload)
+        except OUTAGE_ERRORS as error:
+            # The database (or Redis) is away: say so and let the clients retry until it is
+            # back, rather than show numbers that cannot be refreshed.
+            logger.warning("dashboard view %s: dependency unavailable: %s", scope.key, error)
+            await self._unavailable_close(list(state.watchers))
+            state.watchers.clear()
+            return
         except Exception as error:
             # Keep serving the other scopes; the clients show "stale" until a view comes.
             logger.exception("dashboard view %s could not be computed", scope.key)
@@ -235,6 +253,13 @@ class DashboardHub:
         for watcher in list(state.watchers):
             if not await self._send(watcher, frame):
                 state.watchers.discard(watcher)
+
+    async def _unavailable_close(self, watchers: list) -> None:
+        for watcher in watchers:
+            try:
+                await watcher.unavailable_close()
+            except Exception:  # already gone: nothing to tell it
+                logger.debug("a watcher could not be closed", exc_info=True)
 
     async def _send(self, watcher: Watcher, frame: str) -> bool:
         try:
@@ -286,6 +311,7 @@ class DashboardHub:
                     # Announcements may have been missed while disconnected: recompute all.
                     self.announcement_handle(KIND_SCOPES, None)
                 backoff = 0.5
+                self.redis_lost = False
                 self.listening.set()
                 while True:
                     self._announcement_parse(await layer.receive(self.channel))
@@ -294,8 +320,13 @@ class DashboardHub:
             except (RedisError, OSError):
                 self.listening.clear()
                 logger.warning("announcements listener lost Redis; retrying in %.1fs", backoff)
+                if not self.redis_lost:
+                    self.redis_lost = True
+                    watchers = [w for state in self.scopes.values() for w in state.watchers]
+                    await self._unavailable_close(watchers)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10)
+                # At most a second apart: the pages come back within seconds of Redis.
+                backoff = min(backoff * 2, 1)
 
     def _announcement_parse(self, message: dict) -> None:
         try:

@@ -4,6 +4,7 @@ from ninja import NinjaAPI
 
 from dashboards.api import router as dashboards_router
 from ingest.api import router as ingest_router
+from inventory_ops.outages import OUTAGE_ERRORS, outage_json_response, outage_log
 
 api = NinjaAPI(
     title="inventory_ops API",
@@ -13,3 +14,13 @@ api = NinjaAPI(
 )
 api.add_router("/ingest/", ingest_router)
 api.add_router("/", dashboards_router)
+
+
+def _outage(request, exc):
+    outage_log(request.path_info, exc)
+    return outage_json_response()
+
+
+# The database or Redis away: 503 in JSON from every endpoint (not ninja's 500 traceback).
+for _error in OUTAGE_ERRORS:
+    api.add_exception_handler(_error, _outage)

@@ -6,6 +6,9 @@ from dashboards.oncall import rq_pages
 from inventory_ops import metrics, views
 from inventory_ops.api import api
 
+# A dependency outage outside any view (DEBUG off) is a 503 too; other errors keep the 500 page.
+handler500 = "inventory_ops.views.server_error"
+
 urlpatterns = [
     # Browsers ask for /favicon.ico on pages without an icon link (the Django admin's).
     path("favicon.ico", views.favicon, name="favicon"),

@@ -1,6 +1,7 @@
 """Operational endpoints: liveness and readiness probes."""
 
 import logging
+import sys
 
 import django_rq
 from django.contrib.auth.decorators import login_not_required
@@ -9,9 +10,11 @@ from django.http import HttpResponsePermanentRedirect, JsonResponse
 from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django.views.defaults import server_error as default_server_error
 from redis.exceptions import RedisError
 
 from ingest.heartbeats import redis_heartbeats
+from inventory_ops.outages import OUTAGE_ERRORS, outage_response
 from inventory_ops.probes import database_problem, redis_problem
 
 logger = logging.getLogger(__name__)
@@ -74,3 +77,11 @@ def _worker_details() -> dict[str, object]:
         return {"workers": f"unknown: {error}"}
     workers = [{**beat.as_dict(), "seconds_ago": round(beat.age(), 1)} for beat in beats]
     return {"workers": workers, "queue_depth": depth}
+
+
+def server_error(request, *args, **kwargs):
+    """The 500 handler: an outage (the database or Redis away) is a 503, anything else a 500."""
+    error = sys.exc_info()[1]
+    if isinstance(error, OUTAGE_ERRORS):
+        return outage_response(request, error)
+    return default_server_error(request, *args, **kwargs)

@@ -4,6 +4,7 @@
 //   {type: "alerts", html}                the alerts panel only
 //   {type: "degraded", message}           the server could not compute: show "stale"
 //   {type: "error", message}              bad request; the server closes the socket
+//   {type: "unavailable", message}        the database or Redis is away; closed with 4503
 (function () {
   "use strict";
   const root = document.getElementById("live-root");
@@ -12,8 +13,12 @@
   const errorBox = document.getElementById("live-error");
   const staleAfterMs = Number(root.dataset.staleAfterMs || 30000);
   const PERMANENT_CLOSE_CODES = [4400, 4404];
+  // The server is up but its database or Redis is not: retry every second or two (with jitter)
+  // so the page is live again within seconds of their return.
+  const CLOSE_UNAVAILABLE = 4503;
+  const UNAVAILABLE_RETRY_MS = 1000;
   const RETRY_BASE_MS = 500;
-  const RETRY_MAX_MS = 10000;
+  const RETRY_MAX_MS = 4000;
 
   let socket = null;
   let attempt = 0;
@@ -25,11 +30,13 @@
     return date ? date.toTimeString().slice(0, 8) : "—";
   }
 
-  function stateSet(state) {
+  // `why` (optional): shown in the badge after the state, e.g. "server unavailable, retrying".
+  function stateSet(state, why) {
     root.dataset.liveState = state;
     badge.className = "live-badge live-badge--" + state;
     if (state === "live") badge.textContent = "Live";
     else if (state === "connecting") badge.textContent = "Connecting…";
+    else if (why) badge.textContent = why.charAt(0).toUpperCase() + why.slice(1) + "… data from " + clock(lastUpdate);
     else if (state === "reconnecting") badge.textContent = "Reconnecting… data from " + clock(lastUpdate);
     else badge.textContent = "Stale since " + clock(lastUpdate);
   }
@@ -114,6 +121,11 @@
       clearTimeout(staleTimer);
       if (PERMANENT_CLOSE_CODES.indexOf(event.code) !== -1) {
         stateSet("stale");
+        return;
+      }
+      if (event.code === CLOSE_UNAVAILABLE) {
+        stateSet("reconnecting", "server unavailable, retrying");
+        retryTimer = setTimeout(connect, UNAVAILABLE_RETRY_MS * (1 + Math.random()));
         return;
       }
       stateSet("reconnecting");

@@ -1,0 +1,69 @@
+"""What a person or a program gets when the database or Redis is away: a 503, never a 500.
+
+The real outages (PostgreSQL stopped, Redis killed, under Daphne) are in tests/faults/; here the
+choice of answer, with views that meet the errors such an outage raises."""
+
+import pytest
+from django.db import OperationalError
+
+pytestmark = [pytest.mark.django_db]
+OUTAGE_URLS = pytest.mark.urls("tests.inventory_ops.outage_urls")
+
+
+@pytest.fixture
+def client_logged_in(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user("viewer"))
+    return client
+
+
+@OUTAGE_URLS
+@pytest.mark.parametrize("path", ["/page/database", "/page/redis"])
+def test_a_page_meeting_an_outage_answers_the_plain_503_page(client_logged_in, path):
+    response = client_logged_in.get(path)
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    page = response.content.decode()
+    assert "Server unavailable, retrying" in page
+    assert "5432" not in page and "6379" not in page  # no server address to anyone
+    assert '<meta http-equiv="refresh" content="5">' in page  # a TV on the floor retries
+
+
+@OUTAGE_URLS
+def test_the_api_meeting_an_outage_answers_json_saying_to_retry(client_logged_in):
+    response = client_logged_in.get("/api/database")
+
+    assert response.status_code == 503
+    assert response.json()["detail"].endswith("retry in 5 s")
+    assert "5432" not in response.content.decode()
+
+
+@OUTAGE_URLS
+def test_a_client_asking_for_json_gets_json(client_logged_in):
+    response = client_logged_in.get("/page/database", headers={"Accept": "application/json"})
+
+    assert response.status_code == 503
+    assert "retry" in response.json()["detail"]
+
+
+@OUTAGE_URLS
+def test_a_bug_is_still_a_500(client_logged_in):
+    client_logged_in.raise_request_exception = False
+
+    assert client_logged_in.get("/page/bug").status_code == 500
+
+
+def test_the_json_api_answers_503_in_json_when_the_database_is_away(
+    client, monkeypatch, django_user_model
+):
+    # given a KPI read that meets a database outage
+    def database_away(*args, **kwargs):
+        raise OperationalError("couldn't get a connection after 5.00 sec")
+
+    monkeypatch.setattr("dashboards.api.kpis_compute", database_away)
+    client.force_login(django_user_model.objects.create_user("reader"))
+
+    response = client.get("/api/kpis")
+
+    assert response.status_code == 503
+    assert "retry" in response.json()["detail"]
