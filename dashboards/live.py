@@ -140,7 +140,10 @@ class DashboardHub:
         state = self.scopes.setdefault(scope, ScopeState())
         state.watchers.add(watcher)
         # Join before computing, so that no change committed after the computation is missed.
-        await self._group_join_if_listening(scope_group(scope.site))
+        if not await self._group_join_if_listening(scope_group(scope.site)):
+            state.watchers.discard(watcher)
+            await self._unavailable_close([watcher])
+            return
         if state.computing:
             return  # the running computation's frame goes to every watcher, this one included
         # The cached view is still right if no change was announced since (dirty is empty);
@@ -284,15 +287,20 @@ class DashboardHub:
     def _groups_wanted(self) -> set[str]:
         return {GROUP_EVERY_HUB} | {scope_group(scope.site) for scope in self.scopes}
 
-    async def _group_join_if_listening(self, group: str) -> None:
-        """Join a scope's group now; while the listener is (re)starting, it joins them all."""
+    async def _group_join_if_listening(self, group: str) -> bool:
+        """Join a scope's group now; while the listener is (re)starting, it joins them all.
+        False if Redis refused: the watcher would never hear the scope's changes."""
         if group in self.groups_joined or not self.listening.is_set():
-            return
-        try:
-            await get_channel_layer().group_add(group, self.channel)
-            self.groups_joined.add(group)
-        except (RedisError, OSError):
-            logger.warning("could not join %s; the listener rejoins when Redis is back", group)
+            return True
+        for attempt in (1, 2):  # after a Redis restart each pooled connection fails once
+            try:
+                await get_channel_layer().group_add(group, self.channel)
+                self.groups_joined.add(group)
+                return True
+            except (RedisError, OSError):
+                if attempt == 2:
+                    logger.warning("could not join %s: Redis unreachable", group)
+        return False
 
     async def _listen(self) -> None:
         layer = get_channel_layer()
@@ -322,7 +330,10 @@ class DashboardHub:
                 logger.warning("announcements listener lost Redis; retrying in %.1fs", backoff)
                 if not self.redis_lost:
                     self.redis_lost = True
-                    watchers = [w for state in self.scopes.values() for w in state.watchers]
+                    watchers = []
+                    for state in self.scopes.values():
+                        watchers += state.watchers
+                        state.watchers.clear()  # they reconnect, and resync, when it is back
                     await self._unavailable_close(watchers)
                 await asyncio.sleep(backoff)
                 # At most a second apart: the pages come back within seconds of Redis.

@@ -63,6 +63,12 @@ def sweeper_loop(*, interval: float, stop: threading.Event) -> None:
             logger.warning("ingest sweep skipped: %s", error)
             connection.close()
             continue
+        except Exception:
+            # Anything else (RQ refusing to delete a job whose execution record Redis lost in a
+            # restart, a bug): the next pass tries again; a dead sweeper would strand batches.
+            logger.exception("ingest sweep failed")
+            connection.close()
+            continue
         if any(done.values()):
             logger.info("ingest sweep: %s", done)
 
@@ -162,13 +168,14 @@ class IngestWorker(SimpleWorker):
             kwargs.get(name) not in (None, False) for name in ("burst", "max_jobs", "max_idle_time")
         )
         stop = threading.Event()
-        loops = [(sweeper_loop, {"interval": settings.INGEST_SWEEP_SECONDS}), (heartbeat_loop, {})]
+        loops = [
+            (sweeper_loop, {"interval": settings.INGEST_SWEEP_SECONDS}),
+            (heartbeat_loop, {"worker": self}),
+        ]
         if with_scheduler and not bounded:
-            loops.append((scheduler_loop, {}))
+            loops.append((scheduler_loop, {"worker": self}))
         threads = []
         for target, options in loops:
-            if target is not sweeper_loop:
-                options = {**options, "worker": self}
             thread = threading.Thread(
                 target=target,
                 kwargs={**options, "stop": stop},

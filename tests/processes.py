@@ -175,11 +175,16 @@ def worker_registered_wait(pid: int, timeout: float = 30) -> None:
 
 
 class RedisServer:
-    """A redis-server of the test's own on `port`, to stop and start again (an outage)."""
+    """A redis-server of the test's own on `port` (default: a free one), to stop or kill and
+    start again (an outage). Without persistence: a restart loses everything, as a failover to
+    a fresh replica or a crash without a dump would."""
 
-    def __init__(self, port: int):
-        self.port = port
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
         self.process = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
         import redis
@@ -201,4 +206,10 @@ class RedisServer:
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
+            self.process.wait(timeout=20)
+
+    def kill(self) -> None:
+        """Die at once (SIGKILL): clients see their connections reset."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
             self.process.wait(timeout=20)

@@ -1,5 +1,7 @@
-"""A dashboard hub whose Redis goes away and comes back: it keeps its watchers, rejoins its
-groups, resyncs them (announcements were missed meanwhile), and hears announcements again."""
+"""A dashboard hub whose Redis goes away and comes back: it closes its watchers as "server
+unavailable" (their numbers could no longer change) and refuses new ones meanwhile; when Redis
+is back it rejoins its groups, a reconnecting watcher is resynced, and announcements are heard
+again."""
 
 import asyncio
 import json
@@ -16,9 +18,13 @@ from tests.processes import RedisServer, free_port
 class RecordingWatcher:
     def __init__(self):
         self.frames: list[dict] = []
+        self.unavailable_closes = 0
 
     async def frame_send(self, frame: str) -> None:
         self.frames.append(json.loads(frame))
+
+    async def unavailable_close(self) -> None:
+        self.unavailable_closes += 1
 
 
 def view_build(scope: Scope) -> dict:
@@ -33,7 +39,9 @@ async def until(predicate, timeout: float, what: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_hub_that_loses_redis_rejoins_resyncs_and_hears_announcements_again(settings):
+def test_a_hub_that_loses_redis_closes_its_watchers_then_rejoins_and_hears_announcements(
+    settings,
+):
     # given a hub watching ams through a channel layer on a Redis of the test's own
     port = free_port()
     layer = settings.CHANNEL_LAYERS["default"]
@@ -57,14 +65,20 @@ def test_a_hub_that_loses_redis_rejoins_resyncs_and_hears_announcements_again(se
         # when Redis goes away
         await asyncio.to_thread(server.stop)
         await until(lambda: not hub.listening.is_set(), 30, "the hub noticed the outage")
+        # then its watcher is closed as unavailable, and one connecting meanwhile is refused
+        await until(lambda: watcher.unavailable_closes == 1, 10, "the watcher closed")
+        latecomer = RecordingWatcher()
+        await hub.watch(Scope("ams", "1h"), latecomer)
+        assert (latecomer.unavailable_closes, latecomer.frames) == (1, [])
         frames_in_outage = len(watcher.frames)
 
-        # and comes back
+        # and when it comes back
         await asyncio.to_thread(server.start)
         await asyncio.wait_for(hub.listening.wait(), timeout=60)
 
-        # then the hub has rejoined the scope's group and resynced its watcher at once
+        # then the hub has rejoined the scope's group and a reconnecting watcher is resynced
         assert scope_group("ams") in hub.groups_joined
+        await hub.watch(Scope("ams", "1h"), watcher)
         await until(lambda: len(watcher.frames) > frames_in_outage, 10, "a resync frame")
         resynced = len(watcher.frames)
 

@@ -18,6 +18,7 @@ class LiveDashboard:
         self.frames: list[tuple[float, dict]] = []  # (monotonic time, frame)
         self.closes: list[tuple[float, int | None]] = []  # (monotonic time, close code)
         self.handshake_failures: list[str] = []
+        self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="live-dashboard", daemon=True)
         self._thread.start()
@@ -39,6 +40,9 @@ class LiveDashboard:
             except (InvalidStatus, InvalidHandshake, OSError, TimeoutError) as error:
                 # The web process restarting refuses connections (the page retries too).
                 self.handshake_failures.append(repr(error))
+                time.sleep(0.5)
+            except Exception as error:  # anything else: a browser would reconnect too
+                self.errors.append(repr(error))
                 time.sleep(0.5)
 
     def views_since(self, since: float) -> list[dict]:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import psycopg
 
-from tests.processes import BASE_DIR, free_port, start_process, stop_process
-from tests.servers import PostgresCluster, RedisServer
+from tests.postgres_cluster import PostgresCluster
+from tests.processes import BASE_DIR, RedisServer, free_port, start_process, stop_process
 
 SITES = ("north", "south")
 SKUS = ("A", "B", "C")
@@ -80,6 +80,13 @@ class Stack:
             **env,
         }
         self.processes: dict[str, subprocess.Popen] = {}
+        try:
+            self._catalog_load()
+        except BaseException:
+            self.close()
+            raise
+
+    def _catalog_load(self) -> None:
         self.manage("migrate", "--noinput", "-v", "0")
         catalog = self.pg.directory / "catalog"
         catalog.mkdir()

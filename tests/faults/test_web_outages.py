@@ -10,7 +10,7 @@ from inventory_ops.outages import CLOSE_UNAVAILABLE
 from tests.faults.dashboard_client import LiveDashboard
 from tests.faults.stack import Stack
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 PAGES = ("/", "/sites/north/", "/skus/A/?site=north", "/oncall/", "/admin/")
 API = ("/api/stock", "/api/kpis", "/api/ingest/source")
@@ -20,10 +20,12 @@ API = ("/api/stock", "/api/kpis", "/api/ingest/source")
 def stack():
     # Dashboards recompute every second here, so an outage shows on an open one at once.
     stack = Stack(name="web-outages", DASHBOARD_REFRESH_S="1")
-    stack.web_start()
-    stack.cookie = {"Cookie": f"sessionid={stack.session_make('pager', role='on-call')}"}
-    yield stack
-    stack.close()
+    try:
+        stack.web_start()
+        stack.cookie = {"Cookie": f"sessionid={stack.session_make('pager', role='on-call')}"}
+        yield stack
+    finally:
+        stack.close()
 
 
 @pytest.fixture

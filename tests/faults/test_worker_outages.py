@@ -12,7 +12,7 @@ from rq import Queue
 
 from tests.faults.stack import Stack
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,10 @@ def stack():
         WORKER_HEARTBEAT_SECONDS="1",
         ALERTS_EVALUATION_INTERVAL="1",
     )
-    yield stack
-    stack.close()
+    try:
+        yield stack
+    finally:
+        stack.close()
 
 
 def received(event_id: str, sku: str = "A", qty: int = 1) -> dict:
@@ -154,3 +156,19 @@ def test_worker_alive_follows_the_worker_not_redis(stack):
     # killed outright, it is dead at once (its process is gone)
     stack.stop("probed", sig=signal.SIGKILL)
     assert alive("--pid", worker.pid) == 1
+
+
+def test_a_worker_stops_on_sigterm_at_once_even_while_it_waits_for_redis(stack):
+    # given a worker, and one whose Redis is away
+    calm = stack.worker_start("calm")
+    waiting = stack.worker_start("waiting")
+    # when each is asked to stop (a deploy, a scale-down)
+    stack.stop("calm")
+    stack.redis.kill()
+    try:
+        time.sleep(2)
+        stack.stop("waiting")
+    finally:
+        stack.redis.start()
+    # then each stopped by itself (stop_process kills what is still there after 10 s)
+    assert (calm.returncode, waiting.returncode) == (0, 0)

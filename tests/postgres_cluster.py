@@ -1,9 +1,9 @@
-"""A PostgreSQL cluster and a Redis server of a test's own, on free ports, to break on purpose.
+"""A PostgreSQL cluster of a test's own, on a free port, to break on purpose (a Redis of its own:
+tests.processes.RedisServer).
 
 The shared servers (127.0.0.1:5432, :6379) serve every other test and helper on the machine: a
 test that stops or kills a server starts its own. PostgreSQL comes from Debian's packages
-(`initdb`/`pg_ctl`, run as the `postgres` user when the tests run as root); Redis is
-`redis-server` from the PATH.
+(`initdb`/`pg_ctl`, run as the `postgres` user when the tests run as root).
 """
 
 import glob
@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from tests.processes import free_port
@@ -76,43 +75,3 @@ class PostgresCluster:
     def remove(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.directory, ignore_errors=True)
-
-
-class RedisServer:
-    """A Redis of its own, without persistence: a restart loses everything, as a failover to a
-    fresh replica or a crash without a dump would."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def start(self, timeout: float = 10) -> None:
-        import redis
-
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                *("--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                redis.Redis(port=self.port).ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("redis-server did not start") from None
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
