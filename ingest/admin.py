@@ -129,10 +129,14 @@ class FeedSourceAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        issued = feed_source_create(
-            name=form.cleaned_data["name"],
-            require_signature=form.cleaned_data["require_signature"],
-        )
+        try:
+            issued = feed_source_create(
+                name=form.cleaned_data["name"],
+                require_signature=form.cleaned_data["require_signature"],
+                created_by=request.user,
+            )
+        except FeedSourceNotAllowed:
+            raise PermissionDenied from None
         FeedSource.objects.filter(pk=issued.source.pk).update(
             rate_limit_per_minute=form.cleaned_data["rate_limit_per_minute"],
             is_active=form.cleaned_data["is_active"],

@@ -119,8 +119,19 @@ class IssuedCredentials:
 
 
 def feed_source_create(
-    *, name: str, require_signature: bool = False, accept_body_signature: bool = True
+    *,
+    name: str,
+    require_signature: bool = False,
+    accept_body_signature: bool = True,
+    created_by=None,
 ) -> IssuedCredentials:
+    """Create a source and its credentials (shown once).
+
+    `created_by` is the person asking (from a screen), who needs `ingest.add_feedsource`; None is
+    an operator at the server's shell (`create_feed_source`).
+    """
+    if created_by is not None and not created_by.has_perm("ingest.add_feedsource"):
+        raise FeedSourceNotAllowed("create feed sources")
     name = name.strip()
     if not name:
         raise ValueError("a feed source needs a name")

@@ -8,7 +8,11 @@ from django.contrib.messages import get_messages
 
 from ingest.exceptions import FeedSourceNotAllowed
 from ingest.models import DeadLetter, DeadLetterStatus, FeedSource
-from ingest.services import feed_source_by_token, feed_source_rotate_token
+from ingest.services import (
+    feed_source_by_token,
+    feed_source_create,
+    feed_source_rotate_token,
+)
 from inventory_ops.roles import MANAGERS, ON_CALL
 from tests.builders import site_make, sku_make, user_make
 from tests.ingest.helpers import batch_apply, received, source_make
@@ -85,6 +89,9 @@ def test_view_only_roles_cannot_rotate_a_token(client, role):
     with pytest.raises(FeedSourceNotAllowed):
         feed_source_rotate_token(source=source, rotated_by=user_make(role=role, is_staff=True))
     assert feed_source_by_token(token=token) == source
+    with pytest.raises(FeedSourceNotAllowed):
+        feed_source_create(name="sneaky", created_by=user_make(role=role, is_staff=True))
+    assert not FeedSource.objects.filter(name="sneaky").exists()
 
 
 def test_source_list_shows_conservation_counts(admin_client_logged):
