@@ -9,7 +9,7 @@ from django.urls import path
 
 from inventory_ops.forms import CatalogImportForm
 from inventory_ops.models import Movement, Site, SiteReorderPoint, Sku, StockLevel
-from inventory_ops.services import catalog_import
+from inventory_ops.services import CATALOG_IMPORT_PERMISSIONS, catalog_import
 
 
 class BoundedDatesChangeList(ChangeList):
@@ -107,9 +107,7 @@ class CatalogImportMixin:
         ]
 
     def may_import_catalog(self, request) -> bool:
-        return request.user.has_perm("inventory_ops.add_site") and request.user.has_perm(
-            "inventory_ops.add_sku"
-        )
+        return request.user.has_perms(CATALOG_IMPORT_PERMISSIONS)
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "may_import": self.may_import_catalog(request)}
@@ -117,11 +115,13 @@ class CatalogImportMixin:
 
     def catalog_import_view(self, request):
         if not self.may_import_catalog(request):
-            raise PermissionDenied("You need permission to add sites and SKUs to import a catalog.")
+            raise PermissionDenied(
+                "You need permission to add and change sites and SKUs to import a catalog."
+            )
         form = CatalogImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             sites, skus = form.cleaned_data["sites_rows"], form.cleaned_data["skus_rows"]
-            counts = catalog_import(sites=sites, skus=skus)
+            counts = catalog_import(sites=sites, skus=skus, imported_by=request.user)
             for model, rows in ((Site, sites), (Sku, skus)):
                 if rows:  # in the admin's history, as an edit by hand would be
                     LogEntry.objects.log_actions(

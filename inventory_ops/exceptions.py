@@ -21,6 +21,14 @@ class InvalidMovement(StockError):
     """A movement request that can never be applied (bad kind, negative count, ...)."""
 
 
+class CatalogImportNotAllowed(StockError):
+    def __init__(self, username: str):
+        super().__init__(
+            f"{username} may not import a catalog: it needs permission to add and change sites "
+            "and SKUs"
+        )
+
+
 class CatalogError(Exception):
     """A catalog file with problems; `problems` lists each one with its file, line and column."""
 

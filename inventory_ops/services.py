@@ -20,7 +20,12 @@ from django.utils import timezone
 
 from inventory_ops.catalog import SiteRow, SkuRow
 from inventory_ops.db import copy_rows, pg_int_array, run_atomic_with_retry
-from inventory_ops.exceptions import InvalidMovement, UnknownSite, UnknownSku
+from inventory_ops.exceptions import (
+    CatalogImportNotAllowed,
+    InvalidMovement,
+    UnknownSite,
+    UnknownSku,
+)
 from inventory_ops.models import (
     Movement,
     MovementCause,
@@ -362,9 +367,26 @@ def _stock_levels_add(levels: Iterable[LockedLevel]) -> None:
             )
 
 
+CATALOG_IMPORT_PERMISSIONS = (
+    "inventory_ops.add_site",
+    "inventory_ops.change_site",
+    "inventory_ops.add_sku",
+    "inventory_ops.change_sku",
+)
+
+
 @transaction.atomic
-def catalog_import(*, sites: Sequence[SiteRow] = (), skus: Sequence[SkuRow] = ()) -> dict[str, int]:
-    """Create or update sites and SKUs from parsed catalog rows; return what changed."""
+def catalog_import(
+    *, sites: Sequence[SiteRow] = (), skus: Sequence[SkuRow] = (), imported_by=None
+) -> dict[str, int]:
+    """Create or update sites and SKUs from parsed catalog rows, all or nothing; return what
+    changed.
+
+    `imported_by` is the person asking (from a screen), who needs to add and change sites and
+    SKUs; None is an operator at the server's shell (`import_catalog`, `load_demo`).
+    """
+    if imported_by is not None and not imported_by.has_perms(CATALOG_IMPORT_PERMISSIONS):
+        raise CatalogImportNotAllowed(imported_by.get_username())
     counts = {"sites_created": 0, "sites_updated": 0, "skus_created": 0, "skus_updated": 0}
     for row in sites:
         defaults = {"name": row.name}

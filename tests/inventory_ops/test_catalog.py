@@ -5,8 +5,11 @@ from django.contrib.admin.models import LogEntry
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
+from inventory_ops.catalog import SiteRow, SkuRow
+from inventory_ops.exceptions import CatalogImportNotAllowed
 from inventory_ops.models import Site, Sku
 from inventory_ops.roles import MANAGERS
+from inventory_ops.services import catalog_import
 from tests.builders import user_make
 
 pytestmark = pytest.mark.django_db
@@ -140,3 +143,19 @@ def test_the_catalog_import_is_refused_and_not_offered_without_permission_to_add
     assert "import-catalog/" not in listing.content.decode()
     assert response.status_code == 403
     assert not Sku.objects.exists()
+
+
+def test_the_catalog_service_refuses_a_person_without_permission_and_writes_nothing():
+    # Given rows parsed from a good file, and a manager (who may view, not edit, the catalog)
+    sites = [SiteRow(code="ams", name="Amsterdam DC", timezone="Europe/Amsterdam")]
+    skus = [SkuRow(code="MILK-1L", name="Milk", unit_cost=Decimal("0.95"), reorder_point=40)]
+    manager = user_make(role=MANAGERS)
+
+    # When the manager asks the service itself to import them
+    with pytest.raises(CatalogImportNotAllowed) as refused:
+        catalog_import(sites=sites, skus=skus, imported_by=manager)
+
+    # Then it says why, and nothing was written
+    assert "add and change sites and SKUs" in str(refused.value)
+    assert not Site.objects.filter(code="ams").exists()
+    assert not Sku.objects.filter(code="MILK-1L").exists()
