@@ -281,11 +281,6 @@ def recovery_measure(
     return recovery, time.monotonic() - back_at
 
 
-@pytest.mark.xfail(
-    reason="open finding (docs/reliability.md): after the Redis restart the stock can end off "
-    "the producer's ledger with every batch done and no dead letter; not yet explained",
-    strict=False,
-)
 def test_routine_faults_while_events_flow_lose_nothing_and_apply_nothing_twice():
     stack = Stack(
         name="fault-suite",
