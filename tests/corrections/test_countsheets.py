@@ -3,7 +3,9 @@ from decimal import Decimal
 import pytest
 from django.contrib.admin.models import DELETION, LogEntry
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import DatabaseError, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from inventory_ops.corrections.models import CountSheet, CountSheetStatus
 from inventory_ops.models import Movement, MovementCause, MovementKind, StockLevel
@@ -296,3 +298,19 @@ def test_discarding_a_sheet_is_in_the_history(client):
         "Discarded; nothing was applied.",
     )
     assert entry.object_repr == f"Count sheet #{sheet.pk} (count.csv)"
+
+
+@pytest.mark.parametrize("status", [CountSheetStatus.APPLIED, CountSheetStatus.REJECTED])
+def test_the_database_refuses_to_edit_a_decided_sheet(status):
+    # SQLite once lost this trigger when a migration rebuilt the table (corrections 0005).
+    sheet = CountSheet.objects.create(
+        filename="count.csv",
+        status=status,
+        uploaded_by=user_make(role=STOCK_STAFF),
+        uploaded_at=timezone.now(),
+    )
+
+    with pytest.raises(DatabaseError, match="immutable"), transaction.atomic():
+        CountSheet.objects.filter(pk=sheet.pk).update(filename="forged.csv")
+
+    assert CountSheet.objects.get().filename == "count.csv"

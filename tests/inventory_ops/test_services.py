@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from inventory_ops.exceptions import InvalidMovement, UnknownSite, UnknownSku
@@ -195,13 +195,6 @@ def test_a_count_of_zero_empties_the_shelf():
     assert Movement.objects.filter(kind=MovementKind.COUNTED).get().on_hand_delta == -4
 
 
-# Known bug, open: on SQLite, migration inventory_ops 0006 adds a CHECK constraint, which SQLite
-# does by rebuilding the movement table, and the rebuild drops the append-only UPDATE trigger.
-@pytest.mark.xfail(
-    condition=connection.vendor == "sqlite",
-    reason="SQLite: the 0006 table rebuild dropped the movement append-only trigger (open bug)",
-    strict=False,
-)
 def test_the_database_refuses_to_update_a_movement():
     site, sku = site_make(), sku_make()
     movements_record(requests=[receive(site, sku, 3)])
