@@ -53,4 +53,6 @@ class LiveDashboard:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        # Longer than a connection attempt's open_timeout, which the reader may be inside.
+        self._thread.join(timeout=15)
+        assert not self._thread.is_alive(), "the dashboard WebSocket reader is stuck"

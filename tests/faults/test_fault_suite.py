@@ -63,7 +63,7 @@ class Producer:
     def pause(self) -> None:
         """Stop sending after the batch under way has been answered 202."""
         self.flowing.clear()
-        self._idle.wait(timeout=120)
+        assert self._idle.wait(timeout=120), "the producer never finished its batch under way"
 
     def resume(self) -> None:
         self._idle.clear()
@@ -73,6 +73,7 @@ class Producer:
         self._stop.set()
         self.flowing.set()
         self._thread.join(timeout=120)
+        assert not self._thread.is_alive(), "the producer is stuck"
 
     def _batch(self) -> tuple[list[dict], dict, set[str]]:
         """Events of one batch, their effect on stock, and the ids of those that move stock."""
@@ -164,6 +165,7 @@ class Prober:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=60)
+        assert not self._thread.is_alive(), "the page reader is stuck"
 
 
 def site_on_hand_shown(frame: dict) -> dict[str, int]:
