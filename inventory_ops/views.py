@@ -6,7 +6,7 @@ import sys
 import django_rq
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError
-from django.http import HttpResponsePermanentRedirect, JsonResponse
+from django.http import HttpResponseRedirect, JsonResponse
 from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -27,8 +27,12 @@ ON_CALL_PERMISSION = "inventory_ops.run_remediation"
 @login_not_required  # the login page's browser asks for it too
 @require_GET
 def favicon(request):
-    """Our icon, for the pages that do not link one (the Django admin's)."""
-    return HttpResponsePermanentRedirect(static("img/favicon.svg"))
+    """Our icon, for the pages that do not link one (the Django admin's).
+
+    A temporary redirect: the target's name carries its content hash, which changes with a
+    deploy, and browsers would keep a permanent redirect to a name that no longer exists.
+    """
+    return HttpResponseRedirect(static("img/favicon.svg"))
 
 
 @require_GET
