@@ -57,7 +57,7 @@ def _unauthorized() -> JsonResponse:
     description=(
         "Query: `window` (1h, 24h, 7d or 30d; default 1h), `site` (a site code; omit for all "
         "sites). Ratios are fractions, durations seconds, money in the deployment currency, "
-        "null when there is nothing to measure (see SPEC.md 'KPIs')."
+        "null when there is nothing to measure (docs/kpis.md gives each formula)."
     ),
 )
 def kpis(request: HttpRequest, site: str | None = None, window: str = "1h"):

@@ -9,7 +9,10 @@ from inventory_ops.outages import OUTAGE_ERRORS, outage_json_response, outage_lo
 api = NinjaAPI(
     title="inventory_ops API",
     version="1",
-    description="Feed ingest, KPIs and stock levels. See SPEC.md for the event schema.",
+    description=(
+        "Feed ingest, KPIs and stock levels. The event schema, signing and every KPI's "
+        "formula are written out in the repository's docs/ingest.md and docs/kpis.md."
+    ),
     urls_namespace="api",
 )
 api.add_router("/ingest/", ingest_router)
