@@ -55,7 +55,7 @@ serve: setup
 	@echo "Open http://127.0.0.1:$(PORT)/ and log in with a user above. Ctrl-C stops everything."
 	SIMULATOR_URL=http://127.0.0.1:$(PORT) $(VENV)/bin/honcho --procfile Procfile start --port $(PORT) web worker simulator
 
-# Start PostgreSQL and Redis if they do not answer, and install Chromium if it is missing.
+# Start PostgreSQL and Redis if they do not answer, and install Chromium and nginx if they are missing.
 services:
 	@$(TEST_ENV) scripts/test-services
 

@@ -5,10 +5,13 @@ the child process, connected to the same test database, sees them.
 """
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -213,3 +216,111 @@ class RedisServer:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=20)
+
+
+NGINX = "/usr/sbin/nginx"
+NGINX_SITE_CONFIG = BASE_DIR / "deploy" / "nginx" / "default.conf"
+
+
+def nginx_install() -> str:
+    """Debian's nginx, installed if missing as scripts/test-services does (root, apt-get)."""
+    if not os.path.exists(NGINX):
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            raise RuntimeError(f"{NGINX} is missing: sudo apt-get install nginx")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "nginx"],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    return NGINX
+
+
+class NginxProxy:
+    """Debian's nginx with the shipped site configuration (deploy/nginx/default.conf) in front
+    of web processes on this machine: its upstream servers become `upstream_ports`, it listens
+    on a free port. Its own directory for configuration, logs and temporary files.
+
+    The access log says which upstream served each request (`requests()`), and every response
+    names it in an `X-Upstream` header, a WebSocket handshake's too."""
+
+    def __init__(self, upstream_ports: list[int]) -> None:
+        self.upstream_ports = upstream_ports
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.directory = Path(tempfile.mkdtemp(prefix="io-nginx-"))
+        self.process = None
+
+    def _site_config(self) -> str:
+        site = NGINX_SITE_CONFIG.read_text()
+        servers = re.findall(r"^\s*server web-\d+:8000 (.*);$", site, flags=re.MULTILINE)
+        assert servers, "no `server web-N:8000 ...;` line in deploy/nginx/default.conf"
+        options = servers[0]
+        ours = "".join(f"    server 127.0.0.1:{port} {options};\n" for port in self.upstream_ports)
+        site = re.sub(r"(^\s*server web-\d+:8000 .*;\n)+", ours, site, flags=re.MULTILINE)
+        site, listens = re.subn(
+            r"^(\s*)listen \d+;$", rf"\1listen 127.0.0.1:{self.port};", site, flags=re.MULTILINE
+        )
+        assert listens == 1, "deploy/nginx/default.conf should have one `listen PORT;`"
+        return site
+
+    def start(self) -> None:
+        directory = self.directory
+        (directory / "site.conf").write_text(self._site_config())
+        # As the nginx image's own nginx.conf does: the site's file included inside `http`.
+        (directory / "nginx.conf").write_text(
+            f"""
+{"user root;" if os.geteuid() == 0 else ""}
+worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    log_format upstreams '$request_method $uri $status $upstream_addr';
+    access_log {directory}/access.log upstreams;
+    add_header X-Upstream $upstream_addr always;
+    client_body_temp_path {directory}/client_body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+    include {directory}/site.conf;
+}}
+"""
+        )
+        self.process = start_process(
+            [
+                nginx_install(),
+                *("-p", str(directory), "-c", str(directory / "nginx.conf")),
+                *("-e", str(directory / "error.log"), "-g", "daemon off;"),
+            ],
+            env=dict(os.environ),
+            log_name=f"nginx-{self.port}",
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nginx did not start: {self.error_log()}")
+            time.sleep(0.05)
+
+    def error_log(self) -> str:
+        path = self.directory / "error.log"
+        return path.read_text() if path.exists() else ""
+
+    def requests(self) -> list[tuple[str, str, int, str]]:
+        """(method, path, status, upstream address) of every request nginx finished."""
+        path = self.directory / "access.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [
+            (method, uri, int(status), upstream)
+            for method, uri, status, upstream in (line.split(" ", 3) for line in lines)
+        ]
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -27,6 +27,8 @@ from tests.processes import BASE_DIR, RedisServer, free_port, start_process, sto
 SITES = ("north", "south")
 SKUS = ("A", "B", "C")
 UNIT_COST = {"A": "2.00", "B": "3.50", "C": "10.00"}
+# The password of the users `session_make` creates, to log in through a login form too.
+PASSWORD = "pw-for-tests"
 
 
 def procfile_command(name: str, **env: str) -> list[str]:
@@ -43,6 +45,17 @@ def procfile_command(name: str, **env: str) -> list[str]:
             # `python` of the Procfile is this virtualenv's, as `make run` puts it on the PATH.
             return [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
     raise LookupError(f"no {name!r} line in the Procfile")
+
+
+def http_status(url: str) -> int | None:
+    """The status `url` answers a plain GET with; None if nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (local URL)
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
 
 
 class Answer:
@@ -113,9 +126,10 @@ class Stack:
             raise AssertionError(f"manage.py {args} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout if check else result
 
-    def start(self, name: str, line: str) -> subprocess.Popen:
-        """Start the Procfile line `line` as process `name` (its log in var/test-logs/)."""
-        argv = procfile_command(line, PORT=str(self.port))
+    def start(self, name: str, line: str, *, port: int | None = None) -> subprocess.Popen:
+        """Start the Procfile line `line` as process `name` (its log in var/test-logs/), on
+        `port` (default: the stack's)."""
+        argv = procfile_command(line, PORT=str(port or self.port))
         process = start_process(argv, env=self.env, log_name=f"{self.name}-{name}")
         self.processes[name] = process
         return process
@@ -123,9 +137,12 @@ class Stack:
     def stop(self, name: str, sig=signal.SIGTERM) -> None:
         stop_process(self.processes.pop(name), sig=sig)
 
-    def web_start(self) -> None:
-        self.start("web", "web")
-        self.wait_for(lambda: self.get("/healthz").status == 200, "the web process to answer")
+    def web_start(self, name: str = "web", *, port: int | None = None) -> subprocess.Popen:
+        """Start a web process (more than one: each on a `port` of its own, behind a proxy)."""
+        process = self.start(name, "web", port=port)
+        health = f"http://127.0.0.1:{port or self.port}/healthz"
+        self.wait_for(lambda: http_status(health) == 200, f"{name} to answer")
+        return process
 
     def worker_start(self, name: str = "worker") -> subprocess.Popen:
         process = self.start(name, "worker")
@@ -148,7 +165,7 @@ class Stack:
             "from django.contrib.auth import get_user_model\n"
             "from django.contrib.auth.models import Group\n"
             "from django.contrib.sessions.backends.db import SessionStore\n"
-            f"user = get_user_model().objects.create_user({username!r}, password='unused-pw')\n"
+            f"user = get_user_model().objects.create_user({username!r}, password={PASSWORD!r})\n"
             f"user.groups.add(Group.objects.get(name={role!r}))\n"
             "session = SessionStore()\n"
             "session['_auth_user_id'] = str(user.pk)\n"

@@ -17,133 +17,23 @@ those of docs/reliability.md.
 """
 
 import itertools
-import random
 import re
 import signal
 import threading
 import time
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.faults.dashboard_client import LiveDashboard
-from tests.faults.stack import SITES, SKUS, Stack
+from tests.faults.producer import Producer, batches_left
+from tests.faults.stack import SITES, Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
 
-EVENTS_PER_BATCH = 40
 KPI_WINDOWS = ("1h", "24h")
 # KPI keys that move with the clock between two reads, not with the data.
 CLOCK_KEYS = {"as_of", "feeds"}
-
-
-class Producer:
-    """Sends batches until paused; keeps the ledger the stock must equal."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.random = random.Random(12)  # a reproducible feed
-        self.sequence = itertools.count(1)
-        self.expected: dict[tuple[str, str], int] = defaultdict(int)  # on hand per site, SKU
-        self.moving_events: set[str] = set()  # event ids that move stock
-        self.events_accepted = 0
-        self.batches: list[str] = []
-        self.accepted_at: list[float] = []  # monotonic time each batch was answered 202
-        self.statuses: Counter = Counter()
-        self.flowing = threading.Event()
-        self._idle = threading.Event()  # set while paused, between two batches
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="producer", daemon=True)
-
-    def start(self) -> None:
-        self.flowing.set()
-        self._thread.start()
-
-    def pause(self) -> None:
-        """Stop sending after the batch under way has been answered 202."""
-        self.flowing.clear()
-        assert self._idle.wait(timeout=120), "the producer never finished its batch under way"
-
-    def resume(self) -> None:
-        self._idle.clear()
-        self.flowing.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.flowing.set()
-        self._thread.join(timeout=120)
-        assert not self._thread.is_alive(), "the producer is stuck"
-
-    def _batch(self) -> tuple[list[dict], dict, set[str]]:
-        """Events of one batch, their effect on stock, and the ids of those that move stock."""
-        events, effect, moving = [], defaultdict(int), set()
-        occurred = datetime.now(UTC) - timedelta(minutes=20)
-        while len(events) < EVENTS_PER_BATCH:
-            n = next(self.sequence)
-            site = self.random.choice(SITES)
-            at = (occurred + timedelta(seconds=n % 600)).isoformat()
-            if n % 3:
-                sku, qty = self.random.choice(SKUS), self.random.randint(1, 5)
-                events.append(_event(f"r{n}", "stock.received", at, site, sku=sku, qty=qty))
-                effect[(site, sku)] += qty
-                moving.add(f"r{n}")
-                continue
-            lines = {sku: self.random.randint(1, 3) for sku in self.random.sample(SKUS, 2)}
-            order = {"order_id": f"o{n}"}
-            events.append(
-                _event(
-                    f"c{n}",
-                    "order.created",
-                    at,
-                    site,
-                    **order,
-                    lines=[{"sku": sku, "qty": qty} for sku, qty in lines.items()],
-                    channel="web",
-                )
-            )
-            events.append(_event(f"d{n}", "order.dispatched", at, site, **order, courier_id="k1"))
-            events.append(
-                _event(
-                    f"v{n}",
-                    "order.delivered",
-                    at,
-                    site,
-                    **order,
-                    courier_id="k1",
-                    shipping_cost="4.50",
-                    accurate=bool(n % 7),
-                )
-            )
-            for sku, qty in lines.items():
-                effect[(site, sku)] -= qty
-            moving.update({f"c{n}", f"d{n}"})
-        return events, effect, moving
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self.flowing.is_set():
-                self._idle.set()
-                self.flowing.wait()
-                continue
-            events, effect, moving = self._batch()
-            while True:  # a producer resends until the batch is accepted
-                answer = self.stack.post_events(events, timeout=30)
-                self.statuses[answer.status] += 1
-                if answer.status == 202:
-                    break
-                time.sleep(0.5)
-            self.batches.append(answer.json()["batch_id"])
-            self.accepted_at.append(time.monotonic())
-            self.events_accepted += len(events)
-            for key, delta in effect.items():
-                self.expected[key] += delta
-            self.moving_events |= moving
-            time.sleep(0.1)
-
-
-def _event(event_id: str, type_: str, occurred_at: str, site: str, **fields) -> dict:
-    return {"event_id": event_id, "type": type_, "occurred_at": occurred_at, "site": site, **fields}
 
 
 class Prober:
@@ -205,24 +95,8 @@ def consistency_check(stack: Stack, producer: Producer, dashboard: LiveDashboard
     stack.manage("rebuild_kpis")
     assert kpis_read(stack) == before
     # the dashboard shows the same stock as the ledger
-    totals = defaultdict(int)
-    for (site, _), value in producer.expected.items():
-        totals[site] += value
     latest = dashboard.views_since(0)[-1]
-    assert site_on_hand_shown(latest) == {site: totals[site] for site in SITES}
-
-
-def batches_left(stack: Stack, batch_ids: list[str]) -> int | None:
-    """Batches among these not done yet; None while the database cannot say."""
-    try:
-        ((left,),) = stack.sql(
-            "SELECT count(*) FROM ingest_ingestbatch WHERE id = ANY(%s::uuid[]) "
-            "AND status <> 'done'",
-            batch_ids,
-        )
-    except Exception:  # PostgreSQL still starting up
-        return None
-    return left
+    assert site_on_hand_shown(latest) == producer.site_on_hand()
 
 
 def recovery_measure(
@@ -243,10 +117,7 @@ def recovery_measure(
         interval=0.1,
     )
     recovery = time.monotonic() - back_at
-    totals = defaultdict(int)
-    for (site, _), value in producer.expected.items():
-        totals[site] += value
-    wanted = {site: totals[site] for site in SITES}
+    wanted = producer.site_on_hand()
 
     def caught_up() -> bool:
         views = dashboard.views_since(back_at)
