@@ -6,10 +6,14 @@ only; never writes to the database.
 """
 
 import json
+import time
+from importlib import import_module
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 
 from dashboards.live import hub_get
 from dashboards.panels import Scope, window_parse
@@ -20,6 +24,10 @@ from inventory_ops.outages import CLOSE_UNAVAILABLE, OUTAGE_ERRORS, UNAVAILABLE_
 # CLOSE_UNAVAILABLE (4503, inventory_ops.outages): the database or Redis is away, retry.
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNKNOWN_SITE = 4404
+CLOSE_SIGNED_OUT = 4401
+# The page pings every 1.5 s to know its socket is alive; whether its session still exists
+# (logged out elsewhere, expired) is read from the session store at most this often.
+SESSION_CHECK_S = 5
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
@@ -28,6 +36,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     # through Redis once per socket (dashboards/live.py).
     channel_layer_alias = "dashboards-no-channel-layer"  # not in CHANNEL_LAYERS: no layer
     scope_watched: Scope | None = None
+    session_checked_at = 0.0
 
     async def connect(self):
         user = self.scope.get("user")
@@ -57,7 +66,22 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             hub_get().unwatch(self.scope_watched, self)
 
     async def receive(self, text_data=None, bytes_data=None):
-        """The stream is server to client; a client message is answered, not acted on."""
+        """The stream is server to client; the only message understood is the page's heartbeat
+        ({"type": "ping"}), answered with a pong, or with signed_out once the session is gone."""
+        if _is_ping(text_data):
+            if time.monotonic() - self.session_checked_at >= SESSION_CHECK_S:
+                self.session_checked_at = time.monotonic()
+                session = self.scope.get("session")
+                user = self.scope.get("user")
+                if not await _session_current(getattr(session, "session_key", None), user.pk):
+                    message = "signed out: the session ended; log in again"
+                    await self.send(
+                        text_data=json.dumps({"type": "signed_out", "message": message})
+                    )
+                    await self.close(code=CLOSE_SIGNED_OUT)
+                    return
+            await self.send(text_data='{"type": "pong"}')
+            return
         await self.send(
             text_data=json.dumps(
                 {"type": "error", "message": "this socket only sends; nothing to receive"}
@@ -99,6 +123,23 @@ class WebSocketOutageGuard:
             await send({"type": "websocket.send", "text": frame})
             await send({"type": "websocket.close", "code": CLOSE_UNAVAILABLE})
             return None
+
+
+def _is_ping(text_data) -> bool:
+    try:
+        return json.loads(text_data or "").get("type") == "ping"
+    except (ValueError, AttributeError):
+        return False
+
+
+@database_sync_to_async
+def _session_current(session_key: str | None, user_pk) -> bool:
+    """Whether the session this socket opened with still logs in the same user (not logged
+    out, not expired)."""
+    if not session_key:
+        return False
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return str(store.get(SESSION_KEY)) == str(user_pk)
 
 
 @database_sync_to_async

@@ -6,7 +6,7 @@ the stock tables come from the stock levels.
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Count, F, Sum
@@ -15,9 +15,12 @@ from django.utils import timezone
 
 from dashboards import figures
 from dashboards.kpis import WINDOWS, kpi_trends_compute, kpis_compute
+from dashboards.oncall.measures import KPI_KEY_OF_KIND
+from dashboards.oncall.models import KINDS_BREACHING_BELOW, AlertRule
 from inventory_ops.models import Site, StockLevel
 
 DEFAULT_WINDOW = "1h"
+WINDOW_SPANS = {window: timedelta(seconds=seconds) for window, seconds in WINDOWS.items()}
 LOWEST_STOCK_ROWS = 15
 # A feed with no applied event for this long gets a "stale" badge.
 FEED_STALE_AFTER_S = 300
@@ -40,8 +43,32 @@ KPI_TILES = (
     ("reconciliation_skew", "Reconciliation skew", "skew", "of snapshot lines"),
     ("reconciliation_skew_units", "Skew units", "integer", "snapshot vs on hand"),
 )
-# Tiles whose value above zero is trouble: shown with a warning style (never colour alone).
-ALARMING_WHEN_POSITIVE = {"stockouts", "negative_stock", "below_reorder_point"}
+# How a tile judges its value when no alert rule covers it: (direction, watch, bad), read as
+# alert rules read their threshold: "above" is trouble when the value is above it (stockouts
+# above 0: watch; above 9: bad), "below" when under it. Settings DASHBOARD_TILE_THRESHOLDS
+# replaces entries. A tile absent here and without a rule is not judged: volumes such as
+# deliveries or counts have no right value. docs/dashboard.md explains the choice.
+DEFAULT_TILE_THRESHOLDS = {
+    "order_accuracy": ("below", 0.98, 0.95),
+    "stock_mismatch_rate": ("above", 0.02, 0.05),
+    "stockouts": ("above", 0, 9),
+    "negative_stock": ("above", 0, 0),
+    "below_reorder_point": ("above", 0, 24),
+    "reconciliation_skew": ("above", 0.02, 0.05),
+}
+# An alert rule's threshold is where a tile turns "bad"; "watch" starts this share of the way
+# towards it (above: 80 % of the threshold; below: half-way between the threshold and 100 %).
+WATCH_SHARE = 0.8
+# Tiles of the stock as it stands now, not of a window: kpis_compute gives them for the present
+# only, so they show no change against a previous window (that would need the stock as it stood).
+TILES_OF_NOW = {
+    "stockouts",
+    "negative_stock",
+    "below_reorder_point",
+    "reconciliation_skew",
+    "reconciliation_skew_units",
+}
+TILE_STATES = {"ok": "Good", "watch": "Watch", "bad": "Bad"}
 
 # Element id -> accessible name (the figure's own title is drawn in SVG, not read out).
 CHARTS = {
@@ -82,6 +109,10 @@ def scope_context_build(scope: Scope, *, now: datetime | None = None) -> dict:
     """Gather everything one scope shows (the expensive part: done once per update)."""
     now = now or timezone.now()
     kpis = kpis_compute(site=scope.site, window=scope.window, now=now)
+    # The window of the same length just before: each tile's change (a few ms: rollups).
+    previous = kpis_compute(
+        site=scope.site, window=scope.window, now=now - WINDOW_SPANS[scope.window]
+    )
     trends = kpi_trends_compute(site=scope.site, window=scope.window, now=now)
     # Not StockLevel.with_available(): its "available" annotation collides with the model's
     # read-only `available` property (AttributeError on load).
@@ -103,7 +134,7 @@ def scope_context_build(scope: Scope, *, now: datetime | None = None) -> dict:
     return {
         "scope": scope,
         "kpis": kpis,
-        "tiles": kpi_tiles(kpis),
+        "tiles": kpi_tiles(kpis, previous=previous, thresholds=tile_thresholds(scope)),
         "feeds": feed_rows(kpis.get("feeds") or []),
         "site_totals": site_totals,
         "lowest_stock": lowest_stock,
@@ -113,11 +144,62 @@ def scope_context_build(scope: Scope, *, now: datetime | None = None) -> dict:
     }
 
 
-def kpi_tiles(kpis: dict) -> list[dict]:
+def tile_thresholds(scope: Scope) -> dict[str, tuple[str, float, float]]:
+    """How each tile is judged for this scope: defaults, then settings, then alert rules.
+
+    An enabled alert rule on the tile's KPI for exactly this scope (its site, or all sites)
+    wins, preferring one on the shown window; the tile turns "bad" where the rule breaches.
+    """
+    thresholds = {
+        **DEFAULT_TILE_THRESHOLDS,
+        **getattr(settings, "DASHBOARD_TILE_THRESHOLDS", {}),
+    }
+    rules = (
+        AlertRule.objects.filter(
+            enabled=True, kind__in=list(KPI_KEY_OF_KIND), site__code=scope.site
+        )
+        if scope.site
+        else AlertRule.objects.filter(
+            enabled=True, kind__in=list(KPI_KEY_OF_KIND), site__isnull=True
+        )
+    )
+    # Rules on the shown window last, so they win.
+    for rule in sorted(rules, key=lambda rule: rule.window == scope.window):
+        bad = float(rule.threshold)
+        if rule.kind in KINDS_BREACHING_BELOW:
+            thresholds[KPI_KEY_OF_KIND[rule.kind]] = ("below", bad + (1 - bad) * 0.5, bad)
+        else:
+            thresholds[KPI_KEY_OF_KIND[rule.kind]] = ("above", bad * WATCH_SHARE, bad)
+    return thresholds
+
+
+def tile_state(value, judged_by: tuple[str, float, float] | None) -> str | None:
+    """ "ok", "watch" or "bad"; None when the tile is not judged or has no value."""
+    if judged_by is None or not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    direction, watch, bad = judged_by
+    if direction == "below":
+        return "bad" if value < bad else "watch" if value < watch else "ok"
+    return "bad" if value > bad else "watch" if value > watch else "ok"
+
+
+def _number_of(value):
+    if isinstance(value, dict):  # the skew may come as {"share": .., "units": ..}
+        value = value.get("share")
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def kpi_tiles(
+    kpis: dict, *, previous: dict | None = None, thresholds: dict | None = None
+) -> list[dict]:
+    thresholds = DEFAULT_TILE_THRESHOLDS if thresholds is None else thresholds
     tiles = []
     for key, label, value_format, unit in KPI_TILES:
         value = kpis.get(key)
-        alarming = key in ALARMING_WHEN_POSITIVE and isinstance(value, int | float) and value > 0
+        number = _number_of(value)
+        before = None if key in TILES_OF_NOW else _number_of((previous or {}).get(key))
+        change = None if number is None or before is None else number - before
+        state = tile_state(number, thresholds.get(key))
         tiles.append(
             {
                 "key": key,
@@ -125,7 +207,17 @@ def kpi_tiles(kpis: dict) -> list[dict]:
                 "value": value,
                 "format": value_format,
                 "unit": unit,
-                "alarming": alarming,
+                "state": state,
+                "state_label": TILE_STATES.get(state, ""),
+                "alarming": state == "bad",
+                "change": change,
+                "direction": None
+                if change is None
+                else "up"
+                if change > 0
+                else "down"
+                if change < 0
+                else "flat",
             }
         )
     return tiles

@@ -62,6 +62,56 @@ def kpi_format(value, value_format: str) -> str:
     return f"{float(number):,.2f}"
 
 
+COMPACT_FROM = 10_000
+COMPACT_STEPS = ((1e3, "k"), (1e6, "M"), (1e9, "B"), (1e12, "T"))
+
+
+def compact_number(number: float) -> str | None:
+    """234110 -> "234.1k", 1234567 -> "1.2M": short enough for any tile; None below 10,000."""
+    if abs(number) < COMPACT_FROM:
+        return None
+    # The smallest unit that keeps it under 1000 once rounded (999,950 is "1.0M", not "1000.0k").
+    for size, suffix in COMPACT_STEPS:
+        shown = f"{number / size:.1f}"
+        if abs(float(shown)) < 1000 or suffix == "T":
+            return f"{shown}{suffix}"
+    return None
+
+
+@register.filter
+def kpi_compact(value, value_format: str) -> str:
+    """A tile's value, short enough to fit: large numbers as 234.1k / 1.2M (money without its
+    currency, which the tile shows apart). The exact figure is kpi_format's."""
+    if value_format in ("integer", "decimal", "money", "amount"):
+        number = _number(value)
+        if number is not None:
+            compact = compact_number(float(number))
+            if compact is not None:
+                return compact
+            if value_format == "money":
+                value_format = "amount"
+    return kpi_format(value, value_format)
+
+
+@register.filter
+def kpi_change(change, value_format: str) -> str:
+    """A tile's change against the previous window, signed: "+3", "-1.2 pts", "+1.5 min"."""
+    number = _number(change)
+    if number is None:
+        return ""
+    number = float(number)
+    sign = "+" if number > 0 else "-" if number < 0 else "±"
+    size = abs(number)
+    if value_format in ("percent", "skew"):
+        return f"{sign}{size * 100:.1f} pts"
+    if value_format == "duration":
+        return sign + duration_format(size)
+    shown = compact_number(size)
+    if shown is None:
+        shown = f"{int(size):,}" if value_format == "integer" else f"{size:,.2f}"
+    return sign + shown
+
+
 @register.filter
 def seconds_ago(value) -> str:
     """A feed's freshness in seconds, as "12 s ago"; "never" when nothing was applied yet."""

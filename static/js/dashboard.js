@@ -5,6 +5,8 @@
 //   {type: "degraded", message}           the server could not compute: show "stale"
 //   {type: "error", message}              bad request; the server closes the socket
 //   {type: "unavailable", message}        the database or Redis is away; closed with 4503
+//   {type: "pong"}                        answer to our {"type": "ping"} heartbeat
+//   {type: "signed_out", message}         the session ended; closed with 4401
 (function () {
   "use strict";
   const root = document.getElementById("live-root");
@@ -19,12 +21,22 @@
   const UNAVAILABLE_RETRY_MS = 1000;
   const RETRY_BASE_MS = 500;
   const RETRY_MAX_MS = 4000;
+  // A socket can look open while nothing arrives (network gone, server frozen): ping every
+  // 1.5 s and call the connection lost after 3.5 s of silence, so a TV shows it within 5 s.
+  const HEARTBEAT_MS = 1500;
+  const SILENCE_LOST_MS = 3500;
+  const CONNECT_TIMEOUT_MS = 5000;
+  const CLOSE_SIGNED_OUT = 4401;
+  const LOGIN_RETURN_MS = 5000;
+  const banner = document.getElementById("offline-banner");
 
   let socket = null;
   let attempt = 0;
   let retryTimer = null;
   let staleTimer = null;
   let lastUpdate = null; // when the shown numbers were last known good
+  let lastHeard = Date.now(); // when the current socket last said anything
+  let signedOut = false;
 
   function clock(date) {
     return date ? date.toTimeString().slice(0, 8) : "—";
@@ -39,6 +51,61 @@
     else if (why) badge.textContent = why.charAt(0).toUpperCase() + why.slice(1) + "… data from " + clock(lastUpdate);
     else if (state === "reconnecting") badge.textContent = "Reconnecting… data from " + clock(lastUpdate);
     else badge.textContent = "Stale since " + clock(lastUpdate);
+    bannerSet(state);
+  }
+
+  function bannerSet(state) {
+    if (!banner) return;
+    if (signedOut) {
+      banner.textContent = "Signed out: these numbers stopped updating at " + clock(lastUpdate) +
+        ". Returning to the login page…";
+    } else if (state === "reconnecting" || state === "stale") {
+      banner.textContent = "OFFLINE: not updating since " + clock(lastUpdate) + ". Reconnecting…";
+    } else {
+      banner.textContent = "";
+    }
+  }
+
+  function signedOutShow() {
+    if (signedOut) return;
+    signedOut = true;
+    root.dataset.session = "ended";
+    clearTimeout(retryTimer);
+    clearTimeout(staleTimer);
+    stateSet("stale", "signed out");
+    setTimeout(function () {
+      location.href = "/accounts/login/?next=" + encodeURIComponent(location.pathname + location.search);
+    }, LOGIN_RETURN_MS);
+  }
+
+  // A refused handshake (403: no session) looks like any failed connection to a browser.
+  // Ask the page itself, without following redirects and without computing it (HEAD is
+  // refused by the view, 405, but only after the login check): a redirect means signed out.
+  function sessionCheck() {
+    return fetch(location.pathname + location.search, {
+      method: "HEAD",
+      redirect: "manual",
+      credentials: "same-origin",
+      cache: "no-store",
+    }).then(function (response) {
+      if (response.type === "opaqueredirect") signedOutShow();
+    }, function () {
+      // The server is unreachable: the retry loop goes on.
+    });
+  }
+
+  // Large values are shortened on the server (234.1k); a long one that still does not fit
+  // shrinks until it does, so no tile is ever cut.
+  function tileValuesFit() {
+    document.querySelectorAll(".tile-value").forEach(function (element) {
+      element.style.fontSize = "";
+      let size = parseFloat(getComputedStyle(element).fontSize);
+      const smallest = size * 0.45;
+      while (element.scrollWidth > element.clientWidth && size > smallest) {
+        size *= 0.9;
+        element.style.fontSize = size + "px";
+      }
+    });
   }
 
   function staleTimerArm() {
@@ -79,9 +146,14 @@
   }
 
   function frameApply(frame) {
-    if (frame.type === "view") {
+    if (frame.type === "pong") {
+      return;
+    } else if (frame.type === "signed_out") {
+      signedOutShow();
+    } else if (frame.type === "view") {
       htmx.swap(document.body, frame.html, { swapStyle: "none" });
       linksPrune();
+      tileValuesFit();
       chartsRender(frame.charts);
       lastUpdate = new Date();
       errorBox.textContent = "";
@@ -104,21 +176,43 @@
     return scheme + location.host + dashboard.dataset.wsPath;
   }
 
+  function connectionLost(current, why) {
+    // Called for a closed socket or one gone silent: retry with backoff.
+    clearTimeout(staleTimer);
+    if (signedOut) return;
+    stateSet("reconnecting", why);
+    const delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * Math.pow(2, attempt));
+    attempt += 1;
+    retryTimer = setTimeout(connect, delay / 2 + Math.random() * delay / 2);
+  }
+
   function connect() {
     clearTimeout(retryTimer);
+    if (signedOut) return;
     const current = new WebSocket(socketUrl());
+    let opened = false;
     socket = current;
+    lastHeard = Date.now();
     // "live" only once the first view arrives: the server sends a full view on every
     // (re)connect, which is the resynchronisation.
     current.onopen = function () {
       attempt = 0;
+      opened = true;
+      lastHeard = Date.now();
     };
     current.onmessage = function (event) {
-      if (current === socket) frameApply(JSON.parse(event.data));
+      if (current !== socket) return;
+      lastHeard = Date.now();
+      frameApply(JSON.parse(event.data));
     };
     current.onclose = function (event) {
-      if (current !== socket) return; // replaced on purpose (window change)
+      if (current !== socket) return; // replaced on purpose (window change) or gone silent
       clearTimeout(staleTimer);
+      if (event.code === CLOSE_SIGNED_OUT) {
+        signedOutShow();
+        return;
+      }
+      if (!opened) sessionCheck();
       if (PERMANENT_CLOSE_CODES.indexOf(event.code) !== -1) {
         stateSet("stale");
         return;
@@ -128,13 +222,33 @@
         retryTimer = setTimeout(connect, UNAVAILABLE_RETRY_MS * (1 + Math.random()));
         return;
       }
-      stateSet("reconnecting");
       // Exponential backoff with jitter, so a restarted server is not hit by every TV at once.
-      const delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * Math.pow(2, attempt));
-      attempt += 1;
-      retryTimer = setTimeout(connect, delay / 2 + Math.random() * delay / 2);
+      connectionLost(current);
     };
   }
+
+  setInterval(function () {
+    const current = socket;
+    if (!current || current.readyState > WebSocket.OPEN) return;
+    // A handshake a frozen server never answers counts as silence too (after a little longer).
+    const silenceAllowed = current.readyState === WebSocket.OPEN ? SILENCE_LOST_MS : CONNECT_TIMEOUT_MS;
+    if (Date.now() - lastHeard > silenceAllowed) {
+      socket = null; // its close event, if it ever comes, is ignored
+      current.close();
+      connectionLost(current, "connection lost, reconnecting");
+      sessionCheck();
+      return;
+    }
+    if (current.readyState === WebSocket.OPEN) current.send(JSON.stringify({ type: "ping" }));
+  }, HEARTBEAT_MS);
+
+  window.addEventListener("offline", function () {
+    const current = socket;
+    if (!current || signedOut) return;
+    socket = null;
+    current.close();
+    connectionLost(current, "network offline, reconnecting");
+  });
 
   function reconnectForNewScope() {
     const previous = socket;
@@ -143,6 +257,7 @@
     attempt = 0;
     stateSet("connecting");
     chartsFromPage();
+    tileValuesFit();
     connect();
   }
 
@@ -178,6 +293,8 @@
   const asOf = document.querySelector("#as-of time");
   lastUpdate = asOf ? new Date(asOf.getAttribute("datetime")) : new Date();
   chartsFromPage();
+  tileValuesFit();
+  window.addEventListener("resize", tileValuesFit);
   stateSet("connecting");
   connect();
 })();

@@ -2,9 +2,7 @@
 recovers by itself. Headless Chromium against a real Daphne, Redis and database."""
 
 import json
-import os
 import re
-import signal
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +15,7 @@ from ingest.services import feed_source_create
 from inventory_ops.services import movements_record
 from tests.browser.conftest import in_thread, live_state_wait, log_in, no_reload
 from tests.builders import receive, site_make, sku_make, user_make
-from tests.processes import daphne_server, rq_worker, subprocess_env
+from tests.processes import daphne_server, rq_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -143,22 +141,6 @@ def test_after_the_web_process_restarts_the_page_reconnects_and_resyncs(
         live_state_wait(page, "live", timeout_ms=20_000)
         assert page.text_content('[data-stock-on-hand="ams/TEA"]') == "9"
     assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
-
-
-def test_a_frozen_server_makes_the_page_stale_then_live_again(page, manager, stocked_site):
-    # Refresh every second: three missed refreshes (3 s) and the page calls itself stale.
-    with daphne_server(env=subprocess_env(DASHBOARD_REFRESH_S="1")) as daphne:
-        dashboard_open(page, daphne.base_url, "/")
-
-        os.kill(daphne.pid, signal.SIGSTOP)  # the socket stays open, nothing comes
-        try:
-            live_state_wait(page, "stale", timeout_ms=8000)
-            badge = page.text_content("#live-badge")
-        finally:
-            os.kill(daphne.pid, signal.SIGCONT)
-        live_state_wait(page, "live", timeout_ms=8000)
-
-    assert re.fullmatch(r"Stale since \d\d:\d\d:\d\d", badge)
 
 
 def test_the_window_selector_changes_the_window_without_a_reload(page, manager, stocked_site):

@@ -7,7 +7,7 @@ from django.test import Client
 
 from dashboards import panels
 from dashboards.kpis import kpis_compute
-from dashboards.templatetags.dashboard_format import kpi_format
+from dashboards.templatetags.dashboard_format import kpi_change, kpi_compact, kpi_format
 from inventory_ops.corrections.services import (
     CorrectionDraft,
     correction_approve,
@@ -90,7 +90,10 @@ def test_tiles_format_values_as_the_api_gives_them(client, monkeypatch):
     assert values["inventory_turnover"] == "12.35"
     assert values["reconciliation_skew"] == "12.5%"
     assert values["reconciliation_skew_units"] == "9"
-    assert "needs attention" in html  # negative stock above zero is flagged in words
+    # negative stock above zero is judged bad, in words and an icon as well as colour
+    assert re.search(
+        r'data-tile="negative_stock" data-tile-state="bad">.*?✕</span> Bad', html, re.S
+    )
     feeds = re.findall(r'data-feed="([^"]+)">.*?badge--(\w+)', html, flags=re.S)
     assert feeds == [("courier-app", "ok"), ("wms", "stale")]
 
@@ -113,6 +116,36 @@ def test_tiles_format_values_as_the_api_gives_them(client, monkeypatch):
 )
 def test_kpi_format(value, value_format, shown):
     assert kpi_format(value, value_format) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "value_format", "shown"),
+    [
+        (9999, "integer", "9,999"),
+        (234110, "integer", "234.1k"),
+        (999_950, "integer", "1.0M"),
+        (-1_234_567, "integer", "-1.2M"),
+        (1.97e12, "money", "2.0T"),
+        (2050, "money", "2,050.00"),
+        (0.5, "percent", "50.0%"),
+        (None, "integer", "—"),
+    ],
+)
+def test_tile_values_are_short_enough_for_any_tile(value, value_format, shown):
+    assert kpi_compact(value, value_format) == shown
+
+
+@pytest.mark.parametrize(
+    ("change", "value_format", "shown"),
+    [
+        (2, "integer", "+2"),
+        (-0.012, "percent", "-1.2 pts"),
+        (0, "integer", "±0"),
+        (90, "duration", "+1.5 min"),
+    ],
+)
+def test_tile_changes_are_signed(change, value_format, shown):
+    assert kpi_change(change, value_format) == shown
 
 
 def test_site_page_shows_its_lowest_stock_with_links_to_lineage(client):

@@ -1,0 +1,247 @@
+"""The screens as their users meet them: the kiosk on a floor TV (one screen, values that fit,
+offline and signed-out states seen from across the room, tiles that judge) and a phone (nothing
+off screen). Headless Chromium against a real Daphne and database."""
+
+import datetime as dt
+import os
+import signal
+import time
+
+import pytest
+from django.utils import timezone
+
+from inventory_ops.models import MovementKind
+from tests.browser.conftest import in_thread, live_state_wait, log_in
+from tests.builders import site_make, sku_make, user_make
+from tests.dashboards.kpi_helpers import count, deliver, move, receive, record
+from tests.processes import daphne_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "pw-for-tests"
+HOSTILE_NAME = '<b>Amsterdam "Noord" & Zuid</b> distribution centre with a very long name indeed'
+TV_SCREENS = [(1920, 1080), (3840, 2160)]
+PHONE = {"width": 390, "height": 844}
+
+FITS_ONE_SCREEN = """() => ({
+  scrollWidth: document.documentElement.scrollWidth,
+  scrollHeight: document.documentElement.scrollHeight,
+  width: innerWidth,
+  height: innerHeight,
+})"""
+CHARTS_IN_VIEW = """() => [...document.querySelectorAll('[data-chart]')].map(chart => {
+  const box = chart.getBoundingClientRect();
+  return {id: chart.id, drawn: !!chart.querySelector('.main-svg'), top: box.top,
+          bottom: box.bottom, right: box.right, height: box.height};
+})"""
+CUT_TILE_VALUES = """() => [...document.querySelectorAll('[data-kpi]')]
+  .filter(value => value.scrollWidth > value.clientWidth)
+  .map(value => value.dataset.kpi + ': ' + value.textContent)"""
+
+
+@pytest.fixture
+def manager():
+    return in_thread(user_make, "boss", role="managers")
+
+
+@pytest.fixture
+def huge_site():
+    """Site ams, HTML in its name, with numbers far larger than any tile was drawn for."""
+
+    def build():
+        site = site_make("ams", name=HOSTILE_NAME)
+        sku = sku_make("TEA", unit_cost="1999.99")
+        now = timezone.now()
+        receive(site, sku, 987_654_321, now - dt.timedelta(minutes=20))
+        record(count(site, sku, now - dt.timedelta(minutes=10), counted=0))
+        deliver(site, now - dt.timedelta(minutes=5), cost="123456.78")
+        return site
+
+    return in_thread(build)
+
+
+def kiosk_open(page, base_url: str, width: int, height: int, path: str = "/?kiosk=1") -> None:
+    page.set_viewport_size({"width": width, "height": height})
+    log_in(page, base_url, username="boss", password=PASSWORD)
+    page.goto(f"{base_url}{path}")
+    live_state_wait(page, "live")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-chart]')]"
+        ".every(chart => chart.querySelector('.main-svg'))"
+    )
+
+
+@pytest.mark.parametrize(("width", "height"), TV_SCREENS)
+def test_the_kiosk_fits_one_screen_with_every_chart_and_no_value_cut(
+    page, manager, huge_site, width, height
+):
+    with daphne_server() as daphne:
+        kiosk_open(page, daphne.base_url, width, height)
+        page.wait_for_timeout(300)  # Plotly's responsive resize
+        screen = page.evaluate(FITS_ONE_SCREEN)
+        charts = page.evaluate(CHARTS_IN_VIEW)
+        cut = page.evaluate(CUT_TILE_VALUES)
+        units = page.locator('[data-kpi="mismatch_units"]')
+        units_shown, units_exact = units.text_content(), units.get_attribute("title")
+        value_size = page.eval_on_selector(
+            '[data-kpi="deliveries"]', "e => parseFloat(getComputedStyle(e).fontSize)"
+        )
+
+    assert screen["scrollHeight"] <= screen["height"]  # no scrolling on a TV
+    assert screen["scrollWidth"] <= screen["width"]
+    assert len(charts) == 5
+    for chart in charts:
+        assert chart["drawn"], chart
+        assert chart["bottom"] <= height and chart["right"] <= width, chart
+        assert chart["height"] >= height * 0.2, chart  # a chart, not a sliver
+    assert cut == []
+    assert units_shown == "987.7M"  # shortened to fit, the exact figure on hover
+    assert units_exact == "Mismatch units: 987,654,321"
+    assert value_size >= 48 * width / 1920  # readable from three metres
+
+
+def test_kiosk_tiles_say_good_watch_or_bad_and_which_way_they_moved(page, manager):
+    def build():
+        site, sku = site_make("ams"), sku_make("TEA")
+        now = timezone.now()
+        receive(site, sku, 5, now - dt.timedelta(minutes=30))
+        # the previous hour had one delivery, this one three; one of them wrong (67 %: bad)
+        deliver(site, now - dt.timedelta(minutes=90))
+        for accurate in (True, True, False):
+            deliver(site, now - dt.timedelta(minutes=10), accurate=accurate)
+        record(
+            count(site, sku, now - dt.timedelta(minutes=5), counted=3),
+            # an order took more than there was: negative stock
+            move(site, sku, MovementKind.TRANSFER_OUT, now - dt.timedelta(minutes=4), on_hand=-4),
+        )
+
+    in_thread(build)
+    with daphne_server() as daphne:
+        kiosk_open(page, daphne.base_url, 1920, 1080)
+        tiles = page.evaluate(
+            """() => Object.fromEntries([...document.querySelectorAll('[data-tile]')].map(
+                 tile => [tile.dataset.tile, {
+                   state: tile.dataset.tileState || null,
+                   meta: tile.querySelector('.tile-meta').innerText.replace(/\\s+/g, ' ').trim(),
+                 }]))"""
+        )
+
+    assert tiles["order_accuracy"]["state"] == "bad"
+    assert tiles["order_accuracy"]["meta"].startswith("✕ Bad")
+    assert tiles["negative_stock"]["state"] == "bad"
+    assert tiles["stockouts"]["state"] in ("ok", "watch")
+    assert tiles["deliveries"]["state"] is None  # a volume: nothing right or wrong about it
+    # 3 against the previous hour's 1 (the words are for screen readers)
+    assert tiles["deliveries"]["meta"] == "▲ +2 against the previous 1h"
+    # stock as it stands now has no previous window to compare with: the state alone
+    assert tiles["negative_stock"]["meta"] == "✕ Bad"
+
+
+def offline_banner_wait(page, timeout_ms: float) -> float:
+    """Wait until the board is visibly offline; return how long it took in seconds."""
+    started = time.monotonic()
+    page.wait_for_function(
+        """() => {
+          const banner = document.getElementById('offline-banner');
+          const board = document.getElementById('dashboard');
+          return banner.offsetHeight > 0 && banner.textContent.startsWith('OFFLINE')
+            && parseFloat(getComputedStyle(board).opacity) < 0.6;
+        }""",
+        timeout=timeout_ms,
+    )
+    return time.monotonic() - started
+
+
+def test_a_kiosk_whose_server_goes_away_is_visibly_offline_within_5s_then_live_again(page, manager):
+    in_thread(site_make, "ams")
+    with daphne_server() as daphne:
+        port = int(daphne.base_url.rsplit(":", 1)[1])
+        kiosk_open(page, daphne.base_url, 1920, 1080)
+        banner_live_height = page.eval_on_selector("#offline-banner", "e => e.offsetHeight")
+    offline_after_s = offline_banner_wait(page, timeout_ms=5000)
+    banner_size = page.eval_on_selector(
+        "#offline-banner", "e => parseFloat(getComputedStyle(e).fontSize)"
+    )
+    with daphne_server(port):
+        live_state_wait(page, "live", timeout_ms=20_000)
+        banner_back_height = page.eval_on_selector("#offline-banner", "e => e.offsetHeight")
+
+    assert banner_live_height == 0
+    assert offline_after_s < 5
+    assert banner_size >= 40  # px: seen from across the floor
+    assert banner_back_height == 0
+
+
+def test_a_kiosk_that_loses_the_network_says_so_within_5s(page, manager):
+    # The socket is not closed when the network goes: only the heartbeat can tell.
+    in_thread(site_make, "ams")
+    with daphne_server() as daphne:
+        kiosk_open(page, daphne.base_url, 1920, 1080)
+        page.context.set_offline(True)
+        try:
+            offline_after_s = offline_banner_wait(page, timeout_ms=6000)
+        finally:
+            page.context.set_offline(False)
+        live_state_wait(page, "live", timeout_ms=15_000)
+
+    assert offline_after_s < 5
+
+
+def test_a_frozen_server_turns_the_kiosk_offline_within_5s_then_live_again(page, manager):
+    in_thread(site_make, "ams")
+    with daphne_server() as daphne:
+        kiosk_open(page, daphne.base_url, 1920, 1080)
+        os.kill(daphne.pid, signal.SIGSTOP)  # the socket stays open, nothing comes
+        try:
+            offline_after_s = offline_banner_wait(page, timeout_ms=6000)
+            badge = page.text_content("#live-badge")
+        finally:
+            os.kill(daphne.pid, signal.SIGCONT)
+        live_state_wait(page, "live", timeout_ms=15_000)
+
+    assert offline_after_s < 5
+    assert badge.startswith("Connection lost, reconnecting… data from ")
+
+
+def test_a_kiosk_whose_session_ends_says_so_and_returns_to_the_login(chromium, manager):
+    in_thread(site_make, "ams")
+    context = chromium.new_context(viewport={"width": 1920, "height": 1080})
+    kiosk, desk = context.new_page(), context.new_page()
+    with daphne_server() as daphne:
+        kiosk_open(kiosk, daphne.base_url, 1920, 1080)
+        # the same browser logs out at a desk
+        desk.goto(f"{daphne.base_url}/sites/ams/")
+        desk.click("text=Log out")
+        kiosk.wait_for_function(
+            "() => document.getElementById('live-root').dataset.session === 'ended'",
+            timeout=10_000,
+        )
+        banner = kiosk.text_content("#offline-banner")
+        state = kiosk.evaluate("document.getElementById('live-root').dataset.liveState")
+        kiosk.wait_for_url(f"{daphne.base_url}/accounts/login/?next=*", timeout=10_000)
+    context.close()
+
+    assert banner.startswith("Signed out")
+    assert state == "stale"  # never "live" once the session is gone
+
+
+def test_a_kiosk_opened_after_its_session_ended_says_signed_out(chromium, manager):
+    # The socket's handshake is refused (403) like a failed connection: the page finds out.
+    in_thread(site_make, "ams")
+    context = chromium.new_context(viewport={"width": 1920, "height": 1080})
+    page = context.new_page()
+    with daphne_server() as daphne:
+        kiosk_open(page, daphne.base_url, 1920, 1080)
+        context.clear_cookies()
+        # a restart of the server drops the socket: the reconnect has no session
+        page.context.set_offline(True)
+        page.wait_for_function(
+            "() => document.getElementById('live-root').dataset.liveState === 'reconnecting'",
+            timeout=6000,
+        )
+        page.context.set_offline(False)
+        page.wait_for_function(
+            "() => document.getElementById('live-root').dataset.session === 'ended'",
+            timeout=15_000,
+        )
+    context.close()
