@@ -18,6 +18,12 @@ TEXT_COLOUR = "#f1f5f9"
 GRID_COLOUR = "#475569"
 SERIES_COLOURS = ("#38bdf8", "#fbbf24", "#86efac", "#f9a8d4")
 NO_DATA_TEXT = "No data in this window yet"
+# What an empty chart says: the truth of each, not one "no data" for all (no stockouts is good
+# news, not missing data).
+NO_ORDERS_TEXT = "No orders in this window"
+NO_DELIVERIES_TEXT = "No deliveries in this window"
+NO_COUNTS_TEXT = "No counts in this window: no mismatch to show"
+NO_STOCKOUTS_TEXT = "No stockouts now"
 
 
 def _figure(
@@ -27,8 +33,11 @@ def _figure(
     x_title: str,
     y_title: str,
     layout: dict | None = None,
+    empty_text: str = NO_DATA_TEXT,
+    force_empty: bool = False,
 ) -> dict:
-    empty = all(not trace["x"] for trace in traces)
+    # Empty when no trace has a value to draw (a series of gaps included).
+    empty = force_empty or all(_nothing_to_draw(trace) for trace in traces)
     axis = {"gridcolor": GRID_COLOUR, "zeroline": False}
     if empty:
         # Plotly's placeholder range (-1..6) would read as data: show bare axes instead.
@@ -43,12 +52,13 @@ def _figure(
         "margin": {"l": 64, "r": 24, "t": 48, "b": 56},
         "legend": {"orientation": "h", "y": -0.25},
         "xaxis": {**axis, "title": {"text": x_title}},
-        "yaxis": {**axis, "title": {"text": y_title}},
+        # Values start at zero: a bar or line from an arbitrary floor exaggerates change.
+        "yaxis": {**axis, "title": {"text": y_title}, "rangemode": "tozero"},
     }
     if empty:
         base["annotations"] = [
             {
-                "text": NO_DATA_TEXT,
+                "text": empty_text,
                 "showarrow": False,
                 "xref": "paper",
                 "yref": "paper",
@@ -60,6 +70,11 @@ def _figure(
     for key, value in (layout or {}).items():
         base[key] = {**base[key], **value} if isinstance(base.get(key), dict) else value
     return {"data": list(traces), "layout": base}
+
+
+def _nothing_to_draw(trace: dict) -> bool:
+    values = trace["x"] if trace.get("orientation") == "h" else trace["y"]
+    return all(value is None for value in values)
 
 
 def _times_values(points: Sequence[dict], scale: float = 1) -> tuple[list, list]:
@@ -100,11 +115,15 @@ def orders_per_minute_figure(points: Sequence[dict]) -> dict:
         "name": "Orders",
         "marker": {"color": SERIES_COLOURS[0]},
     }
+    no_orders = all(not value for value in values)
     return _figure(
         [bars],
         title="Orders per minute",
         x_title="Time (UTC)",
         y_title="Orders per minute",
+        # A window of zero orders is empty too: bars of height 0 on a -1..1 axis say nothing.
+        empty_text=NO_ORDERS_TEXT,
+        force_empty=no_orders,
     )
 
 
@@ -126,12 +145,18 @@ def turnover_accuracy_figure(*, turnover: Sequence[dict], accuracy: Sequence[dic
         x_title="Time (UTC)",
         y_title="Turnover (turns / year)",
         layout={
+            # Percent on fixed, round ticks; a little room above 100 % so a perfect hour is
+            # drawn whole instead of clipped at the top.
             "yaxis2": {
                 "title": {"text": "Order accuracy (%)"},
                 "overlaying": "y",
                 "side": "right",
-                "range": [0, 100],
+                "range": [0, 104],
+                "tickmode": "array",
+                "tickvals": [0, 25, 50, 75, 100],
+                "ticktext": ["0%", "25%", "50%", "75%", "100%"],
                 "showgrid": False,
+                "zeroline": False,
             },
             "margin": {"r": 64},
         },
@@ -144,6 +169,7 @@ def cost_per_shipment_figure(points: Sequence[dict], *, currency: str) -> dict:
         title="Cost per shipment",
         x_title="Time (UTC)",
         y_title=f"Cost per shipment ({currency})",
+        empty_text=NO_DELIVERIES_TEXT,
     )
 
 
@@ -159,7 +185,11 @@ def mismatch_by_site_figure(rows: Sequence[dict]) -> dict:
         "<extra></extra>",
     }
     return _figure(
-        [bars], title="Stock mismatch by site", x_title="Site", y_title="Mismatch rate (%)"
+        [bars],
+        title="Stock mismatch by site",
+        x_title="Site",
+        y_title="Mismatch rate (%)",
+        empty_text=NO_COUNTS_TEXT,
     )
 
 
@@ -177,6 +207,7 @@ def worst_stockouts_figure(rows: Sequence[dict]) -> dict:
         title="Worst stockouts",
         x_title="Available units",
         y_title="Site / SKU",
+        empty_text=NO_STOCKOUTS_TEXT,
         # Most negative first, at the top.
         layout={"yaxis": {"autorange": "reversed", "automargin": True}},
     )

@@ -661,7 +661,7 @@ def kpi_trends_compute(
     The series use whole buckets (minutes for 1h, hours for 24h and 7d, days for 30d): the
     first and last point cover the buckets holding the window's ends. The last bucket's
     turnover is annualised over the part of it that has passed (at least a second); its orders
-    per minute stay what has been ordered in it so far (a bar that grows).
+    per minute are its orders so far over the minutes it has lasted (at least one).
     """
     now, window_s = _window_bounds(window, now)
     site_id = _site_id(site)
@@ -726,8 +726,14 @@ def kpi_trends_compute(
             lasted_s = max(Decimal(1), Decimal((now - moment) // MICROSECOND) / 1_000_000)
         rate = turnover(row["cogs_e4"], value_before_bucket, value_after_bucket, lasted_s)
         t = moment.isoformat()
+        # The bucket under way: per minute of the time it has lasted (so the 24h chart's last
+        # hour reads the live rate, not the hour's orders so far spread over a whole hour);
+        # at least a minute of it, so its first seconds do not spike.
+        order_minutes = Decimal(span) / 60
+        if start_s == last:
+            order_minutes = max(Decimal(1), min(order_minutes, lasted_s / 60))
         points["orders_per_minute"].append(
-            {"t": t, "value": float(Decimal(row["orders_created"]) * 60 / span)}
+            {"t": t, "value": float(Decimal(row["orders_created"]) / order_minutes)}
         )
         points["turnover"].append({"t": t, "value": None if rate is None else float(rate)})
         points["accuracy"].append(

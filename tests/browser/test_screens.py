@@ -125,6 +125,10 @@ def test_kiosk_tiles_say_good_watch_or_bad_and_which_way_they_moved(page, manage
                    meta: tile.querySelector('.tile-meta').innerText.replace(/\\s+/g, ' ').trim(),
                  }]))"""
         )
+        stockouts_chart = page.text_content("#chart-worst-stockouts")
+        accuracy_ticks = page.eval_on_selector_all(
+            "#chart-turnover-accuracy .y2tick text", "ticks => ticks.map(t => t.textContent)"
+        )
 
     assert tiles["order_accuracy"]["state"] == "bad"
     assert tiles["order_accuracy"]["meta"].startswith("✕ Bad")
@@ -135,6 +139,9 @@ def test_kiosk_tiles_say_good_watch_or_bad_and_which_way_they_moved(page, manage
     assert tiles["deliveries"]["meta"] == "▲ +2 against the previous 1h"
     # stock as it stands now has no previous window to compare with: the state alone
     assert tiles["negative_stock"]["meta"] == "✕ Bad"
+    # negative stock never ordered is no stockout: the chart says so instead of "no data"
+    assert "No stockouts now" in stockouts_chart
+    assert accuracy_ticks == ["0%", "25%", "50%", "75%", "100%"]
 
 
 def offline_banner_wait(page, timeout_ms: float) -> float:

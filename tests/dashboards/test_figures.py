@@ -50,10 +50,31 @@ def test_every_chart_has_a_title_and_axis_titles(data):
         assert layout.yaxis.title.text
 
 
-def test_an_empty_chart_says_there_is_no_data_and_hides_the_placeholder_axes():
+def test_an_empty_chart_says_why_it_is_empty_and_hides_the_placeholder_axes():
+    texts = [[a.text for a in figure.layout.annotations] for figure in every_figure(data=False)]
+    assert texts == [
+        [figures.NO_ORDERS_TEXT],
+        [figures.NO_DATA_TEXT],
+        [figures.NO_DELIVERIES_TEXT],
+        [figures.NO_COUNTS_TEXT],
+        [figures.NO_STOCKOUTS_TEXT],  # good news, not missing data
+    ]
     for figure in every_figure(data=False):
-        assert [a.text for a in figure.layout.annotations] == [figures.NO_DATA_TEXT]
         assert figure.layout.xaxis.showticklabels is False
+
+
+def test_charts_of_buckets_without_a_value_are_empty_too():
+    # sites without counts, a window of zero orders: axes alone would say nothing
+    mismatch = valid(figures.mismatch_by_site_figure([{"site": "ams", "rate": None}]))
+    orders = valid(figures.orders_per_minute_figure([{"t": POINTS[0]["t"], "value": 0.0}]))
+    assert [a.text for a in mismatch.layout.annotations] == [figures.NO_COUNTS_TEXT]
+    assert [a.text for a in orders.layout.annotations] == [figures.NO_ORDERS_TEXT]
+
+
+def test_accuracy_axis_reads_0_to_100_percent_on_round_ticks_with_room_for_100():
+    figure = valid(figures.turnover_accuracy_figure(turnover=POINTS, accuracy=POINTS))
+    assert list(figure.layout.yaxis2.tickvals) == [0, 25, 50, 75, 100]
+    assert figure.layout.yaxis2.range[0] == 0 and figure.layout.yaxis2.range[1] > 100
 
 
 def test_a_chart_with_data_has_no_placeholder_text():

@@ -470,3 +470,23 @@ def test_the_minute_under_way_shows_its_turnover_so_far_not_a_dip():
     # the current minute: COGS 4 over the 30.25 s it has lasted (not 60 s), value 192 -> 188
     expected = Decimal(4) / ((Decimal(192) + Decimal(188)) / 2) * 365 * 86400 / Decimal("30.25")
     assert current == float(expected)
+
+
+def test_orders_per_minute_of_the_hour_under_way_are_over_the_minutes_it_has_lasted():
+    # given 60 orders in the first 30 minutes of the current hour, and 60 in the hour before
+    site, sku = site_make("a"), sku_make("X")
+    now = now_mid_minute().replace(minute=30)
+    hour_start = now.replace(minute=0, second=0, microsecond=0)
+    for index in range(60):
+        order_line(
+            site, sku, hour_start + dt.timedelta(seconds=index * 29), qty=1, order_id=f"n{index}"
+        )
+        order_line(
+            site, sku, hour_start - HOUR + dt.timedelta(minutes=index), qty=1, order_id=f"p{index}"
+        )
+
+    points = kpi_trends_compute(site="a", window="24h", now=now)["orders_per_minute"]
+
+    # the live rate, 2 a minute, not 60 spread over a whole hour (1 a minute)
+    assert points[-1]["value"] == pytest.approx(60 / 30.5, rel=1e-3)
+    assert points[-2]["value"] == 1.0  # a finished hour: its 60 minutes
