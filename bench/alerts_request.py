@@ -28,10 +28,10 @@ django.setup()
 
 import django_rq  # noqa: E402
 
-from dashboards.oncall.alerts import alerts_evaluation_request  # noqa: E402
-from dashboards.oncall.models import AlertKind, AlertRule  # noqa: E402
-from dashboards.oncall.services import alerts_evaluate  # noqa: E402
-from inventory_ops.models import Site  # noqa: E402
+from ledger.models import Site  # noqa: E402
+from oncall.alerts import alerts_evaluation_request  # noqa: E402
+from oncall.models import AlertKind, AlertRule  # noqa: E402
+from oncall.services import alerts_evaluate  # noqa: E402
 
 
 def main() -> None:

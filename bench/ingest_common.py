@@ -18,8 +18,8 @@ django.setup()
 from ingest.models import FeedSource  # noqa: E402
 from ingest.services import feed_source_create, feed_source_rotate_token  # noqa: E402
 from ingest.simulation import ROLES, FeedSimulator, SimulationMix  # noqa: E402
-from inventory_ops.catalog import SiteRow, SkuRow  # noqa: E402
-from inventory_ops.services import catalog_import  # noqa: E402
+from ledger.catalog import SiteRow, SkuRow  # noqa: E402
+from ledger.services import catalog_import  # noqa: E402
 
 BENCH_SITES = [f"bench-site-{n}" for n in range(8)]
 BENCH_SKUS = [f"BENCH-{n:04d}" for n in range(500)]

@@ -127,7 +127,7 @@ def run(*, events: int, batch_size: int, workers: int, clients: int, stored: boo
         elapsed = time.perf_counter() - started
     totals = IngestBatch.objects.values_list("applied", "duplicates", "rejected", "held")
     counts = [sum(column) for column in zip(*totals, strict=True)]
-    from inventory_ops.models import Movement
+    from ledger.models import Movement
 
     return {
         "workers": workers,

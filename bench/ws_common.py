@@ -27,7 +27,7 @@ import websockets  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from inventory_ops.models import Site, Sku, StockLevel  # noqa: E402
+from ledger.models import Site, Sku, StockLevel  # noqa: E402
 
 BENCH_SITE = "bench-site"
 BENCH_SKU = "BENCH-SKU"

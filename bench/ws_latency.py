@@ -37,8 +37,8 @@ from bench.ws_common import (
     percentile,
 )
 from dashboards.broadcasts import scopes_changed_announce
-from inventory_ops.models import MovementKind
-from inventory_ops.services import MovementRequest, movements_record
+from ledger.models import MovementKind
+from ledger.services import MovementRequest, movements_record
 from tests.processes import daphne_server, rq_worker
 
 

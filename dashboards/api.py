@@ -11,8 +11,8 @@ from ninja import Router
 from dashboards.kpis import WINDOWS, UnknownWindow, kpis_compute
 from ingest.models import FeedSource
 from ingest.services import token_hash
-from inventory_ops.exceptions import UnknownSite
-from inventory_ops.models import Site, Sku, StockLevel
+from ledger.exceptions import UnknownSite
+from ledger.models import Site, Sku, StockLevel
 
 router = Router(tags=["kpis"])
 

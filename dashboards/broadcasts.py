@@ -27,7 +27,7 @@ from channels.layers import get_channel_layer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from dashboards.oncall.alerts import alerts_evaluation_request
+from oncall.alerts import alerts_evaluation_request
 
 logger = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 
+from core.outages import CLOSE_UNAVAILABLE, OUTAGE_ERRORS, UNAVAILABLE_MESSAGE, outage_log
 from dashboards.live import hub_get
 from dashboards.panels import Scope, window_parse
-from inventory_ops.models import Site
-from inventory_ops.outages import CLOSE_UNAVAILABLE, OUTAGE_ERRORS, UNAVAILABLE_MESSAGE, outage_log
+from ledger.models import Site
 
 # Close codes in the application range (4000-4999), so a client can tell why it was closed;
-# CLOSE_UNAVAILABLE (4503, inventory_ops.outages): the database or Redis is away, retry.
+# CLOSE_UNAVAILABLE (4503, core.outages): the database or Redis is away, retry.
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNKNOWN_SITE = 4404
 CLOSE_SIGNED_OUT = 4401

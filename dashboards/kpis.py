@@ -57,8 +57,8 @@ from dashboards.rollups import (
     sums_new,
 )
 from ingest.selectors import feeds_freshness_fold, feeds_freshness_statement
-from inventory_ops.exceptions import UnknownSite
-from inventory_ops.models import Movement, Site, Sku
+from ledger.exceptions import UnknownSite
+from ledger.models import Movement, Site, Sku
 
 WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 YEAR_S = 365 * 86400

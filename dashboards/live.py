@@ -35,10 +35,10 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from core.outages import OUTAGE_ERRORS
 from dashboards import panels
 from dashboards.broadcasts import GROUP_EVERY_HUB, KIND_ALERTS, KIND_SCOPES, scope_group
 from dashboards.panels import Scope
-from inventory_ops.outages import OUTAGE_ERRORS
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ written by multi-row upserts in the writer's transaction, and 0 means "all sites
 from django.db import models
 from django.db.models import F, Q
 
-from inventory_ops.timechecks import storable_time_check
+from core.timechecks import storable_time_check
 
 ALL_SITES = 0
 

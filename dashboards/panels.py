@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from dashboards import figures
 from dashboards.kpis import WINDOWS, kpi_trends_compute, kpis_compute
-from dashboards.oncall.measures import KPI_KEY_OF_KIND
-from dashboards.oncall.models import KINDS_BREACHING_BELOW, AlertRule
-from inventory_ops.models import Site, StockLevel
+from ledger.models import Site, StockLevel
+from oncall.measures import KPI_KEY_OF_KIND
+from oncall.models import KINDS_BREACHING_BELOW, AlertRule
 
 DEFAULT_WINDOW = "1h"
 WINDOW_SPANS = {window: timedelta(seconds=seconds) for window, seconds in WINDOWS.items()}

@@ -2,7 +2,7 @@
 
 CONTRACT (signatures fixed; see docs/kpis.md for the design):
 - `rollups_movements_record(movements=..., levels=..., levels_before=...)` is called by
-  `inventory_ops.services.movements_record` for every ledger write (feed events, corrections,
+  `ledger.services.movements_record` for every ledger write (feed events, corrections,
   counts), with the ledger rows it wrote and the levels after and before them. From movements
   alone come: COGS (order_dispatched and order_returned: -on_hand_delta * unit_cost), counts
   and mismatches (kind counted: on_hand_before != counted), inventory value change
@@ -32,6 +32,7 @@ from django.db import connection, transaction
 from django.db.models import BooleanField, Q, Sum
 from django.db.models.expressions import RawSQL
 
+from core.db import copy_rows, pg_int_array, pg_timestamp_array
 from dashboards.models import (
     ALL_SITES,
     BIN_COUNT_FIELDS,
@@ -47,15 +48,14 @@ from dashboards.models import (
     UnitCostChange,
     in_stock_trouble,
 )
-from inventory_ops.db import copy_rows, pg_int_array, pg_timestamp_array
-from inventory_ops.models import (
+from ledger.models import (
     Movement,
     MovementKind,
     SiteReorderPoint,
     Sku,
     StockLevel,
 )
-from inventory_ops.services import MOVEMENT_COLUMNS
+from ledger.services import MOVEMENT_COLUMNS
 
 SPANS = (60, 3600, 86400)
 TOTAL_SPAN = 0  # the all-time bucket of a site, at the epoch
@@ -779,7 +779,7 @@ def rollups_movements_record(
 ) -> None:
     """Fold ledger movements into the rollups and copy the levels they left.
 
-    `movements`: the rows written to the ledger (`inventory_ops.services.MOVEMENT_COLUMNS`);
+    `movements`: the rows written to the ledger (`ledger.services.MOVEMENT_COLUMNS`);
     `levels` and `levels_before`: (site_id, sku_id) -> (on_hand, reserved) of every level they
     moved, as it now stands and as it stood before them. Caller is inside the writing
     transaction and holds the row locks of those levels.

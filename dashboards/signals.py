@@ -15,7 +15,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from dashboards.rollups import stock_status_reorder_points_refresh, unit_cost_change_record
-from inventory_ops.models import SiteReorderPoint, Sku
+from ledger.models import SiteReorderPoint, Sku
 
 
 @receiver(pre_save, sender=Sku, dispatch_uid="kpis_sku_previous")

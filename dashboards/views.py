@@ -12,13 +12,13 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from corrections.models import Correction, CountSheet
+from corrections.selectors import movement_origins
 from dashboards import panels
 from dashboards.kpis import WINDOWS
 from dashboards.live import refresh_seconds
 from dashboards.panels import Scope
-from inventory_ops.corrections.models import Correction, CountSheet
-from inventory_ops.corrections.selectors import movement_origins
-from inventory_ops.models import Movement, Site, Sku, StockLevel
+from ledger.models import Movement, Site, Sku, StockLevel
 
 # The dashboard's plotly.js: the official "basic" bundle, vendored (docs/dashboard.md).
 PLOTLY_JS = Path(settings.BASE_DIR) / "static" / "vendor" / "plotly-basic.min.js"

@@ -30,7 +30,7 @@ from ingest.services import (
     feed_source_end_token_grace,
     feed_source_rotate_token,
 )
-from inventory_ops.admin import ReadOnlyAdmin
+from ledger.admin import ReadOnlyAdmin
 
 REMEDIATION_PERMISSION = "inventory_ops.run_remediation"
 

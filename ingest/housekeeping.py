@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.scheduling import ScheduledChain
 from ingest.models import (
     ArchivedDeadLetter,
     BatchStatus,
@@ -32,7 +33,6 @@ from ingest.models import (
     IngestBatch,
     ProcessedEvent,
 )
-from inventory_ops.scheduling import ScheduledChain
 
 # progress(step, done, total)
 Progress = Callable[[str, int, int], None]

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from inventory_ops.timechecks import storable_time_check
+from core.timechecks import storable_time_check
 
 
 class ByteOrderCharField(models.CharField):

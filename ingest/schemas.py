@@ -18,7 +18,7 @@ from pydantic import (
     field_validator,
 )
 
-from inventory_ops.limits import MAX_QTY
+from core.limits import MAX_QTY
 
 # MAX_QTY keeps sums far from the 64-bit columns of the ledger.
 EVENTS_PER_REQUEST = 10_000

@@ -49,6 +49,8 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 from rq.job import Job, JobStatus
 
+from core.db import copy_rows, pg_int_array, pg_text_array, run_atomic_with_retry
+from core.timebounds import accepted_until
 from dashboards.broadcasts import scopes_changed_announce
 from dashboards.rollups import DeliveryFact, OrderLineFact, SnapshotFact, rollups_facts_record
 from ingest.exceptions import FeedSourceExists, FeedSourceNotAllowed
@@ -71,10 +73,8 @@ from ingest.schemas import (
     event_validate,
     validation_reason,
 )
-from inventory_ops.db import copy_rows, pg_int_array, pg_text_array, run_atomic_with_retry
-from inventory_ops.models import MovementCause, MovementKind, Site, Sku
-from inventory_ops.services import AppliedMovement, MovementRequest, movements_record
-from inventory_ops.timebounds import accepted_until
+from ledger.models import MovementCause, MovementKind, Site, Sku
+from ledger.services import AppliedMovement, MovementRequest, movements_record
 
 logger = logging.getLogger(__name__)
 

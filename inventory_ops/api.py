@@ -2,9 +2,9 @@
 
 from ninja import NinjaAPI
 
+from core.outages import OUTAGE_ERRORS, outage_json_response, outage_log
 from dashboards.api import router as dashboards_router
 from ingest.api import router as ingest_router
-from inventory_ops.outages import OUTAGE_ERRORS, outage_json_response, outage_log
 
 api = NinjaAPI(
     title="inventory_ops API",

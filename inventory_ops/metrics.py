@@ -20,10 +20,10 @@ from redis.exceptions import RedisError
 from rq import Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
+from core.roles import ON_CALL
 from dashboards.live import websocket_clients_count
 from ingest.models import DeadLetter, DeadLetterStatus, FeedSource
 from ingest.selectors import feeds_freshness, sources_totals
-from inventory_ops.roles import ON_CALL
 
 QUEUES = ("ingest", "default")
 

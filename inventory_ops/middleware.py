@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 
-from inventory_ops.outages import OUTAGE_ERRORS, outage_response
+from core.outages import OUTAGE_ERRORS, outage_response
 
 # Paths that answer without a session: the JSON API authenticates each request itself (feed
 # token or session) and must answer 401 in JSON rather than redirect to a login page; health
@@ -24,7 +24,7 @@ def _login_exempt(request) -> bool:
 
 
 class DependencyOutageMiddleware:
-    """Answer 503 instead of 500 while the database or Redis is away (inventory_ops.outages).
+    """Answer 503 instead of 500 while the database or Redis is away (core.outages).
 
     Between AuthenticationMiddleware and the login check: the session and the user are read
     there, outside any view, where `process_exception` would not see the error.

@@ -20,7 +20,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from whitenoise.compress import Compressor
 
-from inventory_ops.timebounds import time_floor_parse
+from core.timebounds import time_floor_parse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -78,11 +78,16 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_rq",
     "ninja",
-    "inventory_ops",
-    "inventory_ops.corrections",
+    # Bottom to top (ARCHITECTURE.md): core infrastructure, the stock ledger (app label
+    # `inventory_ops`, kept from when it lived in the project package), corrections, ingest, the
+    # screens, on-call, demo data. `inventory_ops` itself is the project package, not an app.
+    "core",
+    "ledger",
+    "corrections",
     "ingest",
     "dashboards",
-    "dashboards.oncall",
+    "oncall",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -359,7 +364,7 @@ INGEST_SWEEP_SECONDS = float(os.environ.get("INGEST_SWEEP_SECONDS", "5"))
 INGEST_SWEEP_GRACE_SECONDS = float(os.environ.get("INGEST_SWEEP_GRACE_SECONDS", "10"))
 # Event times before EVENT_TIME_FLOOR (ISO 8601, UTC unless it names an offset) or more than
 # EVENT_TIME_FUTURE_TOLERANCE_SECONDS after the time they are applied are rejected (a producer's
-# clock or format gone wrong); see inventory_ops/timebounds.py.
+# clock or format gone wrong); see core/timebounds.py.
 try:
     EVENT_TIME_FLOOR = time_floor_parse(os.environ.get("EVENT_TIME_FLOOR", "2000-01-01"))
 except ValueError as error:

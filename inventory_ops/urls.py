@@ -2,9 +2,9 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from dashboards.oncall import rq_pages
 from inventory_ops import metrics, views
 from inventory_ops.api import api
+from oncall import rq_pages
 
 # A dependency outage outside any view (DEBUG off) is a 503 too; other errors keep the 500 page.
 handler500 = "inventory_ops.views.server_error"
@@ -20,6 +20,6 @@ urlpatterns = [
     path("admin/rq/", include(rq_pages.urls)),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
-    path("oncall/", include("dashboards.oncall.urls")),
+    path("oncall/", include("oncall.urls")),
     path("", include("dashboards.urls")),
 ]

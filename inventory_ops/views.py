@@ -13,9 +13,9 @@ from django.views.decorators.http import require_GET
 from django.views.defaults import server_error as default_server_error
 from redis.exceptions import RedisError
 
+from core.outages import OUTAGE_ERRORS, outage_response
+from core.probes import database_problem, redis_problem
 from ingest.heartbeats import redis_heartbeats
-from inventory_ops.outages import OUTAGE_ERRORS, outage_response
-from inventory_ops.probes import database_problem, redis_problem
 
 logger = logging.getLogger(__name__)
 

@@ -37,14 +37,14 @@ MUTANTS = [
     ),
     Mutant(
         "no permission check on an alert's page",
-        "dashboards/oncall/views.py",
+        "oncall/views.py",
         "def alert_detail(request, pk: int):\n    _require(request, VIEW_ALERT)\n",
         "def alert_detail(request, pk: int):\n",
         ("tests/oncall/test_page_access.py",),
     ),
     Mutant(
         "no permission check on a runbook's past versions",
-        "dashboards/oncall/views.py",
+        "oncall/views.py",
         "def runbook_version(request, slug: str, number: int):\n"
         "    _require(request, VIEW_RUNBOOK)\n",
         "def runbook_version(request, slug: str, number: int):\n",
@@ -52,14 +52,14 @@ MUTANTS = [
     ),
     Mutant(
         "stock staff may reject a correction",
-        "inventory_ops/corrections/services.py",
+        "corrections/services.py",
         '_require(rejected_by, APPROVE_CORRECTION, "reject corrections")',
         '_require(rejected_by, CORRECT_STOCK, "reject corrections")',
         ("tests/corrections/test_decisions.py",),
     ),
     Mutant(
         'the list action "Approve the selected corrections" does nothing',
-        "inventory_ops/corrections/admin.py",
+        "corrections/admin.py",
         "    def approve_selected(self, request, queryset):\n        approved = 0\n",
         "    def approve_selected(self, request, queryset):\n"
         "        return None\n"
@@ -82,7 +82,7 @@ MUTANTS = [
     ),
     Mutant(
         "acknowledging an alert needs no permission in the view",
-        "dashboards/oncall/views.py",
+        "oncall/views.py",
         "def alert_transition_view(request, pk: int, action: str):\n"
         "    _require(request, CHANGE_ALERT)\n",
         "def alert_transition_view(request, pk: int, action: str):\n",

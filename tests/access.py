@@ -9,20 +9,20 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from dashboards.oncall.models import Alert, AlertKind, AlertRule, RemediationAction, Runbook
-from dashboards.oncall.services import alerts_evaluate, runbook_save
-from ingest.models import DeadLetter, HeldEvent, IngestBatch
-from inventory_ops.corrections.countsheets import CountRow
-from inventory_ops.corrections.models import CountSheetLine
-from inventory_ops.corrections.services import (
+from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from corrections.countsheets import CountRow
+from corrections.models import CountSheetLine
+from corrections.services import (
     CorrectionDraft,
     corrections_request,
     count_sheet_apply,
     count_sheet_create,
 )
-from inventory_ops.models import Movement, StockLevel
-from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
-from inventory_ops.services import movements_record
+from ingest.models import DeadLetter, HeldEvent, IngestBatch
+from ledger.models import Movement, StockLevel
+from ledger.services import movements_record
+from oncall.models import Alert, AlertKind, AlertRule, RemediationAction, Runbook
+from oncall.services import alerts_evaluate, runbook_save
 from tests.builders import dispatch, receive, site_make, sku_make, user_make
 from tests.ingest.helpers import batch_apply, order_dispatched, received, source_make
 

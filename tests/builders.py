@@ -7,8 +7,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from inventory_ops.models import MovementKind, Site, Sku
-from inventory_ops.services import MovementRequest
+from ledger.models import MovementKind, Site, Sku
+from ledger.services import MovementRequest
 
 _sequence = itertools.count(1)
 

@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from inventory_ops.roles import MANAGERS, ON_CALL, grant_permissions
+from core.roles import MANAGERS, ON_CALL, grant_permissions
 
 # "app_label.codename" per role: on-call works the dead letters (replay and discard need
 # inventory_ops.run_remediation, granted in inventory_ops 0003); managers may look.

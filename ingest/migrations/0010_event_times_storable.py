@@ -4,7 +4,7 @@ import datetime
 
 from django.db import migrations, models
 
-from inventory_ops.timechecks import AddStorableTimeCheck
+from core.timechecks import AddStorableTimeCheck
 
 
 class Migration(migrations.Migration):

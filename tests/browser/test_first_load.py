@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from inventory_ops.services import movements_record
+from ledger.services import movements_record
 from tests.browser.conftest import in_thread, live_state_wait, log_in
 from tests.builders import receive, site_make, sku_make, user_make
 from tests.processes import daphne_server, manage_py, subprocess_env

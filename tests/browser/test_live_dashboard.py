@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from dashboards.broadcasts import scopes_changed_announce
 from ingest.services import feed_source_create
-from inventory_ops.services import movements_record
+from ledger.services import movements_record
 from tests.browser.conftest import in_thread, live_state_wait, log_in, no_reload
 from tests.builders import receive, site_make, sku_make, user_make
 from tests.processes import daphne_server, rq_worker

@@ -10,7 +10,7 @@ import time
 import pytest
 from django.utils import timezone
 
-from inventory_ops.models import MovementKind
+from ledger.models import MovementKind
 from tests.browser.conftest import in_thread, live_state_wait, log_in
 from tests.builders import site_make, sku_make, user_make
 from tests.dashboards.kpi_helpers import count, deliver, move, receive, record

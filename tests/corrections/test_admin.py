@@ -4,11 +4,11 @@ import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.urls import reverse
 
-from inventory_ops.corrections.models import Correction, CorrectionStatus
-from inventory_ops.corrections.services import CorrectionDraft, corrections_request
-from inventory_ops.models import Movement, StockLevel
-from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
-from inventory_ops.services import movements_record
+from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from corrections.models import Correction, CorrectionStatus
+from corrections.services import CorrectionDraft, corrections_request
+from ledger.models import Movement, StockLevel
+from ledger.services import movements_record
 from tests.builders import receive, site_make, sku_make, user_make
 
 pytestmark = pytest.mark.django_db

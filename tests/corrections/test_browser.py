@@ -6,11 +6,11 @@ the browser, and its button then posted the change form (403).
 
 import pytest
 
-from inventory_ops.corrections.models import Correction, CorrectionStatus
-from inventory_ops.corrections.services import CorrectionDraft, corrections_request
-from inventory_ops.models import StockLevel
-from inventory_ops.roles import MANAGERS, STOCK_STAFF
-from inventory_ops.services import movements_record
+from core.roles import MANAGERS, STOCK_STAFF
+from corrections.models import Correction, CorrectionStatus
+from corrections.services import CorrectionDraft, corrections_request
+from ledger.models import StockLevel
+from ledger.services import movements_record
 from tests.browser.conftest import chromium, in_thread, log_in  # noqa: F401 (fixtures)
 from tests.builders import receive, site_make, sku_make, user_make
 from tests.processes import daphne_server

@@ -7,10 +7,10 @@ from django.db import DatabaseError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from inventory_ops.corrections.models import CountSheet, CountSheetStatus
-from inventory_ops.models import Movement, MovementCause, MovementKind, StockLevel
-from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
-from inventory_ops.services import movements_record
+from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from corrections.models import CountSheet, CountSheetStatus
+from ledger.models import Movement, MovementCause, MovementKind, StockLevel
+from ledger.services import movements_record
 from tests.builders import receive, site_make, sku_make, user_make
 
 pytestmark = pytest.mark.django_db

@@ -3,16 +3,16 @@
 import pytest
 from django.urls import reverse
 
-from inventory_ops.corrections.exceptions import CorrectionNotAllowed
-from inventory_ops.corrections.models import Correction, CorrectionStatus
-from inventory_ops.corrections.services import (
+from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from corrections.exceptions import CorrectionNotAllowed
+from corrections.models import Correction, CorrectionStatus
+from corrections.services import (
     CorrectionDraft,
     correction_reject,
     corrections_request,
 )
-from inventory_ops.models import StockLevel
-from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
-from inventory_ops.services import movements_record
+from ledger.models import StockLevel
+from ledger.services import movements_record
 from tests.builders import receive, site_make, sku_make, user_make
 
 pytestmark = pytest.mark.django_db

@@ -7,27 +7,27 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 
-from dashboards.broadcasts import scopes_changed_announce
-from inventory_ops.corrections.exceptions import (
+from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from corrections.exceptions import (
     CorrectionNotAllowed,
     CorrectionNotPending,
     CorrectionNotReversible,
     InvalidCorrection,
     SelfApprovalRefused,
 )
-from inventory_ops.corrections.models import Correction, CorrectionStatus
-from inventory_ops.corrections.services import (
+from corrections.models import Correction, CorrectionStatus
+from corrections.services import (
     CorrectionDraft,
     correction_approve,
     correction_reject,
     correction_reverse,
     corrections_request,
 )
-from inventory_ops.exceptions import UnknownSku
-from inventory_ops.models import Movement, MovementKind, StockLevel
-from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
-from inventory_ops.selectors import ledger_differences
-from inventory_ops.services import movements_record
+from dashboards.broadcasts import scopes_changed_announce
+from ledger.exceptions import UnknownSku
+from ledger.models import Movement, MovementKind, StockLevel
+from ledger.selectors import ledger_differences
+from ledger.services import movements_record
 from tests.builders import receive, site_make, sku_make, user_make
 
 pytestmark = pytest.mark.django_db

@@ -16,8 +16,8 @@ from dashboards.rollups import (
     minute_of,
     rollups_facts_record,
 )
-from inventory_ops.models import MovementKind
-from inventory_ops.services import MovementRequest, movements_record
+from ledger.models import MovementKind
+from ledger.services import MovementRequest, movements_record
 
 
 def now_mid_minute() -> dt.datetime:

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from ingest.services import feed_source_create
-from inventory_ops.models import MovementKind
+from ledger.models import MovementKind
 from tests.builders import site_make, sku_make, user_make
 from tests.dashboards.kpi_helpers import count, deliver, move, order_line, receive, record, ship
 

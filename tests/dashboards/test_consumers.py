@@ -13,7 +13,7 @@ from dashboards.broadcasts import scopes_changed_announce
 from dashboards.live import hub_get, websocket_clients_count
 from dashboards.panels import CHARTS
 from inventory_ops.asgi import application
-from inventory_ops.services import movements_record
+from ledger.services import movements_record
 from tests.builders import receive, site_make, sku_make, user_make
 
 pytestmark = pytest.mark.django_db(transaction=True)

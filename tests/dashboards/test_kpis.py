@@ -8,8 +8,8 @@ import pytest
 from django.core.management import call_command
 
 from dashboards.kpis import WINDOWS, inventory_value_at, kpi_trends_compute, kpis_compute
-from inventory_ops.exceptions import UnknownSite
-from inventory_ops.models import MovementKind, SiteReorderPoint
+from ledger.exceptions import UnknownSite
+from ledger.models import MovementKind, SiteReorderPoint
 from tests.builders import site_make, sku_make
 from tests.dashboards.kpi_helpers import (
     count,

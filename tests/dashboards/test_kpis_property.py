@@ -23,8 +23,8 @@ from dashboards.kpis import WINDOWS, kpis_compute
 from dashboards.models import SnapshotRecord, UnitCostChange
 from dashboards.rollups import DeliveryFact, OrderLineFact, SnapshotFact, rollups_facts_record
 from ingest.services import snapshots_at_their_position
-from inventory_ops.models import MovementKind, SiteReorderPoint, Sku
-from inventory_ops.services import MovementRequest, movements_record
+from ledger.models import MovementKind, SiteReorderPoint, Sku
+from ledger.services import MovementRequest, movements_record
 from tests.builders import site_make, sku_make
 from tests.dashboards.kpi_helpers import counted_from_status, counters, now_mid_minute
 

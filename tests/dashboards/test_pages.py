@@ -5,17 +5,17 @@ import re
 import pytest
 from django.test import Client
 
-from dashboards import panels
-from dashboards.kpis import kpis_compute
-from dashboards.templatetags.dashboard_format import kpi_change, kpi_compact, kpi_format
-from inventory_ops.corrections.services import (
+from core.roles import MANAGERS, STOCK_STAFF
+from corrections.services import (
     CorrectionDraft,
     correction_approve,
     corrections_request,
 )
-from inventory_ops.models import MovementCause, MovementKind
-from inventory_ops.roles import MANAGERS, STOCK_STAFF
-from inventory_ops.services import MovementRequest, movements_record
+from dashboards import panels
+from dashboards.kpis import kpis_compute
+from dashboards.templatetags.dashboard_format import kpi_change, kpi_compact, kpi_format
+from ledger.models import MovementCause, MovementKind
+from ledger.services import MovementRequest, movements_record
 from tests.builders import receive, site_make, sku_make, user_make
 
 pytestmark = pytest.mark.django_db

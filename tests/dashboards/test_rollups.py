@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from dashboards.kpis import kpis_compute
 from dashboards.models import ALL_SITES, KpiBucket, StockStatus
 from dashboards.rollups import fulfillment_bin, instant, minute_of
-from inventory_ops.models import MovementKind, SiteReorderPoint
+from ledger.models import MovementKind, SiteReorderPoint
 from tests.builders import site_make, sku_make
 from tests.dashboards.kpi_helpers import move, now_mid_minute, receive, record, ship
 

@@ -10,12 +10,12 @@ import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
 
+from core.roles import STOCK_STAFF
+from corrections.services import CorrectionDraft, corrections_request
 from dashboards.kpis import kpis_compute
 from dashboards.models import ALL_SITES
 from dashboards.rollups import OrderLineFact, rollups_facts_record
-from inventory_ops.corrections.services import CorrectionDraft, corrections_request
-from inventory_ops.models import MovementKind, SiteReorderPoint
-from inventory_ops.roles import STOCK_STAFF
+from ledger.models import MovementKind, SiteReorderPoint
 from tests.builders import site_make, sku_make, user_make
 from tests.dashboards.kpi_helpers import counted_from_status, counters, move, record
 from tests.ingest.helpers import (

@@ -8,7 +8,7 @@ import time
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import connect
 
-from inventory_ops.outages import CLOSE_UNAVAILABLE
+from core.outages import CLOSE_UNAVAILABLE
 
 
 class LiveDashboard:

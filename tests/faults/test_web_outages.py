@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from inventory_ops.outages import CLOSE_UNAVAILABLE
+from core.outages import CLOSE_UNAVAILABLE
 from tests.faults.dashboard_client import LiveDashboard
 from tests.faults.stack import Stack
 

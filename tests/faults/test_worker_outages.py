@@ -116,7 +116,7 @@ def test_periodic_alert_evaluation_goes_on_after_redis_comes_back_empty(stack):
     stack.manage(
         "shell",
         "-c",
-        "from dashboards.oncall.models import AlertRule; "
+        "from oncall.models import AlertRule; "
         "AlertRule.objects.create(name='Failed jobs', kind='failed_jobs', threshold=0)",
     )
     # when Redis restarts without its data (the scheduled evaluation chain is gone with it)

@@ -6,6 +6,7 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.messages import get_messages
 
+from core.roles import MANAGERS, ON_CALL
 from ingest.exceptions import FeedSourceNotAllowed
 from ingest.models import DeadLetter, DeadLetterStatus, FeedSource
 from ingest.services import (
@@ -13,7 +14,6 @@ from ingest.services import (
     feed_source_create,
     feed_source_rotate_token,
 )
-from inventory_ops.roles import MANAGERS, ON_CALL
 from tests.builders import site_make, sku_make, user_make
 from tests.ingest.helpers import batch_apply, received, source_make
 

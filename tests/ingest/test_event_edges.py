@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from ingest.models import DeadLetter, FeedSource, IngestBatch, Order
 from ingest.services import batch_process, dead_letters_replay
-from inventory_ops.models import Movement, StockLevel
+from ledger.models import Movement, StockLevel
 from tests.builders import READ_PATHS, site_make, sku_make, user_make
 from tests.ingest.helpers import (
     batch_apply,

@@ -12,7 +12,7 @@ from ingest.models import IngestBatch
 from ingest.parsing import events_parse
 from ingest.schemas import event_validate
 from ingest.services import batch_process
-from inventory_ops.models import Movement
+from ledger.models import Movement
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import source_make
 

@@ -6,7 +6,7 @@ from dashboards.models import SnapshotRecord
 from ingest.models import DeadLetter, IngestBatch
 from ingest.parsing import events_parse
 from ingest.services import batch_process, batch_receive
-from inventory_ops.models import Movement, StockLevel
+from ledger.models import Movement, StockLevel
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import (
     event,

@@ -21,7 +21,7 @@ from ingest.models import (
     ProcessedEvent,
 )
 from ingest.services import batch_receive, dead_letters_discard
-from inventory_ops.models import Movement, StockLevel
+from ledger.models import Movement, StockLevel
 from tests.builders import site_make, sku_make, user_make
 from tests.ingest.helpers import batch_apply, json_body, received, source_make
 

@@ -5,7 +5,7 @@ import pytest
 
 from dashboards.models import DeliveryRecord
 from ingest.models import DeadLetter, Order, OrderState
-from inventory_ops.models import Movement, MovementKind, StockLevel
+from ledger.models import Movement, MovementKind, StockLevel
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import (
     batch_apply,

@@ -7,9 +7,9 @@ import time
 import pytest
 from django.core.management import call_command
 
+from core.roles import ON_CALL
 from ingest.models import BatchStatus, DeadLetter, IngestBatch
-from inventory_ops.models import StockLevel
-from inventory_ops.roles import ON_CALL
+from ledger.models import StockLevel
 from tests.builders import site_make, sku_make, user_make
 from tests.ingest.helpers import json_body, received, source_make
 from tests.processes import running, subprocess_env

@@ -10,7 +10,7 @@ from ingest.services import (
     held_events_release,
     ingest_sweep,
 )
-from inventory_ops.models import Movement, StockLevel
+from ledger.models import Movement, StockLevel
 from tests.builders import site_make, sku_make, user_make
 from tests.ingest.helpers import (
     batch_apply,

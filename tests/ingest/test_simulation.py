@@ -12,7 +12,7 @@ from dashboards.models import SnapshotRecord
 from ingest.models import FeedSource, IngestBatch
 from ingest.parsing import events_parse
 from ingest.simulation import ROLES, FeedSimulator, SimulationMix
-from inventory_ops.models import Movement, MovementKind
+from ledger.models import Movement, MovementKind
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import batch_apply, source_make
 from tests.processes import daphne_server, manage_py, running, subprocess_env

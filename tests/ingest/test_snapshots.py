@@ -14,7 +14,7 @@ from django.utils import timezone
 from dashboards.kpis import kpis_compute
 from dashboards.models import SnapshotRecord
 from ingest.services import batch_process
-from inventory_ops.models import Sku
+from ledger.models import Sku
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import (
     batch_apply,

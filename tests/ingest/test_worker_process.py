@@ -17,7 +17,7 @@ from django.db import connection
 
 from ingest.models import BatchStatus, DeadLetter, IngestBatch, Order, ProcessedEvent
 from ingest.services import dead_letters_replay
-from inventory_ops.models import Movement, MovementKind, StockLevel
+from ledger.models import Movement, MovementKind, StockLevel
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import (
     event,

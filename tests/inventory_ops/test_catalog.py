@@ -5,11 +5,11 @@ from django.contrib.admin.models import LogEntry
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from inventory_ops.catalog import SiteRow, SkuRow
-from inventory_ops.exceptions import CatalogImportNotAllowed
-from inventory_ops.models import Site, Sku
-from inventory_ops.roles import MANAGERS
-from inventory_ops.services import catalog_import
+from core.roles import MANAGERS
+from ledger.catalog import SiteRow, SkuRow
+from ledger.exceptions import CatalogImportNotAllowed
+from ledger.models import Site, Sku
+from ledger.services import catalog_import
 from tests.builders import user_make
 
 pytestmark = pytest.mark.django_db

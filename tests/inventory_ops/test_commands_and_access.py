@@ -9,10 +9,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 
+from core.roles import ON_CALL, STOCK_STAFF
 from ingest.models import FeedSource
 from ingest.services import token_hash
-from inventory_ops.models import Movement, Site, Sku, StockLevel
-from inventory_ops.roles import ON_CALL, STOCK_STAFF
+from ledger.models import Movement, Site, Sku, StockLevel
 from tests.builders import user_make
 from tests.processes import BASE_DIR, subprocess_env
 

@@ -10,8 +10,8 @@ from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
-from inventory_ops.models import Movement, MovementKind, StockLevel
-from inventory_ops.services import MovementRequest, movements_record
+from ledger.models import Movement, MovementKind, StockLevel
+from ledger.services import MovementRequest, movements_record
 from tests.builders import site_make, sku_make
 
 WRITERS = 8
@@ -132,7 +132,7 @@ def test_eight_concurrent_writers_never_deadlock_and_the_ledger_adds_up(capsys):
 def test_a_deadlock_between_two_jobs_is_retried_not_raised(postgres_only):
     """Two jobs lock the same two levels in opposite orders across separate calls; PostgreSQL
     aborts one with deadlock_detected and run_atomic_with_retry runs it again."""
-    from inventory_ops.db import run_atomic_with_retry
+    from core.db import run_atomic_with_retry
 
     site = site_make("west")
     first, second = sku_make("LEFT"), sku_make("RIGHT")

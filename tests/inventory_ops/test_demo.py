@@ -8,9 +8,9 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from dashboards.kpis import WINDOWS, kpis_compute
+from demo.catalog import DEMO_SITES
 from ingest.simulation import DEFAULT_RATE, ROLES, FeedSimulator
-from inventory_ops.demo.catalog import DEMO_SITES
-from inventory_ops.models import StockLevel
+from ledger.models import StockLevel
 from tests.ingest.helpers import batch_apply, source_make
 
 pytestmark = pytest.mark.django_db

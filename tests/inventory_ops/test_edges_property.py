@@ -19,13 +19,13 @@ from django.utils import timezone as django_timezone
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from core.limits import MAX_QTY
+from core.roles import STOCK_STAFF
+from corrections.models import CountSheet
 from ingest.models import FeedSource, IngestBatch
 from ingest.services import batch_process
-from inventory_ops.corrections.models import CountSheet
-from inventory_ops.limits import MAX_QTY
-from inventory_ops.models import StockLevel
-from inventory_ops.roles import STOCK_STAFF
-from inventory_ops.services import movements_record
+from ledger.models import StockLevel
+from ledger.services import movements_record
 from tests.builders import receive, site_make, sku_make, user_make
 from tests.ingest.helpers import source_make
 

@@ -2,8 +2,8 @@ import re
 
 import pytest
 
-from inventory_ops.models import Site, Sku
-from inventory_ops.roles import MANAGERS, ON_CALL
+from core.roles import MANAGERS, ON_CALL
+from ledger.models import Site, Sku
 from tests.builders import user_make
 from tests.ingest.helpers import batch_apply, event, received, source_make
 

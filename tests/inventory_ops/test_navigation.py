@@ -7,7 +7,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from django.test import Client
 
-from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
 from tests.access import NO_GROUP, SUPERUSER, world_make
 
 pytestmark = pytest.mark.django_db

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.test import Client, RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
 from tests.access import ANONYMOUS, NO_GROUP, SUPERUSER, VISITORS, World, world_make
 
 pytestmark = pytest.mark.django_db

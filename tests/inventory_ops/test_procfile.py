@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from inventory_ops.models import Movement, MovementCause
+from ledger.models import Movement, MovementCause
 from tests.processes import BASE_DIR, free_port, running, subprocess_env, wait_for_http
 
 PROCFILE = BASE_DIR / "Procfile"

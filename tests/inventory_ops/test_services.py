@@ -5,9 +5,9 @@ from django.core.management import call_command
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from inventory_ops.exceptions import InvalidMovement, UnknownSite, UnknownSku
-from inventory_ops.models import Movement, MovementKind, StockLevel
-from inventory_ops.services import MovementRequest, movements_record
+from ledger.exceptions import InvalidMovement, UnknownSite, UnknownSku
+from ledger.models import Movement, MovementKind, StockLevel
+from ledger.services import MovementRequest, movements_record
 from tests.builders import receive, site_make, sku_make
 
 pytestmark = pytest.mark.django_db

@@ -9,11 +9,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 
-from dashboards.oncall.services import alert_rules_default_create, alerts_evaluate
 from dashboards.panels import Scope, scope_view_build
 from ingest.models import FeedSource
-from inventory_ops.models import Movement
-from inventory_ops.services import movements_record
+from ledger.models import Movement
+from ledger.services import movements_record
+from oncall.services import alert_rules_default_create, alerts_evaluate
 from tests.builders import READ_PATHS, receive, site_make, sku_make, user_make
 from tests.ingest.helpers import source_make
 

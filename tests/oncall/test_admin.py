@@ -2,8 +2,8 @@ from decimal import Decimal
 
 import pytest
 
-from dashboards.oncall.models import AlertKind, AlertRule, Runbook
-from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from oncall.models import AlertKind, AlertRule, Runbook
 from tests.builders import site_make, user_make
 
 pytestmark = pytest.mark.django_db

@@ -7,12 +7,16 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from corrections.services import CorrectionDraft, corrections_request
 from dashboards.broadcasts import alerts_changed_announce
 from dashboards.kpis import kpis_compute
-from dashboards.oncall.alerts import alerts_evaluation_request, pending_sites_take
-from dashboards.oncall.exceptions import AlertTransitionRefused, OncallNotAllowed
-from dashboards.oncall.jobs import alerts_evaluation_job
-from dashboards.oncall.models import (
+from ledger.models import MovementKind
+from ledger.services import MovementRequest, movements_record
+from oncall.alerts import alerts_evaluation_request, pending_sites_take
+from oncall.exceptions import AlertTransitionRefused, OncallNotAllowed
+from oncall.jobs import alerts_evaluation_job
+from oncall.models import (
     Alert,
     AlertKind,
     AlertRule,
@@ -20,12 +24,8 @@ from dashboards.oncall.models import (
     AlertStatus,
     Runbook,
 )
-from dashboards.oncall.selectors import open_alerts
-from dashboards.oncall.services import alert_transition, alerts_evaluate, runbook_save
-from inventory_ops.corrections.services import CorrectionDraft, corrections_request
-from inventory_ops.models import MovementKind
-from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
-from inventory_ops.services import MovementRequest, movements_record
+from oncall.selectors import open_alerts
+from oncall.services import alert_transition, alerts_evaluate, runbook_save
 from tests.builders import receive, site_make, sku_make, user_make
 from tests.redis_db import redis_test_db_flush
 
@@ -270,7 +270,7 @@ def test_a_request_never_fails_the_writer_when_redis_is_down(settings, caplog):
     }
 
     # when a writer that has committed asks for an evaluation
-    with caplog.at_level("WARNING", logger="dashboards.oncall.alerts"):
+    with caplog.at_level("WARNING", logger="oncall.alerts"):
         result = alerts_evaluation_request(site_codes=["ams"])
 
     # then it returns (raises nothing), says so in the log, and asked nothing of the real Redis

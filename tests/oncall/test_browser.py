@@ -7,12 +7,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from core.roles import MANAGERS, STOCK_STAFF
+from corrections.services import CorrectionDraft, corrections_request
 from dashboards.broadcasts import scopes_changed_announce
-from dashboards.oncall.models import Alert, AlertKind, AlertRule
-from inventory_ops.corrections.services import CorrectionDraft, corrections_request
-from inventory_ops.models import MovementKind, Site
-from inventory_ops.roles import MANAGERS, STOCK_STAFF
-from inventory_ops.services import MovementRequest, movements_record
+from ledger.models import MovementKind, Site
+from ledger.services import MovementRequest, movements_record
+from oncall.models import Alert, AlertKind, AlertRule
 from tests.browser.conftest import (  # noqa: F401 (fixtures)
     chromium,
     in_thread,

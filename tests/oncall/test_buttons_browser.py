@@ -12,12 +12,12 @@ import pytest
 from django.utils import timezone
 from rq.registry import FailedJobRegistry
 
-from dashboards.oncall.models import Alert, AlertStatus, RemediationAction, Runbook
-from dashboards.oncall.services import alerts_evaluate, runbook_save
+from core.roles import ON_CALL
 from ingest.models import DeadLetter, DeadLetterStatus
-from inventory_ops.models import StockLevel
-from inventory_ops.roles import ON_CALL
-from inventory_ops.services import movements_record
+from ledger.models import StockLevel
+from ledger.services import movements_record
+from oncall.models import Alert, AlertStatus, RemediationAction, Runbook
+from oncall.services import alerts_evaluate, runbook_save
 from tests.browser.conftest import chromium, in_thread, log_in  # noqa: F401 (fixtures)
 from tests.builders import site_make, sku_make, user_make
 from tests.ingest.helpers import batch_apply, received, source_make

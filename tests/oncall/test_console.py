@@ -6,8 +6,12 @@ from django.core.management import get_commands
 from django.utils import timezone
 from rq.registry import FailedJobRegistry
 
-from dashboards.oncall.jobs import rebuild_kpis_job
-from dashboards.oncall.models import (
+from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from ingest.models import DeadLetter, DeadLetterStatus
+from ledger.models import MovementKind, StockLevel
+from ledger.services import MovementRequest, movements_record
+from oncall.jobs import rebuild_kpis_job
+from oncall.models import (
     Alert,
     AlertKind,
     AlertRule,
@@ -15,11 +19,7 @@ from dashboards.oncall.models import (
     RemediationAction,
     RemediationStatus,
 )
-from dashboards.oncall.services import alerts_evaluate
-from ingest.models import DeadLetter, DeadLetterStatus
-from inventory_ops.models import MovementKind, StockLevel
-from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
-from inventory_ops.services import MovementRequest, movements_record
+from oncall.services import alerts_evaluate
 from tests.builders import receive, site_make, sku_make, user_make
 from tests.ingest.helpers import batch_apply, received, source_make
 

@@ -3,9 +3,9 @@
 import pytest
 from django.utils import timezone
 
-from dashboards.oncall.models import Alert, AlertStatus, Runbook
-from dashboards.oncall.services import alerts_evaluate, runbook_save
-from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from oncall.models import Alert, AlertStatus, Runbook
+from oncall.services import alerts_evaluate, runbook_save
 from tests.builders import site_make, sku_make, user_make
 from tests.oncall.test_alerts import dispatch, negative_stock_rule
 
@@ -18,7 +18,7 @@ def logged_in(client, role):
 
 @pytest.fixture
 def open_alert(redis_clean) -> Alert:
-    from inventory_ops.services import movements_record
+    from ledger.services import movements_record
 
     site = site_make()
     negative_stock_rule(site)

@@ -10,8 +10,8 @@ import pytest
 from django.core.management import call_command
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from dashboards.oncall.alerts import alerts_evaluation_request
-from dashboards.oncall.models import Alert, AlertKind, AlertRule, AlertStatus
+from oncall.alerts import alerts_evaluation_request
+from oncall.models import Alert, AlertKind, AlertRule, AlertStatus
 from tests.processes import manage_py, rq_worker, running, subprocess_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -44,7 +44,7 @@ def test_a_requested_evaluation_runs_in_the_worker_and_opens_the_alert(redis_cle
     assert (alert.kind, alert.value) == ("failed_jobs", 1)
 
 
-ALERTS_SCHEDULED_EVALUATION_JOB = "dashboards.oncall.jobs.alerts_scheduled_evaluation_job"
+ALERTS_SCHEDULED_EVALUATION_JOB = "oncall.jobs.alerts_scheduled_evaluation_job"
 
 
 def test_the_scheduled_evaluation_opens_and_resolves_an_alert_nobody_asked_for(

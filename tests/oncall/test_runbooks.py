@@ -4,12 +4,12 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from dashboards.oncall.models import AlertKind, Runbook, RunbookVersion
-from dashboards.oncall.runbooks import markdown_render_safe
-from dashboards.oncall.services import runbook_save, runbooks_load
-from inventory_ops.models import MovementKind
-from inventory_ops.roles import MANAGERS, ON_CALL, STOCK_STAFF
-from inventory_ops.services import MovementRequest, movements_record
+from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from ledger.models import MovementKind
+from ledger.services import MovementRequest, movements_record
+from oncall.models import AlertKind, Runbook, RunbookVersion
+from oncall.runbooks import markdown_render_safe
+from oncall.services import runbook_save, runbooks_load
 from tests.builders import site_make, sku_make, user_make
 
 pytestmark = pytest.mark.django_db

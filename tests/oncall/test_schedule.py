@@ -3,8 +3,8 @@ import pytest
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
-from dashboards.oncall.jobs import alerts_scheduled_evaluation_job
-from dashboards.oncall.schedule import SCHEDULED_JOB_KEY, alerts_schedule_ensure
+from oncall.jobs import alerts_scheduled_evaluation_job
+from oncall.schedule import SCHEDULED_JOB_KEY, alerts_schedule_ensure
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,7 @@ charts (plotly.js, which styles through the CSSOM) still draw. Real Daphne, Redi
 
 import pytest
 
-from inventory_ops.services import movements_record
+from ledger.services import movements_record
 from tests.browser.conftest import chromium, in_thread, live_state_wait, log_in  # noqa: F401
 from tests.builders import receive, site_make, sku_make, user_make
 from tests.processes import daphne_server

@@ -4,9 +4,9 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.progress import ProgressBar
 from dashboards.rollups import rollups_rebuild
-from inventory_ops.models import Site
-from inventory_ops.progress import ProgressBar
+from ledger.models import Site
 
 
 class Command(BaseCommand):

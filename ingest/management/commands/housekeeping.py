@@ -3,8 +3,8 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from core.progress import ProgressBar
 from ingest.housekeeping import housekeeping_run, housekeeping_schedule_ensure
-from inventory_ops.progress import ProgressBar
 
 
 class Command(BaseCommand):

@@ -12,7 +12,7 @@ from django.db import close_old_connections
 from ingest.models import FeedSource
 from ingest.services import feed_source_create, feed_source_rotate_token
 from ingest.simulation import DEFAULT_RATE, ROLES, WAREHOUSE, FeedSimulator
-from inventory_ops.models import Site, Sku, StockLevel
+from ledger.models import Site, Sku, StockLevel
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 SOURCE_NAMES = {"shop": "simulator", "courier": "simulator-courier", "warehouse": "simulator-wms"}

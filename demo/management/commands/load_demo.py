@@ -1,0 +1,82 @@
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.utils import timezone
+
+from demo.catalog import DEMO_SITES, DEMO_SKUS, DEMO_USERS
+from demo.history import HISTORY_DAYS, OPENING_REF, demo_history
+from ingest.simulation import units_shipped_per_day
+from ledger.catalog import SiteRow, SkuRow
+from ledger.models import Movement
+from ledger.services import catalog_import, movements_record
+
+
+class Command(BaseCommand):
+    help = (
+        "Load demo sites, SKUs, five weeks of stock history (opening stock, sales, receipts) "
+        "and one user per role, and print their credentials. Safe to run again: it changes "
+        "nothing that is already there."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--force", action="store_true", help="load even with DEBUG off (demo passwords!)"
+        )
+
+    def handle(self, *args, force=False, **options):
+        if not settings.DEBUG and not force:
+            raise CommandError(
+                "load_demo creates users with well-known passwords; with DEBUG off it needs --force"
+            )
+        with transaction.atomic():
+            catalog_import(
+                sites=[SiteRow(code, name, tz) for code, name, tz in DEMO_SITES],
+                skus=[SkuRow(code, name, cost, reorder) for code, name, cost, reorder in DEMO_SKUS],
+            )
+            self._users()
+            seeded = self._stock_history()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo data ready: {len(DEMO_SITES)} sites, {len(DEMO_SKUS)} SKUs"
+                + (
+                    f", {HISTORY_DAYS} days of stock history."
+                    if seeded
+                    else " (stock history already there)."
+                )
+            )
+        )
+        call_command("load_runbooks", stdout=self.stdout)
+        self.stdout.write("Demo users (local use only):")
+        for username, password, group, is_superuser in DEMO_USERS:
+            role = "superuser" if is_superuser else group
+            self.stdout.write(f"  {role:<12} username: {username:<8} password: {password}")
+
+    def _users(self):
+        User = get_user_model()
+        for username, password, group_name, is_superuser in DEMO_USERS:
+            user, created = User.objects.get_or_create(
+                username=username, defaults={"is_staff": True, "is_superuser": is_superuser}
+            )
+            if created:
+                user.set_password(password)
+                user.save()
+            if group_name:
+                user.groups.add(Group.objects.get(name=group_name))
+
+    def _stock_history(self) -> bool:
+        if Movement.objects.filter(cause_ref=OPENING_REF).exists():
+            return False
+        sites = [code for code, _, _ in DEMO_SITES]
+        skus = [code for code, *_ in DEMO_SKUS]
+        movements_record(
+            requests=demo_history(
+                pairs=[(site, sku) for site in sites for sku in skus],
+                # the simulator's sales rate at its default traffic: one business, one scale
+                daily_units=units_shipped_per_day(sites=sites, skus=skus),
+                now=timezone.now(),
+            )
+        )
+        return True

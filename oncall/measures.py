@@ -1,0 +1,90 @@
+"""The number each alert kind watches, for one rule's scope.
+
+KPI kinds read only `dashboards.kpis.kpis_compute`; operational kinds read RQ (and the dead
+letter store). `None` means "no data": it neither opens nor resolves an alert.
+"""
+
+import logging
+from decimal import Decimal
+
+import django_rq
+from redis.exceptions import RedisError
+from rq.registry import FailedJobRegistry
+
+from dashboards.kpis import kpis_compute
+from ingest.models import DeadLetter, DeadLetterStatus
+from oncall.models import AlertKind, AlertRule
+
+logger = logging.getLogger(__name__)
+
+QUEUE_NAMES = ("ingest", "default")
+
+KPI_KEY_OF_KIND = {
+    AlertKind.NEGATIVE_STOCK: "negative_stock",
+    AlertKind.STOCKOUTS: "stockouts",
+    AlertKind.BELOW_REORDER_POINT: "below_reorder_point",
+    AlertKind.STOCK_MISMATCH_RATE: "stock_mismatch_rate",
+    AlertKind.MISMATCH_VALUE: "mismatch_value",
+    AlertKind.ORDER_ACCURACY: "order_accuracy",
+}
+
+
+class MeasureCache:
+    """One evaluation's memo: several rules on one scope and window cost one KPI computation."""
+
+    def __init__(self):
+        self._kpis: dict[tuple[str | None, str], dict] = {}
+        self._rq: dict[str, Decimal | None] = {}
+
+    def kpis(self, site: str | None, window: str) -> dict:
+        key = (site, window)
+        if key not in self._kpis:
+            self._kpis[key] = kpis_compute(site=site, window=window)
+        return self._kpis[key]
+
+    def rq(self, kind: str) -> Decimal | None:
+        if kind not in self._rq:
+            self._rq[kind] = _rq_measure(kind)
+        return self._rq[kind]
+
+
+def _number(value) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def rule_measure(rule: AlertRule, cache: MeasureCache) -> Decimal | None:
+    site = rule.site.code if rule.site_id else None
+    if rule.kind in KPI_KEY_OF_KIND:
+        return _number(cache.kpis(site, rule.window).get(KPI_KEY_OF_KIND[rule.kind]))
+    if rule.kind in (AlertKind.FEED_SILENT, AlertKind.INGEST_LAG):
+        key = "freshness_s" if rule.kind == AlertKind.FEED_SILENT else "lag_p95_s"
+        values = [
+            feed[key]
+            for feed in cache.kpis(site, rule.window).get("feeds", [])
+            if feed[key] is not None
+        ]
+        return _number(max(values)) if values else None
+    if rule.kind == AlertKind.DEAD_LETTERS:
+        return _number(dead_letters_waiting())
+    return cache.rq(rule.kind)
+
+
+def _rq_measure(kind: str) -> Decimal | None:
+    try:
+        if kind == AlertKind.FAILED_JOBS:
+            return Decimal(
+                sum(
+                    FailedJobRegistry(queue=django_rq.get_queue(name)).count for name in QUEUE_NAMES
+                )
+            )
+        if kind == AlertKind.QUEUE_BACKLOG:
+            return Decimal(sum(django_rq.get_queue(name).count for name in QUEUE_NAMES))
+    except RedisError as error:
+        logger.warning("cannot measure %s: Redis unreachable (%s)", kind, error)
+        return None
+    raise ValueError(f"no measure for alert kind {kind!r}")
+
+
+def dead_letters_waiting() -> int:
+    """Dead letters still open (neither replayed nor discarded)."""
+    return DeadLetter.objects.filter(status=DeadLetterStatus.OPEN).count()

@@ -1,0 +1,239 @@
+"""Alert rules, alerts with their transitions, runbooks with their versions, remediation log.
+
+Written only by `oncall.services` (the admin edits rules and runbooks through them).
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from ledger.models import Site
+
+
+class AlertKind(models.TextChoices):
+    """What a rule watches. KPI kinds read `dashboards.kpis.kpis_compute`; the rest read RQ."""
+
+    NEGATIVE_STOCK = "negative_stock", "Negative stock: (site, SKU) pairs with on_hand < 0"
+    STOCKOUTS = "stockouts", "Stockouts: pairs with available <= 0"
+    BELOW_REORDER_POINT = "below_reorder_point", "Pairs below their reorder point"
+    STOCK_MISMATCH_RATE = "stock_mismatch_rate", "Stock mismatch rate (0 to 1)"
+    MISMATCH_VALUE = "mismatch_value", "Stock mismatch value (currency)"
+    ORDER_ACCURACY = "order_accuracy", "Order accuracy (0 to 1) falls below"
+    FEED_SILENT = "feed_silent", "Feed silent: seconds since a source's newest event"
+    INGEST_LAG = "ingest_lag", "Ingest lag p95 (seconds)"
+    FAILED_JOBS = "failed_jobs", "Failed RQ jobs"
+    QUEUE_BACKLOG = "queue_backlog", "Jobs waiting in the RQ queues"
+    DEAD_LETTERS = "dead_letters", "Dead letters (rejected events) waiting"
+
+
+# Kinds that breach when the value falls below the threshold; all others breach above it.
+KINDS_BREACHING_BELOW = {AlertKind.ORDER_ACCURACY}
+
+WINDOW_CHOICES = [("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days")]
+
+
+class AlertRule(models.Model):
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=32, choices=AlertKind.choices)
+    site = models.ForeignKey(
+        Site,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Empty: all sites together.",
+    )
+    threshold = models.DecimalField(
+        max_digits=20,
+        decimal_places=4,
+        help_text="Breached above it (below it for order accuracy). Ratios are 0 to 1.",
+    )
+    hold_seconds = models.PositiveIntegerField(
+        default=0, help_text="How long the breach must last before an alert opens."
+    )
+    window = models.CharField(
+        max_length=4, choices=WINDOW_CHOICES, default="1h", help_text="KPI window (KPI kinds)."
+    )
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["kind", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def scope_label(self) -> str:
+        return self.site.code if self.site_id else "all sites"
+
+
+class AlertRuleState(models.Model):
+    """What the evaluator remembers about a rule (kept apart from the admin-edited rule)."""
+
+    rule = models.OneToOneField(
+        AlertRule, on_delete=models.CASCADE, primary_key=True, related_name="state"
+    )
+    breaching_since = models.DateTimeField(null=True, blank=True)
+    last_value = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.rule}: breaching since {self.breaching_since or '-'}"
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+
+
+ACTIVE_STATUSES = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED)
+
+
+class Alert(models.Model):
+    rule = models.ForeignKey(AlertRule, null=True, on_delete=models.SET_NULL, related_name="alerts")
+    # Copied from the rule when it opened: history stays readable if the rule changes.
+    title = models.CharField(max_length=200)
+    kind = models.CharField(max_length=32, choices=AlertKind.choices)
+    site = models.ForeignKey(
+        Site, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    threshold = models.DecimalField(max_digits=20, decimal_places=4)
+    value = models.DecimalField(max_digits=20, decimal_places=4, help_text="When it opened.")
+    last_value = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    status = models.CharField(max_length=16, choices=AlertStatus.choices)
+    opened_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            # One open (or acknowledged) alert per rule, and so per rule and scope.
+            models.UniqueConstraint(
+                fields=["rule"],
+                condition=Q(status__in=["open", "acknowledged"]),
+                name="alert_one_active_per_rule",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "site"], name="alert_status_site_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.get_status_display()})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class AlertTransition(models.Model):
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="transitions")
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16, choices=AlertStatus.choices)
+    at = models.DateTimeField()
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Empty: the alert evaluator.",
+    )
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or 'new'} → {self.to_status}"
+
+
+class DiagnosticName(models.TextChoices):
+    """Live checks a runbook page runs (see `oncall.selectors.diagnostics_run`)."""
+
+    NEGATIVE_STOCK = "negative_stock", "Negative stock and its last movements"
+    COUNT_MISMATCHES = "count_mismatches", "Recent count mismatches"
+    FAILED_JOBS = "failed_jobs", "Failed RQ jobs"
+    QUEUES = "queues", "Queue depths and worker heartbeats"
+    SILENT_SOURCES = "silent_sources", "Feed sources silent for N minutes"
+    DEAD_LETTERS = "dead_letters", "Dead letters by reason"
+    READINESS = "readiness", "Database and Redis reachability"
+
+
+class Runbook(models.Model):
+    slug = models.SlugField(max_length=100, unique=True)
+    title = models.CharField(max_length=200)
+    owner = models.CharField(max_length=200, help_text="Who keeps it right (team or person).")
+    last_reviewed = models.DateField()
+    alert_kinds = models.JSONField(default=list, blank=True, help_text="Alert kinds it covers.")
+    diagnostics = models.JSONField(
+        default=list, blank=True, help_text="Live diagnostics its page runs."
+    )
+    body = models.TextField(help_text="Markdown; rendered sanitised.")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class RunbookVersion(models.Model):
+    """A runbook as it was after one edit: every edit is kept."""
+
+    runbook = models.ForeignKey(Runbook, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    title = models.CharField(max_length=200)
+    owner = models.CharField(max_length=200)
+    last_reviewed = models.DateField()
+    alert_kinds = models.JSONField(default=list)
+    diagnostics = models.JSONField(default=list)
+    body = models.TextField()
+    edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Empty: loaded from docs/runbooks by load_runbooks.",
+    )
+    edited_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["runbook", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["runbook", "number"], name="runbook_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.runbook.slug} v{self.number}"
+
+
+class RemediationKind(models.TextChoices):
+    REQUEUE_FAILED_JOBS = "requeue_failed_jobs", "Requeue failed jobs"
+    REPLAY_DEAD_LETTERS = "replay_dead_letters", "Replay dead letters"
+    REBUILD_KPIS = "rebuild_kpis", "Rebuild KPIs for a site"
+
+
+class RemediationStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class RemediationAction(models.Model):
+    """One remediation run by a person from the console or a runbook: who, when, what, result."""
+
+    kind = models.CharField(max_length=32, choices=RemediationKind.choices)
+    target = models.CharField(max_length=500, blank=True, help_text="What it acted on.")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=RemediationStatus.choices)
+    result = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} by {self.actor} ({self.status})"

@@ -1,0 +1,268 @@
+"""Reads for the on-call console, runbook pages and the dashboards' alert list."""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import django_rq
+from django.db import connection
+from django.db.models import Count, Max, Min, Q
+from django.urls import reverse
+from django.utils import timezone
+from redis.exceptions import RedisError
+from rq import Worker
+from rq.job import Job
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+from core.probes import database_problem, redis_problem
+from ingest.heartbeats import redis_heartbeats
+from ingest.models import DeadLetter, DeadLetterStatus, RejectionCode
+from ingest.selectors import feeds_freshness
+from ledger.models import Movement, MovementKind, StockLevel
+from oncall.measures import QUEUE_NAMES
+from oncall.models import (
+    ACTIVE_STATUSES,
+    Alert,
+    DiagnosticName,
+    RemediationAction,
+    Runbook,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SILENT_MINUTES = 15
+
+
+def runbooks_by_kind() -> dict[str, Runbook]:
+    """The runbook covering each alert kind (the first by title when several do)."""
+    covering: dict[str, Runbook] = {}
+    # A handful of rows: read them all rather than rely on JSON lookups SQLite lacks.
+    for runbook in Runbook.objects.order_by("title"):
+        for kind in runbook.alert_kinds:
+            covering.setdefault(kind, runbook)
+    return covering
+
+
+def open_alerts(site_code: str | None = None) -> list[dict]:
+    """Open and acknowledged alerts, newest first, as JSON-safe dicts with their runbook links.
+
+    With `site_code`, the alerts of that site and the all-sites alerts; without it, every one.
+    Keys: id, title, kind, kind_label, site (code or None), status, status_label, value,
+    threshold, opened_at (ISO 8601), url (the alert's page), runbook_url and runbook_title
+    (None when no runbook covers the kind).
+    """
+    alerts = Alert.objects.filter(status__in=ACTIVE_STATUSES).select_related("site")
+    if site_code is not None:
+        alerts = alerts.filter(Q(site__isnull=True) | Q(site__code=site_code))
+    covering = runbooks_by_kind()
+    rows = []
+    for alert in alerts.order_by("-opened_at", "-id"):
+        runbook = covering.get(alert.kind)
+        rows.append(
+            {
+                "id": alert.pk,
+                "title": alert.title,
+                "kind": alert.kind,
+                "kind_label": alert.get_kind_display(),
+                "site": alert.site.code if alert.site_id else None,
+                "status": alert.status,
+                "status_label": alert.get_status_display(),
+                "value": float(alert.last_value if alert.last_value is not None else alert.value),
+                "threshold": float(alert.threshold),
+                "opened_at": alert.opened_at.isoformat(),
+                "url": reverse("oncall:alert", args=[alert.pk]),
+                "runbook_url": reverse("oncall:runbook", args=[runbook.slug]) if runbook else None,
+                "runbook_title": runbook.title if runbook else None,
+            }
+        )
+    return rows
+
+
+@dataclass
+class Diagnostic:
+    name: str
+    title: str
+    rows: list = field(default_factory=list)
+    error: str = ""
+    summary: str = ""
+
+
+def negative_stock(*, limit: int = 50, movements_each: int = 5) -> Diagnostic:
+    diagnostic = Diagnostic(DiagnosticName.NEGATIVE_STOCK, DiagnosticName.NEGATIVE_STOCK.label)
+    levels = list(
+        StockLevel.objects.filter(on_hand__lt=0)
+        .select_related("site", "sku")
+        .order_by("on_hand", "pk")[:limit]
+    )
+    for level in levels:
+        movements = list(
+            Movement.objects.for_level(site_id=level.site_id, sku_id=level.sku_id)
+            .select_related("user")
+            .order_by("-id")[:movements_each]
+        )
+        diagnostic.rows.append({"level": level, "movements": movements})
+    diagnostic.summary = f"{len(levels)} stock level(s) below zero" + (
+        f" (first {limit})" if len(levels) == limit else ""
+    )
+    return diagnostic
+
+
+def count_mismatches(*, hours: int = 24, limit: int = 50) -> Diagnostic:
+    diagnostic = Diagnostic(DiagnosticName.COUNT_MISMATCHES, DiagnosticName.COUNT_MISMATCHES.label)
+    since = timezone.now() - timedelta(hours=hours)
+    diagnostic.rows = list(
+        Movement.objects.filter(kind=MovementKind.COUNTED, occurred_at__gte=since)
+        .exclude(on_hand_delta=0)
+        .select_related("site", "sku", "user")
+        .order_by("-id")[:limit]
+    )
+    diagnostic.summary = f"{len(diagnostic.rows)} count(s) in the last {hours} h that differed"
+    return diagnostic
+
+
+def failed_jobs(*, limit: int = 50) -> Diagnostic:
+    diagnostic = Diagnostic(DiagnosticName.FAILED_JOBS, DiagnosticName.FAILED_JOBS.label)
+    try:
+        redis = django_rq.get_connection("default")
+        for name in QUEUE_NAMES:
+            registry = FailedJobRegistry(queue=django_rq.get_queue(name))
+            ids = registry.get_job_ids(0, limit - 1)
+            for job in Job.fetch_many(ids, connection=redis):
+                if job is None:
+                    continue
+                exc_info = job.latest_result().exc_string if job.latest_result() else ""
+                diagnostic.rows.append(
+                    {
+                        "queue": name,
+                        "id": job.id,
+                        "func": job.func_name,
+                        "ended_at": job.ended_at,
+                        "exception": (exc_info or job.exc_info or "").strip()[-2000:],
+                    }
+                )
+    except RedisError as error:
+        diagnostic.error = f"Redis unreachable: {error}"
+    diagnostic.summary = f"{len(diagnostic.rows)} failed job(s)"
+    return diagnostic
+
+
+def queues_and_workers() -> Diagnostic:
+    diagnostic = Diagnostic(DiagnosticName.QUEUES, DiagnosticName.QUEUES.label)
+    try:
+        redis = django_rq.get_connection("default")
+        queues = []
+        for name in QUEUE_NAMES:
+            queue = django_rq.get_queue(name)
+            queues.append(
+                {
+                    "name": name,
+                    "queued": queue.count,
+                    "started": StartedJobRegistry(queue=queue).count,
+                    "failed": FailedJobRegistry(queue=queue).count,
+                }
+            )
+        # Live workers from their short heartbeats (ingest/heartbeats.py): RQ's own records
+        # outlive a dead worker by minutes and are gone after a Redis restart.
+        states = {worker.name: worker.get_state() for worker in Worker.all(connection=redis)}
+        workers = [
+            {
+                "name": beat.name,
+                "state": states.get(beat.name, "registering"),
+                "queues": ", ".join(beat.queues),
+                "last_heartbeat": datetime.fromtimestamp(beat.beat_at, tz=UTC),
+                "seconds_since_heartbeat": beat.age(),
+            }
+            for beat in redis_heartbeats(redis)
+        ]
+        diagnostic.rows = [{"queues": queues, "workers": workers}]
+        diagnostic.summary = f"{len(workers)} worker(s); " + ", ".join(
+            f"{queue['name']}: {queue['queued']} queued" for queue in queues
+        )
+    except RedisError as error:
+        diagnostic.error = f"Redis unreachable: {error}"
+    return diagnostic
+
+
+def silent_sources(*, minutes: int = DEFAULT_SILENT_MINUTES) -> Diagnostic:
+    diagnostic = Diagnostic(DiagnosticName.SILENT_SOURCES, DiagnosticName.SILENT_SOURCES.label)
+    diagnostic.rows = [
+        feed
+        for feed in feeds_freshness()
+        if feed["freshness_s"] is None or feed["freshness_s"] > minutes * 60
+    ]
+    diagnostic.summary = f"{len(diagnostic.rows)} source(s) silent for more than {minutes} min"
+    return diagnostic
+
+
+def dead_letters_by_reason(*, samples: int = 3) -> Diagnostic:
+    """Open dead letters grouped by reason code and source, each group with a few examples."""
+    diagnostic = Diagnostic(DiagnosticName.DEAD_LETTERS, DiagnosticName.DEAD_LETTERS.label)
+    open_letters = DeadLetter.objects.filter(status=DeadLetterStatus.OPEN)
+    groups = (
+        open_letters.order_by()
+        .values("reason_code", "source_id", "source__name")
+        .annotate(count=Count("id"), oldest=Min("created_at"), newest=Max("created_at"))
+        .order_by("-count", "reason_code", "source__name")
+    )
+    labels = dict(RejectionCode.choices)
+    for group in groups:
+        examples = list(
+            open_letters.filter(reason_code=group["reason_code"], source_id=group["source_id"])
+            .order_by("-id")
+            .values("id", "event_id", "reason")[:samples]
+        )
+        diagnostic.rows.append(
+            {
+                **group,
+                "reason_label": labels.get(group["reason_code"], group["reason_code"]),
+                "examples": examples,
+            }
+        )
+    total = sum(group["count"] for group in diagnostic.rows)
+    diagnostic.summary = f"{total} open dead letter(s) in {len(diagnostic.rows)} group(s)"
+    return diagnostic
+
+
+def readiness() -> Diagnostic:
+    diagnostic = Diagnostic(DiagnosticName.READINESS, DiagnosticName.READINESS.label)
+    database, redis = database_problem(), redis_problem()
+    diagnostic.rows = [
+        {"check": "database", "ok": database is None, "detail": database or connection.vendor},
+        {"check": "redis", "ok": redis is None, "detail": redis or "PONG"},
+    ]
+    failing = [row["check"] for row in diagnostic.rows if not row["ok"]]
+    diagnostic.summary = "all reachable" if not failing else f"unreachable: {', '.join(failing)}"
+    return diagnostic
+
+
+DIAGNOSTICS = {
+    DiagnosticName.NEGATIVE_STOCK: negative_stock,
+    DiagnosticName.COUNT_MISMATCHES: count_mismatches,
+    DiagnosticName.FAILED_JOBS: failed_jobs,
+    DiagnosticName.QUEUES: queues_and_workers,
+    DiagnosticName.SILENT_SOURCES: silent_sources,
+    DiagnosticName.DEAD_LETTERS: dead_letters_by_reason,
+    DiagnosticName.READINESS: readiness,
+}
+CONSOLE_DIAGNOSTICS = [
+    DiagnosticName.NEGATIVE_STOCK,
+    DiagnosticName.FAILED_JOBS,
+    DiagnosticName.SILENT_SOURCES,
+    DiagnosticName.DEAD_LETTERS,
+    DiagnosticName.QUEUES,
+]
+
+
+def diagnostics_run(names, *, silent_minutes: int = DEFAULT_SILENT_MINUTES) -> list[Diagnostic]:
+    """Run the named diagnostics now, in the order given."""
+    results = []
+    for name in names:
+        if name == DiagnosticName.SILENT_SOURCES:
+            results.append(silent_sources(minutes=silent_minutes))
+        elif name in DIAGNOSTICS:
+            results.append(DIAGNOSTICS[name]())
+    return results
+
+
+def remediations_recent(*, limit: int = 20) -> list[RemediationAction]:
+    return list(RemediationAction.objects.select_related("actor")[:limit])

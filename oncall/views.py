@@ -1,0 +1,189 @@
+"""The on-call console, alert pages and runbook pages. Permissions are checked here (403)."""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from ledger.models import Site
+from oncall.exceptions import OncallError, OncallNotAllowed
+from oncall.models import Alert, AlertStatus, Runbook, RunbookVersion
+from oncall.runbooks import markdown_render_safe
+from oncall.schedule import alerts_schedule_ensure
+from oncall.selectors import (
+    CONSOLE_DIAGNOSTICS,
+    DEFAULT_SILENT_MINUTES,
+    diagnostics_run,
+    open_alerts,
+    remediations_recent,
+)
+from oncall.services import (
+    CHANGE_ALERT,
+    RUN_REMEDIATION,
+    alert_transition,
+    remediation_rebuild_kpis,
+    remediation_replay_dead_letters,
+    remediation_requeue_failed_jobs,
+)
+
+VIEW_ALERT = "oncall.view_alert"
+VIEW_RUNBOOK = "oncall.view_runbook"
+DIAGNOSTICS_REFRESH_SECONDS = 10
+
+
+def _require(request, permission: str) -> None:
+    if not request.user.has_perm(permission):
+        raise PermissionDenied
+
+
+def _silent_minutes(request) -> int:
+    try:
+        return max(1, min(7 * 24 * 60, int(request.GET.get("silent_minutes", ""))))
+    except ValueError:
+        return DEFAULT_SILENT_MINUTES
+
+
+def _back(request, fallback: str):
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect(fallback)
+
+
+def _common(request) -> dict:
+    return {
+        "can_remediate": request.user.has_perm(RUN_REMEDIATION),
+        "can_transition": request.user.has_perm(CHANGE_ALERT),
+        "sites": Site.objects.only("code"),
+        "refresh_seconds": DIAGNOSTICS_REFRESH_SECONDS,
+        "silent_minutes": _silent_minutes(request),
+    }
+
+
+@require_GET
+def console(request):
+    _require(request, VIEW_ALERT)
+    alerts_schedule_ensure()  # one Redis GET when the chain is alive
+    context = {
+        **_common(request),
+        "alerts": open_alerts(),
+        "diagnostics": diagnostics_run(
+            CONSOLE_DIAGNOSTICS, silent_minutes=_silent_minutes(request)
+        ),
+        "remediations": remediations_recent(),
+    }
+    template = "oncall/console.html"
+    if request.htmx and request.GET.get("partial") == "diagnostics":
+        template += "#live"
+    return render(request, template, context)
+
+
+@require_GET
+def alert_detail(request, pk: int):
+    _require(request, VIEW_ALERT)
+    alert = get_object_or_404(Alert.objects.select_related("site", "rule"), pk=pk)
+    transitions = alert.transitions.select_related("by")
+    return render(
+        request,
+        "oncall/alert.html",
+        {**_common(request), "alert": alert, "transitions": transitions},
+    )
+
+
+TRANSITIONS = {"acknowledge": AlertStatus.ACKNOWLEDGED, "resolve": AlertStatus.RESOLVED}
+
+
+@require_POST
+def alert_transition_view(request, pk: int, action: str):
+    _require(request, CHANGE_ALERT)
+    if action not in TRANSITIONS:
+        raise PermissionDenied
+    try:
+        alert = alert_transition(
+            alert_id=pk,
+            to_status=TRANSITIONS[action],
+            user=request.user,
+            note=request.POST.get("note", ""),
+        )
+    except OncallNotAllowed:
+        raise PermissionDenied from None
+    except OncallError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"Alert #{alert.pk} {alert.get_status_display().lower()}.")
+    return _back(request, "oncall:console")
+
+
+@require_POST
+def remediation_view(request, kind: str):
+    _require(request, RUN_REMEDIATION)
+    try:
+        if kind == "requeue":
+            ids = [job_id for job_id in request.POST.getlist("job_id") if job_id]
+            action = remediation_requeue_failed_jobs(actor=request.user, job_ids=ids or None)
+        elif kind == "replay":
+            source = request.POST.get("source", "")
+            action = remediation_replay_dead_letters(
+                actor=request.user,
+                reason_code=request.POST.get("reason_code", ""),
+                source_id=int(source) if source.isdigit() else None,
+            )
+        elif kind == "rebuild-kpis":
+            action = remediation_rebuild_kpis(
+                actor=request.user, site_code=request.POST.get("site", "")
+            )
+        else:
+            raise PermissionDenied
+    except OncallNotAllowed:
+        raise PermissionDenied from None
+    except OncallError as error:
+        messages.error(request, str(error))
+    else:
+        level = messages.ERROR if action.status == "failed" else messages.SUCCESS
+        messages.add_message(
+            request, level, f"{action.get_kind_display()}: {action.status}. {action.result}"
+        )
+    return _back(request, "oncall:console")
+
+
+@require_GET
+def runbook_list(request):
+    _require(request, VIEW_RUNBOOK)
+    return render(request, "oncall/runbooks.html", {"runbooks": Runbook.objects.all()})
+
+
+@require_GET
+def runbook_detail(request, slug: str):
+    _require(request, VIEW_RUNBOOK)
+    runbook = get_object_or_404(Runbook, slug=slug)
+    alerts = [alert for alert in open_alerts() if alert["kind"] in runbook.alert_kinds]
+    context = {
+        **_common(request),
+        "runbook": runbook,
+        "body": markdown_render_safe(runbook.body),
+        "alerts": alerts,
+        "diagnostics": diagnostics_run(
+            runbook.diagnostics, silent_minutes=_silent_minutes(request)
+        ),
+        "versions": runbook.versions.select_related("edited_by")[:20],
+    }
+    template = "oncall/runbook.html"
+    if request.htmx and request.GET.get("partial") == "diagnostics":
+        template += "#live"
+    return render(request, template, context)
+
+
+@require_GET
+def runbook_version(request, slug: str, number: int):
+    _require(request, VIEW_RUNBOOK)
+    version = get_object_or_404(
+        RunbookVersion.objects.select_related("runbook", "edited_by"),
+        runbook__slug=slug,
+        number=number,
+    )
+    return render(
+        request,
+        "oncall/runbook_version.html",
+        {"version": version, "body": markdown_render_safe(version.body)},
+    )
