@@ -19,9 +19,18 @@ from oncall.services import runbook_save
 
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "scope_label", "threshold", "hold_seconds", "window", "enabled"]
-    list_filter = ["kind", "enabled", "site"]
-    list_editable = ["threshold", "hold_seconds", "enabled"]
+    list_display = [
+        "name",
+        "kind",
+        "scope_label",
+        "severity",
+        "threshold",
+        "hold_seconds",
+        "window",
+        "enabled",
+    ]
+    list_filter = ["kind", "severity", "enabled", "site"]
+    list_editable = ["severity", "threshold", "hold_seconds", "enabled"]
     search_fields = ["name"]
 
 
@@ -42,8 +51,18 @@ class AlertTransitionInline(LinksOnlyWhereAllowedMixin, admin.TabularInline):
 class AlertAdmin(ReadOnlyAdmin):
     """Alerts move only through their lifecycle (console buttons and the evaluator)."""
 
-    list_display = ["id", "title", "kind", "site", "status", "value", "threshold", "opened_at"]
-    list_filter = ["status", "kind", "site"]
+    list_display = [
+        "id",
+        "title",
+        "kind",
+        "severity",
+        "site",
+        "status",
+        "value",
+        "threshold",
+        "opened_at",
+    ]
+    list_filter = ["status", "severity", "kind", "site"]
     inlines = [AlertTransitionInline]
 
 

@@ -29,6 +29,19 @@ class AlertKind(models.TextChoices):
 # Kinds that breach when the value falls below the threshold; all others breach above it.
 KINDS_BREACHING_BELOW = {AlertKind.ORDER_ACCURACY}
 
+
+class Severity(models.TextChoices):
+    """How loudly an alert calls: critical wakes someone, warning is for working hours, info is
+    for the record."""
+
+    CRITICAL = "critical", "Critical"
+    WARNING = "warning", "Warning"
+    INFO = "info", "Info"
+
+
+# Most severe first: sorting and "this severity and above" compare ranks.
+SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
+
 WINDOW_CHOICES = [("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days")]
 
 
@@ -53,6 +66,12 @@ class AlertRule(models.Model):
     )
     window = models.CharField(
         max_length=4, choices=WINDOW_CHOICES, default="1h", help_text="KPI window (KPI kinds)."
+    )
+    severity = models.CharField(
+        max_length=16,
+        choices=Severity.choices,
+        default=Severity.WARNING,
+        help_text="Critical: page at once. Warning: needs a look today. Info: for the record.",
     )
     enabled = models.BooleanField(default=True)
 
@@ -95,6 +114,7 @@ class Alert(models.Model):
     # Copied from the rule when it opened: history stays readable if the rule changes.
     title = models.CharField(max_length=200)
     kind = models.CharField(max_length=32, choices=AlertKind.choices)
+    severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.WARNING)
     site = models.ForeignKey(
         Site, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )

@@ -22,6 +22,7 @@ from ledger.models import Movement, MovementKind, StockLevel
 from oncall.measures import QUEUE_NAMES
 from oncall.models import (
     ACTIVE_STATUSES,
+    SEVERITY_RANK,
     Alert,
     DiagnosticName,
     RemediationAction,
@@ -44,10 +45,12 @@ def runbooks_by_kind() -> dict[str, Runbook]:
 
 
 def open_alerts(site_code: str | None = None) -> list[dict]:
-    """Open and acknowledged alerts, newest first, as JSON-safe dicts with their runbook links.
+    """Open and acknowledged alerts, most severe first and then newest first, as JSON-safe dicts
+    with their runbook links.
 
     With `site_code`, the alerts of that site and the all-sites alerts; without it, every one.
-    Keys: id, title, kind, kind_label, site (code or None), status, status_label, value,
+    Keys: id, title, kind, kind_label, severity, severity_label, site (code or None), status,
+    status_label, value,
     threshold, opened_at (ISO 8601), url (the alert's page), runbook_url and runbook_title
     (None when no runbook covers the kind).
     """
@@ -64,6 +67,8 @@ def open_alerts(site_code: str | None = None) -> list[dict]:
                 "title": alert.title,
                 "kind": alert.kind,
                 "kind_label": alert.get_kind_display(),
+                "severity": alert.severity,
+                "severity_label": alert.get_severity_display(),
                 "site": alert.site.code if alert.site_id else None,
                 "status": alert.status,
                 "status_label": alert.get_status_display(),
@@ -75,6 +80,7 @@ def open_alerts(site_code: str | None = None) -> list[dict]:
                 "runbook_title": runbook.title if runbook else None,
             }
         )
+    rows.sort(key=lambda row: SEVERITY_RANK.get(row["severity"], len(SEVERITY_RANK)))
     return rows
 
 

@@ -34,6 +34,7 @@ from oncall.models import (
     RemediationStatus,
     Runbook,
     RunbookVersion,
+    Severity,
 )
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ def _rule_decide(*, rule: AlertRule, value: Decimal | None, now: datetime) -> Al
                 rule=rule,
                 title=rule.name,
                 kind=rule.kind,
+                severity=rule.severity,
                 site=rule.site,
                 threshold=rule.threshold,
                 value=value,
@@ -352,14 +354,35 @@ def remediation_rebuild_kpis(*, actor, site_code: str) -> RemediationAction:
 
 
 DEFAULT_ALERT_RULES = [
-    # name, kind, threshold, hold seconds, window
-    ("Negative stock anywhere", AlertKind.NEGATIVE_STOCK, "0", 0, "1h"),
-    ("Stock mismatch rate above 5% (24 h)", AlertKind.STOCK_MISMATCH_RATE, "0.05", 0, "24h"),
-    ("Failed jobs", AlertKind.FAILED_JOBS, "0", 0, "1h"),
-    ("Job backlog above 1,000 for 2 minutes", AlertKind.QUEUE_BACKLOG, "1000", 120, "1h"),
-    ("A feed silent for 15 minutes", AlertKind.FEED_SILENT, "900", 0, "1h"),
-    ("Ingest lag p95 above 60 s for 5 minutes", AlertKind.INGEST_LAG, "60", 300, "1h"),
-    ("More than 100 dead letters", AlertKind.DEAD_LETTERS, "100", 0, "1h"),
+    # name, kind, threshold, hold seconds, window, severity
+    ("Negative stock anywhere", AlertKind.NEGATIVE_STOCK, "0", 0, "1h", Severity.CRITICAL),
+    (
+        "Stock mismatch rate above 5% (24 h)",
+        AlertKind.STOCK_MISMATCH_RATE,
+        "0.05",
+        0,
+        "24h",
+        Severity.WARNING,
+    ),
+    ("Failed jobs", AlertKind.FAILED_JOBS, "0", 0, "1h", Severity.WARNING),
+    (
+        "Job backlog above 1,000 for 2 minutes",
+        AlertKind.QUEUE_BACKLOG,
+        "1000",
+        120,
+        "1h",
+        Severity.CRITICAL,
+    ),
+    ("A feed silent for 15 minutes", AlertKind.FEED_SILENT, "900", 0, "1h", Severity.CRITICAL),
+    (
+        "Ingest lag p95 above 60 s for 5 minutes",
+        AlertKind.INGEST_LAG,
+        "60",
+        300,
+        "1h",
+        Severity.WARNING,
+    ),
+    ("More than 100 dead letters", AlertKind.DEAD_LETTERS, "100", 0, "1h", Severity.WARNING),
 ]
 
 
@@ -370,9 +393,14 @@ def alert_rules_default_create() -> int:
             return 0
         AlertRule.objects.bulk_create(
             AlertRule(
-                name=name, kind=kind, threshold=Decimal(threshold), hold_seconds=hold, window=window
+                name=name,
+                kind=kind,
+                threshold=Decimal(threshold),
+                hold_seconds=hold,
+                window=window,
+                severity=severity,
             )
-            for name, kind, threshold, hold, window in DEFAULT_ALERT_RULES
+            for name, kind, threshold, hold, window, severity in DEFAULT_ALERT_RULES
         )
     return len(DEFAULT_ALERT_RULES)
 

@@ -21,6 +21,7 @@ def rule_form(**fields):
         "threshold": "0",
         "hold_seconds": "120",
         "window": "1h",
+        "severity": "warning",
         "enabled": "on",
         **fields,
     }
