@@ -59,7 +59,7 @@ MUTANTS = [
     ),
     Mutant(
         'the list action "Approve the selected corrections" does nothing',
-        "corrections/admin.py",
+        "corrections/admin/corrections.py",
         "    def approve_selected(self, request, queryset):\n        approved = 0\n",
         "    def approve_selected(self, request, queryset):\n"
         "        return None\n"
@@ -67,18 +67,33 @@ MUTANTS = [
         ("tests/corrections/test_decisions.py",),
     ),
     Mutant(
-        "/readyz ready without a worker",
+        "/readyz ready with Redis down",
         "inventory_ops/views.py",
-        'if checks["workers"] == 0:',
-        'if checks["workers"] < 0:',
+        "    ready = database is None and redis is None\n",
+        "    ready = database is None\n",
         ("tests/inventory_ops/test_commands_and_access.py",),
     ),
     Mutant(
         "/readyz ready with the database down",
         "inventory_ops/views.py",
-        '        checks["database"] = f"unreachable: {error}"\n        ready = False\n',
-        '        checks["database"] = f"unreachable: {error}"\n',
-        ("tests/inventory_ops/test_commands_and_access.py",),
+        "    ready = database is None and redis is None\n",
+        "    ready = redis is None\n",
+        (
+            "tests/inventory_ops/test_commands_and_access.py::"
+            "test_readyz_is_not_ready_in_seconds_and_tells_nothing_more_when_the_database_is_down",
+            "tests/faults/test_web_outages.py::"
+            "test_a_database_outage_is_a_503_everywhere_and_over_within_5s_of_its_end",
+        ),
+    ),
+    Mutant(
+        "/readyz asks who is asking while the database is down",
+        "inventory_ops/views.py",
+        "    if database is None and _sees_details(request):\n",
+        "    if _sees_details(request):\n",
+        (
+            "tests/inventory_ops/test_commands_and_access.py::"
+            "test_readyz_is_not_ready_in_seconds_and_tells_nothing_more_when_the_database_is_down",
+        ),
     ),
     Mutant(
         "acknowledging an alert needs no permission in the view",

@@ -192,6 +192,21 @@ print(json.dumps({"status": response.status_code, "body": json.loads(response.co
 """
 
 
+def readyz_in_a_process(**env: str) -> dict:
+    """What /readyz answers an on-call user in a fresh web process with `env` (a dependency's
+    address): its status, body and seconds taken."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", READYZ_SCRIPT],
+        cwd=BASE_DIR,
+        env=subprocess_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.slow
 def test_readyz_answers_503_in_seconds_when_redis_accepts_connections_but_never_answers():
     # given a "Redis" that completes the TCP handshake (the kernel's backlog) and never replies
@@ -200,22 +215,30 @@ def test_readyz_answers_503_in_seconds_when_redis_accepts_connections_but_never_
         hung_redis.listen(64)
         port = hung_redis.getsockname()[1]
         # when the web process checks readiness
-        result = subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", READYZ_SCRIPT],
-            cwd=BASE_DIR,
-            env=subprocess_env(REDIS_URL=f"redis://127.0.0.1:{port}/0"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        answer = readyz_in_a_process(REDIS_URL=f"redis://127.0.0.1:{port}/0")
 
     # then it says Redis is the problem within seconds instead of hanging
-    assert result.returncode == 0, result.stderr
-    answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["status"] == 503
     assert answer["body"]["database"] == "ok"
     assert answer["body"]["redis"].startswith("unreachable: Timeout")
     # (redis-py's own default read timeout is 5 s; ours is INGEST_REDIS_TIMEOUT_SECONDS, 2 s)
+    assert answer["seconds"] < 4.5
+
+
+@pytest.mark.slow
+def test_readyz_is_not_ready_in_seconds_and_tells_nothing_more_when_the_database_is_down():
+    # given a web process whose PostgreSQL refuses connections (nothing listens at its address)
+    from tests.processes import free_port
+
+    dead_database = f"postgres://postgres@127.0.0.1:{free_port()}/inventory_ops"
+
+    # when an on-call user asks whether it is ready
+    answer = readyz_in_a_process(DATABASE_URL=dead_database)
+
+    # then it is not ready, at once, and says no more: nobody can be recognised without the
+    # database, and the error would name a server address
+    assert answer["status"] == 503
+    assert answer["body"] == {"status": "not ready"}
     assert answer["seconds"] < 4.5
 
 
