@@ -402,3 +402,28 @@ DASHBOARD_REFRESH_S = float(os.environ.get("DASHBOARD_REFRESH_S", "10"))
 # and it counts as gone.
 WORKER_HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS", "5"))
 WORKER_HEARTBEAT_DIR = Path(os.environ.get("WORKER_HEARTBEAT_DIR") or VAR_DIR / "run")
+
+# --- On-call notifications (docs/oncall.md "Notifications") ---------------------------------
+# Links in notifications (alert pages, runbooks) start with this: the address people open.
+PUBLIC_URL = os.environ.get("PUBLIC_URL", "http://127.0.0.1:8000")
+# A failed delivery is tried again after each of these delays (seconds), then given up.
+NOTIFICATION_RETRY_DELAYS = [
+    int(delay) for delay in env_list("NOTIFICATION_RETRY_DELAYS", "30,120,600,1800")
+]
+# How long one webhook request may take before it counts as failed.
+NOTIFICATION_TIMEOUT = float(os.environ.get("NOTIFICATION_TIMEOUT", "10"))
+# Email goes through Django's default mailer, configured from these variables (SMTP unless
+# EMAIL_BACKEND names another backend, e.g. django.core.mail.backends.console.EmailBackend).
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_BACKEND_PATH = os.environ.get("EMAIL_BACKEND", SMTP_BACKEND)
+MAILERS = {"default": {"BACKEND": EMAIL_BACKEND_PATH}}
+if EMAIL_BACKEND_PATH == SMTP_BACKEND:
+    MAILERS["default"]["OPTIONS"] = {
+        "host": os.environ.get("EMAIL_HOST", "localhost"),
+        "port": int(os.environ.get("EMAIL_PORT", "25")),
+        "username": os.environ.get("EMAIL_HOST_USER", ""),
+        "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+        "use_tls": env_bool("EMAIL_USE_TLS", False),
+        "timeout": int(os.environ.get("EMAIL_TIMEOUT", "10")),
+    }
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "inventory_ops <oncall@localhost>")

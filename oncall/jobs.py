@@ -1,4 +1,4 @@
-"""RQ jobs of the on-call app: alert evaluations and long remediations."""
+"""RQ jobs of the on-call app: alert evaluations, notification deliveries, long remediations."""
 
 import io
 import logging
@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from ingest.housekeeping import housekeeping_schedule_ensure
 from oncall.alerts import pending_sites_take
+from oncall.deliveries import notification_deliver, notifications_stalled_requeue
 from oncall.models import RemediationAction, RemediationStatus
 from oncall.schedule import alerts_schedule_ensure, scheduled_run_claim
 from oncall.services import alerts_evaluate
@@ -30,7 +31,15 @@ def alerts_scheduled_evaluation_job() -> int | None:
     # The alert chain is the one every path keeps alive (console, evaluations, release): it
     # restarts the housekeeping chain too if Redis lost it.
     housekeeping_schedule_ensure()
-    return len(alerts_evaluate(site_codes=None))
+    changes = alerts_evaluate(site_codes=None)
+    notifications_stalled_requeue()
+    return len(changes)
+
+
+def notification_deliver_job(delivery_id: int) -> str:
+    """Send one notification (retries are scheduled by the service, not by RQ: a receiver that
+    stays down must not fill the failed-job registry and fire the failed-jobs alert)."""
+    return notification_deliver(delivery_id=delivery_id)
 
 
 def rebuild_kpis_job(action_id: int) -> str:

@@ -4,6 +4,7 @@ Written only by `oncall.services` (the admin edits rules and runbooks through th
 """
 
 from django.conf import settings
+from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 
@@ -165,6 +166,122 @@ class AlertTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or 'new'} → {self.to_status}"
+
+
+class NotificationEvent(models.TextChoices):
+    FIRING = "firing", "Firing"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+
+
+EVENT_OF_STATUS = {
+    AlertStatus.OPEN: NotificationEvent.FIRING,
+    AlertStatus.ACKNOWLEDGED: NotificationEvent.ACKNOWLEDGED,
+    AlertStatus.RESOLVED: NotificationEvent.RESOLVED,
+}
+
+
+class PayloadFormat(models.TextChoices):
+    GENERIC = "inventory_ops", "inventory_ops JSON (see docs/oncall.md)"
+    ALERTMANAGER = "alertmanager", "Alertmanager webhook (version 4)"
+
+
+class NotificationChannel(models.Model):
+    """Where alert notifications go, configured by an operator in the admin."""
+
+    class Kind(models.TextChoices):
+        WEBHOOK = "webhook", "JSON webhook"
+        SLACK = "slack", "Slack-compatible webhook"
+        EMAIL = "email", "Email"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    url = models.URLField(
+        max_length=1000,
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="Webhooks: the URL notifications are POSTed to.",
+    )
+    payload_format = models.CharField(
+        max_length=16,
+        choices=PayloadFormat.choices,
+        default=PayloadFormat.GENERIC,
+        help_text="JSON webhooks only: the body they receive.",
+    )
+    recipients = models.TextField(
+        blank=True, help_text="Email: addresses, separated by commas or one per line."
+    )
+    min_severity = models.CharField(
+        "lowest severity",
+        max_length=16,
+        choices=Severity.choices,
+        default=Severity.INFO,
+        help_text="Alerts of this severity and above are sent (info: every alert).",
+    )
+    on_firing = models.BooleanField("when an alert fires", default=True)
+    on_acknowledged = models.BooleanField("when it is acknowledged", default=True)
+    on_resolved = models.BooleanField("when it is resolved", default=True)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def recipient_list(self) -> list[str]:
+        return [
+            part.strip() for part in self.recipients.replace("\n", ",").split(",") if part.strip()
+        ]
+
+    def wants(self, *, event: str, severity: str) -> bool:
+        wanted = {
+            NotificationEvent.FIRING: self.on_firing,
+            NotificationEvent.ACKNOWLEDGED: self.on_acknowledged,
+            NotificationEvent.RESOLVED: self.on_resolved,
+        }
+        return (
+            wanted.get(event, False) and SEVERITY_RANK[severity] <= SEVERITY_RANK[self.min_severity]
+        )
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    RETRYING = "retrying", "Failed, will retry"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed, gave up"
+    CANCELLED = "cancelled", "Not sent: channel disabled"
+
+
+class NotificationDelivery(models.Model):
+    """One notification to one channel and every attempt's outcome (the admin's delivery log)."""
+
+    channel = models.ForeignKey(
+        NotificationChannel, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    transition = models.ForeignKey(
+        AlertTransition, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    event = models.CharField(max_length=16, choices=NotificationEvent.choices)
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices)
+    created_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    response_status = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.TextField(blank=True, help_text="The last attempt's answer or error.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "notification deliveries"
+        indexes = [models.Index(fields=["status", "created_at"], name="delivery_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_event_display()} of alert #{self.alert_id} to {self.channel}"
 
 
 class DiagnosticName(models.TextChoices):

@@ -18,6 +18,7 @@ from dashboards.broadcasts import alerts_changed_announce
 from ingest.models import DeadLetter, DeadLetterStatus
 from ingest.services import dead_letters_replay
 from ledger.models import Site
+from oncall.deliveries import notifications_queue
 from oncall.exceptions import AlertTransitionRefused, OncallError, OncallNotAllowed
 from oncall.measures import QUEUE_NAMES, MeasureCache, rule_measure
 from oncall.models import (
@@ -127,14 +128,19 @@ def _rule_decide(*, rule: AlertRule, value: Decimal | None, now: datetime) -> Al
                 status=AlertStatus.OPEN,
                 opened_at=now,
             )
-            _transition_record(alert, "", AlertStatus.OPEN, now, None, _measure_note(rule, value))
+            opened = _transition_record(
+                alert, "", AlertStatus.OPEN, now, None, _measure_note(rule, value)
+            )
+            notifications_queue(alert, opened, now)
             change = AlertChange(alert.pk, rule.pk, _site_code(rule), AlertStatus.OPEN)
     else:
         state.breaching_since = None
         if active:
-            _status_set(
+            active.last_value = value
+            resolved = _status_set(
                 active, AlertStatus.RESOLVED, now, None, f"recovered: {_measure_note(rule, value)}"
             )
+            notifications_queue(active, resolved, now)
             change = AlertChange(active.pk, rule.pk, _site_code(rule), AlertStatus.RESOLVED)
     state.save()
     if change:
@@ -163,15 +169,15 @@ def _transition_record(alert, from_status, to_status, at, by, note) -> AlertTran
     )
 
 
-def _status_set(alert: Alert, status: str, at: datetime, by, note: str) -> None:
+def _status_set(alert: Alert, status: str, at: datetime, by, note: str) -> AlertTransition:
     previous = alert.status
     alert.status = status
-    fields = ["status"]
+    fields = ["status", "last_value"]
     if status == AlertStatus.RESOLVED:
         alert.resolved_at = at
         fields.append("resolved_at")
     alert.save(update_fields=fields)
-    _transition_record(alert, previous, status, at, by, note)
+    return _transition_record(alert, previous, status, at, by, note)
 
 
 ALLOWED_MOVES = {
@@ -200,7 +206,9 @@ def alert_transition(*, alert_id: int, to_status: str, user, note: str = "") -> 
                 f"alert #{alert_id} is {alert.get_status_display().lower()}; it cannot be "
                 f"{AlertStatus(to_status).label.lower()} now"
             )
-        _status_set(alert, to_status, timezone.now(), user, note.strip())
+        now = timezone.now()
+        transition = _status_set(alert, to_status, now, user, note.strip())
+        notifications_queue(alert, transition, now)
         if to_status == AlertStatus.RESOLVED and alert.rule_id:
             # Resolved by hand: a still-breaching rule must hold again before it reopens.
             AlertRuleState.objects.filter(rule_id=alert.rule_id).update(breaching_since=None)

@@ -21,7 +21,15 @@ from corrections.services import (
 from ingest.models import DeadLetter, HeldEvent, IngestBatch
 from ledger.models import Movement, StockLevel
 from ledger.services import movements_record
-from oncall.models import Alert, AlertKind, AlertRule, RemediationAction, Runbook
+from oncall.models import (
+    Alert,
+    AlertKind,
+    AlertRule,
+    NotificationChannel,
+    NotificationDelivery,
+    RemediationAction,
+    Runbook,
+)
 from oncall.services import alerts_evaluate, runbook_save
 from tests.builders import dispatch, receive, site_make, sku_make, user_make
 from tests.ingest.helpers import batch_apply, order_dispatched, received, source_make
@@ -109,6 +117,9 @@ def world_make() -> World:
         requested_at=timezone.now(),
         status="done",
     )
+    channel = NotificationChannel.objects.create(
+        name="ops", kind="webhook", url="http://127.0.0.1:9/hook", enabled=False
+    )
     login_seen = {"user_agent": "test", "ip_address": "127.0.0.1", "username": "clerk"}
     objects = {
         "axes.accessattempt": AccessAttempt.objects.create(
@@ -133,6 +144,14 @@ def world_make() -> World:
         "oncall.alert": Alert.objects.get(),
         "oncall.runbook": runbook,
         "oncall.remediationaction": remediation,
+        "oncall.notificationchannel": channel,
+        "oncall.notificationdelivery": NotificationDelivery.objects.create(
+            channel=channel,
+            alert=Alert.objects.get(),
+            event="firing",
+            status="sent",
+            created_at=timezone.now(),
+        ),
         "auth.user": users[STOCK_STAFF],
         "auth.group": Group.objects.get(name=STOCK_STAFF),
     }

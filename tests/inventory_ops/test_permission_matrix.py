@@ -80,6 +80,14 @@ MODEL_ACCESS: dict[str, dict[str, tuple[str, ...]]] = {
     "oncall.alert": {"view": (M, OC, SU)},
     "oncall.runbook": {"view": ROLES_VIEW, "add": (OC, SU), "change": (OC, SU), "delete": (SU,)},
     "oncall.remediationaction": {"view": (M, OC, SU)},
+    # where alerts page people: on-call sets them up, managers look
+    "oncall.notificationchannel": {
+        "view": (M, OC, SU),
+        "add": (OC, SU),
+        "change": (OC, SU),
+        "delete": (OC, SU),
+    },
+    "oncall.notificationdelivery": {"view": (M, OC, SU)},
 }
 
 # --- The admin's actions: who is offered each one (Django refuses any other) -----------------
@@ -102,6 +110,7 @@ ACTION_ACCESS: dict[tuple[str, str], tuple[str, ...]] = {
     ("ingest.deadletter", "discard_selected"): (OC, SU),
     ("oncall.alertrule", "delete_selected"): (OC, SU),
     ("oncall.runbook", "delete_selected"): (SU,),
+    ("oncall.notificationchannel", "delete_selected"): (OC, SU),
 }
 
 

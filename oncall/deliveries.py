@@ -1,0 +1,159 @@
+"""Notifications of alert transitions: recorded with the transition, sent by an RQ job.
+
+Deliveries are rows written in the alert's own transaction (so none is lost if the process
+dies after the commit) and sent by `oncall.jobs.notification_deliver_job` after it: nothing
+here waits on a receiver, so a slow or failing one never holds up an evaluation or a request.
+A delivery whose job was lost (Redis down at the commit) is enqueued again by
+`notifications_stalled_requeue`, which the scheduled evaluation runs. Payloads and transports:
+`oncall.notifications`.
+"""
+
+import logging
+from datetime import datetime, timedelta
+from functools import partial
+
+import django_rq
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from oncall.models import (
+    EVENT_OF_STATUS,
+    Alert,
+    AlertTransition,
+    DeliveryStatus,
+    NotificationChannel,
+    NotificationDelivery,
+)
+from oncall.notifications import DeliveryFailed, channel_send
+from oncall.selectors import runbooks_by_kind
+
+logger = logging.getLogger(__name__)
+
+DELIVER_JOB = "oncall.jobs.notification_deliver_job"
+STALLED_AFTER = timedelta(minutes=2)
+
+
+def notifications_queue(alert: Alert, transition: AlertTransition, now: datetime) -> None:
+    """Record a delivery per channel that wants this transition; send them after the commit.
+
+    Caller holds the alert's transaction.
+    """
+    event = EVENT_OF_STATUS[transition.to_status]
+    channels = [
+        channel
+        for channel in NotificationChannel.objects.filter(enabled=True)
+        if channel.wants(event=event, severity=alert.severity)
+    ]
+    if not channels:
+        return
+    deliveries = NotificationDelivery.objects.bulk_create(
+        NotificationDelivery(
+            channel=channel,
+            alert=alert,
+            transition=transition,
+            event=event,
+            status=DeliveryStatus.PENDING,
+            created_at=now,
+        )
+        for channel in channels
+    )
+    ids = [delivery.pk for delivery in deliveries]
+    transaction.on_commit(partial(notifications_enqueue, delivery_ids=ids))
+
+
+def notifications_enqueue(*, delivery_ids: list[int], delay: timedelta | None = None) -> None:
+    """Put delivery jobs on the `default` queue; if Redis is down they wait for the sweep."""
+    try:
+        queue = django_rq.get_queue("default", commit_mode="auto")
+        for delivery_id in delivery_ids:
+            if delay:
+                queue.enqueue_in(delay, DELIVER_JOB, delivery_id, result_ttl=300)
+            else:
+                queue.enqueue(DELIVER_JOB, delivery_id, result_ttl=300)
+    except RedisError as error:
+        logger.warning("notifications %s not enqueued, Redis unreachable: %s", delivery_ids, error)
+
+
+def _runbook_url(kind: str) -> str | None:
+    runbook = runbooks_by_kind().get(kind)
+    return reverse("oncall:runbook", args=[runbook.slug]) if runbook else None
+
+
+def notification_deliver(*, delivery_id: int, now: datetime | None = None) -> str:
+    """Send one delivery and record the outcome; on failure schedule a retry with backoff
+    (settings.NOTIFICATION_RETRY_DELAYS) until they run out, then give up. Returns the status.
+
+    Claimed with a conditional UPDATE, so two jobs for one delivery (a sweep after a slow
+    queue) send it once.
+    """
+    now = now or timezone.now()
+    claimed = NotificationDelivery.objects.filter(
+        pk=delivery_id, status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING]
+    ).update(status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, last_attempt_at=now)
+    delivery = NotificationDelivery.objects.select_related(
+        "channel", "alert__site", "transition__by"
+    ).get(pk=delivery_id)
+    if not claimed:
+        return delivery.status
+    if not delivery.channel.enabled:
+        return _delivery_finish(
+            delivery, DeliveryStatus.CANCELLED, "channel disabled before sending"
+        )
+    try:
+        sent = channel_send(
+            delivery.channel,
+            event=delivery.event,
+            alert=delivery.alert,
+            transition=delivery.transition,
+            runbook_url=_runbook_url(delivery.alert.kind),
+        )
+    except DeliveryFailed as failure:
+        delays = settings.NOTIFICATION_RETRY_DELAYS
+        delivery.response_status = failure.status
+        if delivery.attempts > len(delays):
+            return _delivery_finish(
+                delivery,
+                DeliveryStatus.FAILED,
+                f"{failure} (gave up after {delivery.attempts} attempts)",
+            )
+        delay = timedelta(seconds=delays[delivery.attempts - 1])
+        delivery.next_attempt_at = timezone.now() + delay
+        _delivery_finish(delivery, DeliveryStatus.RETRYING, str(failure))
+        notifications_enqueue(delivery_ids=[delivery.pk], delay=delay)
+        return DeliveryStatus.RETRYING
+    delivery.response_status = sent.status
+    delivery.delivered_at = timezone.now()
+    return _delivery_finish(delivery, DeliveryStatus.SENT, sent.detail)
+
+
+def _delivery_finish(delivery: NotificationDelivery, status: str, outcome: str) -> str:
+    delivery.status = status
+    delivery.outcome = outcome[:2000]
+    delivery.save(
+        update_fields=["status", "outcome", "response_status", "delivered_at", "next_attempt_at"]
+    )
+    return status
+
+
+def notifications_stalled_requeue(*, now: datetime | None = None) -> int:
+    """Enqueue again the deliveries whose job was lost: pending or due for a retry for more than
+    STALLED_AFTER, or stuck sending (the worker died mid-send). Returns how many."""
+    now = now or timezone.now()
+    stale = now - STALLED_AFTER
+    sending_stale = now - STALLED_AFTER - timedelta(seconds=settings.NOTIFICATION_TIMEOUT)
+    NotificationDelivery.objects.filter(
+        status=DeliveryStatus.SENDING, last_attempt_at__lt=sending_stale
+    ).update(status=DeliveryStatus.RETRYING, next_attempt_at=now)
+    ids = list(
+        NotificationDelivery.objects.filter(
+            Q(status=DeliveryStatus.PENDING, created_at__lt=stale)
+            | Q(status=DeliveryStatus.RETRYING, next_attempt_at__lt=stale)
+        ).values_list("pk", flat=True)[:500]
+    )
+    if ids:
+        notifications_enqueue(delivery_ids=ids)
+    return len(ids)
