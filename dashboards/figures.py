@@ -22,7 +22,7 @@ NO_DATA_TEXT = "No data in this window yet"
 # news, not missing data).
 NO_ORDERS_TEXT = "No orders in this window"
 NO_DELIVERIES_TEXT = "No deliveries in this window"
-NO_COUNTS_TEXT = "No counts in this window: no mismatch to show"
+NO_COUNTS_TEXT = "No counts in this window"
 NO_STOCKOUTS_TEXT = "No stockouts now"
 
 

@@ -15,3 +15,7 @@ class AlertTransitionRefused(OncallError):
 
 class RunbookInvalid(OncallError):
     pass
+
+
+class NoteRequired(AlertTransitionRefused):
+    """Acknowledging without a note: the next engineer would not know who does what."""

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from rq.registry import FailedJobRegistry
 
 from dashboards.kpis import kpis_compute
+from dashboards.templatetags.dashboard_format import NONE_SHOWN, kpi_format
 from ingest.models import DeadLetter, DeadLetterStatus
 from oncall.models import AlertKind, AlertRule
 
@@ -27,6 +28,27 @@ KPI_KEY_OF_KIND = {
     AlertKind.MISMATCH_VALUE: "mismatch_value",
     AlertKind.ORDER_ACCURACY: "order_accuracy",
 }
+
+
+# How each kind's measure reads for people (formats of kpi_format); counts are the rest.
+MEASURE_FORMATS = {
+    AlertKind.STOCK_MISMATCH_RATE: "percent",
+    AlertKind.ORDER_ACCURACY: "percent",
+    AlertKind.MISMATCH_VALUE: "money",
+    AlertKind.FEED_SILENT: "duration",
+    AlertKind.INGEST_LAG: "duration",
+}
+
+
+def measure_shown(value, kind: str) -> str:
+    """An alert's value or threshold for people: 901, 5.0%, 15.0 min, 2,050.00 USD (a Decimal
+    read "9E+2" and "901.1638")."""
+    if value is None:
+        return NONE_SHOWN
+    value_format = MEASURE_FORMATS.get(kind, "integer")
+    if value_format == "integer" and float(value) != int(value):
+        value_format = "decimal"  # a count rule's fractional threshold, as written
+    return kpi_format(value, value_format)
 
 
 class MeasureCache:

@@ -44,6 +44,19 @@ def runbooks_by_kind() -> dict[str, Runbook]:
     return covering
 
 
+def silent_feeds(alert: Alert) -> list[dict]:
+    """The feeds a feed-silent alert is about: those silent for longer than its threshold now
+    (with their silence in seconds), longest first."""
+    threshold = float(alert.threshold)
+    # A source that never delivered is not what the alert measured (it reads applied events).
+    feeds = [
+        feed
+        for feed in feeds_freshness()
+        if feed["freshness_s"] is not None and feed["freshness_s"] > threshold
+    ]
+    return sorted(feeds, key=lambda feed: -feed["freshness_s"])
+
+
 def open_alerts(site_code: str | None = None) -> list[dict]:
     """Open and acknowledged alerts, most severe first and then newest first, as JSON-safe dicts
     with their runbook links.

@@ -19,8 +19,13 @@ from ingest.models import DeadLetter, DeadLetterStatus
 from ingest.services import dead_letters_replay
 from ledger.models import Site
 from oncall.deliveries import notifications_queue
-from oncall.exceptions import AlertTransitionRefused, OncallError, OncallNotAllowed
-from oncall.measures import QUEUE_NAMES, MeasureCache, rule_measure
+from oncall.exceptions import (
+    AlertTransitionRefused,
+    NoteRequired,
+    OncallError,
+    OncallNotAllowed,
+)
+from oncall.measures import QUEUE_NAMES, MeasureCache, measure_shown, rule_measure
 from oncall.models import (
     ACTIVE_STATUSES,
     KINDS_BREACHING_BELOW,
@@ -154,7 +159,8 @@ def _site_code(rule: AlertRule) -> str | None:
 
 def _measure_note(rule: AlertRule, value: Decimal) -> str:
     side = "below" if rule.kind in KINDS_BREACHING_BELOW else "above"
-    return f"value {value.normalize()} (breaches {side} {rule.threshold.normalize()})"
+    shown, threshold = measure_shown(value, rule.kind), measure_shown(rule.threshold, rule.kind)
+    return f"value {shown} (breaches {side} {threshold})"
 
 
 def _announce_after_commit(site_code: str | None) -> None:
@@ -205,6 +211,11 @@ def alert_transition(*, alert_id: int, to_status: str, user, note: str = "") -> 
             raise AlertTransitionRefused(
                 f"alert #{alert_id} is {alert.get_status_display().lower()}; it cannot be "
                 f"{AlertStatus(to_status).label.lower()} now"
+            )
+        if to_status == AlertStatus.ACKNOWLEDGED and not note.strip():
+            raise NoteRequired(
+                "a note is required to acknowledge: say what you are doing about it, so the next "
+                "person knows"
             )
         now = timezone.now()
         transition = _status_set(alert, to_status, now, user, note.strip())

@@ -7,8 +7,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from ledger.models import Site
-from oncall.exceptions import OncallError, OncallNotAllowed
-from oncall.models import Alert, AlertStatus, Runbook, RunbookVersion
+from oncall.exceptions import NoteRequired, OncallError, OncallNotAllowed
+from oncall.models import Alert, AlertKind, AlertStatus, Runbook, RunbookVersion
 from oncall.runbooks import markdown_render_safe
 from oncall.schedule import alerts_schedule_ensure
 from oncall.selectors import (
@@ -17,6 +17,8 @@ from oncall.selectors import (
     diagnostics_run,
     open_alerts,
     remediations_recent,
+    runbooks_by_kind,
+    silent_feeds,
 )
 from oncall.services import (
     CHANGE_ALERT,
@@ -44,11 +46,15 @@ def _silent_minutes(request) -> int:
         return DEFAULT_SILENT_MINUTES
 
 
-def _back(request, fallback: str):
+def _safe_next(request) -> str:
     target = request.POST.get("next", "")
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return redirect(target)
-    return redirect(fallback)
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return ""
+
+
+def _back(request, fallback: str):
+    return redirect(_safe_next(request) or fallback)
 
 
 def _common(request) -> dict:
@@ -82,13 +88,25 @@ def console(request):
 @require_GET
 def alert_detail(request, pk: int):
     _require(request, VIEW_ALERT)
+    return _alert_page(request, pk)
+
+
+def _alert_page(request, pk: int, *, note_error: str = "", note: str = "", status: int = 200):
     alert = get_object_or_404(Alert.objects.select_related("site", "rule"), pk=pk)
     transitions = alert.transitions.select_related("by")
-    return render(
-        request,
-        "oncall/alert.html",
-        {**_common(request), "alert": alert, "transitions": transitions},
-    )
+    context = {
+        **_common(request),
+        "alert": alert,
+        "transitions": transitions,
+        "runbook": runbooks_by_kind().get(alert.kind),
+        # What the alert is about, named: a silent feed's name, not only "a feed".
+        "silent_feeds": silent_feeds(alert) if alert.kind == AlertKind.FEED_SILENT else [],
+        "note_error": note_error,
+        "note": note,
+        # Back to where the form was posted from (the console, a runbook) once it succeeds.
+        "next_url": _safe_next(request) or request.get_full_path(),
+    }
+    return render(request, "oncall/alert.html", context, status=status)
 
 
 TRANSITIONS = {"acknowledge": AlertStatus.ACKNOWLEDGED, "resolve": AlertStatus.RESOLVED}
@@ -108,6 +126,10 @@ def alert_transition_view(request, pk: int, action: str):
         )
     except OncallNotAllowed:
         raise PermissionDenied from None
+    except NoteRequired as error:
+        # The alert's page, the form kept, the error at the note field.
+        note = request.POST.get("note", "")
+        return _alert_page(request, pk, note_error=str(error), note=note, status=400)
     except OncallError as error:
         messages.error(request, str(error))
     else:

@@ -1,9 +1,11 @@
 """Formatting of KPI values for tiles: one place decides how a number reads, and "—" for none."""
 
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from django import template
 from django.conf import settings
+from django.utils.html import format_html
 
 register = template.Library()
 
@@ -118,3 +120,22 @@ def seconds_ago(value) -> str:
     if _number(value) is None:
         return "never"
     return f"{duration_format(value)} ago"
+
+
+@register.filter
+def local_time(moment) -> str:
+    """A moment for people: `<time>` reading "7 Dec 2026, 16:05:12 UTC", which
+    static/js/local_times.js rewrites in the reader's own time zone with how long ago it was."""
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError:
+            return moment
+    if not isinstance(moment, datetime):
+        return NONE_SHOWN
+    utc = moment.astimezone(UTC)
+    return format_html(
+        '<time datetime="{}" data-local>{} UTC</time>',
+        utc.isoformat(),
+        utc.strftime("%-d %b %Y, %H:%M:%S"),
+    )

@@ -252,3 +252,75 @@ def test_a_kiosk_opened_after_its_session_ended_says_signed_out(chromium, manage
             timeout=15_000,
         )
     context.close()
+
+
+PHONE_WIDTH_FITS = """() => document.documentElement.scrollWidth <= innerWidth"""
+
+
+def reachable(page, selector: str) -> bool:
+    """Whether the element is on screen sideways (a phone scrolls down, never across)."""
+    box = page.locator(selector).first.bounding_box()
+    return box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+
+
+def phone_pages_build() -> int:
+    from core.roles import ON_CALL
+    from oncall.services import alerts_evaluate
+    from tests.oncall.test_alerts import dispatch, negative_stock_rule
+
+    user_make("engineer", role=ON_CALL, is_staff=True)
+    site = site_make("ams", name=HOSTILE_NAME)
+    sku = sku_make("TEA-" + "X" * 60, name="<i>Tea</i> " + "very long product name " * 4)
+    record(
+        move(site, sku, MovementKind.RECEIVED, timezone.now(), on_hand=987_654_321),
+        dispatch(site, sku, 987_654_322),
+    )
+    negative_stock_rule(site)
+    alerts_evaluate(site_codes=None)
+    from oncall.models import Alert
+
+    return Alert.objects.get().pk
+
+
+def test_every_page_a_user_reaches_fits_a_phone_with_log_out_and_acknowledge_on_screen(
+    chromium, manager
+):
+    alert_id = in_thread(phone_pages_build)
+    sku_path = "/skus/TEA-" + "X" * 60 + "/"
+    pages = {
+        "boss": ["/", "/sites/ams/", "/?window=24h", f"{sku_path}?site=ams", sku_path],
+        "engineer": ["/", "/oncall/", f"/oncall/alerts/{alert_id}/", "/oncall/runbooks/"],
+    }
+    too_wide, log_out_off, acknowledge_off = [], [], []
+    dashboard_tiles, cut = [], None
+    with daphne_server() as daphne:
+        for username, paths in pages.items():
+            context = chromium.new_context(viewport=PHONE)
+            page = context.new_page()
+            log_in(page, daphne.base_url, username=username, password=PASSWORD)
+            for path in paths:
+                page.goto(f"{daphne.base_url}{path}")
+                page.wait_for_load_state("networkidle")
+                if not page.evaluate(PHONE_WIDTH_FITS):
+                    too_wide.append(
+                        (username, path, page.evaluate("document.documentElement.scrollWidth"))
+                    )
+                if not reachable(page, "text=Log out"):
+                    log_out_off.append((username, path))
+                alert_page = path.startswith("/oncall/") and "runbooks" not in path
+                if alert_page and not reachable(page, "button:has-text('Acknowledge')"):
+                    acknowledge_off.append(path)
+            if username == "boss":
+                page.goto(f"{daphne.base_url}/")
+                dashboard_tiles = page.evaluate(
+                    "() => [...document.querySelectorAll('.tile')]"
+                    ".map(tile => tile.getBoundingClientRect().height)"
+                )
+                cut = page.evaluate(CUT_TILE_VALUES)
+            context.close()
+
+    assert too_wide == [], too_wide
+    assert log_out_off == []
+    assert acknowledge_off == []
+    assert cut == []
+    assert max(dashboard_tiles) < 160  # compact: two across, not fifteen screens of tiles

@@ -185,7 +185,8 @@ def test_on_call_acknowledges_an_alert_from_its_runbook(chromium):  # noqa: F811
         page = on_call_page(chromium, daphne.base_url)
         page.goto(f"{daphne.base_url}/oncall/runbooks/negative-stock/")
 
-        # when they click Acknowledge on the open alert the runbook covers
+        # when they click Acknowledge on the open alert the runbook covers, with a note
+        page.locator("input[name=note][required]").first.fill("recounting the shelf")
         page.locator("button", has_text="Acknowledge").first.click()
 
         # then they are back on the runbook, told so, and the alert is acknowledged
