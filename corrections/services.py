@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -24,6 +23,7 @@ from django.utils import timezone
 
 from core.db import run_atomic_with_retry
 from core.limits import MAX_QTY
+from core.notify import stock_changed_notify
 from corrections.countsheets import CountRow
 from corrections.exceptions import (
     CorrectionNotAllowed,
@@ -43,7 +43,6 @@ from corrections.models import (
     CountSheetStatus,
     ReasonCode,
 )
-from dashboards.broadcasts import scopes_changed_announce
 from ledger.exceptions import UnknownSite, UnknownSku
 from ledger.models import MovementCause, MovementKind, Site, Sku, StockLevel
 from ledger.services import MovementRequest, movements_record
@@ -182,7 +181,7 @@ def _movement_request(correction: Correction, delta: int, user_id: int) -> Movem
 
 def _announce_after_commit(site_codes: set[str]) -> None:
     if site_codes:
-        transaction.on_commit(partial(scopes_changed_announce, site_codes=sorted(site_codes)))
+        stock_changed_notify(site_codes=site_codes)
 
 
 def corrections_request(*, drafts: Sequence[CorrectionDraft], requested_by) -> list[Correction]:

@@ -6,5 +6,6 @@ class DashboardsConfig(AppConfig):
     verbose_name = "Dashboards"
 
     def ready(self) -> None:
-        # Connect the receivers that keep KPI rollups right when the catalog changes.
-        from dashboards import signals  # noqa: F401
+        # Connect what the dashboards hear from below: ledger writes and catalog changes (the
+        # KPI rollups), committed changes (the live broadcasts).
+        from dashboards import receivers  # noqa: F401

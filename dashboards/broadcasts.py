@@ -1,8 +1,10 @@
 """Announcements to the live dashboards.
 
-CONTRACT: writers call `scopes_changed_announce` after their transaction commits
-(`transaction.on_commit`), naming the sites whose numbers changed; the dashboards coalesce and
-recompute. Cheap: a few channel-layer messages, never a computation.
+CONTRACT: writers call `core.notify.stock_changed_notify` in their transaction, naming the sites
+whose numbers changed; after the commit `dashboards.receivers` calls `scopes_changed_announce`,
+and the dashboards coalesce and recompute. Cheap: a few channel-layer messages, never a
+computation. (On-call hears the same notification and asks for an alert evaluation: announcing
+does not enqueue anything.)
 
 Transport: the channels-redis layer, one group per scope (SPEC.md: one site, or all sites):
 `dashboards.scope.all` and `dashboards.scope.site.<code>`, plus `dashboards.hubs` for changes
@@ -26,8 +28,6 @@ from collections.abc import Iterable
 from channels.layers import get_channel_layer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-
-from oncall.alerts import alerts_evaluation_request
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +114,7 @@ def _announce(*, kind: str, site_codes: Iterable[str] | None) -> None:
 
 def scopes_changed_announce(*, site_codes: Iterable[str]) -> None:
     """Tell the dashboards that these sites (and so the all-sites scope) changed."""
-    site_codes = list(site_codes)
     _announce(kind=KIND_SCOPES, site_codes=site_codes)
-    alerts_evaluation_request(site_codes=site_codes)
 
 
 def alerts_changed_announce(*, site_codes: Iterable[str] | None) -> None:

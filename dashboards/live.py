@@ -1,8 +1,9 @@
 """The live coalescer: one per Daphne process (per event loop), shared by all its sockets.
 
 How an update travels:
-1. a writer commits and calls `dashboards.broadcasts.scopes_changed_announce`, which sends a
-   small message to the channel-layer group of each changed scope (each site, and all sites);
+1. a writer commits, and its `core.notify.stock_changed` reaches
+   `dashboards.broadcasts.scopes_changed_announce`, which sends a small message to the
+   channel-layer group of each changed scope (each site, and all sites);
 2. the members of those groups are hubs, one per Daphne process that has watchers of the scope:
    the hub hears the message on its own channel and marks the watched scopes it covers dirty;
 3. each dirty scope is recomputed at most once per DASHBOARD_COALESCE_MS (the first change of a

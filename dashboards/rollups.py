@@ -1,7 +1,8 @@
 """KPI rollups, kept by the writers in the same transaction as the facts they come from.
 
 CONTRACT (signatures fixed; see docs/kpis.md for the design):
-- `rollups_movements_record(movements=..., levels=..., levels_before=...)` is called by
+- `rollups_movements_record(movements=..., levels=..., levels_before=...)` is called (through
+  the ledger's hook `ledger.signals.movements_recorded`, `dashboards.receivers`) by
   `ledger.services.movements_record` for every ledger write (feed events, corrections,
   counts), with the ledger rows it wrote and the levels after and before them. From movements
   alone come: COGS (order_dispatched and order_returned: -on_hand_delta * unit_cost), counts

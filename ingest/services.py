@@ -43,15 +43,14 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from pydantic import ValidationError
-from redis import Redis
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 from rq.job import Job, JobStatus
 
 from core.db import copy_rows, pg_int_array, pg_text_array, run_atomic_with_retry
+from core.notify import stock_changed_notify
+from core.queues import INGEST_QUEUE
+from core.redis import redis_client
 from core.timebounds import accepted_until
-from dashboards.broadcasts import scopes_changed_announce
 from dashboards.rollups import DeliveryFact, OrderLineFact, SnapshotFact, rollups_facts_record
 from ingest.exceptions import FeedSourceExists, FeedSourceNotAllowed
 from ingest.models import (
@@ -80,7 +79,6 @@ logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "iof_"  # noqa: S105 (a label, not a secret)
 TOKEN_USE_RECORD_INTERVAL = timedelta(minutes=1)
-INGEST_QUEUE = "ingest"
 # Managing feed sources (creating one, rotating its token) is an integration administrator's job:
 # no shipped role has this permission, superusers do (docs/ingest.md, "Who manages sources").
 MANAGE_FEED_SOURCES = "ingest.change_feedsource"
@@ -246,17 +244,12 @@ def batch_receive(
 
 @functools.cache
 def _queue_for(url: str, timeout: float):
-    # django_rq builds a new client (and TCP connection) per call; keep one per process. Keyed
-    # by URL so that a changed RQ_QUEUES setting gets its own. The client is used in the request
-    # path (rate limit, enqueue on commit): a hung Redis must cost seconds, not the request, so
-    # it has socket timeouts and no retries (a batch not enqueued stays queued for the sweeper).
-    client = Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), retries=0),
+    # One per process, keyed by URL so that a changed RQ_QUEUES setting gets its own. Used in
+    # the request path (rate limit, enqueue on commit), so no retries: a batch not enqueued
+    # stays queued for the sweeper.
+    return django_rq.get_queue(
+        INGEST_QUEUE, connection=redis_client(url, timeout=timeout, retries=False)
     )
-    return django_rq.get_queue(INGEST_QUEUE, connection=client)
 
 
 def ingest_queue():
@@ -268,15 +261,13 @@ def ingest_queue():
 
 def batch_enqueue(*, batch_id: UUID | str) -> bool:
     """Put the batch's job on the ingest queue; False (logged) if Redis is unreachable."""
-    from ingest.jobs import batch_process_job
-
     queue = ingest_queue()
     try:
         # On a pipeline of our own RQ writes the job and its queue entry in one round trip
         # (without one it makes two).
         with queue.connection.pipeline() as pipeline:
             queue.enqueue(
-                batch_process_job,
+                "ingest.jobs.batch_process_job",
                 str(batch_id),
                 job_id=batch_job_id(batch_id),
                 result_ttl=300,
@@ -598,7 +589,7 @@ def _events_apply(items: list[_Item]) -> ProcessingSummary:
         elif item.outcome == HELD:
             summary.held += 1
     if plan.site_codes:
-        transaction.on_commit(partial(scopes_changed_announce, site_codes=sorted(plan.site_codes)))
+        stock_changed_notify(site_codes=plan.site_codes)
     return summary
 
 

@@ -18,14 +18,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from redis.exceptions import RedisError
 from rq import Worker
-from rq.registry import FailedJobRegistry, StartedJobRegistry
 
+from core.probes import queue_counts
+from core.queues import INGEST_QUEUE
 from core.roles import ON_CALL
 from dashboards.live import websocket_clients_count
 from ingest.models import DeadLetter, DeadLetterStatus, FeedSource
 from ingest.selectors import feeds_freshness, sources_totals
-
-QUEUES = ("ingest", "default")
 
 
 def _escape(value: str) -> str:
@@ -89,13 +88,12 @@ def _ingest_metrics(out: _Exposition) -> None:
 
 
 def _queue_metrics(out: _Exposition) -> None:
-    connection = django_rq.get_connection("ingest")
+    connection = django_rq.get_connection(INGEST_QUEUE)
     depth, started, failed = [], [], []
-    for name in QUEUES:
-        queue = django_rq.get_queue(name)
-        depth.append(({"queue": name}, queue.count))
-        started.append(({"queue": name}, StartedJobRegistry(queue=queue).count))
-        failed.append(({"queue": name}, FailedJobRegistry(queue=queue).count))
+    for counts in queue_counts():
+        depth.append(({"queue": counts.name}, counts.queued))
+        started.append(({"queue": counts.name}, counts.started))
+        failed.append(({"queue": counts.name}, counts.failed))
     out.metric("inventory_ops_queue_depth", "gauge", "Jobs waiting in each RQ queue.", depth)
     out.metric("inventory_ops_queue_started", "gauge", "Jobs being worked on.", started)
     out.metric("inventory_ops_queue_failed", "gauge", "Jobs in the failed registry.", failed)

@@ -14,12 +14,12 @@ from django.views.defaults import server_error as default_server_error
 from redis.exceptions import RedisError
 
 from core.outages import OUTAGE_ERRORS, outage_response
-from core.probes import database_problem, redis_problem
+from core.probes import database_problem, queue_counts, redis_problem
+from core.queues import DEFAULT_QUEUE
 from ingest.heartbeats import redis_heartbeats
 
 logger = logging.getLogger(__name__)
 
-QUEUES = ("ingest", "default")
 # Who sees /readyz details: on-call (the permission to run remediations).
 ON_CALL_PERMISSION = "inventory_ops.run_remediation"
 
@@ -75,8 +75,8 @@ def readyz(request):
 
 def _worker_details() -> dict[str, object]:
     try:
-        beats = redis_heartbeats(django_rq.get_connection("default"))
-        depth = {name: django_rq.get_queue(name).count for name in QUEUES}
+        beats = redis_heartbeats(django_rq.get_connection(DEFAULT_QUEUE))
+        depth = {counts.name: counts.queued for counts in queue_counts()}
     except RedisError as error:  # went away between the checks
         return {"workers": f"unknown: {error}"}
     workers = [{**beat.as_dict(), "seconds_ago": round(beat.age(), 1)} for beat in beats]

@@ -34,6 +34,7 @@ from ledger.models import (
     Sku,
     StockLevel,
 )
+from ledger.signals import movements_recorded
 
 MOVEMENT_INSERT_BATCH = 1000
 LEVEL_UPDATE_BATCH = 500
@@ -190,10 +191,8 @@ def _movements_record_in_transaction(requests: Sequence[MovementRequest]) -> lis
     _movements_insert(rows)
     levels = list(locked.values())
     _stock_levels_add(levels)
-    # Imported here: the rollups module imports this one (MOVEMENT_COLUMNS and the requests).
-    from dashboards.rollups import rollups_movements_record
-
-    rollups_movements_record(
+    movements_recorded.send(
+        sender=Movement,
         movements=rows,
         levels={(level.site_id, level.sku_id): (level.on_hand, level.reserved) for level in levels},
         levels_before={

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from core.queues import DEFAULT_QUEUE
 from oncall.models import (
     EVENT_OF_STATUS,
     Alert,
@@ -68,7 +69,7 @@ def notifications_queue(alert: Alert, transition: AlertTransition, now: datetime
 def notifications_enqueue(*, delivery_ids: list[int], delay: timedelta | None = None) -> None:
     """Put delivery jobs on the `default` queue; if Redis is down they wait for the sweep."""
     try:
-        queue = django_rq.get_queue("default", commit_mode="auto")
+        queue = django_rq.get_queue(DEFAULT_QUEUE, commit_mode="auto")
         for delivery_id in delivery_ids:
             if delay:
                 queue.enqueue_in(delay, DELIVER_JOB, delivery_id, result_ttl=300)

@@ -7,10 +7,9 @@ letter store). `None` means "no data": it neither opens nor resolves an alert.
 import logging
 from decimal import Decimal
 
-import django_rq
 from redis.exceptions import RedisError
-from rq.registry import FailedJobRegistry
 
+from core.probes import queue_counts
 from dashboards.kpis import kpis_compute
 from dashboards.templatetags.dashboard_format import NONE_SHOWN, kpi_format
 from ingest.models import DeadLetter, DeadLetterStatus
@@ -18,7 +17,6 @@ from oncall.models import AlertKind, AlertRule
 
 logger = logging.getLogger(__name__)
 
-QUEUE_NAMES = ("ingest", "default")
 
 KPI_KEY_OF_KIND = {
     AlertKind.NEGATIVE_STOCK: "negative_stock",
@@ -94,13 +92,9 @@ def rule_measure(rule: AlertRule, cache: MeasureCache) -> Decimal | None:
 def _rq_measure(kind: str) -> Decimal | None:
     try:
         if kind == AlertKind.FAILED_JOBS:
-            return Decimal(
-                sum(
-                    FailedJobRegistry(queue=django_rq.get_queue(name)).count for name in QUEUE_NAMES
-                )
-            )
+            return Decimal(sum(counts.failed for counts in queue_counts()))
         if kind == AlertKind.QUEUE_BACKLOG:
-            return Decimal(sum(django_rq.get_queue(name).count for name in QUEUE_NAMES))
+            return Decimal(sum(counts.queued for counts in queue_counts()))
     except RedisError as error:
         logger.warning("cannot measure %s: Redis unreachable (%s)", kind, error)
         return None

@@ -12,14 +12,14 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 from rq import Worker
 from rq.job import Job
-from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.registry import FailedJobRegistry
 
-from core.probes import database_problem, redis_problem
+from core.probes import database_problem, queue_counts, redis_problem
+from core.queues import DEFAULT_QUEUE, QUEUE_NAMES
 from ingest.heartbeats import redis_heartbeats
 from ingest.models import DeadLetter, DeadLetterStatus, RejectionCode
 from ingest.selectors import feeds_freshness
 from ledger.models import Movement, MovementKind, StockLevel
-from oncall.measures import QUEUE_NAMES
 from oncall.models import (
     ACTIVE_STATUSES,
     SEVERITY_RANK,
@@ -142,7 +142,7 @@ def count_mismatches(*, hours: int = 24, limit: int = 50) -> Diagnostic:
 def failed_jobs(*, limit: int = 50) -> Diagnostic:
     diagnostic = Diagnostic(DiagnosticName.FAILED_JOBS, DiagnosticName.FAILED_JOBS.label)
     try:
-        redis = django_rq.get_connection("default")
+        redis = django_rq.get_connection(DEFAULT_QUEUE)
         for name in QUEUE_NAMES:
             registry = FailedJobRegistry(queue=django_rq.get_queue(name))
             ids = registry.get_job_ids(0, limit - 1)
@@ -168,18 +168,16 @@ def failed_jobs(*, limit: int = 50) -> Diagnostic:
 def queues_and_workers() -> Diagnostic:
     diagnostic = Diagnostic(DiagnosticName.QUEUES, DiagnosticName.QUEUES.label)
     try:
-        redis = django_rq.get_connection("default")
-        queues = []
-        for name in QUEUE_NAMES:
-            queue = django_rq.get_queue(name)
-            queues.append(
-                {
-                    "name": name,
-                    "queued": queue.count,
-                    "started": StartedJobRegistry(queue=queue).count,
-                    "failed": FailedJobRegistry(queue=queue).count,
-                }
-            )
+        redis = django_rq.get_connection(DEFAULT_QUEUE)
+        queues = [
+            {
+                "name": counts.name,
+                "queued": counts.queued,
+                "started": counts.started,
+                "failed": counts.failed,
+            }
+            for counts in queue_counts()
+        ]
         # Live workers from their short heartbeats (ingest/heartbeats.py): RQ's own records
         # outlive a dead worker by minutes and are gone after a Redis restart.
         states = {worker.name: worker.get_state() for worker in Worker.all(connection=redis)}

@@ -5,7 +5,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import partial
 
 import django_rq
 from django.db import DatabaseError, transaction
@@ -14,7 +13,8 @@ from redis.exceptions import RedisError
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.registry import FailedJobRegistry
 
-from dashboards.broadcasts import alerts_changed_announce
+from core.notify import alerts_changed_notify
+from core.queues import DEFAULT_QUEUE, QUEUE_NAMES
 from ingest.models import DeadLetter, DeadLetterStatus
 from ingest.services import dead_letters_replay
 from ledger.models import Site
@@ -25,7 +25,7 @@ from oncall.exceptions import (
     OncallError,
     OncallNotAllowed,
 )
-from oncall.measures import QUEUE_NAMES, MeasureCache, measure_shown, rule_measure
+from oncall.measures import MeasureCache, measure_shown, rule_measure
 from oncall.models import (
     ACTIVE_STATUSES,
     KINDS_BREACHING_BELOW,
@@ -164,9 +164,9 @@ def _measure_note(rule: AlertRule, value: Decimal) -> str:
 
 
 def _announce_after_commit(site_code: str | None) -> None:
-    # site_codes=None: an all-sites alert, shown on every dashboard (alerts_changed_announce).
+    # site_codes=None: an all-sites alert, shown on every dashboard.
     site_codes = None if site_code is None else [site_code]
-    transaction.on_commit(partial(alerts_changed_announce, site_codes=site_codes))
+    alerts_changed_notify(site_codes=site_codes)
 
 
 def _transition_record(alert, from_status, to_status, at, by, note) -> AlertTransition:
@@ -353,13 +353,12 @@ def remediation_rebuild_kpis(*, actor, site_code: str) -> RemediationAction:
     if not Site.objects.filter(code=site_code).exists():
         raise OncallError(f"unknown site {site_code!r}")
     action = _remediation_start(actor=actor, kind=RemediationKind.REBUILD_KPIS, target=site_code)
-    from oncall.jobs import rebuild_kpis_job
 
     def enqueue() -> None:
         # After commit: the worker must find the action row.
         try:
-            job = django_rq.get_queue("default", commit_mode="auto").enqueue(
-                rebuild_kpis_job, action.pk
+            job = django_rq.get_queue(DEFAULT_QUEUE, commit_mode="auto").enqueue(
+                "oncall.jobs.rebuild_kpis_job", action.pk
             )
         except RedisError as error:
             _remediation_finish(action, succeeded=False, result=f"Redis unreachable: {error}")

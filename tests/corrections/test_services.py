@@ -7,6 +7,7 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 
+from core.notify import notify_now, stock_changed
 from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
 from corrections.exceptions import (
     CorrectionNotAllowed,
@@ -23,7 +24,6 @@ from corrections.services import (
     correction_reverse,
     corrections_request,
 )
-from dashboards.broadcasts import scopes_changed_announce
 from ledger.exceptions import UnknownSku
 from ledger.models import Movement, MovementKind, StockLevel
 from ledger.selectors import ledger_differences
@@ -269,7 +269,7 @@ def test_applied_corrections_announce_their_site_after_commit(
         corrections_request(drafts=[draft(site, sku, delta=1)], requested_by=staff)
 
     [announce] = callbacks
-    assert announce.func is scopes_changed_announce
+    assert (announce.func, announce.args) == (notify_now, (stock_changed,))
     assert announce.keywords == {"site_codes": [site.code]}
 
 

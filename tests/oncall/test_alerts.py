@@ -7,9 +7,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from core.notify import alerts_changed, notify_now
 from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
 from corrections.services import CorrectionDraft, corrections_request
-from dashboards.broadcasts import alerts_changed_announce
 from dashboards.kpis import kpis_compute
 from ledger.models import MovementKind
 from ledger.services import MovementRequest, movements_record
@@ -206,7 +206,9 @@ def test_opened_and_resolved_alerts_are_announced_to_the_dashboards_after_commit
         alerts_evaluate(site_codes=[site.code])
 
     announced = sorted((callback.keywords["site_codes"] or ["<all>"]) for callback in callbacks)
-    assert all(callback.func is alerts_changed_announce for callback in callbacks)
+    assert all(
+        (callback.func, callback.args) == (notify_now, (alerts_changed,)) for callback in callbacks
+    )
     assert announced == [["<all>"], [site.code]]
 
 

@@ -7,9 +7,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from core.notify import notify_now, stock_changed
 from core.roles import MANAGERS, STOCK_STAFF
 from corrections.services import CorrectionDraft, corrections_request
-from dashboards.broadcasts import scopes_changed_announce
 from ledger.models import MovementKind, Site
 from ledger.services import MovementRequest, movements_record
 from oncall.models import Alert, AlertKind, AlertRule
@@ -96,7 +96,7 @@ def stock_oversold_and_announced():
             )
         ]
     )
-    scopes_changed_announce(site_codes=["ams"])
+    notify_now(stock_changed, site_codes=["ams"])  # as the ingest worker does after its commit
 
 
 def stock_recounted():

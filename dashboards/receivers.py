@@ -1,10 +1,14 @@
-"""Keep the KPI engine's derived data right when the catalog changes, whoever changes it.
+"""What the dashboards hear from the rooms below them (connected by `DashboardsConfig.ready`).
 
-Standard costs and reorder points are edited by `catalog_import`, by the admin's SKU form and its
-site reorder point inline: receivers here catch every model save, in the saver's transaction
-(derived data, not a side effect such as a broadcast, so it belongs inside the transaction).
-A queryset `.update()` of `unit_cost` bypasses them; `rebuild_kpis` cannot recover a cost
-history that was never recorded (see docs/kpis.md).
+In the writer's transaction (derived data that must stay exact with the ledger):
+- `ledger.signals.movements_recorded`: every ledger write folds into the KPI rollups;
+- the catalog's model saves: standard costs and reorder points are edited by `catalog_import`,
+  by the admin's SKU form and its site reorder point inline, and every save is caught here. A
+  queryset `.update()` of `unit_cost` bypasses them; `rebuild_kpis` cannot recover a cost
+  history that was never recorded (see docs/kpis.md).
+
+After the commit (`core.notify`): `stock_changed` and `alerts_changed` are announced to the
+live dashboards (`dashboards.broadcasts`).
 """
 
 from decimal import Decimal
@@ -14,8 +18,30 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from dashboards.rollups import stock_status_reorder_points_refresh, unit_cost_change_record
+from core.notify import alerts_changed, stock_changed
+from dashboards.broadcasts import alerts_changed_announce, scopes_changed_announce
+from dashboards.rollups import (
+    rollups_movements_record,
+    stock_status_reorder_points_refresh,
+    unit_cost_change_record,
+)
 from ledger.models import SiteReorderPoint, Sku
+from ledger.signals import movements_recorded
+
+
+@receiver(movements_recorded, dispatch_uid="kpis_movements_recorded")
+def movements_fold(sender, *, movements, levels, levels_before, **kwargs) -> None:
+    rollups_movements_record(movements=movements, levels=levels, levels_before=levels_before)
+
+
+@receiver(stock_changed, dispatch_uid="dashboards_stock_changed")
+def stock_changed_broadcast(sender, *, site_codes, **kwargs) -> None:
+    scopes_changed_announce(site_codes=site_codes)
+
+
+@receiver(alerts_changed, dispatch_uid="dashboards_alerts_changed")
+def alerts_changed_broadcast(sender, *, site_codes, **kwargs) -> None:
+    alerts_changed_announce(site_codes=site_codes)
 
 
 @receiver(pre_save, sender=Sku, dispatch_uid="kpis_sku_previous")
