@@ -1,8 +1,10 @@
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ledger.exceptions import InvalidMovement, UnknownSite, UnknownSku
@@ -145,30 +147,35 @@ def test_a_failure_after_the_ledger_write_rolls_the_whole_call_back():
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"kind": "teleported", "on_hand_delta": 1}, "unknown movement kind"),
+        ({"kind": "teleported", "on_hand_delta": 1}, "unknown movement kind 'teleported'"),
         (
             {"kind": MovementKind.RECEIVED, "on_hand_delta": 1, "cause": "magic"},
             "unknown movement cause 'magic'",
         ),
-        ({"kind": MovementKind.COUNTED, "counted_qty": -1}, "counted_qty >= 0"),
-        ({"kind": MovementKind.COUNTED}, "counted_qty >= 0"),
+        ({"kind": MovementKind.COUNTED, "counted_qty": -1}, "a count needs counted_qty >= 0"),
+        ({"kind": MovementKind.COUNTED}, "a count needs counted_qty >= 0"),
         (
             {"kind": MovementKind.COUNTED, "counted_qty": 3, "on_hand_delta": 1},
             "a count gives counted_qty, not deltas",
         ),
-        ({"kind": MovementKind.RECEIVED, "on_hand_delta": 1, "counted_qty": 3}, "only for counts"),
+        (
+            {"kind": MovementKind.RECEIVED, "on_hand_delta": 1, "counted_qty": 3},
+            "counted_qty is only for counts",
+        ),
     ],
 )
 def test_invalid_requests_are_refused_before_anything_is_written(fields, message):
     site, sku = site_make(), sku_make()
 
-    with pytest.raises(InvalidMovement, match=message):
+    with pytest.raises(InvalidMovement) as refusal:
         movements_record(
             requests=[
                 MovementRequest(site=site.code, sku=sku.code, occurred_at=timezone.now(), **fields)
             ]
         )
 
+    # the whole reason, as the caller passes it on
+    assert str(refusal.value) == message
     assert not Movement.objects.exists()
 
 
@@ -272,3 +279,42 @@ def test_late_movements_keep_their_event_time():
     movement = Movement.objects.get()
     assert movement.occurred_at == yesterday
     assert movement.recorded_at > yesterday
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_writers_receiving_a_sku_no_level_exists_for_yet_both_count(postgres_only):
+    # given a site and a SKU with no stock level yet
+    site, sku = site_make(), sku_make()
+    first_written = threading.Event()
+
+    def first_receipt():
+        try:
+            with transaction.atomic():
+                # creates the level, not yet committed
+                movements_record(requests=[receive(site, sku, 3)])
+                first_written.set()
+                # hold the transaction open until the second writer waits on the new level
+                with connection.cursor() as cursor:
+                    for _ in range(200):
+                        cursor.execute(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                        )
+                        if cursor.fetchone()[0]:
+                            break
+                        time.sleep(0.05)
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=first_receipt)
+    writer.start()
+    assert first_written.wait(20)
+
+    # when a second receipt of it is recorded before the first commits
+    movements_record(requests=[receive(site, sku, 4)])
+    writer.join(timeout=20)
+    assert not writer.is_alive(), "the first receipt is stuck"
+
+    # then it waited for the first and both count, on the one level
+    assert level_of(site, sku) == (7, 0)
+    assert Movement.objects.filter(site=site, sku=sku).count() == 2
