@@ -1,12 +1,16 @@
 """Admin for alert rules (thresholds), runbooks (every save is a version) and the audit trails."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.utils import timezone
 
 from ledger.admin import LinksOnlyWhereAllowedMixin, ReadOnlyAdmin
+from oncall.exceptions import OncallError
 from oncall.models import (
+    SILENCE_ENDS_AFTER_START,
+    SILENCE_NEEDS_A_MATCHER,
     Alert,
     AlertKind,
     AlertRule,
@@ -17,8 +21,10 @@ from oncall.models import (
     RemediationAction,
     Runbook,
     RunbookVersion,
+    Silence,
 )
 from oncall.services import runbook_save
+from oncall.silences import silence_create, silence_end, silence_problem
 
 
 @admin.register(AlertRule)
@@ -194,3 +200,87 @@ class NotificationDeliveryAdmin(ReadOnlyAdmin):
     @admin.display(description="outcome")
     def outcome_excerpt(self, delivery: NotificationDelivery) -> str:
         return delivery.outcome[:120]
+
+
+class SilenceForm(forms.ModelForm):
+    class Meta:
+        model = Silence
+        fields = ["rule", "site", "starts_at", "ends_at", "reason"]
+        widgets = {"reason": forms.Textarea(attrs={"rows": 3, "cols": 60})}
+        help_texts = {
+            "starts_at": "UTC. Now, or later for planned maintenance.",
+            "ends_at": "UTC. Notifications resume then; alerts still open are sent.",
+            "reason": "Shown with every alert it silences: say why and until what.",
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk or self.errors:
+            return cleaned
+        problem = silence_problem(
+            rule_id=cleaned["rule"].pk if cleaned.get("rule") else None,
+            site_id=cleaned["site"].pk if cleaned.get("site") else None,
+            starts_at=cleaned["starts_at"],
+            ends_at=cleaned["ends_at"],
+            reason=cleaned.get("reason", ""),
+            now=timezone.now(),
+        )
+        # The table's constraints report theirs (ModelForm checks them after this).
+        if problem and problem not in (SILENCE_NEEDS_A_MATCHER, SILENCE_ENDS_AFTER_START):
+            raise forms.ValidationError(problem)
+        return cleaned
+
+
+@admin.register(Silence)
+class SilenceAdmin(LinksOnlyWhereAllowedMixin, admin.ModelAdmin):
+    """Silences are set here or on an alert's page; once set, one is only ended (by action)."""
+
+    form = SilenceForm
+    list_display = ["id", "matcher_label", "starts_at", "ends_at", "reason", "created_by", "state"]
+    list_filter = ["rule", "site"]
+    list_select_related = ["rule", "site", "created_by"]
+    actions = ["end_now"]
+
+    def get_changeform_initial_data(self, request):
+        return {"starts_at": timezone.now(), **super().get_changeform_initial_data(request)}
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["rule", "site", "starts_at", "ends_at", "reason", "created_by", "ended_by"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return SilenceForm.Meta.fields
+        return self.get_readonly_fields(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="state")
+    def state(self, silence: Silence) -> str:
+        return silence.state_at(timezone.now())
+
+    def save_model(self, request, obj, form, change):
+        created = silence_create(
+            user=request.user,
+            rule_id=obj.rule_id,
+            site_id=obj.site_id,
+            starts_at=obj.starts_at,
+            ends_at=obj.ends_at,
+            reason=obj.reason,
+        )
+        obj.pk = created.pk
+
+    @admin.action(description="End the selected silences now", permissions=["change"])
+    def end_now(self, request, queryset):
+        ended = 0
+        for silence in queryset:
+            try:
+                silence_end(silence_id=silence.pk, user=request.user)
+            except OncallError as error:
+                self.message_user(request, str(error), messages.WARNING)
+            else:
+                ended += 1
+        if ended:
+            self.message_user(request, f"Ended {ended} silence(s).", messages.SUCCESS)

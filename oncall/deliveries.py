@@ -28,6 +28,7 @@ from oncall.models import (
     DeliveryStatus,
     NotificationChannel,
     NotificationDelivery,
+    Silence,
 )
 from oncall.notifications import DeliveryFailed, channel_send
 from oncall.selectors import runbooks_by_kind
@@ -41,7 +42,8 @@ STALLED_AFTER = timedelta(minutes=2)
 def notifications_queue(alert: Alert, transition: AlertTransition, now: datetime) -> None:
     """Record a delivery per channel that wants this transition; send them after the commit.
 
-    Caller holds the alert's transaction.
+    Caller holds the alert's transaction. A silence matching the alert records them as
+    suppressed instead: they show in the delivery log and are never sent.
     """
     event = EVENT_OF_STATUS[transition.to_status]
     channels = [
@@ -51,19 +53,25 @@ def notifications_queue(alert: Alert, transition: AlertTransition, now: datetime
     ]
     if not channels:
         return
+    silence = Silence.objects.active_at(now).matching(alert).order_by("-ends_at").first()
     deliveries = NotificationDelivery.objects.bulk_create(
         NotificationDelivery(
             channel=channel,
             alert=alert,
             transition=transition,
             event=event,
-            status=DeliveryStatus.PENDING,
+            status=DeliveryStatus.SUPPRESSED if silence else DeliveryStatus.PENDING,
+            silence=silence,
+            outcome=f"silenced until {silence.ends_at:%Y-%m-%d %H:%M} UTC: {silence.reason}"
+            if silence
+            else "",
             created_at=now,
         )
         for channel in channels
     )
-    ids = [delivery.pk for delivery in deliveries]
-    transaction.on_commit(partial(notifications_enqueue, delivery_ids=ids))
+    if silence is None:
+        ids = [delivery.pk for delivery in deliveries]
+        transaction.on_commit(partial(notifications_enqueue, delivery_ids=ids))
 
 
 def notifications_enqueue(*, delivery_ids: list[int], delay: timedelta | None = None) -> None:

@@ -19,3 +19,7 @@ class RunbookInvalid(OncallError):
 
 class NoteRequired(AlertTransitionRefused):
     """Acknowledging without a note: the next engineer would not know who does what."""
+
+
+class SilenceInvalid(OncallError):
+    pass

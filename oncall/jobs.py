@@ -13,6 +13,7 @@ from oncall.deliveries import notification_deliver, notifications_stalled_requeu
 from oncall.models import RemediationAction, RemediationStatus
 from oncall.schedule import alerts_schedule_ensure, scheduled_run_claim
 from oncall.services import alerts_evaluate
+from oncall.silences import silences_ended_notify
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ def alerts_scheduled_evaluation_job() -> int | None:
     housekeeping_schedule_ensure()
     changes = alerts_evaluate(site_codes=None)
     notifications_stalled_requeue()
+    silences_ended_notify()
     return len(changes)
 
 

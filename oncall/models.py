@@ -252,6 +252,7 @@ class DeliveryStatus(models.TextChoices):
     RETRYING = "retrying", "Failed, will retry"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed, gave up"
+    SUPPRESSED = "suppressed", "Not sent: silenced"
     CANCELLED = "cancelled", "Not sent: channel disabled"
 
 
@@ -267,6 +268,14 @@ class NotificationDelivery(models.Model):
     )
     event = models.CharField(max_length=16, choices=NotificationEvent.choices)
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices)
+    silence = models.ForeignKey(
+        "Silence",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deliveries",
+        help_text="The silence that held it back.",
+    )
     created_at = models.DateTimeField()
     attempts = models.PositiveIntegerField(default=0)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -282,6 +291,96 @@ class NotificationDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_event_display()} of alert #{self.alert_id} to {self.channel}"
+
+
+SILENCE_NEEDS_A_MATCHER = "A silence must name a rule, a site or both."
+SILENCE_ENDS_AFTER_START = "The end must be after the start."
+
+
+class SilenceQuerySet(models.QuerySet):
+    def active_at(self, moment):
+        return self.filter(starts_at__lte=moment, ends_at__gt=moment)
+
+    def matching(self, alert: "Alert"):
+        """Silences whose rule and site (each empty: any) match the alert's."""
+        return self.filter(
+            Q(rule__isnull=True) | Q(rule_id=alert.rule_id),
+            Q(site__isnull=True) | Q(site_id=alert.site_id),
+        )
+
+
+class Silence(models.Model):
+    """No notification for the alerts it matches between its start and end; they still show."""
+
+    rule = models.ForeignKey(
+        AlertRule,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="silences",
+        help_text="Empty: any rule (then name a site).",
+    )
+    site = models.ForeignKey(
+        Site,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Empty: any scope (then name a rule).",
+    )
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    reason = models.TextField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Who ended it before its end time.",
+    )
+    # When the evaluator sent what the silence held back from alerts still firing at its end.
+    end_handled_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SilenceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-ends_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rule__isnull=False) | Q(site__isnull=False),
+                name="silence_matches_something",
+                violation_error_message=SILENCE_NEEDS_A_MATCHER,
+            ),
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=models.F("starts_at")),
+                name="silence_ends_after_start",
+                violation_error_message=SILENCE_ENDS_AFTER_START,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Silence #{self.pk} of {self.matcher_label}"
+
+    def state_at(self, moment) -> str:
+        if self.ends_at <= moment:
+            return "ended"
+        return "active" if self.starts_at <= moment else "scheduled"
+
+    @property
+    def matcher_label(self) -> str:
+        parts = []
+        if self.rule_id:
+            parts.append(f"rule {self.rule}")
+        if self.site_id:
+            parts.append(f"site {self.site.code}")
+        return " at ".join(parts)
+
+    matcher_label.fget.short_description = "silences"
 
 
 class DiagnosticName(models.TextChoices):

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.urls import reverse
 
-from oncall.display import measure_display
+from oncall.measures import measure_shown
 from oncall.models import Alert, AlertTransition, NotificationChannel, PayloadFormat
 
 PAYLOAD_VERSION = 1
@@ -61,9 +61,9 @@ def alert_document(alert: Alert, runbook_url: str | None) -> dict:
         "status": alert.status,
         "site": alert.site.code if alert.site_id else None,
         "value": str(current),
-        "value_display": measure_display(alert.kind, current),
+        "value_display": measure_shown(current, alert.kind),
         "threshold": str(alert.threshold),
-        "threshold_display": measure_display(alert.kind, alert.threshold),
+        "threshold_display": measure_shown(alert.threshold, alert.kind),
         "opened_at": _iso(alert.opened_at),
         "resolved_at": _iso(alert.resolved_at),
         "runbook_url": absolute_url(runbook_url) if runbook_url else None,

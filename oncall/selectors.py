@@ -27,6 +27,7 @@ from oncall.models import (
     DiagnosticName,
     RemediationAction,
     Runbook,
+    Silence,
 )
 
 logger = logging.getLogger(__name__)
@@ -65,15 +66,18 @@ def open_alerts(site_code: str | None = None) -> list[dict]:
     Keys: id, title, kind, kind_label, severity, severity_label, site (code or None), status,
     status_label, value,
     threshold, opened_at (ISO 8601), url (the alert's page), runbook_url and runbook_title
-    (None when no runbook covers the kind).
+    (None when no runbook covers the kind), silenced_until (ISO 8601, None when no silence
+    holds its notifications back now).
     """
     alerts = Alert.objects.filter(status__in=ACTIVE_STATUSES).select_related("site")
     if site_code is not None:
         alerts = alerts.filter(Q(site__isnull=True) | Q(site__code=site_code))
     covering = runbooks_by_kind()
+    silences = silences_current()
     rows = []
     for alert in alerts.order_by("-opened_at", "-id"):
         runbook = covering.get(alert.kind)
+        silence = silence_matching(silences, alert)
         rows.append(
             {
                 "id": alert.pk,
@@ -91,10 +95,34 @@ def open_alerts(site_code: str | None = None) -> list[dict]:
                 "url": reverse("oncall:alert", args=[alert.pk]),
                 "runbook_url": reverse("oncall:runbook", args=[runbook.slug]) if runbook else None,
                 "runbook_title": runbook.title if runbook else None,
+                "silenced_until": silence.ends_at.isoformat() if silence else None,
             }
         )
     rows.sort(key=lambda row: SEVERITY_RANK.get(row["severity"], len(SEVERITY_RANK)))
     return rows
+
+
+def silences_current(now=None) -> list[Silence]:
+    """Silences in force now or planned, the soonest to end first."""
+    now = now or timezone.now()
+    return list(
+        Silence.objects.filter(ends_at__gt=now)
+        .select_related("rule", "site", "created_by")
+        .order_by("ends_at", "pk")
+    )
+
+
+def silence_matching(silences: list[Silence], alert: Alert, now=None) -> Silence | None:
+    """Of `silences`, the one holding the alert's notifications back now that ends last."""
+    now = now or timezone.now()
+    matching = [
+        silence
+        for silence in silences
+        if silence.starts_at <= now < silence.ends_at
+        and silence.rule_id in (None, alert.rule_id)
+        and silence.site_id in (None, alert.site_id)
+    ]
+    return max(matching, key=lambda silence: silence.ends_at, default=None)
 
 
 @dataclass

@@ -1,13 +1,17 @@
 """The on-call console, alert pages and runbook pages. Permissions are checked here (403)."""
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from ledger.models import Site
 from oncall.exceptions import NoteRequired, OncallError, OncallNotAllowed
+from oncall.forms import SilenceForm
 from oncall.models import Alert, AlertKind, AlertStatus, Runbook, RunbookVersion
 from oncall.runbooks import markdown_render_safe
 from oncall.schedule import alerts_schedule_ensure
@@ -18,6 +22,8 @@ from oncall.selectors import (
     open_alerts,
     remediations_recent,
     runbooks_by_kind,
+    silence_matching,
+    silences_current,
     silent_feeds,
 )
 from oncall.services import (
@@ -28,6 +34,7 @@ from oncall.services import (
     remediation_replay_dead_letters,
     remediation_requeue_failed_jobs,
 )
+from oncall.silences import ADD_SILENCE, CHANGE_SILENCE, silence_create, silence_end
 
 VIEW_ALERT = "oncall.view_alert"
 VIEW_RUNBOOK = "oncall.view_runbook"
@@ -61,6 +68,8 @@ def _common(request) -> dict:
     return {
         "can_remediate": request.user.has_perm(RUN_REMEDIATION),
         "can_transition": request.user.has_perm(CHANGE_ALERT),
+        "can_silence": request.user.has_perm(ADD_SILENCE),
+        "can_end_silence": request.user.has_perm(CHANGE_SILENCE),
         "sites": Site.objects.only("code"),
         "refresh_seconds": DIAGNOSTICS_REFRESH_SECONDS,
         "silent_minutes": _silent_minutes(request),
@@ -78,6 +87,8 @@ def console(request):
             CONSOLE_DIAGNOSTICS, silent_minutes=_silent_minutes(request)
         ),
         "remediations": remediations_recent(),
+        "silences": silences_current(),
+        "silence_form": SilenceForm(),
     }
     template = "oncall/console.html"
     if request.htmx and request.GET.get("partial") == "diagnostics":
@@ -101,6 +112,10 @@ def _alert_page(request, pk: int, *, note_error: str = "", note: str = "", statu
         "runbook": runbooks_by_kind().get(alert.kind),
         # What the alert is about, named: a silent feed's name, not only "a feed".
         "silent_feeds": silent_feeds(alert) if alert.kind == AlertKind.FEED_SILENT else [],
+        "silence": silence_matching(silences_current(), alert) if alert.is_active else None,
+        "silence_form": SilenceForm(
+            initial={"rule": alert.rule_id, "site": alert.site.code if alert.site_id else None}
+        ),
         "note_error": note_error,
         "note": note,
         # Back to where the form was posted from (the console, a runbook) once it succeeds.
@@ -134,6 +149,50 @@ def alert_transition_view(request, pk: int, action: str):
         messages.error(request, str(error))
     else:
         messages.success(request, f"Alert #{alert.pk} {alert.get_status_display().lower()}.")
+    return _back(request, "oncall:console")
+
+
+@require_POST
+def silence_create_view(request):
+    _require(request, ADD_SILENCE)
+    form = SilenceForm(request.POST)
+    if not form.is_valid():
+        problems = [error for errors in form.errors.values() for error in errors]
+        messages.error(request, "Not silenced: " + " ".join(problems))
+        return _back(request, "oncall:console")
+    rule, site = form.cleaned_data["rule"], form.cleaned_data["site"]
+    try:
+        silence = silence_create(
+            user=request.user,
+            rule_id=rule.pk if rule else None,
+            site_id=site.pk if site else None,
+            ends_at=timezone.now() + timedelta(minutes=form.cleaned_data["minutes"]),
+            reason=form.cleaned_data["reason"],
+        )
+    except OncallNotAllowed:
+        raise PermissionDenied from None
+    except OncallError as error:
+        messages.error(request, f"Not silenced: {error}")
+    else:
+        messages.success(
+            request,
+            f"Silenced {silence.matcher_label} until {silence.ends_at:%Y-%m-%d %H:%M} UTC: "
+            "alerts still show, nothing is sent until then.",
+        )
+    return _back(request, "oncall:console")
+
+
+@require_POST
+def silence_end_view(request, pk: int):
+    _require(request, CHANGE_SILENCE)
+    try:
+        silence = silence_end(silence_id=pk, user=request.user)
+    except OncallNotAllowed:
+        raise PermissionDenied from None
+    except OncallError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"Silence of {silence.matcher_label} ended.")
     return _back(request, "oncall:console")
 
 

@@ -1,7 +1,7 @@
 """A small world with one of everything, and one user per kind of visitor, for access tests."""
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
@@ -29,6 +29,7 @@ from oncall.models import (
     NotificationDelivery,
     RemediationAction,
     Runbook,
+    Silence,
 )
 from oncall.services import alerts_evaluate, runbook_save
 from tests.builders import dispatch, receive, site_make, sku_make, user_make
@@ -145,6 +146,14 @@ def world_make() -> World:
         "oncall.runbook": runbook,
         "oncall.remediationaction": remediation,
         "oncall.notificationchannel": channel,
+        "oncall.silence": Silence.objects.create(
+            site=site,
+            starts_at=timezone.now(),
+            ends_at=timezone.now() + timedelta(days=1),
+            reason="stocktake",
+            created_by=users[ON_CALL],
+            created_at=timezone.now(),
+        ),
         "oncall.notificationdelivery": NotificationDelivery.objects.create(
             channel=channel,
             alert=Alert.objects.get(),

@@ -88,6 +88,8 @@ MODEL_ACCESS: dict[str, dict[str, tuple[str, ...]]] = {
         "delete": (OC, SU),
     },
     "oncall.notificationdelivery": {"view": (M, OC, SU)},
+    # silences are set on the console or here, then only ended (an action), never edited
+    "oncall.silence": {"view": (M, OC, SU), "add": (OC, SU), "change": (OC, SU)},
 }
 
 # --- The admin's actions: who is offered each one (Django refuses any other) -----------------
@@ -111,6 +113,7 @@ ACTION_ACCESS: dict[tuple[str, str], tuple[str, ...]] = {
     ("oncall.alertrule", "delete_selected"): (OC, SU),
     ("oncall.runbook", "delete_selected"): (SU,),
     ("oncall.notificationchannel", "delete_selected"): (OC, SU),
+    ("oncall.silence", "end_now"): (OC, SU),
 }
 
 
@@ -161,6 +164,17 @@ RULES: dict[str, Rule] = {
     ),
     "oncall:remediation": Rule(
         allowed(OC, SU), "/oncall/remediations/rebuild-kpis/", method="post", data={"site": "ams"}
+    ),
+    "oncall:silence_create": Rule(
+        allowed(OC, SU),
+        "/oncall/silences/",
+        method="post",
+        data={"site": "ams", "minutes": "60", "reason": "stocktake"},
+    ),
+    "oncall:silence_end": Rule(
+        allowed(OC, SU),
+        lambda w: f"/oncall/silences/{w.pk('oncall.silence')}/end/",
+        method="post",
     ),
     "oncall:runbooks": Rule(allowed(M, S, OC, SU)),
     "oncall:runbook": Rule(allowed(M, S, OC, SU), "/oncall/runbooks/negative-stock/"),
