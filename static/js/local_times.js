@@ -1,9 +1,11 @@
 // Times for people: every <time data-local datetime="..."> (the server writes it in UTC) is
-// shown in the reader's own time zone, with how long ago it was; its title keeps the UTC form.
+// shown in the reader's own time zone, named ("CET"), with how long ago it was; its title keeps
+// the UTC form.
 (function () {
   "use strict";
   const format = new Intl.DateTimeFormat(undefined, {
     weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", second: "2-digit",
+    timeZoneName: "short",
   });
 
   function ago(seconds) {
