@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 
 from core.limits import MAX_QTY
@@ -9,6 +10,14 @@ from corrections.exceptions import CountSheetInvalid
 from ledger.models import Site, Sku
 
 REQUIRED_COLUMNS = ("site", "sku", "counted_qty")
+TEMPLATE_CSV = "site,sku,counted_qty\r\n"
+
+
+def column_name(header: str) -> str:
+    """A header as the sheet means it: "Counted Qty", "counted-qty" -> counted_qty."""
+    return re.sub(r"[\s\-]+", "_", header.strip().lower())
+
+
 MAX_LINES = 50_000
 
 
@@ -32,11 +41,17 @@ def count_sheet_parse(content: bytes) -> list[CountRow]:
         raise CountSheetInvalid(
             [(None, "the file is empty: expected a header site,sku,counted_qty")]
         )
-    columns = [name.strip().lower() for name in header]
+    columns = [column_name(name) for name in header]
     missing = [name for name in REQUIRED_COLUMNS if name not in columns]
     if missing:
         raise CountSheetInvalid(
-            [(1, f"the header lacks {', '.join(missing)} (expected site,sku,counted_qty)")]
+            [
+                (
+                    1,
+                    f"the header lacks {', '.join(missing)} (expected site,sku,counted_qty, in any "
+                    "case, with spaces or underscores)",
+                )
+            ]
         )
     position = {name: columns.index(name) for name in REQUIRED_COLUMNS}
 
@@ -92,5 +107,7 @@ def count_sheet_parse(content: bytes) -> list[CountRow]:
         else:
             rows.append(CountRow(line_number, site_ids[site], sku_ids[sku], counted))
     if problems:
+        # By line, the file's own problems (no line) first: the order a clerk fixes them in.
+        problems.sort(key=lambda problem: (problem[0] is not None, problem[0] or 0))
         raise CountSheetInvalid(problems)
     return rows

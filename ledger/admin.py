@@ -7,6 +7,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from core.money import money_shown
 from ledger.forms import CatalogImportForm
 from ledger.models import Movement, Site, SiteReorderPoint, Sku, StockLevel
 from ledger.services import CATALOG_IMPORT_PERMISSIONS, catalog_import
@@ -158,9 +159,13 @@ class SiteReorderPointInline(admin.TabularInline):
 
 @admin.register(Sku)
 class SkuAdmin(CatalogImportMixin, admin.ModelAdmin):
-    list_display = ["code", "name", "unit_cost", "reorder_point"]
+    list_display = ["code", "name", "unit_cost_shown", "reorder_point"]
     search_fields = ["code", "name"]
     inlines = [SiteReorderPointInline]
+
+    @admin.display(description="unit cost", ordering="unit_cost")
+    def unit_cost_shown(self, sku):
+        return money_shown(sku.unit_cost)
 
 
 @admin.register(StockLevel)

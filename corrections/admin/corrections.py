@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from core.money import money_shown
 from corrections.admin.decisions import decision_post, require_any
 from corrections.exceptions import CorrectionError, CorrectionNotAllowed
 from corrections.forms import (
@@ -55,7 +56,7 @@ class CorrectionAdmin(ReadOnlyAdmin):
         "applied_delta",
         "reason",
         "status",
-        "value",
+        "value_shown",
         "requested_by",
         "decided_by",
         "reverses",
@@ -67,6 +68,11 @@ class CorrectionAdmin(ReadOnlyAdmin):
     actions = ["approve_selected"]
     change_form_template = "admin/corrections/correction/change_form.html"
     readonly_fields = [field.name for field in Correction._meta.fields]
+
+    # The value as money ("2,050.00 USD"), not the stored "2050.0000".
+    @admin.display(description="value", ordering="value")
+    def value_shown(self, correction):
+        return money_shown(correction.value)
 
     # Corrections are written only by the services: the admin never edits or deletes one
     # (ReadOnlyAdmin); adding goes through the preview form below.

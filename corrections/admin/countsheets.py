@@ -1,15 +1,26 @@
 """Count sheets in the admin: upload and preview, apply (or submit for approval), decide."""
 
+import csv
+import io
+import secrets
+import zlib
+
+import redis
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import DELETION, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
+from redis.exceptions import RedisError
 
+from core.money import money_shown
 from corrections.admin.decisions import decision_post, require_any
+from corrections.countsheets import TEMPLATE_CSV
 from corrections.exceptions import CorrectionError
 from corrections.forms import CountSheetUploadForm, DecisionForm
 from corrections.models import CountSheet, CountSheetStatus
@@ -27,6 +38,45 @@ from corrections.services import (
 from ledger.admin import ReadOnlyAdmin
 
 CHANGE_PAGE = "admin:corrections_countsheet_change"
+PROBLEMS_SHOWN = 200
+# A refused sheet's full list of problems waits this long for its download (Redis, so that any
+# web process can serve it).
+PROBLEMS_KEPT_S = 3600
+
+
+def _problems_key(user, token: str) -> str:
+    return f"countsheet-problems:{user.pk}:{token}"
+
+
+def problems_store(user, problems: list[tuple[int | None, str]]) -> str:
+    """Keep the problems as CSV for their uploader; return the download's URL ("" if Redis is
+    away: the page still shows the first ones)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["line", "problem"])
+    writer.writerows((line or "file", problem) for line, problem in problems)
+    token = secrets.token_urlsafe(16)
+    try:
+        _redis().set(
+            _problems_key(user, token),
+            zlib.compress(buffer.getvalue().encode()),
+            ex=PROBLEMS_KEPT_S,
+        )
+    except RedisError:
+        return ""
+    return reverse("admin:corrections_countsheet_problems", args=[token])
+
+
+def problems_fetch(user, token: str) -> str | None:
+    try:
+        stored = _redis().get(_problems_key(user, token))
+    except RedisError:
+        return None
+    return None if stored is None else zlib.decompress(stored).decode()
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=3)
 
 
 @admin.register(CountSheet)
@@ -36,7 +86,7 @@ class CountSheetAdmin(ReadOnlyAdmin):
         "filename",
         "status",
         "line_count",
-        "value",
+        "value_shown",
         "uploaded_by",
         "uploaded_at",
         "decided_by",
@@ -46,6 +96,10 @@ class CountSheetAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(line_count=Count("lines"))
+
+    @admin.display(description="value", ordering="value")
+    def value_shown(self, sheet):
+        return money_shown(sheet.value)
 
     @admin.display(description="lines", ordering="line_count")
     def line_count(self, sheet):
@@ -62,14 +116,29 @@ class CountSheetAdmin(ReadOnlyAdmin):
 
     def get_urls(self):
         view = self.admin_site.admin_view
-        return [
-            path(
-                f"<int:pk>/{name}/",
-                view(require_POST(getattr(self, f"{name}_view"))),
-                name=f"corrections_countsheet_{name}",
-            )
-            for name in ("apply", "discard", "approve", "reject")
-        ] + super().get_urls()
+        return (
+            [
+                path(
+                    "template.csv",
+                    view(self.template_view),
+                    name="corrections_countsheet_template",
+                ),
+                path(
+                    "problems/<slug:token>.csv",
+                    view(self.problems_view),
+                    name="corrections_countsheet_problems",
+                ),
+            ]
+            + [
+                path(
+                    f"<int:pk>/{name}/",
+                    view(require_POST(getattr(self, f"{name}_view"))),
+                    name=f"corrections_countsheet_{name}",
+                )
+                for name in ("apply", "discard", "approve", "reject")
+            ]
+            + super().get_urls()
+        )
 
     def add_view(self, request, form_url="", extra_context=None):
         """Upload a sheet: every bad line is listed and nothing is kept; a good one is previewed."""
@@ -85,14 +154,37 @@ class CountSheetAdmin(ReadOnlyAdmin):
                 request, sheet, f"Uploaded with {len(form.cleaned_data['rows'])} line(s)."
             )
             return redirect(reverse("admin:corrections_countsheet_change", args=[sheet.pk]))
+        problems = getattr(form, "problems", [])
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": "Import a count sheet",
             "form": form,
-            "problems": getattr(form, "problems", []),
+            # A 60,000-line sheet can have 50,000 problems: the page shows the first ones, the
+            # rest is a download.
+            "problems": problems[:PROBLEMS_SHOWN],
+            "problem_count": len(problems),
+            "problems_hidden": max(0, len(problems) - PROBLEMS_SHOWN),
+            "problems_url": problems_store(request.user, problems) if problems else "",
         }
         return TemplateResponse(request, "admin/corrections/countsheet_upload.html", context)
+
+    def template_view(self, request):
+        """An empty sheet with the header a sheet needs."""
+        require_any(request, IMPORT_COUNTS)
+        response = HttpResponse(TEMPLATE_CSV, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="count-sheet-template.csv"'
+        return response
+
+    def problems_view(self, request, token: str):
+        """Every problem of the sheet this user last refused, as CSV (line, problem)."""
+        require_any(request, IMPORT_COUNTS)
+        content = problems_fetch(request.user, token)
+        if content is None:
+            raise Http404("This list of problems has expired: upload the sheet again.")
+        response = HttpResponse(content, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="count-sheet-problems.csv"'
+        return response
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         sheet = get_object_or_404(

@@ -42,7 +42,7 @@ def test_stock_staff_previews_then_applies_a_correction(client):
     assert preview.status_code == 200
     assert preview.context["preview"].on_hand_before == 10
     assert preview.context["preview"].on_hand_after == 7
-    assert 'data-preview="value">6.00<' in preview.text
+    assert 'data-preview="value">6.00 USD<' in preview.text
     assert on_hand(site, sku) == 10  # a preview changes nothing
 
     applied = client.post(ADD_URL, {**form, "_apply": "1"}, follow=True)

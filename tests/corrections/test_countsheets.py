@@ -314,3 +314,71 @@ def test_the_database_refuses_to_edit_a_decided_sheet(status):
         CountSheet.objects.filter(pk=sheet.pk).update(filename="forged.csv")
 
     assert CountSheet.objects.get().filename == "count.csv"
+
+
+def test_headers_are_read_in_any_case_with_spaces_or_underscores(client):
+    site, milk = site_make("ams"), sku_make("MILK")
+    movements_record(requests=[receive(site, milk, 10)])
+    logged_in(client, STOCK_STAFF)
+
+    response = client.post(UPLOAD_URL, {"sheet": csv_file("Site,SKU,Counted Qty\nams,MILK,8\n")})
+
+    assert response.status_code == 302  # to its preview
+    assert CountSheet.objects.get().lines.get().counted_qty == 8
+
+
+def test_a_huge_bad_sheet_shows_its_first_200_problems_by_line_and_offers_them_all(client):
+    # given 5,000 lines for a site that does not exist, and a structural problem at the end
+    site_make("ams"), sku_make("MILK")
+    logged_in(client, STOCK_STAFF)
+    lines = "".join(f"nowhere-{index},MILK,1\n" for index in range(5_000))
+    sheet = "site,sku,counted_qty\n" + lines + "ams\n"
+
+    response = client.post(UPLOAD_URL, {"sheet": csv_file(sheet)})
+
+    shown = response.context["problems"]
+    assert len(shown) == 200
+    assert [line for line, _ in shown] == list(range(2, 202))  # sorted by line
+    assert "<strong>5001 problems</strong>, by line: the first 200 below, and 4801 more" in (
+        response.text
+    )
+    download = client.get(response.context["problems_url"])
+    rows = download.content.decode().splitlines()
+    assert download["Content-Disposition"] == 'attachment; filename="count-sheet-problems.csv"'
+    assert rows[0] == "line,problem"
+    assert len(rows) == 5_002
+    assert rows[1] == "2,unknown site 'nowhere-0'"
+    assert rows[-1] == '5002,"expected 3 fields, found 1"'
+    assert not CountSheet.objects.exists()
+
+
+def test_someone_else_cannot_download_a_users_problems(client):
+    site_make("ams")
+    logged_in(client, STOCK_STAFF)
+    response = client.post(UPLOAD_URL, {"sheet": csv_file("site,sku,counted_qty\nams,GHOST,1\n")})
+    url = response.context["problems_url"]
+
+    logged_in(client, STOCK_STAFF)  # another clerk
+
+    assert client.get(url).status_code == 404
+
+
+def test_a_blank_template_is_offered_on_the_upload_page(client):
+    logged_in(client, STOCK_STAFF)
+
+    page = client.get(UPLOAD_URL).text
+    template = client.get(reverse("admin:corrections_countsheet_template"))
+
+    assert 'href="/admin/corrections/countsheet/template.csv" download' in page
+    assert template.content == b"site,sku,counted_qty\r\n"
+    assert template["Content-Type"] == "text/csv; charset=utf-8"
+
+
+def test_admin_lists_show_money_with_the_currency_and_two_decimals(client):
+    sku_make("GEAR", unit_cost="2050.0000")
+    client.force_login(user_make(is_staff=True, is_superuser=True))
+
+    page = client.get("/admin/inventory_ops/sku/").text
+
+    assert "2,050.00 USD" in page
+    assert "2050.0000" not in page

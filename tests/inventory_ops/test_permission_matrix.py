@@ -215,6 +215,11 @@ RULES: dict[str, Rule] = {
     "admin:corrections_countsheet_discard": Rule(
         allowed(S, SU), _admin("corrections.countsheet", "discard/"), method="post"
     ),
+    # the blank template and a refused sheet's problems (a stranger's token: 404, past the gate)
+    "admin:corrections_countsheet_template": Rule(allowed(S, SU)),
+    "admin:corrections_countsheet_problems": Rule(
+        allowed(S, SU), "/admin/corrections/countsheet/problems/stranger.csv"
+    ),
     "admin:corrections_countsheet_approve": Rule(
         allowed(M, SU), _admin(PENDING_SHEET, "approve/"), method="post"
     ),
