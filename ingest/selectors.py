@@ -4,11 +4,10 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from ingest.models import BatchStatus, DeadLetter, FeedSource, IngestBatch
+from ingest.models import DeadLetter, FeedSource, IngestBatch, SourceEventTotals
 
 LAG_WINDOW = timedelta(minutes=15)
 LAG_SAMPLES = 5000
@@ -41,29 +40,24 @@ def batch_report(*, batch_id: UUID, source: FeedSource) -> dict | None:
 
 
 def sources_totals(*, sources=None) -> dict[int, dict]:
-    """Per source: accepted = applied + duplicates + rejected + pending, over all batches."""
-    batches = IngestBatch.objects.all()
+    """Per source: accepted = applied + duplicates + rejected + pending, over all batches.
+
+    Read from the totals the database keeps (SourceEventTotals): one row a source, however
+    many batches are stored."""
+    rows = SourceEventTotals.objects.all()
     if sources is not None:
-        batches = batches.filter(source__in=sources)
-    names = ("accepted", "applied", "duplicates", "rejected", "held")
-    rows = batches.values("source_id").annotate(
-        **{f"sum_{name}": Sum(name) for name in names},
-        sum_unprocessed=Sum("accepted", filter=~Q(status=BatchStatus.DONE)),
-        batch_count=Count("pk"),
-    )
-    totals = {}
-    for row in rows:
-        sums = {name: row[f"sum_{name}"] or 0 for name in names}
-        totals[row["source_id"]] = {
-            "accepted": sums["accepted"],
-            "applied": sums["applied"],
-            "duplicates": sums["duplicates"],
-            "rejected": sums["rejected"],
-            # A batch not done yet has counted nothing: all of its events are pending.
-            "pending": sums["held"] + (row["sum_unprocessed"] or 0),
-            "batches": row["batch_count"],
+        rows = rows.filter(source__in=sources)
+    return {
+        row.source_id: {
+            "accepted": row.accepted,
+            "applied": row.applied,
+            "duplicates": row.duplicates,
+            "rejected": row.rejected,
+            "pending": row.accepted - row.applied - row.duplicates - row.rejected,
+            "batches": row.batches,
         }
-    return totals
+        for row in rows
+    }
 
 
 def source_totals(*, source: FeedSource) -> dict:

@@ -232,6 +232,8 @@ RULES: dict[str, Rule] = {
     # django-rq's pages at /admin/rq/: on-call only (its JSON stats too)
     "django_rq:home": Rule(RQ_PAGES),
     "django_rq:home_json": Rule(RQ_PAGES, "/admin/rq/stats.json"),
+    # django-rq's Prometheus exporter of the queues (mounted with prometheus-client installed)
+    "django_rq:metrics": Rule(RQ_PAGES, "/admin/rq/metrics/"),
     "django_rq:jobs": Rule(RQ_PAGES),
     "django_rq:queue_details": Rule(RQ_PAGES),
     "django_rq:finished_jobs": Rule(RQ_PAGES),
