@@ -5,6 +5,7 @@ from dataclasses import asdict
 
 from django.conf import settings
 
+from core.logcontext import batch_logged
 from ingest.housekeeping import HOUSEKEEPING_CHAIN, housekeeping_run
 from ingest.services import batch_process, ingest_sweep
 
@@ -13,7 +14,10 @@ logger = logging.getLogger(__name__)
 
 def batch_process_job(batch_id: str) -> dict:
     """Apply one stored batch, with queued ones grouped in (the job carries only its id)."""
-    return batch_process(batch_id=batch_id, group_events=settings.INGEST_GROUP_EVENTS)
+    with batch_logged(batch_id):
+        result = batch_process(batch_id=batch_id, group_events=settings.INGEST_GROUP_EVENTS)
+        logger.info("batch %s", ", ".join(f"{key} {value}" for key, value in result.items()))
+    return result
 
 
 def ingest_sweep_job() -> dict:

@@ -164,6 +164,8 @@ class IngestWorker(SimpleWorker):
 
         A bounded run (burst, max_jobs, max_idle_time) is RQ's own, scheduler included.
         """
+        # `rqworker` sets RQ's loggers to INFO (its -v 1) whatever LOGGING says: the setting wins.
+        kwargs["logging_level"] = settings.RQ_LOG_LEVEL
         bounded = bool(args) or any(
             kwargs.get(name) not in (None, False) for name in ("burst", "max_jobs", "max_idle_time")
         )

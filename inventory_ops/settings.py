@@ -311,12 +311,17 @@ WHITENOISE_SKIP_COMPRESS_EXTENSIONS = (*Compressor.SKIP_COMPRESS_EXTENSIONS, "ma
 # --- Logging: everything to stdout ----------------------------------------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 # LOG_FORMAT=json: one JSON object a line (timestamp, level, logger, process, message,
-# request_id, and any extra fields), for a log collector; plain text otherwise.
+# request_id, batch_id, and any extra fields), for a log collector; plain text otherwise.
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower()
+# RQ's own lines (a job started, done; the worker listening): one a job at INFO.
+RQ_LOG_LEVEL = os.environ.get("RQ_LOG_LEVEL", "WARNING").strip().upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "inventory_ops.request_id.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "inventory_ops.request_id.RequestIdFilter"},
+        "batch_id": {"()": "core.logcontext.BatchIdFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d: %(message)s"},
         "json": {
@@ -332,13 +337,14 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "stream": sys.stdout,
             "formatter": "json" if LOG_FORMAT == "json" else "plain",
-            "filters": ["request_id"],
+            "filters": ["request_id", "batch_id"],
         },
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
-        "rq.worker": {"level": "WARNING"},
+        "rq.worker": {"level": RQ_LOG_LEVEL},
+        "rq.job": {"level": RQ_LOG_LEVEL},
     },
 }
 
