@@ -30,8 +30,8 @@ from oncall.models import (
     NotificationDelivery,
     Silence,
 )
-from oncall.notifications import DeliveryFailed, channel_send
-from oncall.selectors import runbooks_by_kind
+from oncall.notifications import AlertContext, DeliveryFailed, channel_send
+from oncall.selectors import alert_concerns, runbooks_by_kind
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +87,14 @@ def notifications_enqueue(*, delivery_ids: list[int], delay: timedelta | None = 
         logger.warning("notifications %s not enqueued, Redis unreachable: %s", delivery_ids, error)
 
 
-def _runbook_url(kind: str) -> str | None:
-    runbook = runbooks_by_kind().get(kind)
-    return reverse("oncall:runbook", args=[runbook.slug]) if runbook else None
+def _alert_context(alert: Alert) -> AlertContext:
+    runbook = runbooks_by_kind().get(alert.kind)
+    # What it is about only while it lasts: a resolution has nothing left to name.
+    concerns = alert_concerns(alert) if alert.is_active else []
+    return AlertContext(
+        runbook_url=reverse("oncall:runbook", args=[runbook.slug]) if runbook else None,
+        concerns=tuple(item["label"] for item in concerns),
+    )
 
 
 def notification_deliver(*, delivery_id: int, now: datetime | None = None) -> str:
@@ -118,7 +123,7 @@ def notification_deliver(*, delivery_id: int, now: datetime | None = None) -> st
             event=delivery.event,
             alert=delivery.alert,
             transition=delivery.transition,
-            runbook_url=_runbook_url(delivery.alert.kind),
+            context=_alert_context(delivery.alert),
         )
     except DeliveryFailed as failure:
         delays = settings.NOTIFICATION_RETRY_DELAYS

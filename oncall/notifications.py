@@ -40,6 +40,15 @@ class Sent:
     detail: str
 
 
+@dataclass(frozen=True)
+class AlertContext:
+    """What a notification says beside the alert itself, read when it is sent: the runbook
+    covering its kind (a path) and what it is about now (`oncall.selectors.alert_concerns`)."""
+
+    runbook_url: str | None
+    concerns: tuple[str, ...] = ()
+
+
 def absolute_url(path: str) -> str:
     return settings.PUBLIC_URL.rstrip("/") + path
 
@@ -48,7 +57,7 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
-def alert_document(alert: Alert, runbook_url: str | None) -> dict:
+def alert_document(alert: Alert, context: AlertContext) -> dict:
     """The alert as the generic payload's `alert` object (documented in docs/oncall.md)."""
     current = alert.last_value if alert.last_value is not None else alert.value
     return {
@@ -60,23 +69,24 @@ def alert_document(alert: Alert, runbook_url: str | None) -> dict:
         "severity": alert.severity,
         "status": alert.status,
         "site": alert.site.code if alert.site_id else None,
+        "concerns": list(context.concerns),
         "value": str(current),
         "value_display": measure_shown(current, alert.kind),
         "threshold": str(alert.threshold),
         "threshold_display": measure_shown(alert.threshold, alert.kind),
         "opened_at": _iso(alert.opened_at),
         "resolved_at": _iso(alert.resolved_at),
-        "runbook_url": absolute_url(runbook_url) if runbook_url else None,
+        "runbook_url": absolute_url(context.runbook_url) if context.runbook_url else None,
     }
 
 
 def generic_payload(
-    *, event: str, alert: Alert, transition: AlertTransition | None, runbook_url: str | None
+    *, event: str, alert: Alert, transition: AlertTransition | None, context: AlertContext
 ) -> dict:
     return {
         "version": PAYLOAD_VERSION,
         "event": event,
-        "alert": alert_document(alert, runbook_url),
+        "alert": alert_document(alert, context),
         "transition": None
         if transition is None
         else {
@@ -100,7 +110,7 @@ def alertmanager_payload(
     event: str,
     alert: Alert,
     transition: AlertTransition | None,
-    runbook_url: str | None,
+    context: AlertContext,
     receiver: str,
 ) -> dict:
     """Alertmanager's webhook body (version 4) with one alert, for receivers built for it.
@@ -108,7 +118,7 @@ def alertmanager_payload(
     Alertmanager has no "acknowledged": an acknowledged alert is still `firing`, with who and the
     note in its annotations.
     """
-    document = alert_document(alert, runbook_url)
+    document = alert_document(alert, context)
     labels = {
         "alertname": alert.title,
         "kind": alert.kind,
@@ -120,7 +130,7 @@ def alertmanager_payload(
     annotations = {
         "summary": f"{alert.title}: {document['value_display']} "
         f"(threshold {document['threshold_display']})",
-        "description": alert.get_kind_display(),
+        "description": "; ".join(context.concerns) or alert.get_kind_display(),
     }
     if document["runbook_url"]:
         annotations["runbook_url"] = document["runbook_url"]
@@ -167,13 +177,15 @@ def headline(*, event: str, alert: Alert) -> str:
 
 
 def text_lines(
-    *, event: str, alert: Alert, transition: AlertTransition | None, runbook_url: str | None
+    *, event: str, alert: Alert, transition: AlertTransition | None, context: AlertContext
 ) -> list[str]:
-    document = alert_document(alert, runbook_url)
+    document = alert_document(alert, context)
     lines = [
         f"{alert.get_kind_display()}: {document['value_display']} "
         f"(threshold {document['threshold_display']})"
     ]
+    if context.concerns:
+        lines.append("Concerns: " + "; ".join(context.concerns))
     if transition is not None and transition.to_status != "open":
         who = transition.by.get_username() if transition.by_id else "the alert evaluator"
         lines.append(
@@ -193,11 +205,11 @@ SLACK_EMOJI = {
 
 
 def slack_payload(
-    *, event: str, alert: Alert, transition: AlertTransition | None, runbook_url: str | None
+    *, event: str, alert: Alert, transition: AlertTransition | None, context: AlertContext
 ) -> dict:
     """An incoming-webhook message: `text` (read by Slack, Mattermost, Rocket.Chat alike)."""
     title = headline(event=event, alert=alert)
-    body = text_lines(event=event, alert=alert, transition=transition, runbook_url=runbook_url)
+    body = text_lines(event=event, alert=alert, transition=transition, context=context)
     return {"text": f"{SLACK_EMOJI.get(event, '')} *{title}*\n" + "\n".join(body)}
 
 
@@ -229,14 +241,14 @@ def channel_send(
     event: str,
     alert: Alert,
     transition: AlertTransition | None,
-    runbook_url: str | None,
+    context: AlertContext,
 ) -> Sent:
     """Send one notification through `channel`; raise DeliveryFailed if it did not go."""
     arguments = {
         "event": event,
         "alert": alert,
         "transition": transition,
-        "runbook_url": runbook_url,
+        "context": context,
     }
     if channel.kind == NotificationChannel.Kind.EMAIL:
         subject = headline(event=event, alert=alert)

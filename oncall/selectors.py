@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import django_rq
 from django.db import connection
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, F, Max, Min, Q
 from django.urls import reverse
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -20,10 +20,12 @@ from ingest.heartbeats import redis_heartbeats
 from ingest.models import DeadLetter, DeadLetterStatus, RejectionCode
 from ingest.selectors import feeds_freshness
 from ledger.models import Movement, MovementKind, StockLevel
+from oncall.measures import measure_shown
 from oncall.models import (
     ACTIVE_STATUSES,
     SEVERITY_RANK,
     Alert,
+    AlertKind,
     DiagnosticName,
     RemediationAction,
     Runbook,
@@ -56,6 +58,76 @@ def silent_feeds(alert: Alert) -> list[dict]:
         if feed["freshness_s"] is not None and feed["freshness_s"] > threshold
     ]
     return sorted(feeds, key=lambda feed: -feed["freshness_s"])
+
+
+CONCERNS_SHOWN = 10
+
+
+def alert_concerns(alert: Alert) -> list[dict]:
+    """What an alert is about, named, as it is now: the (site, SKU) pairs behind a negative
+    stock or stockout alert (worst first), the feeds lagging or silent beyond its threshold,
+    the feeds whose events wait as dead letters. Each `{"label", "url"}` (url: a SKU's lineage
+    page, or None); at most CONCERNS_SHOWN, then one "and N more". Empty for kinds about no
+    one thing (rates, jobs)."""
+    threshold = float(alert.threshold)
+    items: list[dict] = []
+    more = 0
+    if alert.kind in (AlertKind.NEGATIVE_STOCK, AlertKind.STOCKOUTS):
+        # `available` is a property of the model: the annotation needs a name of its own.
+        levels = StockLevel.objects.annotate(free=F("on_hand") - F("reserved")).select_related(
+            "site", "sku"
+        )
+        if alert.site_id:
+            levels = levels.filter(site_id=alert.site_id)
+        if alert.kind == AlertKind.NEGATIVE_STOCK:
+            levels = levels.filter(on_hand__lt=0).order_by("on_hand", "pk")
+        else:
+            levels = levels.filter(free__lte=0).order_by("free", "pk")
+        shown = list(levels[: CONCERNS_SHOWN + 1])
+        if len(shown) > CONCERNS_SHOWN:
+            more = levels.count() - CONCERNS_SHOWN
+        items = [
+            {
+                "label": f"{level.site.code} / {level.sku.code} {level.sku.name}: "
+                f"on hand {level.on_hand:,}, available {level.available:,}",
+                "url": f"{reverse('dashboards:sku', args=[level.sku.code])}?site={level.site.code}",
+            }
+            for level in shown[:CONCERNS_SHOWN]
+        ]
+    elif alert.kind in (AlertKind.FEED_SILENT, AlertKind.INGEST_LAG):
+        key = "freshness_s" if alert.kind == AlertKind.FEED_SILENT else "lag_p95_s"
+        what = "last event" if alert.kind == AlertKind.FEED_SILENT else "ingest lag p95"
+        feeds = sorted(
+            (feed for feed in feeds_freshness() if (feed[key] or 0) > threshold),
+            key=lambda feed: -feed[key],
+        )
+        items = [
+            {
+                "label": f"feed {feed['source']}: {what} {measure_shown(feed[key], alert.kind)}",
+                "url": None,
+            }
+            for feed in feeds
+        ]
+    elif alert.kind == AlertKind.DEAD_LETTERS:
+        groups = (
+            DeadLetter.objects.filter(status=DeadLetterStatus.OPEN)
+            .order_by()
+            .values("source__name")
+            .annotate(count=Count("id"))
+            .order_by("-count", "source__name")
+        )
+        items = [
+            {
+                "label": f"feed {group['source__name'] or 'unknown'}: {group['count']:,} open",
+                "url": None,
+            }
+            for group in groups
+        ]
+    if len(items) > CONCERNS_SHOWN:
+        more, items = more + len(items) - CONCERNS_SHOWN, items[:CONCERNS_SHOWN]
+    if more:
+        items.append({"label": f"and {more:,} more", "url": None})
+    return items
 
 
 def open_alerts(site_code: str | None = None) -> list[dict]:

@@ -18,6 +18,7 @@ from oncall.schedule import alerts_schedule_ensure
 from oncall.selectors import (
     CONSOLE_DIAGNOSTICS,
     DEFAULT_SILENT_MINUTES,
+    alert_concerns,
     diagnostics_run,
     open_alerts,
     remediations_recent,
@@ -112,6 +113,10 @@ def _alert_page(request, pk: int, *, note_error: str = "", note: str = "", statu
         "runbook": runbooks_by_kind().get(alert.kind),
         # What the alert is about, named: a silent feed's name, not only "a feed".
         "silent_feeds": silent_feeds(alert) if alert.kind == AlertKind.FEED_SILENT else [],
+        # The SKUs, lagging feeds or dead-letter sources behind the value, while it lasts.
+        "concerns": alert_concerns(alert)
+        if alert.is_active and alert.kind != AlertKind.FEED_SILENT
+        else [],
         "silence": silence_matching(silences_current(), alert) if alert.is_active else None,
         "silence_form": SilenceForm(
             initial={"rule": alert.rule_id, "site": alert.site.code if alert.site_id else None}

@@ -127,6 +127,9 @@ def test_a_firing_alert_posts_the_documented_payload_to_a_webhook(floor):
     }
     assert body["transition"]["to"] == "open"
     assert body["transition"]["by"] is None
+    # it names what it is about: the (site, SKU) below zero
+    (concern,) = body["alert"]["concerns"]
+    assert concern.startswith("ams / TEA ") and concern.endswith("on hand -3, available -3")
     documented = documented_example()
     assert shape(body).keys() == shape(documented).keys()
     assert shape(body["alert"]).keys() == shape(documented["alert"]).keys()
@@ -165,6 +168,7 @@ def test_acknowledgement_and_resolution_follow_the_firing(floor):
     # the value people read after resolution is the recovered one, not the breach's
     assert resolved["alert"]["value_display"] == "0"
     assert resolved["transition"]["by"] is None
+    assert resolved["alert"]["concerns"] == []
     assert set(NotificationDelivery.objects.values_list("status", flat=True)) == {"sent"}
 
 
@@ -222,6 +226,7 @@ def test_email_goes_through_django_mail_settings(floor, settings):
     assert firing.subject == "[CRITICAL] FIRING: Negative stock at Amsterdam (ams)"
     assert firing.to == ["oncall@example.com", "lead@example.com"]
     assert f"https://ops.example.com/oncall/alerts/{alert.pk}/" in firing.body
+    assert "Concerns: ams / TEA " in firing.body
     assert acknowledged.subject.startswith("[CRITICAL] ACKNOWLEDGED:")
     assert "Acknowledged by dana: on it" in acknowledged.body
     assert NotificationDelivery.objects.filter(status="sent").count() == 2
