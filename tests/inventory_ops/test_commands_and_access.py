@@ -4,12 +4,14 @@ import socket
 import subprocess
 import sys
 
+import django_rq
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 
 from core.roles import ON_CALL, STOCK_STAFF
+from ingest.heartbeats import heartbeat_make, heartbeat_redis_write
 from ingest.models import FeedSource
 from ingest.services import token_hash
 from ledger.models import Movement, Site, Sku, StockLevel
@@ -157,6 +159,18 @@ def test_readyz_tells_on_call_each_dependency_the_workers_and_the_queues(client)
     assert (body["status"], body["database"], body["redis"]) == ("ready", "ok", "ok")
     assert isinstance(body["workers"], list)
     assert set(body["queue_depth"]) == {"ingest", "default"}
+
+
+def test_readyz_tells_on_call_each_live_worker_and_how_long_ago_it_beat(client, redis_clean):
+    # given a worker whose heartbeat is in Redis
+    beat = heartbeat_make(name="worker-a", queues=["ingest", "default"])
+    heartbeat_redis_write(beat, django_rq.get_connection("default"))
+    client.force_login(user_make("pager", role=ON_CALL))
+
+    [worker] = client.get("/readyz").json()["workers"]
+
+    assert (worker["name"], worker["queues"]) == ("worker-a", ["ingest", "default"])
+    assert 0 <= worker["seconds_ago"] < 60
 
 
 def test_readyz_shows_no_server_address_to_anyone_when_redis_is_down(client, settings):

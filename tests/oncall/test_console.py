@@ -19,6 +19,7 @@ from oncall.models import (
     RemediationAction,
     RemediationStatus,
 )
+from oncall.selectors import DEFAULT_SILENT_MINUTES
 from oncall.services import alerts_evaluate
 from tests.builders import receive, site_make, sku_make, user_make
 from tests.ingest.helpers import batch_apply, received, source_make
@@ -122,6 +123,23 @@ def test_the_diagnostics_refresh_as_an_htmx_partial(client, redis_clean):
     assert partial.status_code == 200
     assert partial.text.lstrip().startswith('<div id="live-diagnostics"')
     assert "<html" not in partial.text
+
+
+@pytest.mark.parametrize(
+    ("asked", "used"),
+    [("180", "180"), ("0", "1"), ("999999", "10080"), ("soon", str(DEFAULT_SILENT_MINUTES))],
+    ids=["as-asked", "at-least-a-minute", "at-most-a-week", "not-a-number"],
+)
+def test_the_silent_feed_check_uses_the_minutes_asked_from_one_to_a_week(
+    client, redis_clean, asked, used
+):
+    logged_in(client, ON_CALL)
+
+    page = client.get(f"/oncall/?silent_minutes={asked}").text
+
+    # the check and its live refresh both use that many minutes
+    assert f'name="silent_minutes" value="{used}"' in page
+    assert f'silent_minutes={used}"' in page
 
 
 def test_on_call_requeues_failed_jobs_and_the_action_is_recorded(client, redis_clean):
