@@ -142,6 +142,16 @@ def test_the_silent_feed_check_uses_the_minutes_asked_from_one_to_a_week(
     assert f'silent_minutes={used}"' in page
 
 
+def test_the_rebuild_kpis_form_offers_every_site(client, redis_clean):
+    site_make("north"), site_make("south")
+    logged_in(client, ON_CALL)
+
+    page = client.get("/oncall/").text
+
+    assert '<option value="north">north</option>' in page
+    assert '<option value="south">south</option>' in page
+
+
 def test_on_call_requeues_failed_jobs_and_the_action_is_recorded(client, redis_clean):
     job = failed_job()
     engineer = logged_in(client, ON_CALL)
