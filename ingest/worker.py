@@ -34,6 +34,7 @@ from rq.exceptions import StopRequested
 from rq.scheduler import RQScheduler
 from rq.worker import SimpleWorker
 
+from core.jobtimes import job_duration_record
 from ingest.heartbeats import (
     heartbeat_file_remove,
     heartbeat_file_write,
@@ -154,10 +155,15 @@ class IngestWorker(SimpleWorker):
 
     def execute_job(self, job, queue):
         close_old_connections()
+        started = time.monotonic()
         try:
             return super().execute_job(job, queue)
         finally:
             close_old_connections()
+            with suppress(RedisError):  # a lost sample is not worth failing the job for
+                job_duration_record(
+                    self.connection, queue=queue.name, seconds=time.monotonic() - started
+                )
 
     def work(self, *args, with_scheduler: bool = False, **kwargs) -> bool:
         """RQ's work loop, started again after Redis failures until a stop is requested.

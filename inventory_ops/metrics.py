@@ -1,6 +1,6 @@
 """`/metrics` in the Prometheus text format, written by prometheus-client: ingest counters, lag,
-queue depth, workers, dead letters, open alerts by rule, and this web process's WebSocket
-clients and HTTP requests (count and latency by route, method and status).
+queue depth, job durations, workers, dead letters, open alerts by rule, and this web process's
+WebSocket clients and HTTP requests (count and latency by route, method and status).
 
 What the database and Redis hold is read when scraped, at a cost that does not grow with the
 history: the event counters are totals the database keeps (ingest.models.SourceEventTotals),
@@ -30,10 +30,11 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from redis.exceptions import RedisError
 from rq import Worker
 
+from core.jobtimes import job_durations
 from core.probes import queue_counts
 from core.queues import INGEST_QUEUE
 from core.roles import ON_CALL
@@ -161,12 +162,21 @@ def _ingest_metrics() -> list:
 
 def _queue_metrics() -> list:
     connection = django_rq.get_connection(INGEST_QUEUE)
-    depth, started, failed = [], [], []
+    names, depth, started, failed = [], [], [], []
     for counts in queue_counts():
+        names.append(counts.name)
         depth.append(([counts.name], counts.queued))
         started.append(([counts.name], counts.started))
         failed.append(([counts.name], counts.failed))
+    durations = HistogramMetricFamily(
+        "inventory_ops_job_duration_seconds",
+        "Time the workers took per job, by queue, since Redis started.",
+        labels=["queue"],
+    )
+    for queue, (buckets, total) in job_durations(connection, names).items():
+        durations.add_metric([queue], buckets=buckets, sum_value=total)
     return [
+        durations,
         _gauge("inventory_ops_queue_depth", "Jobs waiting in each RQ queue.", ["queue"], depth),
         _gauge("inventory_ops_queue_started", "Jobs being worked on.", ["queue"], started),
         _gauge("inventory_ops_queue_failed", "Jobs in the failed registry.", ["queue"], failed),

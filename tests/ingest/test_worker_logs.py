@@ -1,8 +1,9 @@
-"""What a worker writes to its log while it applies a batch, read from the real process's
-output: JSON lines (LOG_FORMAT=json), each written during the job naming the batch, and RQ's own
-lines at the level RQ_LOG_LEVEL sets."""
+"""What a worker tells about a batch it applies, read from the real process: its log (JSON lines
+with LOG_FORMAT=json, each written during the job naming the batch, RQ's own lines at the level
+RQ_LOG_LEVEL sets) and the job's duration on /metrics."""
 
 import json
+import re
 import time
 
 import pytest
@@ -22,7 +23,7 @@ def log_lines(log_name: str) -> list[dict]:
 
 @pytest.mark.parametrize("rq_level", ["INFO", "WARNING"])
 def test_a_job_logs_its_batch_id_on_every_line_and_rq_logs_at_its_own_level(
-    client, redis_clean, rq_level
+    client, redis_clean, rq_level, settings
 ):
     site_make("north")
     sku_make("A")
@@ -46,6 +47,14 @@ def test_a_job_logs_its_batch_id_on_every_line_and_rq_logs_at_its_own_level(
     assert "applied 1" in summary["message"]
     # lines written outside the job (start, heartbeats, sweeper) name no batch
     assert all(line["batch_id"] is None for line in lines if line not in of_the_job)
+    # and the job's time is on /metrics, in the ingest queue's histogram
+    settings.METRICS_TOKEN = "metrics-token-for-tests"
+    scraped = client.get(
+        "/metrics", headers={"Authorization": "Bearer metrics-token-for-tests"}
+    ).content.decode()
+    assert re.search(
+        r'^inventory_ops_job_duration_seconds_count\{queue="ingest"\} [1-9]', scraped, re.M
+    )
     # RQ's own INFO lines (a job picked up and finished) only when RQ_LOG_LEVEL lets them through
     rq_info = [
         line for line in lines if line["logger"].startswith("rq.") and line["level"] == "INFO"
