@@ -110,6 +110,8 @@ def _alert_page(request, pk: int, *, note_error: str = "", note: str = "", statu
         **_common(request),
         "alert": alert,
         "transitions": transitions,
+        # Who was paged, and whether it reached them (the admin has the whole log).
+        "deliveries": alert.deliveries.select_related("channel").order_by("created_at", "pk"),
         "runbook": runbooks_by_kind().get(alert.kind),
         # What the alert is about, named: a silent feed's name, not only "a feed".
         "silent_feeds": silent_feeds(alert) if alert.kind == AlertKind.FEED_SILENT else [],

@@ -391,3 +391,29 @@ def test_the_delivery_log_is_readable_in_the_admin(floor, client, settings, role
 
     assert page.status_code == status
     assert "HTTP 500 receiver is down (gave up after 1 attempts)" in page.content.decode()
+
+
+def test_the_alert_page_says_who_was_notified_and_whether_it_reached_them(floor, client, settings):
+    settings.NOTIFICATION_RETRY_DELAYS = []
+    with Receiver(statuses=(500,)) as failing, Receiver() as working:
+        webhook(failing.url, name="old-pager")
+        webhook(working.url, name="chat")
+        alert = floor.breach()
+        run_jobs()
+    client.force_login(user_make(role=ON_CALL, is_staff=True))
+
+    page = client.get(f"/oncall/alerts/{alert.pk}/").content.decode()
+
+    assert page.count('data-delivery-status="sent"') == 1
+    assert page.count('data-delivery-status="failed"') == 1
+    assert "HTTP 500 receiver is down (gave up after 1 attempts)" in page
+
+
+def test_the_alert_page_says_when_nobody_was_notified(floor, client):
+    alert = floor.breach()
+    client.force_login(user_make(role=ON_CALL, is_staff=True))
+
+    page = client.get(f"/oncall/alerts/{alert.pk}/").content.decode()
+
+    assert "Nobody was notified: no notification channel wants this alert" in page
+    assert 'href="/admin/oncall/notificationchannel/">set one up</a>' in page
