@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from http.cookiejar import CookieJar
 from pathlib import Path
 
-from tests.processes import BASE_DIR, free_port
+from tests.processes import BASE_DIR, free_port, test_log_dir
 
 CREDENTIALS = re.compile(r"username: (\S+)\s+password: (\S+)")
 # Marks every process of one `make run` (children inherit the environment), to find them all,
@@ -166,7 +166,7 @@ def make_run(clone: Path, *, path: str, log_name: str, redis_port: int | None = 
     run = MakeRun(
         clone,
         path=path,
-        log_path=BASE_DIR / "var" / "test-logs" / f"{log_name}.log",
+        log_path=test_log_dir() / f"{log_name}.log",
         redis_port=redis_port,
     )
     try:

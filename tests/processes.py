@@ -69,11 +69,22 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_process(args: list[str], *, env: dict[str, str] | None = None, log_name: str = "proc"):
-    """Start a child in its own process group, its output in var/test-logs/<log_name>.log."""
-    log_dir = BASE_DIR / "var" / "test-logs"
+def test_log_dir() -> Path:
+    """Where this test process's children write their logs: var/test-logs/<database>[-<worker>].
+
+    The PostgreSQL and SQLite runs of `make test` run at the same time, each perhaps in several
+    pytest-xdist workers, and start children under the same log names; tests read those logs
+    (`log_wait`), so each run keeps its own folder rather than overwrite another's.
+    """
+    run = "-".join(filter(None, [connection.vendor, os.environ.get("PYTEST_XDIST_WORKER")]))
+    log_dir = BASE_DIR / "var" / "test-logs" / run
     log_dir.mkdir(parents=True, exist_ok=True)
-    log = open(log_dir / f"{log_name}.log", "wb")  # noqa: SIM115 (closed in stop_process)
+    return log_dir
+
+
+def start_process(args: list[str], *, env: dict[str, str] | None = None, log_name: str = "proc"):
+    """Start a child in its own process group, its output in var/test-logs/<run>/<log_name>.log."""
+    log = open(test_log_dir() / f"{log_name}.log", "wb")  # noqa: SIM115 (closed in stop_process)
     process = subprocess.Popen(
         args,
         cwd=BASE_DIR,

@@ -6,12 +6,13 @@ import logging
 import re
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
-from tests.processes import BASE_DIR, daphne_server, subprocess_env
+from tests.processes import daphne_server, subprocess_env
 
 
 def test_the_response_carries_the_request_id_sent_or_a_new_one(client):
@@ -58,8 +59,7 @@ def test_daphne_with_log_format_json_writes_json_lines_carrying_the_request_id()
             api_get(f"{daphne.base_url}/api/ingest/source", request_id)
             for request_id in ("first-request", "second-request")
         ]
-        port = daphne.base_url.rsplit(":", 1)[1]
-    log_path = BASE_DIR / "var" / "test-logs" / f"daphne-{port}.log"
+        log_path = Path(daphne.log_file.name)
 
     # then every line our logging wrote is a JSON object, each 401 line with its request's id
     assert statuses == [401, 401]
