@@ -426,3 +426,16 @@ def test_every_decision_in_the_admin_is_in_the_history(client, settings):
     ]
     history_page = client.get(reverse("admin:corrections_correction_history", args=[first.pk]))
     assert "Approved and applied (-4)." in history_page.text
+
+
+def test_the_preview_warns_when_a_correction_takes_stock_below_zero(client):
+    site, sku = stocked(10)
+    logged_in(client, STOCK_STAFF)
+    form = {"site": site.code, "sku": sku.code, "reason": "lost", "note": "", "_preview": "1"}
+
+    below = client.post(ADD_URL, {**form, "delta": "-15"})
+    to_zero = client.post(ADD_URL, {**form, "delta": "-10"})
+
+    assert 'data-preview-warning="negative">This takes on hand below zero, to -5' in below.text
+    assert "data-preview-warning" not in to_zero.text
+    assert on_hand(site, sku) == 10  # a warning, not a refusal: a preview changes nothing
