@@ -96,6 +96,16 @@ MUTANTS = [
         ),
     ),
     Mutant(
+        "an outage met outside a view (the session read in a middleware) is a 500",
+        "inventory_ops/views.py",
+        "        return outage_response(request, error)\n",
+        "        return outage_response(request)\n",
+        (
+            "tests/faults/test_web_outages.py::"
+            "test_a_database_outage_is_a_503_everywhere_and_over_within_5s_of_its_end",
+        ),
+    ),
+    Mutant(
         "acknowledging an alert needs no permission in the view",
         "oncall/views.py",
         "def alert_transition_view(request, pk: int, action: str):\n"
