@@ -16,8 +16,8 @@ import django  # noqa: E402
 django.setup()
 
 from ingest.models import FeedSource  # noqa: E402
-from ingest.services import feed_source_create, feed_source_rotate_token  # noqa: E402
 from ingest.simulation import ROLES, FeedSimulator, SimulationMix  # noqa: E402
+from ingest.sources import feed_source_create, feed_source_rotate_token  # noqa: E402
 from ledger.catalog import SiteRow, SkuRow  # noqa: E402
 from ledger.services import catalog_import  # noqa: E402
 

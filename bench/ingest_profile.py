@@ -20,7 +20,8 @@ from ingest_common import catalog_ensure, simulator_batches, source_token
 
 from ingest.models import FeedSource
 from ingest.parsing import events_parse
-from ingest.services import batch_process, batch_receive
+from ingest.processing import batch_process
+from ingest.receiving import batch_receive
 
 
 def main() -> None:

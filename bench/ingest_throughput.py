@@ -64,7 +64,7 @@ def batches_store(token: str, bodies: list[str]) -> list:
 
     from ingest.models import FeedSource, IngestBatch
     from ingest.parsing import events_parse
-    from ingest.services import token_hash
+    from ingest.sources import token_hash
 
     source = FeedSource.objects.get(token_hash=token_hash(token))
     batches = [
@@ -110,7 +110,7 @@ def run(*, events: int, batch_size: int, workers: int, clients: int, stored: boo
 
         started = time.perf_counter()
         if stored:
-            from ingest.services import batch_enqueue
+            from ingest.receiving import batch_enqueue
 
             for batch_id in stored_ids:
                 batch_enqueue(batch_id=batch_id)

@@ -45,14 +45,11 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from dashboards.kpis import WINDOWS  # noqa: E402
-from dashboards.rollups import (  # noqa: E402
-    DELIVERY_COLUMNS,
-    ORDER_LINE_COLUMNS,
-    fulfillment_bin,
-    rollups_rebuild,
-)
-from ingest.services import feed_source_create  # noqa: E402
+from ingest.sources import feed_source_create  # noqa: E402
+from kpis.rebuild import rollups_rebuild  # noqa: E402
+from kpis.rollups import DELIVERY_COLUMNS, ORDER_LINE_COLUMNS  # noqa: E402
+from kpis.units import fulfillment_bin  # noqa: E402
+from kpis.windows import WINDOWS  # noqa: E402
 
 SITES = 20
 SKUS = 5000

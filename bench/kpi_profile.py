@@ -31,7 +31,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from ingest.services import feed_source_create  # noqa: E402
+from ingest.sources import feed_source_create  # noqa: E402
 
 
 def main() -> None:

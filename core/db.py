@@ -50,6 +50,11 @@ def run_atomic_with_retry[T](work: Callable[[], T], *, attempts: int = 8) -> T:
 # running the statements of a feed batch; a string is quoted in one step.
 
 
+def datetime_param(moment: datetime):
+    """A datetime as a raw SQL parameter of this database (SQLite stores text, not datetime)."""
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
 def pg_int_array(values: Iterable[int]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 

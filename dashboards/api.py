@@ -8,9 +8,10 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
-from dashboards.kpis import WINDOWS, UnknownWindow, kpis_compute
 from ingest.models import FeedSource
-from ingest.services import token_hash
+from ingest.sources import token_hash
+from kpis.reads import kpis_compute
+from kpis.windows import WINDOWS, UnknownWindow
 from ledger.exceptions import UnknownSite
 from ledger.models import Site, Sku, StockLevel
 

@@ -1,7 +1,7 @@
 """What a dashboard scope shows: gathered once, rendered for the page and for the live socket.
 
 The page view and the live coalescer both call `scope_view_build`, so a page load and a live
-update can never disagree. Numbers come only from `dashboards.kpis` (the /api/kpis contract);
+update can never disagree. Numbers come only from `kpis.reads` (the /api/kpis contract);
 the stock tables come from the stock levels.
 """
 
@@ -14,7 +14,9 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from dashboards import figures
-from dashboards.kpis import WINDOWS, kpi_trends_compute, kpis_compute
+from kpis.reads import kpis_compute
+from kpis.trends import kpi_trends_compute
+from kpis.windows import WINDOWS
 from ledger.models import Site, StockLevel
 from oncall.measures import KPI_KEY_OF_KIND
 from oncall.models import KINDS_BREACHING_BELOW, AlertRule

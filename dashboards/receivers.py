@@ -1,37 +1,12 @@
-"""What the dashboards hear from the rooms below them (connected by `DashboardsConfig.ready`).
-
-In the writer's transaction (derived data that must stay exact with the ledger):
-- `ledger.signals.movements_recorded`: every ledger write folds into the KPI rollups;
-- the catalog's model saves: standard costs and reorder points are edited by `catalog_import`,
-  by the admin's SKU form and its site reorder point inline, and every save is caught here. A
-  queryset `.update()` of `unit_cost` bypasses them; `rebuild_kpis` cannot recover a cost
-  history that was never recorded (see docs/kpis.md).
-
-After the commit (`core.notify`): `stock_changed` and `alerts_changed` are announced to the
-live dashboards (`dashboards.broadcasts`).
+"""What the screens hear from the rooms below them (connected by `DashboardsConfig.ready`):
+after a writer's commit (`core.notify`), `stock_changed` and `alerts_changed` are announced to
+the live dashboards (`dashboards.broadcasts`).
 """
 
-from decimal import Decimal
-
-from django.db import transaction
-from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
-from django.utils import timezone
 
 from core.notify import alerts_changed, stock_changed
 from dashboards.broadcasts import alerts_changed_announce, scopes_changed_announce
-from dashboards.rollups import (
-    rollups_movements_record,
-    stock_status_reorder_points_refresh,
-    unit_cost_change_record,
-)
-from ledger.models import SiteReorderPoint, Sku
-from ledger.signals import movements_recorded
-
-
-@receiver(movements_recorded, dispatch_uid="kpis_movements_recorded")
-def movements_fold(sender, *, movements, levels, levels_before, **kwargs) -> None:
-    rollups_movements_record(movements=movements, levels=levels, levels_before=levels_before)
 
 
 @receiver(stock_changed, dispatch_uid="dashboards_stock_changed")
@@ -42,36 +17,3 @@ def stock_changed_broadcast(sender, *, site_codes, **kwargs) -> None:
 @receiver(alerts_changed, dispatch_uid="dashboards_alerts_changed")
 def alerts_changed_broadcast(sender, *, site_codes, **kwargs) -> None:
     alerts_changed_announce(site_codes=site_codes)
-
-
-@receiver(pre_save, sender=Sku, dispatch_uid="kpis_sku_previous")
-def sku_previous_remember(sender, instance: Sku, raw: bool = False, **kwargs) -> None:
-    instance._kpi_previous = None
-    if instance.pk and not raw:
-        instance._kpi_previous = (
-            Sku.objects.filter(pk=instance.pk).values_list("unit_cost", "reorder_point").first()
-        )
-
-
-@receiver(post_save, sender=Sku, dispatch_uid="kpis_sku_changed")
-def sku_changed(sender, instance: Sku, created: bool, raw: bool = False, **kwargs) -> None:
-    previous = getattr(instance, "_kpi_previous", None)
-    if created or raw or previous is None:
-        return
-    old_cost, old_point = previous
-    new_cost = Decimal(str(instance.unit_cost))
-    with transaction.atomic():
-        if old_cost != new_cost:
-            unit_cost_change_record(
-                sku_id=instance.pk, old_cost=old_cost, new_cost=new_cost, changed_at=timezone.now()
-            )
-        if old_point != instance.reorder_point:
-            stock_status_reorder_points_refresh(sku_id=instance.pk)
-
-
-@receiver(post_save, sender=SiteReorderPoint, dispatch_uid="kpis_site_reorder_point_saved")
-@receiver(post_delete, sender=SiteReorderPoint, dispatch_uid="kpis_site_reorder_point_deleted")
-def site_reorder_point_changed(sender, instance: SiteReorderPoint, **kwargs) -> None:
-    if kwargs.get("raw"):
-        return
-    stock_status_reorder_points_refresh(sku_id=instance.sku_id, site_id=instance.site_id)

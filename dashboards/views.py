@@ -15,9 +15,9 @@ from django.views.decorators.http import require_GET
 from corrections.models import Correction, CountSheet
 from corrections.selectors import movement_origins
 from dashboards import panels
-from dashboards.kpis import WINDOWS
 from dashboards.live import refresh_seconds
 from dashboards.panels import Scope
+from kpis.windows import WINDOWS
 from ledger.models import Movement, Site, Sku, StockLevel
 
 # The dashboard's plotly.js: the official "basic" bundle, vendored (docs/dashboard.md).

@@ -14,6 +14,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 
+from ingest.dead_letters import dead_letters_discard, dead_letters_replay
 from ingest.exceptions import FeedSourceNotAllowed
 from ingest.models import (
     BatchStatus,
@@ -23,13 +24,7 @@ from ingest.models import (
     HeldEvent,
     IngestBatch,
 )
-from ingest.services import (
-    dead_letters_discard,
-    dead_letters_replay,
-    feed_source_create,
-    feed_source_end_token_grace,
-    feed_source_rotate_token,
-)
+from ingest.sources import feed_source_create, feed_source_end_token_grace, feed_source_rotate_token
 from ledger.admin import ReadOnlyAdmin
 
 REMEDIATION_PERMISSION = "inventory_ops.run_remediation"

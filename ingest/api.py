@@ -22,6 +22,7 @@ from ingest.parsing import (
     body_gunzip,
     events_count,
 )
+from ingest.receiving import batch_receive, ingest_queue
 from ingest.schemas import (
     ApiError,
     BatchAccepted,
@@ -31,7 +32,6 @@ from ingest.schemas import (
     event_json_schema,
 )
 from ingest.selectors import batch_report, source_totals
-from ingest.services import batch_receive, ingest_queue
 
 logger = logging.getLogger(__name__)
 

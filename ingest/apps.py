@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class IngestConfig(AppConfig):
     name = "ingest"
     verbose_name = "Ingest"
+
+    def ready(self) -> None:
+        from ingest.selectors import feeds_freshness_fold, feeds_freshness_statement
+        from kpis.reads import kpi_rider_register
+
+        # Every KPI read (/api/kpis, the dashboards, alert measures) carries the feeds' freshness.
+        kpi_rider_register("feeds", statement=feeds_freshness_statement, fold=feeds_freshness_fold)

@@ -19,7 +19,8 @@ from ninja.security import HttpBearer
 from redis.exceptions import RedisError
 
 from ingest.models import FeedSource
-from ingest.services import feed_source_by_token, ingest_queue
+from ingest.receiving import ingest_queue
+from ingest.sources import feed_source_by_token
 
 logger = logging.getLogger(__name__)
 

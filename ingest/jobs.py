@@ -7,7 +7,8 @@ from django.conf import settings
 
 from core.logcontext import batch_logged
 from ingest.housekeeping import HOUSEKEEPING_CHAIN, housekeeping_run
-from ingest.services import batch_process, ingest_sweep
+from ingest.processing import batch_process
+from ingest.sweep import ingest_sweep
 
 logger = logging.getLogger(__name__)
 

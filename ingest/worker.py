@@ -43,8 +43,8 @@ from ingest.heartbeats import (
     heartbeat_redis_write,
     heartbeat_seconds,
 )
-from ingest.services import ingest_sweep
 from ingest.signals import worker_beat
+from ingest.sweep import ingest_sweep
 
 logger = logging.getLogger(__name__)
 

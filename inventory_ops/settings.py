@@ -79,10 +79,12 @@ INSTALLED_APPS = [
     "django_rq",
     "ninja",
     # Bottom to top (ARCHITECTURE.md): core infrastructure, the stock ledger (app label
-    # `inventory_ops`, kept from when it lived in the project package), corrections, ingest, the
-    # screens, on-call, demo data. `inventory_ops` itself is the project package, not an app.
+    # `inventory_ops`, kept from when it lived in the project package), the KPI read model (app
+    # label `dashboards`, kept from when it lived there), corrections, ingest, the screens (app
+    # label `screens`), on-call, demo data. `inventory_ops` is the project package, not an app.
     "core",
     "ledger",
+    "kpis",
     "corrections",
     "ingest",
     "dashboards",

@@ -1,6 +1,6 @@
 """The number each alert kind watches, for one rule's scope.
 
-KPI kinds read only `dashboards.kpis.kpis_compute`; operational kinds read RQ (and the dead
+KPI kinds read only `kpis.reads.kpis_compute`; operational kinds read RQ (and the dead
 letter store). `None` means "no data": it neither opens nor resolves an alert.
 """
 
@@ -10,9 +10,9 @@ from decimal import Decimal
 from redis.exceptions import RedisError
 
 from core.probes import queue_counts
-from dashboards.kpis import kpis_compute
-from dashboards.templatetags.dashboard_format import NONE_SHOWN, kpi_format
 from ingest.models import DeadLetter, DeadLetterStatus
+from kpis.formatting import NONE_SHOWN, kpi_format
+from kpis.reads import kpis_compute
 from oncall.models import AlertKind, AlertRule
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from ledger.models import Site
 
 
 class AlertKind(models.TextChoices):
-    """What a rule watches. KPI kinds read `dashboards.kpis.kpis_compute`; the rest read RQ."""
+    """What a rule watches. KPI kinds read `kpis.reads.kpis_compute`; the rest read RQ."""
 
     NEGATIVE_STOCK = "negative_stock", "Negative stock: (site, SKU) pairs with on_hand < 0"
     STOCKOUTS = "stockouts", "Stockouts: pairs with available <= 0"

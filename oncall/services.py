@@ -15,8 +15,8 @@ from rq.registry import FailedJobRegistry
 
 from core.notify import alerts_changed_notify
 from core.queues import DEFAULT_QUEUE, QUEUE_NAMES
+from ingest.dead_letters import dead_letters_replay
 from ingest.models import DeadLetter, DeadLetterStatus
-from ingest.services import dead_letters_replay
 from ledger.models import Site
 from oncall.deliveries import notifications_queue
 from oncall.exceptions import (

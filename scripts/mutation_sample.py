@@ -1,6 +1,6 @@
 """Print a uniform random sample of mutmut's mutant names, per module (see mutation_run).
 
-    .venv/bin/python scripts/mutation_sample.py 60 'ingest.services.*' ['inventory_ops.views.*' ...]
+    .venv/bin/python scripts/mutation_sample.py 60 'ingest.keys.*' ['inventory_ops.views.*' ...]
 
 All of every matching module's mutants are listed when it has no more than the sample size.
 The sample is seeded by the module's name, so it is the same sample every time for unchanged

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from dashboards.broadcasts import scopes_changed_announce
-from ingest.services import feed_source_create
+from ingest.sources import feed_source_create
 from ledger.services import movements_record
 from tests.browser.conftest import in_thread, live_state_wait, log_in, no_reload
 from tests.builders import receive, site_make, sku_make, user_make

@@ -6,16 +6,9 @@ from decimal import Decimal
 from django.db.models import Sum
 from django.utils import timezone
 
-from dashboards.models import ALL_SITES, StockStatus, StockTroubleCount
-from dashboards.rollups import (
-    SPANS,
-    TOTAL_SPAN,
-    DeliveryFact,
-    OrderLineFact,
-    SnapshotFact,
-    minute_of,
-    rollups_facts_record,
-)
+from kpis.models import ALL_SITES, StockStatus, StockTroubleCount
+from kpis.rollups import DeliveryFact, OrderLineFact, SnapshotFact, rollups_facts_record
+from kpis.units import SPANS, TOTAL_SPAN, minute_of
 from ledger.models import MovementKind
 from ledger.services import MovementRequest, movements_record
 

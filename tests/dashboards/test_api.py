@@ -6,7 +6,7 @@ import json
 import pytest
 from django.db import connection
 
-from ingest.services import feed_source_create
+from ingest.sources import feed_source_create
 from ledger.models import MovementKind
 from tests.builders import site_make, sku_make, user_make
 from tests.dashboards.kpi_helpers import count, deliver, move, order_line, receive, record, ship

@@ -7,7 +7,9 @@ import numpy
 import pytest
 from django.core.management import call_command
 
-from dashboards.kpis import WINDOWS, inventory_value_at, kpi_trends_compute, kpis_compute
+from kpis.reads import inventory_value_at, kpis_compute
+from kpis.trends import kpi_trends_compute
+from kpis.windows import WINDOWS
 from ledger.exceptions import UnknownSite
 from ledger.models import MovementKind, SiteReorderPoint
 from tests.builders import site_make, sku_make

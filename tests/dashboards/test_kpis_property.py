@@ -19,10 +19,11 @@ from django.db import transaction
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dashboards.kpis import WINDOWS, kpis_compute
-from dashboards.models import SnapshotRecord, UnitCostChange
-from dashboards.rollups import DeliveryFact, OrderLineFact, SnapshotFact, rollups_facts_record
-from ingest.services import snapshots_at_their_position
+from ingest.order_plan import snapshots_at_their_position
+from kpis.models import SnapshotRecord, UnitCostChange
+from kpis.reads import kpis_compute
+from kpis.rollups import DeliveryFact, OrderLineFact, SnapshotFact, rollups_facts_record
+from kpis.windows import WINDOWS
 from ledger.models import MovementKind, SiteReorderPoint, Sku
 from ledger.services import MovementRequest, movements_record
 from tests.builders import site_make, sku_make
@@ -229,7 +230,7 @@ class Batch:
         self.snapshot_positions: list[int] = []
 
     def record(self) -> None:
-        """The movements first, then the facts, as `ingest.services._events_apply` does."""
+        """The movements first, then the facts, as `ingest.processing._events_apply` does."""
         applied = movements_record(requests=self.requests)
         rollups_facts_record(
             deliveries=self.deliveries,

@@ -12,8 +12,8 @@ from corrections.services import (
     corrections_request,
 )
 from dashboards import panels
-from dashboards.kpis import kpis_compute
 from dashboards.templatetags.dashboard_format import kpi_change, kpi_compact, kpi_format
+from kpis.reads import kpis_compute
 from ledger.models import MovementCause, MovementKind
 from ledger.services import MovementRequest, movements_record
 from tests.builders import receive, site_make, sku_make, user_make

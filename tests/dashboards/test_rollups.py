@@ -9,9 +9,9 @@ from django.db.models import Sum
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dashboards.kpis import kpis_compute
-from dashboards.models import ALL_SITES, KpiBucket, StockStatus
-from dashboards.rollups import fulfillment_bin, instant, minute_of
+from kpis.models import ALL_SITES, KpiBucket, StockStatus
+from kpis.reads import kpis_compute
+from kpis.units import fulfillment_bin, instant, minute_of
 from ledger.models import MovementKind, SiteReorderPoint
 from tests.builders import site_make, sku_make
 from tests.dashboards.kpi_helpers import move, now_mid_minute, receive, record, ship

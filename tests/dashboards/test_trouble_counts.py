@@ -12,9 +12,9 @@ from django.db import connection, transaction
 
 from core.roles import STOCK_STAFF
 from corrections.services import CorrectionDraft, corrections_request
-from dashboards.kpis import kpis_compute
-from dashboards.models import ALL_SITES
-from dashboards.rollups import OrderLineFact, rollups_facts_record
+from kpis.models import ALL_SITES
+from kpis.reads import kpis_compute
+from kpis.rollups import OrderLineFact, rollups_facts_record
 from ledger.models import MovementKind, SiteReorderPoint
 from tests.builders import site_make, sku_make, user_make
 from tests.dashboards.kpi_helpers import counted_from_status, counters, move, record

@@ -12,7 +12,9 @@ from django.db import connection
 
 from ingest.models import IngestBatch
 from ingest.parsing import events_parse
-from ingest.services import batch_process, batch_receive, feed_source_create
+from ingest.processing import batch_process
+from ingest.receiving import batch_receive
+from ingest.sources import feed_source_create
 
 _sequence = itertools.count(1)
 BASE_TIME = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

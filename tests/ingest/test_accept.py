@@ -13,7 +13,7 @@ from rq.job import Job
 
 from ingest.models import IngestBatch
 from ingest.parsing import BodyError, events_count, events_parse
-from ingest.services import batch_job_id
+from ingest.receiving import batch_job_id
 from tests.ingest.helpers import json_body, received, source_make
 from tests.ingest.test_fuzz import bodies
 from tests.processes import daphne_server

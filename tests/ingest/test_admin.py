@@ -9,11 +9,7 @@ from django.contrib.messages import get_messages
 from core.roles import MANAGERS, ON_CALL
 from ingest.exceptions import FeedSourceNotAllowed
 from ingest.models import DeadLetter, DeadLetterStatus, FeedSource
-from ingest.services import (
-    feed_source_by_token,
-    feed_source_create,
-    feed_source_rotate_token,
-)
+from ingest.sources import feed_source_by_token, feed_source_create, feed_source_rotate_token
 from tests.builders import site_make, sku_make, user_make
 from tests.ingest.helpers import batch_apply, received, source_make
 

@@ -10,7 +10,7 @@ import pytest
 
 from ingest.models import DeadLetter, IngestBatch
 from ingest.parsing import MAX_BODY_BYTES
-from ingest.services import batch_process
+from ingest.processing import batch_process
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import json_body, received, signature_header, source_make
 from tests.redis_db import redis_test_db_flush
@@ -123,7 +123,7 @@ def test_unknown_content_type_is_415(client, catalog):
 
 
 def test_missing_bad_and_rotated_tokens_are_401(client, catalog):
-    from ingest.services import feed_source_rotate_token
+    from ingest.sources import feed_source_rotate_token
 
     source, token = source_make()
     body = json_body([received("A", 1)])

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection, transaction
 
 from ingest.models import BatchStatus, IngestBatch
-from ingest.services import batch_process
+from ingest.processing import batch_process
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import json_body, received, source_make
 from tests.processes import free_port

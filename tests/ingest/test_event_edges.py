@@ -6,8 +6,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from ingest.dead_letters import dead_letters_replay
 from ingest.models import DeadLetter, FeedSource, IngestBatch, Order
-from ingest.services import batch_process, dead_letters_replay
+from ingest.processing import batch_process
 from ledger.models import Movement, StockLevel
 from tests.builders import READ_PATHS, site_make, sku_make, user_make
 from tests.ingest.helpers import (

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from ingest.models import IngestBatch
 from ingest.parsing import events_parse
+from ingest.processing import batch_process
 from ingest.schemas import event_validate
-from ingest.services import batch_process
 from ledger.models import Movement
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import source_make

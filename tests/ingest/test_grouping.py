@@ -2,10 +2,11 @@
 
 import pytest
 
-from dashboards.models import SnapshotRecord
 from ingest.models import DeadLetter, IngestBatch
 from ingest.parsing import events_parse
-from ingest.services import batch_process, batch_receive
+from ingest.processing import batch_process
+from ingest.receiving import batch_receive
+from kpis.models import SnapshotRecord
 from ledger.models import Movement, StockLevel
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import (

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from rq.registry import ScheduledJobRegistry
 
+from ingest.dead_letters import dead_letters_discard
 from ingest.housekeeping import HOUSEKEEPING_CHAIN, housekeeping_run
 from ingest.jobs import housekeeping_scheduled_job
 from ingest.models import (
@@ -20,7 +21,7 @@ from ingest.models import (
     IngestBatch,
     ProcessedEvent,
 )
-from ingest.services import batch_receive, dead_letters_discard
+from ingest.receiving import batch_receive
 from ledger.models import Movement, StockLevel
 from tests.builders import site_make, sku_make, user_make
 from tests.ingest.helpers import batch_apply, json_body, received, source_make

@@ -3,8 +3,8 @@ stock and the KPI facts count the order once (a re-sent event id is a duplicate 
 
 import pytest
 
-from dashboards.models import DeliveryRecord
 from ingest.models import DeadLetter, Order, OrderState
+from kpis.models import DeliveryRecord
 from ledger.models import Movement, MovementKind, StockLevel
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import (

@@ -2,14 +2,10 @@
 
 import pytest
 
+from ingest.dead_letters import dead_letters_discard, dead_letters_replay
 from ingest.models import DeadLetter, DeadLetterStatus, HeldEvent, Order, OrderState
-from ingest.services import (
-    dead_letters_discard,
-    dead_letters_replay,
-    held_events_expire,
-    held_events_release,
-    ingest_sweep,
-)
+from ingest.processing import held_events_release
+from ingest.sweep import held_events_expire, ingest_sweep
 from ledger.models import Movement, StockLevel
 from tests.builders import site_make, sku_make, user_make
 from tests.ingest.helpers import (
@@ -229,7 +225,7 @@ def test_unstorable_text_rejects_only_when_in_a_field_we_keep(catalog):
 def test_orders_per_minute_counts_orders_not_their_lines(catalog):
     from datetime import timedelta
 
-    from dashboards.kpis import kpi_trends_compute
+    from kpis.trends import kpi_trends_compute
     from tests.ingest.helpers import BASE_TIME
 
     # given two orders in the same minute, one of three lines

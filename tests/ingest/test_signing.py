@@ -15,7 +15,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from ingest.models import FeedSource, IngestBatch
-from ingest.services import feed_source_rotate_token, ingest_queue
+from ingest.receiving import ingest_queue
+from ingest.sources import feed_source_rotate_token
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import json_body, received, signature_header, source_make
 from tests.processes import BASE_DIR, daphne_server, free_port

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db.models import Sum
 
-from dashboards.models import SnapshotRecord
 from ingest.models import FeedSource, IngestBatch
 from ingest.parsing import events_parse
 from ingest.simulation import ROLES, FeedSimulator, SimulationMix
+from kpis.models import SnapshotRecord
 from ledger.models import Movement, MovementKind
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import batch_apply, source_make

@@ -11,9 +11,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from dashboards.kpis import kpis_compute
-from dashboards.models import SnapshotRecord
-from ingest.services import batch_process
+from ingest.processing import batch_process
+from kpis.models import SnapshotRecord
+from kpis.reads import kpis_compute
 from ledger.models import Sku
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import (

@@ -15,8 +15,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
 
+from ingest.dead_letters import dead_letters_replay
 from ingest.models import BatchStatus, DeadLetter, IngestBatch, Order, ProcessedEvent
-from ingest.services import dead_letters_replay
 from ledger.models import Movement, MovementKind, StockLevel
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import (

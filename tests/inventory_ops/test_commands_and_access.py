@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from core.roles import ON_CALL, STOCK_STAFF
 from ingest.heartbeats import heartbeat_make, heartbeat_redis_write
 from ingest.models import FeedSource
-from ingest.services import token_hash
+from ingest.sources import token_hash
 from ledger.models import Movement, Site, Sku, StockLevel
 from tests.builders import user_make
 from tests.processes import BASE_DIR, subprocess_env

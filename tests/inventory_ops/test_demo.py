@@ -7,9 +7,10 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from dashboards.kpis import WINDOWS, kpis_compute
 from demo.catalog import DEMO_SITES
 from ingest.simulation import DEFAULT_RATE, ROLES, FeedSimulator
+from kpis.reads import kpis_compute
+from kpis.windows import WINDOWS
 from ledger.models import StockLevel
 from tests.ingest.helpers import batch_apply, source_make
 

@@ -23,7 +23,7 @@ from core.limits import MAX_QTY
 from core.roles import STOCK_STAFF
 from corrections.models import CountSheet
 from ingest.models import FeedSource, IngestBatch
-from ingest.services import batch_process
+from ingest.processing import batch_process
 from ledger.models import StockLevel
 from ledger.services import movements_record
 from tests.builders import receive, site_make, sku_make, user_make

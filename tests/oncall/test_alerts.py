@@ -10,7 +10,7 @@ from django.utils import timezone
 from core.notify import alerts_changed, notify_now
 from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
 from corrections.services import CorrectionDraft, corrections_request
-from dashboards.kpis import kpis_compute
+from kpis.reads import kpis_compute
 from ledger.models import MovementKind
 from ledger.services import MovementRequest, movements_record
 from oncall.alerts import alerts_evaluation_request, pending_sites_take

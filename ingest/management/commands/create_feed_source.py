@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ingest.exceptions import FeedSourceExists
 from ingest.models import FeedSource
-from ingest.services import feed_source_create, feed_source_rotate_token
+from ingest.sources import feed_source_create, feed_source_rotate_token
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
-from ingest.services import ingest_sweep
+from ingest.sweep import ingest_sweep
 from ingest.worker import sweeper_loop
 
 

@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from ingest.models import FeedSource
-from ingest.services import feed_source_create, feed_source_rotate_token
 from ingest.simulation import DEFAULT_RATE, ROLES, WAREHOUSE, FeedSimulator
+from ingest.sources import feed_source_create, feed_source_rotate_token
 from ledger.models import Site, Sku, StockLevel
 
 DEFAULT_URL = "http://127.0.0.1:8000"

@@ -1,4 +1,4 @@
-"""KPI facts and rollups. Written only by `dashboards.rollups`; read by `dashboards.kpis`.
+"""KPI facts and rollups. Written only by `kpis.rollups`; read by `kpis.reads`.
 
 Money is kept as integers of 1/10,000 of the currency (`*_e4`): standard costs have 4 decimal
 places, so every product and sum is exact on PostgreSQL and on SQLite alike (SQLite would turn
@@ -223,7 +223,7 @@ class Revaluation(models.Model):
 
 
 # The pairs that can count as a stockout, negative stock or below their reorder point; the
-# raw SQL of `dashboards.kpis` repeats it (`STOCK_TROUBLE_SQL`) so that the index serves it, and
+# raw SQL of `kpis.reads` repeats it (`STOCK_TROUBLE_SQL`) so that the index serves it, and
 # the writers deciding which rows to rewrite say it in Python (`in_stock_trouble`).
 STOCK_TROUBLE = (
     Q(on_hand__lt=0) | Q(available__lte=0) | Q(available__lt=F("reorder_point"), has_level=True)

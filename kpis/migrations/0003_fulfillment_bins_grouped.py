@@ -7,7 +7,7 @@ are regrouped in place, so no `rebuild_kpis` is needed.
 
 from django.db import migrations, models
 
-BINS_PER_ROW = 16  # as dashboards.models.BINS_PER_ROW at this migration
+BINS_PER_ROW = 16  # as kpis.models.BINS_PER_ROW at this migration
 
 # Floor division and its remainder in SQL that PostgreSQL and SQLite agree on (both truncate
 # towards zero; the bin -1, negative durations, belongs to group -1, column 15).

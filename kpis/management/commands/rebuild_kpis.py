@@ -5,7 +5,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from core.progress import ProgressBar
-from dashboards.rollups import rollups_rebuild
+from kpis.rebuild import rollups_rebuild
 from ledger.models import Site
 
 

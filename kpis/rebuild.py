@@ -1,0 +1,228 @@
+"""Rebuilding every rollup from the ledger and the stored facts (`rebuild_kpis`)."""
+
+import datetime as dt
+import itertools
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from django.db import connection, transaction
+from django.db.models import Q
+
+from kpis.buckets import (
+    _bin_rows,
+    _bucket_rows,
+    _bulk_insert,
+    _revaluations_insert,
+    deliveries_fold,
+    movements_fold,
+    revaluations_fold,
+    sums_new,
+)
+from kpis.costs import CostBook
+from kpis.models import (
+    ALL_SITES,
+    BIN_COUNT_FIELDS,
+    DeliveryRecord,
+    FulfillmentBin,
+    KpiBucket,
+    OrderLineRecord,
+    Revaluation,
+    StockStatus,
+    StockTroubleCount,
+)
+from kpis.stock_status import TROUBLE_COUNT_FIELDS, _trouble_add, _trouble_of_state
+from kpis.units import FIELDS, ORDERS, instant, minute_of
+from ledger.models import (
+    Movement,
+    SiteReorderPoint,
+    Sku,
+    StockLevel,
+)
+
+REBUILD_CHUNK = 20000
+
+
+def rollups_rebuild(
+    *, site_id: int | None = None, progress: Callable[[str, int, int], None] | None = None
+) -> dict[str, int]:
+    """Recompute every rollup (of one site, or all) from the ledger and the stored facts.
+
+    Runs in one transaction and locks the rollup tables against writers meanwhile (they wait,
+    then add what they wrote on top, so nothing is lost or counted twice).
+    """
+    progress = progress or (lambda stage, done, total: None)
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "LOCK TABLE "
+                    + ", ".join(
+                        model._meta.db_table
+                        for model in (
+                            KpiBucket,
+                            FulfillmentBin,
+                            Revaluation,
+                            StockStatus,
+                            StockTroubleCount,
+                        )
+                    )
+                    + " IN EXCLUSIVE MODE"
+                )
+        scope = Q() if site_id is None else Q(site_id=site_id)
+        # The all-sites rows are summed again from the sites' rows below.
+        scope_and_all = Q() if site_id is None else Q(site_id__in=[site_id, ALL_SITES])
+        KpiBucket.objects.filter(scope_and_all).delete()
+        FulfillmentBin.objects.filter(scope_and_all).delete()
+        Revaluation.objects.filter(scope).delete()
+        StockStatus.objects.filter(scope).delete()
+        StockTroubleCount.objects.filter(scope_and_all).delete()
+
+        sums = sums_new()
+        bins: defaultdict = defaultdict(int)
+        revaluations: list = []
+        book = CostBook.load()
+        movements = Movement.objects.filter(scope)
+        total = movements.count()
+        rows = movements.order_by().values_list(
+            "site_id", "sku_id", "kind", "on_hand_delta", "occurred_at"
+        )
+        done = 0
+        iterator = rows.iterator(chunk_size=REBUILD_CHUNK)
+        while chunk := list(itertools.islice(iterator, REBUILD_CHUNK)):
+            movements_fold(sums, chunk, book, revaluations)
+            done += len(chunk)
+            progress("movements", done, total)
+        revaluations_fold(sums, revaluations)
+
+        deliveries = DeliveryRecord.objects.filter(scope).order_by()
+        deliveries_fold(
+            sums,
+            bins,
+            deliveries.values_list(
+                "site_id", "occurred_at", "accurate", "shipping_cost_e4", "fulfillment_bin"
+            ).iterator(chunk_size=REBUILD_CHUNK),
+        )
+        progress("deliveries", 1, 1)
+        latest: dict[tuple[int, int], dt.datetime] = {}
+        order_rows = (
+            OrderLineRecord.objects.filter(scope)
+            .order_by()
+            .values_list("site_id", "sku_id", "occurred_at", "opens_order")
+        )
+        for line_site, sku_id, occurred_at, opens_order in order_rows.iterator(
+            chunk_size=REBUILD_CHUNK
+        ):
+            if opens_order:
+                sums[(line_site, minute_of(occurred_at))][ORDERS] += 1
+            pair = (line_site, sku_id)
+            if pair not in latest or latest[pair] < occurred_at:
+                latest[pair] = occurred_at
+        progress("order lines", 1, 1)
+
+        buckets = _bucket_rows(sums, all_sites=False)
+        # Rows go in in key order (here and in `_all_sites_sum`), so that a window's rows
+        # share pages, as the writers' rows do (they arrive in time order): in the order the
+        # ledger happened to be read, a 30-day window's histogram rows sat one to a page.
+        _bulk_insert(
+            KpiBucket,
+            ["site_id", "span_s", "start", "shard", *FIELDS],
+            (
+                [site, span, instant(start), 0, *values]
+                for (site, span, start), values in sorted(buckets.items())
+            ),
+        )
+        _bulk_insert(
+            FulfillmentBin,
+            ["site_id", "span_s", "start", "bin_group", "shard", *BIN_COUNT_FIELDS],
+            (
+                [site, span, instant(start), group, 0, *counts]
+                for (site, span, start, group), counts in sorted(_bin_rows(bins).items())
+                if site != ALL_SITES
+            ),
+        )
+        _all_sites_rows_sum()
+        _revaluations_insert(revaluations)
+        progress("rollups", 1, 1)
+        levels = StockLevel.objects.filter(scope).values_list(
+            "site_id", "sku_id", "on_hand", "reserved"
+        )
+        status = {
+            (level_site, sku_id): [True, on_hand, on_hand - reserved, None, None]
+            for level_site, sku_id, on_hand, reserved in levels.iterator(chunk_size=REBUILD_CHUNK)
+        }
+        for pair, moment in latest.items():
+            status.setdefault(pair, [False, 0, 0, None, None])[4] = moment
+        for pair, point in _reorder_points_all(scope).items():
+            if pair in status:
+                status[pair][3] = point
+        _bulk_insert(
+            StockStatus,
+            [
+                "site_id",
+                "sku_id",
+                "has_level",
+                "on_hand",
+                "available",
+                "reorder_point",
+                "last_order_line_at",
+            ],
+            ([site, sku, *state] for (site, sku), state in status.items()),
+        )
+        _trouble_counts_rebuild(status)
+        progress("stock status", 1, 1)
+    return {
+        "movements": total,
+        "buckets": len(buckets),
+        "stock_levels": len(status),
+    }
+
+
+def _trouble_counts_rebuild(status: dict[tuple[int, int], list]) -> None:
+    """Recount the trouble counters of these pairs' sites (their rows were deleted), then the
+    all-sites rows as the sum of every site's."""
+    counts: defaultdict = defaultdict(lambda: [0] * len(TROUBLE_COUNT_FIELDS))
+    for (site_id, _sku_id), state in status.items():
+        _trouble_add(counts, site_id, _trouble_of_state(state), 1)
+    _bulk_insert(
+        StockTroubleCount,
+        ["site_id", "span_s", "start", "shard", *TROUBLE_COUNT_FIELDS],
+        (
+            [site, span, instant(start), 0, *values]
+            for (site, span, start), values in sorted(counts.items())
+            if site != ALL_SITES and any(values)
+        ),
+    )
+    _all_sites_sum(StockTroubleCount, ("span_s", "start"), TROUBLE_COUNT_FIELDS)
+
+
+def _reorder_points_all(scope: Q) -> dict[tuple[int, int], int | None]:
+    defaults = dict(Sku.objects.values_list("id", "reorder_point"))
+    points = {
+        pair: defaults.get(pair[1])
+        for pair in StockLevel.objects.filter(scope).values_list("site_id", "sku_id")
+    }
+    for site, sku, point in SiteReorderPoint.objects.filter(scope).values_list(
+        "site_id", "sku_id", "reorder_point"
+    ):
+        if (site, sku) in points:
+            points[(site, sku)] = point
+    return points
+
+
+def _all_sites_rows_sum() -> None:
+    """(Re)create the all-sites rows of the rollups as sums of the sites' rows."""
+    _all_sites_sum(FulfillmentBin, ("span_s", "start", "bin_group"), BIN_COUNT_FIELDS)
+    _all_sites_sum(KpiBucket, ("span_s", "start"), FIELDS)
+
+
+def _all_sites_sum(model, key_fields: Sequence[str], value_fields: Sequence[str]) -> None:
+    """Insert the all-sites rows (shard 0) of a rollup table as sums of the sites' rows."""
+    table = model._meta.db_table
+    keys = ", ".join(key_fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (site_id, {keys}, shard, {', '.join(value_fields)}) "  # noqa: S608
+            f"SELECT %s, {keys}, 0, {', '.join(f'SUM({name})' for name in value_fields)} "
+            f"FROM {table} WHERE site_id <> %s GROUP BY {keys} ORDER BY {keys}",
+            [ALL_SITES, ALL_SITES],
+        )

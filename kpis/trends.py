@@ -1,0 +1,174 @@
+"""The KPI trends of a window: per-bucket series, mismatches by site, worst stockouts."""
+
+import datetime as dt
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import Q, Sum
+
+from kpis.models import (
+    ALL_SITES,
+    KpiBucket,
+    StockStatus,
+)
+from kpis.reads import _money, _ratio, _window_bounds, turnover
+from kpis.units import (
+    COUNTS,
+    FIELDS,
+    MISMATCH_UNITS,
+    MISMATCH_VALUE,
+    MISMATCHES,
+    TOTAL_SPAN,
+    instant,
+    money_from_e4,
+)
+from kpis.windows import (
+    DEMAND_LOOKBACK,
+    MICROSECOND,
+    WORST_STOCKOUTS,
+    Statement,
+    WindowState,
+    _rows_of,
+    _site_id,
+    _window_fold,
+    _window_statements,
+)
+from ledger.models import Site, Sku
+
+TREND_SPANS = {"1h": 60, "24h": 3600, "7d": 3600, "30d": 86400}
+
+
+def kpi_trends_compute(
+    *, site: str | None = None, window: str = "1h", now: dt.datetime | None = None
+) -> dict:
+    """Time series for the dashboard charts, from the rollups (bounded cost).
+
+    Keys: "orders_per_minute", "turnover", "accuracy", "cost_per_shipment": lists of
+    {"t": ISO time, "value": number|None} over the window; "mismatch_by_site": list of
+    {"site", "rate", "units", "value"}; "worst_stockouts": list of
+    {"site", "sku", "available", "reorder_point"} (most negative available first, at most 10).
+
+    The series use whole buckets (minutes for 1h, hours for 24h and 7d, days for 30d): the
+    first and last point cover the buckets holding the window's ends. The last bucket's
+    turnover is annualised over the part of it that has passed (at least a second); its orders
+    per minute are its orders so far over the minutes it has lasted (at least one).
+    """
+    now, window_s = _window_bounds(window, now)
+    site_id = _site_id(site)
+    span = TREND_SPANS[window]
+    last = int(now.timestamp()) // span * span
+    first = int((now - dt.timedelta(seconds=window_s)).timestamp()) // span * span
+    start = now - dt.timedelta(seconds=window_s)
+    scope = Q(site_id=ALL_SITES if site_id is None else site_id)
+    # Every read in one round trip on PostgreSQL (see `_rows_of`): a live dashboard computes
+    # this every few hundred milliseconds, and each round trip cost more than its query.
+    series_query = (
+        KpiBucket.objects.filter(
+            scope, span_s=span, start__gte=instant(first), start__lte=instant(last)
+        )
+        .order_by()
+        .values("start")
+        .annotate(*(Sum(name) for name in FIELDS))
+        .values_list("start", *(f"{name}__sum" for name in FIELDS))
+    )
+    # The value change after the last bucket (by span) and the all-time total (TOTAL_SPAN).
+    value_query = (
+        KpiBucket.objects.filter(scope)
+        .filter(Q(span_s=span, start__gt=instant(last)) | Q(span_s=TOTAL_SPAN))
+        .order_by()
+        .values("span_s")
+        .annotate(value=Sum("value_change_e4"))
+        .values_list("span_s", "value")
+    )
+    worst_query = (
+        StockStatus.objects.filter(available__lte=0, last_order_line_at__gt=now - DEMAND_LOOKBACK)
+        .filter(Q() if site_id is None else Q(site_id=site_id))
+        .order_by("available", "site_id", "sku_id")
+        .values_list("site_id", "sku_id", "available", "reorder_point")[:WORST_STOCKOUTS]
+    )
+    sku_codes_query = Sku.objects.filter(id__in=worst_query.values("sku_id")).values_list(
+        "id", "code"
+    )
+    site_codes_query = Site.objects.order_by().values_list("id", "code")
+    series_rows, value_rows, worst_rows, sku_rows, site_rows, bucket_rows, edge_rows = _rows_of(
+        [
+            _query_statement(series_query),
+            _query_statement(value_query),
+            _query_statement(worst_query),
+            _query_statement(sku_codes_query),
+            _query_statement(site_codes_query),
+            *_window_statements(site_id, start, now, per_site=True),
+        ]
+    )
+    series = {_aware(row[0]): [int(value or 0) for value in row[1:]] for row in series_rows}
+    values_by_span = {row_span: int(value or 0) for row_span, value in value_rows}
+    value_after_bucket = values_by_span.get(TOTAL_SPAN, 0) - values_by_span.get(span, 0)
+    no_facts = [0] * len(FIELDS)
+    points = {"orders_per_minute": [], "turnover": [], "accuracy": [], "cost_per_shipment": []}
+    for start_s in range(last, first - 1, -span):
+        moment = instant(start_s)
+        row = dict(zip(FIELDS, series.get(moment, no_facts), strict=True))
+        value_before_bucket = value_after_bucket - row["value_change_e4"]
+        # The bucket holding `now` has lasted only until now: annualised over its full span,
+        # its turnover read low for most of every minute, a dip at the live edge of the chart.
+        lasted_s = span
+        if start_s == last:
+            lasted_s = max(Decimal(1), Decimal((now - moment) // MICROSECOND) / 1_000_000)
+        rate = turnover(row["cogs_e4"], value_before_bucket, value_after_bucket, lasted_s)
+        t = moment.isoformat()
+        # The bucket under way: per minute of the time it has lasted (so the 24h chart's last
+        # hour reads the live rate, not the hour's orders so far spread over a whole hour);
+        # at least a minute of it, so its first seconds do not spike.
+        order_minutes = Decimal(span) / 60
+        if start_s == last:
+            order_minutes = max(Decimal(1), min(order_minutes, lasted_s / 60))
+        points["orders_per_minute"].append(
+            {"t": t, "value": float(Decimal(row["orders_created"]) / order_minutes)}
+        )
+        points["turnover"].append({"t": t, "value": None if rate is None else float(rate)})
+        points["accuracy"].append(
+            {"t": t, "value": _ratio(row["accurate_deliveries"], row["deliveries"])}
+        )
+        points["cost_per_shipment"].append(
+            {
+                "t": t,
+                "value": None
+                if not row["deliveries"]
+                else float(money_from_e4(row["shipping_cost_e4"]) / row["deliveries"]),
+            }
+        )
+        value_after_bucket = value_before_bucket
+    for values in points.values():
+        values.reverse()
+    state = WindowState(start=start, end=now)
+    _window_fold(state, bucket_rows, edge_rows)
+    codes = dict(site_rows)
+    sku_codes = dict(sku_rows)
+    mismatch_by_site = [
+        {
+            "site": codes[row_site],
+            "rate": _ratio(values[MISMATCHES], values[COUNTS]),
+            "units": values[MISMATCH_UNITS],
+            "value": _money(values[MISMATCH_VALUE]),
+        }
+        for row_site, values in sorted(state.sums.items(), key=lambda item: codes.get(item[0], ""))
+        if row_site in codes
+    ]
+    worst_stockouts = [
+        {"site": codes[s], "sku": sku_codes[k], "available": available, "reorder_point": point}
+        for s, k, available, point in worst_rows
+    ]
+    return {**points, "mismatch_by_site": mismatch_by_site, "worst_stockouts": worst_stockouts}
+
+
+def _query_statement(queryset) -> Statement:
+    """An ORM query as a statement of `_rows_of`: its SQL on PostgreSQL (sent with the others
+    in one round trip), else the query itself (SQLite needs its converters)."""
+    if connection.vendor == "postgresql":
+        sql, params = queryset.query.sql_with_params()
+        return sql, list(params)
+    return lambda: list(queryset)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
