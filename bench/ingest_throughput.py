@@ -26,11 +26,11 @@ def copy_baseline(rows: int, *, temporary: bool = False, rows_per_commit: int = 
     every `rows_per_commit` rows).
 
     The fraction is taken against an ordinary (logged) table, as the ledger is: it writes WAL
-    and is fsynced at commit, as BASELINES.md's "physical ceiling for writing the ledger"
+    and is fsynced at commit, as the machine's measured "physical ceiling for writing the ledger"
     (120,800 rows/s) was measured. A TEMP table skips WAL and is printed for comparison only:
     no durable ledger can be written at that rate (the figures up to 2026-11-24 01:20 UTC in
     bench/README.md were taken against it). In 1,000-row transactions, as the batches
-    arrive, the same COPY runs at 130,000-190,000 rows/s here, close to BASELINES.md's figure;
+    arrive, the same COPY runs at 130,000-190,000 rows/s here, close to that ceiling's figure;
     that rate is printed for comparison, and the fraction stays against the single COPY, the
     ceiling.
     """

@@ -1,4 +1,4 @@
-"""The three roles of SPEC.md as Django groups, and what each may do.
+"""The three roles of docs/roles.md as Django groups, and what each may do.
 
 Each app grants its permissions to these groups in its own data migration, with
 `grant_permissions` and a dict frozen in that migration (so history never changes).

@@ -14,7 +14,7 @@ How an update travels:
 Why sockets are not group members themselves: RedisChannelLayer copies a group message into every
 member's channel and each consumer pops its copy in its own round trip, so a 30 kB frame to 1,000
 sockets would be 30 MB through Redis per update, and a full channel drops messages silently
-(BASELINES.md). Here the layer carries only the tiny announcement, once per process; the
+(measured on this stack). Here the layer carries only the tiny announcement, once per process; the
 watchers of a scope in this process are that scope's group locally.
 
 No database writes here: computing a view only reads.

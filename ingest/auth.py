@@ -1,7 +1,7 @@
 """Feed-token authentication for the API (`Authorization: Bearer <token>`), and the request
 signature (`X-Signature`, docs/signing.md).
 
-Other routers may use `FeedTokenAuth()` for read access with a feed token (SPEC.md: the KPI and
+Other routers may use `FeedTokenAuth()` for read access with a feed token (docs/api.md: the KPI and
 stock endpoints accept one). Every failure is an HttpError, which the API answers in JSON.
 """
 

@@ -1,6 +1,6 @@
 """Feed sources, the batches they push, and what became of every event in them.
 
-Conservation (SPEC.md): for a batch, and so for a source, accepted = applied + duplicates +
+Conservation (docs/ingest.md): for a batch, and so for a source, accepted = applied + duplicates +
 rejected + pending, where pending is `held` plus every event of a batch not processed yet.
 """
 

@@ -1,4 +1,4 @@
-"""The event schema of SPEC.md "Events", as pydantic models.
+"""The event schema of docs/ingest.md, as pydantic models.
 
 The workers validate every event with `event_validate`; the OpenAPI document of
 `POST /api/ingest/events` is generated from the same models.
@@ -136,7 +136,7 @@ class SnapshotLine(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     sku: Code
-    # An on-hand view: zero is a real answer (SPEC.md's "> 0 unless said otherwise").
+    # An on-hand view: zero is a real answer (quantities are "> 0 unless said otherwise").
     qty: Annotated[int, Field(ge=0, le=MAX_QTY), NOT_A_BOOLEAN]
 
 

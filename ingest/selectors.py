@@ -91,7 +91,7 @@ def _aware(moment) -> datetime | None:
 
 
 def feeds_freshness(*, now: datetime | None = None) -> list[dict]:
-    """Per active source: `{"source", "freshness_s", "lag_p95_s"}` (SPEC.md "feed freshness").
+    """Per active source: `{"source", "freshness_s", "lag_p95_s"}` (docs/kpis.md "feed freshness").
 
     freshness_s: now - newest occurred_at applied (None if nothing applied yet);
     lag_p95_s: p95 of applied time - received time over the batches finished in the last 15

@@ -190,7 +190,7 @@ CHANNEL_LAYERS = {
             # A read timeout above the layer's 5 s blocking pop: without one set, an idle
             # consumer's receive failed with "Timeout reading from Redis" after 5 s.
             "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
-            # The default capacity (100) drops messages silently under bursts (BASELINES.md);
+            # The default capacity (100) drops messages silently under bursts (measured here);
             # updates are coalesced on the server, so a modest, explicit capacity is enough.
             "capacity": 1000,
             "expiry": 30,
@@ -355,11 +355,11 @@ INVENTORY_CURRENCY = os.environ.get("INVENTORY_CURRENCY", "USD")
 # /metrics answers a scraper sending `Authorization: Bearer <METRICS_TOKEN>` (or an on-call
 # user's session); unset, only on-call users may read it.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
-# Corrections whose absolute value exceeds this wait for a manager's approval (SPEC.md).
+# Corrections whose absolute value exceeds this wait for a manager's approval (docs/corrections.md).
 CORRECTION_APPROVAL_THRESHOLD = os.environ.get("CORRECTION_APPROVAL_THRESHOLD", "1000")
 
 # --- Ingest ---------------------------------------------------------------------------------
-# Requests may carry up to 5 MiB of events (SPEC.md); Django's default (2.5 MiB) would refuse
+# Requests may carry up to 5 MiB of events (docs/ingest.md); Django's default (2.5 MiB) would refuse
 # them first. The ingest API answers 413 itself above 5 MiB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024 + 64 * 1024
 # X-Signature's t= may differ this much from the server's clock (docs/signing.md).

@@ -1,7 +1,7 @@
-"""Every KPI of SPEC.md for a scope and window, read from the rollups at a bounded cost.
+"""Every KPI of docs/kpis.md for a scope and window, read from the rollups at a bounded cost.
 
 CONTRACT: `kpis_compute` returns exactly the JSON object of `GET /api/kpis` (keys, units and
-nulls as SPEC.md says); the dashboards and alerts read only this.
+nulls as docs/kpis.md says); the dashboards and alerts read only this.
 
 A window W is the instants (now - W, now], by event time. Whole minutes, hours and days inside
 it are read from `KpiBucket` (at most ~200 rows per site); at each end, the raw facts of the
@@ -159,7 +159,7 @@ def turnover(cogs_e4: int, value_start_e4: int, value_end_e4: int, window_s: int
 def kpis_compute(
     *, site: str | None = None, window: str = "1h", now: dt.datetime | None = None
 ) -> dict:
-    """Every KPI of SPEC.md for one site (code) or all sites (None) over `window` ending `now`.
+    """Every KPI of docs/kpis.md for one site (code) or all sites (None) over `window` ending `now`.
 
     Raises UnknownSite or UnknownWindow (a ValueError) for a bad argument.
     """

@@ -1,4 +1,4 @@
-"""Every KPI of SPEC.md, hand-computed from its formula, including each null case."""
+"""Every KPI of docs/kpis.md, hand-computed from its formula, including each null case."""
 
 import datetime as dt
 from decimal import Decimal

@@ -107,7 +107,7 @@ class Delivery:
 
 
 class Reference:
-    """The KPIs computed straight from the raw events, as SPEC.md words them."""
+    """The KPIs computed straight from the raw events, as docs/kpis.md words them."""
 
     def __init__(self):
         self.on_hand: dict[tuple[str, str], int] = {}

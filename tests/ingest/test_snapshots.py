@@ -1,6 +1,6 @@
 """`stock.snapshot`: compared with the stock at its place among the events applied.
 
-The reconciliation skew (SPEC.md) compares a snapshot's lines with on_hand as it stood at the
+The reconciliation skew (docs/kpis.md) compares a snapshot's lines with on_hand as it stood at the
 snapshot's position: on_hand before the batch (or group) plus the movements of the events
 applied before it, in order, across the batches of a group.
 """
