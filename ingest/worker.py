@@ -1,7 +1,7 @@
 """The RQ worker class of the Procfile: a SimpleWorker that outlives PostgreSQL and Redis outages.
 
-SimpleWorker runs jobs in its own process (no fork per job, which costs tens of ms a job here).
-Around RQ's loop:
+SimpleWorker runs jobs in its own process (no fork per job: a fork would cost
+every job a process start). Around RQ's loop:
 
 - Connection hygiene per job, as Django gives each request: connections that are unusable
   (PostgreSQL restarted) or past CONN_MAX_AGE are closed before and after every job, so the
