@@ -8,6 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from corrections.countsheets import MAX_LINES, count_sheet_parse
+from corrections.exceptions import CountSheetInvalid
 from corrections.models import CountSheet, CountSheetStatus
 from ledger.models import Movement, MovementCause, MovementKind, StockLevel
 from ledger.services import movements_record
@@ -382,3 +384,24 @@ def test_admin_lists_show_money_with_the_currency_and_two_decimals(client):
 
     assert "2,050.00 USD" in page
     assert "2050.0000" not in page
+
+
+def test_an_empty_sheet_is_refused_saying_what_a_sheet_starts_with():
+    with pytest.raises(CountSheetInvalid) as refusal:
+        count_sheet_parse(b"")
+
+    assert refusal.value.problems == [
+        (None, "the file is empty: expected a header site,sku,counted_qty")
+    ]
+
+
+def test_a_sheet_longer_than_the_limit_is_refused_at_its_first_line_too_many():
+    lines = "".join(f"ams,MILK,{number % 7}\n" for number in range(MAX_LINES + 1))
+
+    with pytest.raises(CountSheetInvalid) as refusal:
+        count_sheet_parse(f"site,sku,counted_qty\n{lines}".encode())
+
+    # the header is line 1, so the line one past the limit is line MAX_LINES + 2
+    assert (MAX_LINES + 2, f"too many lines: at most {MAX_LINES} per sheet") in (
+        refusal.value.problems
+    )
