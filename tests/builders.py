@@ -4,6 +4,7 @@ import itertools
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
@@ -11,6 +12,12 @@ from ledger.models import MovementKind, Site, Sku
 from ledger.services import MovementRequest
 
 _sequence = itertools.count(1)
+
+# One hash per password for the whole run: hashing with the production hasher takes about a
+# second a user on this machine (several under load), and hundreds of tests make users. Logging
+# in still checks the password against a real hash of the production hasher, which the
+# child processes (Daphne, workers) verify as they would in production.
+_password_hashes: dict[str, str] = {}
 
 
 def site_make(code: str | None = None, **fields) -> Site:
@@ -30,9 +37,12 @@ def sku_make(code: str | None = None, unit_cost: str | Decimal = "2.50", **field
 
 def user_make(username: str | None = None, *, role: str | None = None, **fields):
     username = username or f"user{next(_sequence)}"
-    user = get_user_model().objects.create_user(
-        username=username, password=fields.pop("password", "pw-for-tests"), **fields
-    )
+    password = fields.pop("password", "pw-for-tests")
+    if password not in _password_hashes:
+        _password_hashes[password] = make_password(password)
+    user = get_user_model().objects.create_user(username=username, password=None, **fields)
+    user.password = _password_hashes[password]
+    user.save(update_fields=["password"])
     if role:
         user.groups.add(Group.objects.get(name=role))
     return user
