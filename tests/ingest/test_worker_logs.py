@@ -11,13 +11,13 @@ import pytest
 from tests.builders import site_make, sku_make
 from tests.ingest.helpers import json_body, received, source_make
 from tests.ingest.test_worker_process import ingest_worker, post, wait_done
-from tests.processes import BASE_DIR, subprocess_env, worker_registered_wait
+from tests.processes import subprocess_env, test_log_dir, worker_registered_wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def log_lines(log_name: str) -> list[dict]:
-    text = (BASE_DIR / "var" / "test-logs" / f"{log_name}.log").read_text()
+    text = (test_log_dir() / f"{log_name}.log").read_text()
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
