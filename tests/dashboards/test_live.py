@@ -204,6 +204,11 @@ def test_a_failing_computation_tells_the_watchers_and_keeps_serving():
 
     async def scenario(hub):
         await hub.watch(Scope("ams", "1h"), watcher)
+        # The computation runs in a thread: wait for its outcome rather than a fixed time (a
+        # loaded machine took longer than 0.1 s), then a moment more for any frame too many.
+        deadline = time.monotonic() + 5
+        while not watcher.frames and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         await asyncio.sleep(0.1)
 
     hub_run(scenario, view_build=CountingViews(fail=True))
