@@ -44,8 +44,8 @@ from corrections.models import (
     ReasonCode,
 )
 from ledger.exceptions import UnknownSite, UnknownSku
-from ledger.models import MovementCause, MovementKind, Site, Sku, StockLevel
-from ledger.services import MovementRequest, movements_record
+from ledger.models import MovementCause, MovementKind, Site, Sku
+from ledger.services import MovementRequest, movements_record, stock_levels_lock
 
 CORRECT_STOCK = "inventory_ops.correct_stock"
 APPROVE_CORRECTION = "inventory_ops.approve_correction"
@@ -140,25 +140,6 @@ def _validate(draft: CorrectionDraft) -> None:
         raise InvalidCorrection(f"a delta must be -{MAX_QTY} to {MAX_QTY}")
 
 
-def _levels_lock(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], StockLevel]:
-    """Create the missing levels, then lock all of them in primary-key order.
-
-    Precondition: inside a transaction. `movements_record` locks the same rows again later in
-    this transaction, which is a no-op for rows we already hold.
-    """
-    StockLevel.objects.bulk_create(
-        [StockLevel(site_id=site_id, sku_id=sku_id) for site_id, sku_id in sorted(pairs)],
-        ignore_conflicts=True,
-    )
-    condition = Q()
-    for site_id, sku_id in pairs:
-        condition |= Q(site_id=site_id, sku_id=sku_id)
-    return {
-        (level.site_id, level.sku_id): level
-        for level in StockLevel.objects.select_for_update().filter(condition).order_by("pk")
-    }
-
-
 def _by_code(model, codes: set[str], missing_error) -> dict[str, object]:
     found = {obj.code: obj for obj in model.objects.filter(code__in=codes)}
     if missing := codes - found.keys():
@@ -204,7 +185,7 @@ def _corrections_request_in_transaction(
     sites = _by_code(Site, {draft.site for draft in drafts}, UnknownSite)
     skus = _by_code(Sku, {draft.sku for draft in drafts}, UnknownSku)
     pairs = {(sites[d.site].pk, skus[d.sku].pk) for d in drafts}
-    levels = _levels_lock(pairs)
+    levels = stock_levels_lock(pairs)
     now = timezone.now()
     # What this requester already changed on each level without approval (drafts of this call
     # included, as they apply): a large correction split in small ones still waits.
@@ -262,7 +243,7 @@ def correction_approve(*, correction_id: int, approved_by, note: str = "") -> Co
         correction = _pending_correction_lock(correction_id)
         if correction.requested_by_id == approved_by.pk:
             raise SelfApprovalRefused()
-        level = _levels_lock({(correction.site_id, correction.sku_id)})[
+        level = stock_levels_lock({(correction.site_id, correction.sku_id)})[
             (correction.site_id, correction.sku_id)
         ]
         delta = (
@@ -385,7 +366,7 @@ def count_sheet_apply(*, sheet_id: int, applied_by) -> CountSheet:
         sheet = CountSheet.objects.select_for_update().get(pk=sheet_id)
         _previewed_require(sheet, "applied")
         lines = list(sheet.lines.select_related("site", "sku").order_by("line_number"))
-        levels = _levels_lock({(line.site_id, line.sku_id) for line in lines})
+        levels = stock_levels_lock({(line.site_id, line.sku_id) for line in lines})
         value = sum(
             (
                 abs(line.counted_qty - levels[(line.site_id, line.sku_id)].on_hand)

@@ -130,7 +130,7 @@ def _movements_record_in_transaction(requests: Sequence[MovementRequest]) -> lis
     site_ids = _ids_by_code(Site, {request.site for request in requests}, UnknownSite)
     sku_ids = _ids_by_code(Sku, {request.sku for request in requests}, UnknownSku)
     code_pairs = {(request.site, request.sku) for request in requests}
-    locked = _stock_levels_lock({(site_ids[site], sku_ids[sku]) for site, sku in code_pairs})
+    locked = stock_levels_lock({(site_ids[site], sku_ids[sku]) for site, sku in code_pairs})
     level_by_codes = {
         (site, sku): locked[(site_ids[site], sku_ids[sku])] for site, sku in code_pairs
     }
@@ -263,8 +263,13 @@ class LockedLevel:
     reserved_locked: int
 
 
-def _stock_levels_lock(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], LockedLevel]:
-    """Lock the levels of `pairs` in primary-key order, creating the missing ones first.
+def stock_levels_lock(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], LockedLevel]:
+    """Lock the levels of (site id, SKU id) `pairs` in primary-key order, creating missing ones.
+
+    The one way to lock stock levels, and the only place that creates them: a room that must
+    read stock under the lock before it asks for movements (corrections take a count's delta
+    from it) calls this, and `movements_record` later in the same transaction takes the locks
+    it already holds. Changing the returned working copies writes nothing.
 
     Precondition: inside a transaction. Levels created here get higher keys than every existing
     level, so locking existing ones first and new ones after still follows key order.
