@@ -1,8 +1,9 @@
 """Feed-token authentication for the API (`Authorization: Bearer <token>`), and the request
 signature (`X-Signature`, docs/signing.md).
 
-Other routers may use `FeedTokenAuth()` for read access with a feed token (docs/api.md: the KPI and
-stock endpoints accept one). Every failure is an HttpError, which the API answers in JSON.
+`FeedTokenAuth` is the one check of a feed token: the feed API uses it, and the KPI and stock
+read API (`dashboards/api.py`) uses `FeedTokenReadAuth`, the same check without noting the
+token's use. Every failure is an HttpError, which the API answers in JSON.
 """
 
 import hashlib
@@ -30,6 +31,9 @@ SIGNATURE_FORMAT = "X-Signature: t=<unix seconds>,sha256=<hex HMAC-SHA256 of '<t
 class FeedTokenAuth(HttpBearer):
     """Resolve the bearer token to an active FeedSource, or refuse with a reason."""
 
+    # Note on the source when its token was last used (see `feed_source_by_token`).
+    record_use = True
+
     def __call__(self, request: HttpRequest) -> FeedSource:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
@@ -43,7 +47,7 @@ class FeedTokenAuth(HttpBearer):
 
     def authenticate(self, request: HttpRequest, token: str) -> FeedSource:
         try:
-            source = feed_source_by_token(token=token)
+            source = feed_source_by_token(token=token, record_use=self.record_use)
         except DatabaseError:
             raise HttpError(503, "the database is unreachable: retry shortly") from None
         if source is None:
@@ -55,6 +59,13 @@ class FeedTokenAuth(HttpBearer):
         if not source.is_active:
             raise HttpError(403, f"feed source {source.name!r} is disabled")
         return source
+
+
+class FeedTokenReadAuth(FeedTokenAuth):
+    """Read access with a feed token: the same check, the token's use not noted (a read writes
+    nothing, and a producer's last use stays what the operator sees)."""
+
+    record_use = False
 
 
 @dataclass(frozen=True)

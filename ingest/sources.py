@@ -116,19 +116,20 @@ def feed_source_end_token_grace(*, source: FeedSource, ended_by=None) -> None:
     source.refresh_from_db()
 
 
-def feed_source_by_token(*, token: str) -> FeedSource | None:
+def feed_source_by_token(*, token: str, record_use: bool = True) -> FeedSource | None:
     """The source whose current token this is, or whose previous one in its grace period.
 
-    Notes when the token was used, at most once per TOKEN_USE_RECORD_INTERVAL, so the hot path
-    writes once a minute per token rather than on every request.
+    With `record_use`, notes when the token was used, at most once per TOKEN_USE_RECORD_INTERVAL,
+    so the hot path writes once a minute per token rather than on every request. Reads (the KPI
+    and stock API) leave it out: what it tells the operator is which producers still send.
     """
     digest = token_hash(token)
     now = timezone.now()
     source = FeedSource.objects.filter(
         Q(token_hash=digest) | Q(previous_token_hash=digest, previous_token_valid_until__gt=now)
     ).first()
-    if source is None:
-        return None
+    if source is None or not record_use:
+        return source
     field = "token_last_used_at" if source.token_hash == digest else "previous_token_last_used_at"
     last_used = getattr(source, field)
     if last_used is None or now - last_used >= TOKEN_USE_RECORD_INTERVAL:

@@ -6,7 +6,11 @@ import json
 import pytest
 from django.db import connection
 
-from ingest.sources import feed_source_create
+from ingest.sources import (
+    feed_source_create,
+    feed_source_end_token_grace,
+    feed_source_rotate_token,
+)
 from ledger.models import MovementKind
 from tests.builders import site_make, sku_make, user_make
 from tests.dashboards.kpi_helpers import count, deliver, move, order_line, receive, record, ship
@@ -58,6 +62,24 @@ def test_a_deactivated_feed_token_no_longer_reads(client, token):
     FeedSource.objects.update(is_active=False)
 
     assert client.get("/api/kpis", **_bearer(token)).status_code == 401
+
+
+def test_reads_take_a_feed_token_as_the_feed_api_does(client):
+    # given a source whose token was rotated: the old one is in its grace period
+    from ingest.models import FeedSource
+
+    issued = feed_source_create(name="wms")
+    source, old_token = issued.source, issued.token
+    new_token = feed_source_rotate_token(source=source, grace=dt.timedelta(hours=1))
+
+    # then both read, and reading notes no use of either (only the producer's sends do)
+    assert client.get("/api/stock", **_bearer(old_token)).status_code == 200
+    assert client.get("/api/stock", **_bearer(new_token)).status_code == 200
+    used = FeedSource.objects.values_list("token_last_used_at", "previous_token_last_used_at")
+    assert list(used) == [(None, None)]
+    # and once the grace period is ended, the old one no longer reads
+    feed_source_end_token_grace(source=source)
+    assert client.get("/api/stock", **_bearer(old_token)).status_code == 401
 
 
 def test_kpis_answer_a_feed_token_with_numbers(client, token):
