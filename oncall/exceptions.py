@@ -13,6 +13,14 @@ class AlertTransitionRefused(OncallError):
     pass
 
 
+class StillBreaching(AlertTransitionRefused):
+    """Resolving by hand while the rule still breaches: it would reopen at the next evaluation."""
+
+    def __init__(self, message: str, *, value):
+        super().__init__(message)
+        self.value = value
+
+
 class RunbookInvalid(OncallError):
     pass
 

@@ -24,6 +24,7 @@ from oncall.exceptions import (
     NoteRequired,
     OncallError,
     OncallNotAllowed,
+    StillBreaching,
 )
 from oncall.measures import MeasureCache, measure_shown, rule_measure
 from oncall.models import (
@@ -192,12 +193,64 @@ ALLOWED_MOVES = {
 }
 
 
+def _transition_problem(alert: Alert | None, alert_id: int, to_status: str, note: str):
+    """Why this move cannot be made (an exception to raise), or None."""
+    if alert is None:
+        return AlertTransitionRefused(f"no alert #{alert_id}")
+    if alert.status not in ALLOWED_MOVES[to_status]:
+        return AlertTransitionRefused(
+            f"alert #{alert_id} is {alert.get_status_display().lower()}; it cannot be "
+            f"{AlertStatus(to_status).label.lower()} now"
+        )
+    if to_status == AlertStatus.ACKNOWLEDGED and not note.strip():
+        return NoteRequired(
+            "a note is required to acknowledge: say what you are doing about it, so the next "
+            "person knows"
+        )
+    return None
+
+
+def _still_breaching(alert: Alert) -> StillBreaching | None:
+    """Refuse a resolve while the rule's condition still holds, measured now (not the last
+    evaluation's value: the cause may have been fixed a second ago). Resolving it would only
+    reopen it at the next evaluation and page everyone again; a silence is what stops the
+    paging. No data, a disabled or deleted rule: nothing would reopen it, the resolve stands."""
+    rule = (
+        AlertRule.objects.filter(pk=alert.rule_id, enabled=True).select_related("site").first()
+        if alert.rule_id
+        else None
+    )
+    if rule is None:
+        return None
+    value = rule_measure(rule, MeasureCache())
+    if value is None or not is_breaching(rule, value):
+        return None
+    Alert.objects.filter(pk=alert.pk, status__in=ACTIVE_STATUSES).update(last_value=value)
+    return StillBreaching(
+        f"not resolved: the condition still holds ({_measure_note(rule, value)}), so the "
+        "alert would open again at the next evaluation. It resolves by itself once the value "
+        "recovers; to stop the notifications meanwhile, silence this rule",
+        value=value,
+    )
+
+
 def alert_transition(*, alert_id: int, to_status: str, user, note: str = "") -> Alert:
-    """Acknowledge or resolve an alert by hand, keeping who, when and the note."""
+    """Acknowledge or resolve an alert by hand, keeping who, when and the note.
+
+    A resolve is refused (StillBreaching) while the rule still breaches: see `_still_breaching`.
+    """
     if not user.has_perm(CHANGE_ALERT):
         raise OncallNotAllowed("you do not have permission to acknowledge or resolve alerts")
     if to_status not in ALLOWED_MOVES:
         raise AlertTransitionRefused(f"an alert cannot be moved to {to_status!r} by hand")
+    # Checked before measuring (outside any transaction: a KPI read can take a while), and again
+    # under the lock below.
+    current = Alert.objects.filter(pk=alert_id).first()
+    problem = _transition_problem(current, alert_id, to_status, note)
+    if problem is None and to_status == AlertStatus.RESOLVED:
+        problem = _still_breaching(current)
+    if problem is not None:
+        raise problem
     with transaction.atomic():
         alert = (
             Alert.objects.select_for_update(of=("self",))
@@ -205,23 +258,14 @@ def alert_transition(*, alert_id: int, to_status: str, user, note: str = "") -> 
             .filter(pk=alert_id)
             .first()
         )
-        if alert is None:
-            raise AlertTransitionRefused(f"no alert #{alert_id}")
-        if alert.status not in ALLOWED_MOVES[to_status]:
-            raise AlertTransitionRefused(
-                f"alert #{alert_id} is {alert.get_status_display().lower()}; it cannot be "
-                f"{AlertStatus(to_status).label.lower()} now"
-            )
-        if to_status == AlertStatus.ACKNOWLEDGED and not note.strip():
-            raise NoteRequired(
-                "a note is required to acknowledge: say what you are doing about it, so the next "
-                "person knows"
-            )
+        problem = _transition_problem(alert, alert_id, to_status, note)
+        if problem is not None:
+            raise problem
         now = timezone.now()
         transition = _status_set(alert, to_status, now, user, note.strip())
         notifications_queue(alert, transition, now)
         if to_status == AlertStatus.RESOLVED and alert.rule_id:
-            # Resolved by hand: a still-breaching rule must hold again before it reopens.
+            # A breach starting after this resolve must hold again before a new alert opens.
             AlertRuleState.objects.filter(rule_id=alert.rule_id).update(breaching_since=None)
         _announce_after_commit(alert.site.code if alert.site_id else None)
     return alert

@@ -10,7 +10,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from ledger.models import Site
-from oncall.exceptions import NoteRequired, OncallError, OncallNotAllowed
+from oncall.exceptions import NoteRequired, OncallError, OncallNotAllowed, StillBreaching
 from oncall.forms import SilenceForm
 from oncall.models import Alert, AlertKind, AlertStatus, Runbook, RunbookVersion
 from oncall.runbooks import markdown_render_safe
@@ -103,7 +103,16 @@ def alert_detail(request, pk: int):
     return _alert_page(request, pk)
 
 
-def _alert_page(request, pk: int, *, note_error: str = "", note: str = "", status: int = 200):
+def _alert_page(
+    request,
+    pk: int,
+    *,
+    note_error: str = "",
+    note: str = "",
+    resolve_error: str = "",
+    resolve_note: str = "",
+    status: int = 200,
+):
     alert = get_object_or_404(Alert.objects.select_related("site", "rule"), pk=pk)
     transitions = alert.transitions.select_related("by")
     context = {
@@ -125,6 +134,8 @@ def _alert_page(request, pk: int, *, note_error: str = "", note: str = "", statu
         ),
         "note_error": note_error,
         "note": note,
+        "resolve_error": resolve_error,
+        "resolve_note": resolve_note,
         # Back to where the form was posted from (the console, a runbook) once it succeeds.
         "next_url": _safe_next(request) or request.get_full_path(),
     }
@@ -152,6 +163,11 @@ def alert_transition_view(request, pk: int, action: str):
         # The alert's page, the form kept, the error at the note field.
         note = request.POST.get("note", "")
         return _alert_page(request, pk, note_error=str(error), note=note, status=400)
+    except StillBreaching as error:
+        # The alert's page, wherever Resolve was clicked: the refusal at the resolve form and
+        # the silence form beside it, which is what stops the paging.
+        note = request.POST.get("note", "")
+        return _alert_page(request, pk, resolve_error=str(error), resolve_note=note, status=409)
     except OncallError as error:
         messages.error(request, str(error))
     else:

@@ -14,7 +14,7 @@ from kpis.reads import kpis_compute
 from ledger.models import MovementKind
 from ledger.services import MovementRequest, movements_record
 from oncall.alerts import alerts_evaluation_request, pending_sites_take
-from oncall.exceptions import AlertTransitionRefused, OncallNotAllowed
+from oncall.exceptions import AlertTransitionRefused, OncallNotAllowed, StillBreaching
 from oncall.jobs import alerts_evaluation_job
 from oncall.models import (
     Alert,
@@ -147,14 +147,15 @@ def test_disabled_rules_and_missing_data_open_nothing():
 
 
 def test_on_call_acknowledges_then_resolves_with_notes_kept():
-    site = site_make()
+    site, sku = site_make(), sku_make()
     negative_stock_rule(site)
-    movements_record(requests=[dispatch(site, sku_make(), 1)])
+    movements_record(requests=[dispatch(site, sku, 1)])
     alerts_evaluate(site_codes=None)
     alert = Alert.objects.get()
     engineer = user_make(role=ON_CALL)
 
     alert_transition(alert_id=alert.pk, to_status="acknowledged", user=engineer, note="looking")
+    movements_record(requests=[receive(site, sku, 1)])  # fixed, before the evaluator saw it
     alert_transition(alert_id=alert.pk, to_status="resolved", user=engineer, note="WMS resent")
 
     moves = [(t.from_status, t.to_status, t.by, t.note) for t in alert.transitions.all()]
@@ -181,17 +182,59 @@ def test_only_on_call_moves_alerts(role):
     assert Alert.objects.get().status == AlertStatus.OPEN
 
 
-def test_a_rule_still_breaching_after_a_manual_resolve_reopens_a_new_alert():
-    site = site_make()
+def test_resolving_by_hand_while_the_rule_still_breaches_is_refused_and_nothing_changes():
+    site, sku = site_make(), sku_make()
     negative_stock_rule(site)
+    movements_record(requests=[dispatch(site, sku, 1)])
+    alerts_evaluate(site_codes=None)
+    alert = Alert.objects.get()
+    movements_record(requests=[dispatch(site, sku_make(), 1)])  # worse since the evaluation
+
+    with pytest.raises(StillBreaching) as refused:
+        alert_transition(alert_id=alert.pk, to_status="resolved", user=user_make(role=ON_CALL))
+
+    # measured now, not at the last evaluation: two pairs negative, not one
+    assert str(refused.value) == (
+        "not resolved: the condition still holds (value 2 (breaches above 0)), so the alert "
+        "would open again at the next evaluation. It resolves by itself once the value "
+        "recovers; to stop the notifications meanwhile, silence this rule"
+    )
+    alert.refresh_from_db()
+    assert (alert.status, alert.last_value, alert.transitions.count()) == ("open", 2, 1)
+
+
+def test_a_resolve_by_hand_once_the_cause_is_fixed_stands_and_a_new_breach_must_hold_again():
+    site, sku = site_make(), sku_make()
+    negative_stock_rule(site, hold_seconds=300)
+    movements_record(requests=[dispatch(site, sku, 1)])
+    start = timezone.now()
+    alerts_evaluate(site_codes=None, now=start - timedelta(seconds=400))
+    alerts_evaluate(site_codes=None, now=start)
+    first = Alert.objects.get()
+    movements_record(requests=[receive(site, sku, 1)])
+
+    alert_transition(alert_id=first.pk, to_status="resolved", user=user_make(role=ON_CALL))
+    movements_record(requests=[dispatch(site, sku, 1)])  # breaks again right after
+    alerts_evaluate(site_codes=None, now=start + timedelta(seconds=10))
+
+    # the new breach holds from now: no alert until its hold time has passed
+    assert list(Alert.objects.values_list("status", flat=True)) == ["resolved"]
+    alerts_evaluate(site_codes=None, now=start + timedelta(seconds=310))
+    assert Alert.objects.filter(status=AlertStatus.OPEN).exclude(pk=first.pk).count() == 1
+
+
+def test_an_alert_whose_rule_was_disabled_can_be_resolved_by_hand_while_breaching():
+    site = site_make()
+    rule = negative_stock_rule(site)
     movements_record(requests=[dispatch(site, sku_make(), 1)])
     alerts_evaluate(site_codes=None)
-    first = Alert.objects.get()
-    alert_transition(alert_id=first.pk, to_status="resolved", user=user_make(role=ON_CALL))
+    AlertRule.objects.filter(pk=rule.pk).update(enabled=False)  # nothing will reopen it
 
-    alerts_evaluate(site_codes=None)
+    alert_transition(
+        alert_id=Alert.objects.get().pk, to_status="resolved", user=user_make(role=ON_CALL)
+    )
 
-    assert Alert.objects.filter(status=AlertStatus.OPEN).exclude(pk=first.pk).count() == 1
+    assert Alert.objects.get().status == AlertStatus.RESOLVED
 
 
 def test_opened_and_resolved_alerts_are_announced_to_the_dashboards_after_commit(

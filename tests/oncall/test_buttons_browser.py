@@ -14,12 +14,12 @@ from rq.registry import FailedJobRegistry
 
 from core.roles import ON_CALL
 from ingest.models import DeadLetter, DeadLetterStatus
-from ledger.models import StockLevel
+from ledger.models import Site, Sku, StockLevel
 from ledger.services import movements_record
 from oncall.models import Alert, AlertStatus, RemediationAction, Runbook
 from oncall.services import alerts_evaluate, runbook_save
 from tests.browser.conftest import chromium, in_thread, log_in  # noqa: F401 (fixtures)
-from tests.builders import site_make, sku_make, user_make
+from tests.builders import receive, site_make, sku_make, user_make
 from tests.ingest.helpers import batch_apply, received, source_make
 from tests.oncall.test_alerts import dispatch, negative_stock_rule
 from tests.processes import daphne_server, rq_worker
@@ -50,6 +50,13 @@ def open_negative_stock_alert() -> int:
     return Alert.objects.get(status=AlertStatus.OPEN).pk
 
 
+def stock_restore() -> None:
+    """The shelf recounted: what `open_negative_stock_alert` dispatched is back."""
+    movements_record(
+        requests=[receive(Site.objects.get(code="ams"), Sku.objects.get(code="TEA"), 3)]
+    )
+
+
 def alert_status(pk: int) -> str:
     return Alert.objects.get(pk=pk).status
 
@@ -71,10 +78,23 @@ def test_on_call_acknowledges_then_resolves_an_alert_from_its_page(chromium):  #
         assert in_thread(alert_status, alert_id) == AlertStatus.ACKNOWLEDGED
         assert page.locator("button", has_text="Acknowledge").count() == 0
 
-        # and when they click Resolve
+        # and when they click Resolve while the stock is still negative
         resolve = page.locator("form", has=page.locator("button", has_text="Resolve"))
         resolve.locator("input[name=note]").fill("recounted")
         resolve.locator("button").click()
+
+        # then the page refuses at the resolve form, says why, keeps the note, offers a silence
+        refusal = page.locator("#resolve-error")
+        refusal.wait_for()
+        assert "Not resolved: the condition still holds (value 1" in refusal.inner_text()
+        assert page.locator("#resolve-note").input_value() == "recounted"
+        refusal.get_by_role("link", name="silence it below").click()
+        assert page.locator("form.silence-form").is_visible()
+        assert in_thread(alert_status, alert_id) == AlertStatus.ACKNOWLEDGED
+
+        # when the stock is put right and they click Resolve again
+        in_thread(stock_restore)
+        page.get_by_role("button", name="Resolve").click()
 
         # then the page says it is resolved, and it is
         page.wait_for_selector(f"text=Alert #{alert_id} resolved.")

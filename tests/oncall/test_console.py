@@ -244,6 +244,7 @@ def test_on_call_acknowledges_and_resolves_from_the_console(client, redis_clean)
     engineer = logged_in(client, ON_CALL)
 
     client.post(f"/oncall/alerts/{alert.pk}/acknowledge/", {"note": "on it", "next": "/oncall/"})
+    client.post("/oncall/remediations/requeue/")  # the cause goes: no failed job left
     client.post(f"/oncall/alerts/{alert.pk}/resolve/", {"note": "requeued"})
 
     alert.refresh_from_db()
@@ -253,6 +254,30 @@ def test_on_call_acknowledges_and_resolves_from_the_console(client, redis_clean)
         ("acknowledged", engineer, "on it"),
         ("resolved", engineer, "requeued"),
     ]
+
+
+def test_resolving_from_the_console_while_it_still_breaches_says_why_and_offers_a_silence(
+    client, redis_clean
+):
+    failed_job()
+    alert = failed_jobs_alert()
+    logged_in(client, ON_CALL)
+
+    response = client.post(
+        f"/oncall/alerts/{alert.pk}/resolve/", {"note": "looked at it", "next": "/oncall/"}
+    )
+
+    # then the alert's page answers 409: why, at the resolve form, with the silence form there
+    assert response.status_code == 409
+    assert response.context["resolve_error"].startswith(
+        "not resolved: the condition still holds (value 1 (breaches above 0))"
+    )
+    assert "silence this rule" in response.text
+    assert 'href="#alert-silence"' in response.text
+    assert 'class="silence-form"' in response.text
+    assert 'value="looked at it"' in response.text  # the note typed is kept
+    assert Alert.objects.get().status == AlertStatus.OPEN
+    assert Alert.objects.get().transitions.count() == 1
 
 
 @pytest.mark.parametrize("role", [MANAGERS, STOCK_STAFF, None])
