@@ -12,8 +12,8 @@ from ninja.errors import HttpError
 from ingest.auth import FeedTokenReadAuth
 from kpis.reads import kpis_compute
 from kpis.windows import WINDOWS, UnknownWindow
-from ledger.exceptions import UnknownSite
-from ledger.models import Site, Sku, StockLevel
+from ledger.exceptions import UnknownSite, UnknownSku
+from ledger.selectors import stock_page
 
 router = Router(tags=["kpis"])
 
@@ -109,23 +109,15 @@ def stock(
         first = _page_bound(offset, "offset", 0, STOCK_OFFSET_MAX)
     except ValueError as error:
         return _error(400, str(error))
-    levels = StockLevel.objects.all()
-    if site:
-        site_id = Site.objects.filter(code=site).values_list("id", flat=True).first()
-        if site_id is None:
-            return _error(404, f"no site with code {site!r}")
-        levels = levels.filter(site_id=site_id)
-    if sku:
-        sku_id = Sku.objects.filter(code=sku).values_list("id", flat=True).first()
-        if sku_id is None:
-            return _error(404, f"no SKU with code {sku!r}")
-        levels = levels.filter(sku_id=sku_id)
-    rows = levels.order_by("site__code", "sku__code").values_list(
-        "site__code", "sku__code", "on_hand", "reserved"
-    )[first : first + page_size]
+    try:
+        page = stock_page(site_code=site, sku_code=sku, offset=first, limit=page_size)
+    except UnknownSite:
+        return _error(404, f"no site with code {site!r}")
+    except UnknownSku:
+        return _error(404, f"no SKU with code {sku!r}")
     return JsonResponse(
         {
-            "count": levels.count(),
+            "count": page.count,
             "items": [
                 {
                     "site": site_code,
@@ -134,7 +126,7 @@ def stock(
                     "reserved": reserved,
                     "available": on_hand - reserved,
                 }
-                for site_code, sku_code, on_hand, reserved in rows
+                for site_code, sku_code, on_hand, reserved in page.rows
             ],
         }
     )
