@@ -80,8 +80,13 @@ class StockLevelQuerySet(models.QuerySet):
     def for_site(self, site: Site) -> "StockLevelQuerySet":
         return self.filter(site=site)
 
-    def with_available(self) -> "StockLevelQuerySet":
-        return self.annotate(available=models.F("on_hand") - models.F("reserved"))
+    def with_available_units(self) -> "StockLevelQuerySet":
+        """Annotate `available_units` (on_hand - reserved) to filter or order by in SQL.
+
+        Not named `available`: Django sets an annotation on each loaded row, and the model's
+        read-only `available` property would refuse it (AttributeError). Both give one number.
+        """
+        return self.annotate(available_units=models.F("on_hand") - models.F("reserved"))
 
 
 class StockLevel(models.Model):

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from django.apps import apps
-from django.db.models import Count, F, QuerySet, Sum, TextField
+from django.db.models import Count, QuerySet, Sum, TextField
 from django.db.models.functions import Cast
 
 from core.timebounds import STORABLE_FROM, STORABLE_UNTIL
@@ -35,10 +35,7 @@ def sites_with_stock_totals() -> list[Site]:
 def stock_levels_lowest_available(*, site_code: str | None, limit: int) -> list[StockLevel]:
     """The `limit` stock levels with the least available (of one site, or all), site and SKU
     loaded; ties by site and SKU code."""
-    # Not StockLevel.with_available(): its "available" annotation collides with the model's
-    # read-only `available` property (AttributeError on load).
-    levels = StockLevel.objects.annotate(available_units=F("on_hand") - F("reserved"))
-    levels = levels.select_related("site", "sku")
+    levels = StockLevel.objects.with_available_units().select_related("site", "sku")
     if site_code:
         levels = levels.filter(site__code=site_code)
     return list(levels.order_by("available_units", "site__code", "sku__code")[:limit])
