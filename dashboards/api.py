@@ -87,6 +87,21 @@ def _page_bound(raw: str | None, name: str, default: int, maximum: int) -> int:
     return value
 
 
+def _reader_page(
+    request: HttpRequest, limit: str | None, offset: str | None
+) -> tuple[int, int] | JsonResponse:
+    """(first row, page size) of a paged read (`/api/stock`, `/api/restock`), or the answer
+    refusing it: not allowed to read, or a bad `limit` or `offset`."""
+    if not _reader_allowed(request):
+        return _unauthorized()
+    try:
+        page_size = _page_bound(limit, "limit", STOCK_PAGE_DEFAULT, STOCK_PAGE_MAX)
+        first = _page_bound(offset, "offset", 0, STOCK_OFFSET_MAX)
+    except ValueError as error:
+        return _error(400, str(error))
+    return first, page_size
+
+
 @router.get(
     "/stock",
     summary="Stock levels, ordered by site and SKU, paged",
@@ -102,13 +117,10 @@ def stock(
     limit: str | None = None,
     offset: str | None = None,
 ):
-    if not _reader_allowed(request):
-        return _unauthorized()
-    try:
-        page_size = _page_bound(limit, "limit", STOCK_PAGE_DEFAULT, STOCK_PAGE_MAX)
-        first = _page_bound(offset, "offset", 0, STOCK_OFFSET_MAX)
-    except ValueError as error:
-        return _error(400, str(error))
+    page_bounds = _reader_page(request, limit, offset)
+    if isinstance(page_bounds, JsonResponse):
+        return page_bounds
+    first, page_size = page_bounds
     try:
         page = stock_page(site_code=site, sku_code=sku, offset=first, limit=page_size)
     except UnknownSite:

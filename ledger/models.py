@@ -25,6 +25,17 @@ class Site(models.Model):
     code = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     timezone = models.CharField(max_length=64, default="UTC")
+    # Restocking: empty means the deployment's setting (RESTOCK_LEAD_DAYS, RESTOCK_TARGET_DAYS).
+    restock_lead_days = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Days a delivery from the supplier takes; empty: the deployment's default.",
+    )
+    restock_target_days = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Days of demand a restock should cover; empty: the deployment's default.",
+    )
 
     class Meta:
         ordering = ["code"]
