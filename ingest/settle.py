@@ -20,8 +20,12 @@ from ingest.models import (
     IngestBatch,
 )
 from ingest.validation import _text_problem
+from slos.counters import slo_count_lines
+from slos.models import Slo
 
 DEFAULT_HOLD_SECONDS = 24 * 3600
+# The freshness SLO's bound between receiving an event and applying it.
+FRESH_WITHIN = timedelta(seconds=60)
 
 
 def _hold_seconds() -> int:
@@ -115,9 +119,17 @@ def _origin_counters_update(items: list[_Item]) -> None:
 
 def _freshness_update(items: list[_Item]) -> None:
     by_source: dict[int, list[datetime]] = defaultdict(list)
+    applied_at = timezone.now()
+    fresh = []
     for item in items:
         if item.outcome == APPLIED:
             by_source[item.source_id].append(item.event.occurred_at)
+            if item.dead_letter_id is None:
+                fresh.append(applied_at - item.received_at <= FRESH_WITHIN)
+    # The freshness SLO: each event applied, good when within a minute of its receipt. A
+    # replayed dead letter is left out: it was answered (rejected) in time, and an operator
+    # replaying last week's fixes must not look like today's lag.
+    slo_count_lines(Slo.FRESHNESS, fresh)
     newest = {source_id: max(times) for source_id, times in by_source.items()}
     # Last in the transaction: the source row stays locked only until the commit.
     for source_id in sorted(newest):

@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     # label `screens`), on-call, demo data. `inventory_ops` is the project package, not an app.
     "core",
     "ledger",
+    "slos",
     "kpis",
     "corrections",
     "ingest",
@@ -94,6 +95,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "inventory_ops.request_id.RequestIdMiddleware",
+    # Counts every answer to an ingest POST, the outage 503s included (the availability SLO).
+    "slos.middleware.IngestAvailabilityMiddleware",
     # Counts and times every answer, the refused and failed ones included (/metrics).
     "inventory_ops.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -357,11 +360,6 @@ INVENTORY_CURRENCY = os.environ.get("INVENTORY_CURRENCY", "USD")
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # Corrections whose absolute value exceeds this wait for a manager's approval (docs/corrections.md).
 CORRECTION_APPROVAL_THRESHOLD = os.environ.get("CORRECTION_APPROVAL_THRESHOLD", "1000")
-# Restocking (docs/restocking.md): a SKU needs restocking when its stock covers fewer days of
-# demand than a supplier's delivery takes; a suggestion covers this many days of demand. Each
-# site may override both in the admin.
-RESTOCK_LEAD_DAYS = int(os.environ.get("RESTOCK_LEAD_DAYS", "3"))
-RESTOCK_TARGET_DAYS = int(os.environ.get("RESTOCK_TARGET_DAYS", "14"))
 
 # --- Ingest ---------------------------------------------------------------------------------
 # Requests may carry up to 5 MiB of events (docs/ingest.md); Django's default (2.5 MiB) would refuse

@@ -19,12 +19,10 @@ from kpis.buckets import (
     sums_new,
 )
 from kpis.costs import CostBook
-from kpis.demand import demand_rebuild
 from kpis.models import (
     ALL_SITES,
     BIN_COUNT_FIELDS,
     DeliveryRecord,
-    DemandBucket,
     FulfillmentBin,
     KpiBucket,
     OrderLineRecord,
@@ -66,7 +64,6 @@ def rollups_rebuild(
                             Revaluation,
                             StockStatus,
                             StockTroubleCount,
-                            DemandBucket,
                         )
                     )
                     + " IN EXCLUSIVE MODE"
@@ -173,13 +170,10 @@ def rollups_rebuild(
         )
         _trouble_counts_rebuild(status)
         progress("stock status", 1, 1)
-        demand_buckets = demand_rebuild(site_id=site_id)
-        progress("restocking demand", 1, 1)
     return {
         "movements": total,
         "buckets": len(buckets),
         "stock_levels": len(status),
-        "demand_buckets": demand_buckets,
     }
 
 

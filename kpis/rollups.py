@@ -54,6 +54,8 @@ from ledger.models import (
     StockLevel,
 )
 from ledger.services import MOVEMENT_COLUMNS
+from slos.counters import slo_count_after_commit
+from slos.models import Slo
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +206,11 @@ def rollups_facts_record(
         _stock_status_demand(latest)
     _rollups_add(sums, bins)
     if snapshots:
-        SnapshotRecord.objects.bulk_create(_snapshot_records(snapshots))
+        records = SnapshotRecord.objects.bulk_create(_snapshot_records(snapshots))
+        # The correctness SLO: every line compared is one event, good when it matched.
+        lines = sum(record.line_count for record in records)
+        matched = lines - sum(record.mismatched_lines for record in records)
+        slo_count_after_commit(Slo.CORRECTNESS, good=matched, total=lines)
 
 
 DELIVERY_COLUMNS = (

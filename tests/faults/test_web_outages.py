@@ -47,7 +47,17 @@ def recovery_seconds(stack: Stack, dashboard: LiveDashboard, back_at: float) -> 
     return time.monotonic() - back_at
 
 
+def ingest_answers_counted(stack: Stack) -> tuple[int, int]:
+    """(good, total) ingest answers the availability SLO has counted so far."""
+    rows = stack.sql(
+        "SELECT COALESCE(SUM(good), 0), COALESCE(SUM(total), 0) FROM slos_slocount "
+        "WHERE slo = 'ingest_availability' AND span_s = 86400"
+    )
+    return int(rows[0][0]), int(rows[0][1])
+
+
 def test_a_database_outage_is_a_503_everywhere_and_over_within_5s_of_its_end(stack, dashboard):
+    counted_before = ingest_answers_counted(stack)
     # when PostgreSQL stops at once
     stack.pg.stop("immediate")
     down_at = time.monotonic()
@@ -65,6 +75,9 @@ def test_a_database_outage_is_a_503_everywhere_and_over_within_5s_of_its_end(sta
             assert "retry" in answer.json()["detail"]
         assert stack.get("/readyz").json() == {"status": "not ready"}
         assert stack.get("/healthz").status == 200
+        # and a feed's POSTs are refused with a 503 (3 of them)
+        refused = [stack.post_events([]).status for _ in range(3)]
+        assert refused == [503, 503, 503]
         # and the open dashboard is told the server is unavailable
         stack.wait_for(lambda: dashboard.closed_unavailable_since(down_at), "a 4503 close", 20)
     finally:
@@ -72,6 +85,18 @@ def test_a_database_outage_is_a_503_everywhere_and_over_within_5s_of_its_end(sta
     back_at = time.monotonic()
     # and everything recovers within 5 s of PostgreSQL's return
     assert recovery_seconds(stack, dashboard, back_at) < 5
+
+    # and the ingest availability SLO counted the 3 refused POSTs as bad, once the database was
+    # back to write them (the web process kept them meanwhile)
+    def outage_answers_written() -> bool:
+        stack.get("/healthz")  # any request lets the web process write what it kept
+        return ingest_answers_counted(stack)[1] >= counted_before[1] + 3
+
+    stack.wait_for(outage_answers_written, "the outage's answers to be counted", timeout=20)
+    good, total = ingest_answers_counted(stack)
+    assert (good - counted_before[0], total - counted_before[1]) == (0, 3)
+    slos = {entry["slo"]: entry for entry in stack.get("/api/slos", headers=stack.cookie).json()}
+    assert slos["ingest_availability"]["sli"] == pytest.approx(good / total)
 
 
 def test_a_redis_outage_closes_dashboards_as_unavailable_and_keeps_pages_and_ingest_up(

@@ -18,6 +18,7 @@ APPS = (
     "ingest",
     "corrections",
     "kpis",
+    "slos",
     "ledger",
     "core",
 )

@@ -1,0 +1,155 @@
+"""The SLIs, error budgets and burn rates, read from the per-minute and per-day counters.
+
+Windows count whole minutes, the current one included: "the last hour" is the 60 minute
+buckets whose start is within the hour before now. The 28-day window is its minute buckets
+before the first midnight (UTC) inside it, then day buckets (today's included).
+
+- `sli` = good / total over 28 days (null with no events);
+- `budget_remaining` = 1 - (bad / total) / (1 - target) over 28 days: 1 when nothing of the
+  budget is spent, 0 when all of it is, below 0 when overspent (1 with no events);
+- `burn_rate_<w>` = (bad / total over w) / (1 - target): 1 spends the budget in exactly 28
+  days, 14.4 spends 2 % of it in an hour (null with no events in w).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from slos.models import DAY_S, DEFAULT_TARGETS, MINUTE_S, Slo, SloCount, SloTarget
+
+SLO_WINDOW = timedelta(days=28)
+BURN_WINDOWS = {
+    "5m": timedelta(minutes=5),
+    "30m": timedelta(minutes=30),
+    "1h": timedelta(hours=1),
+    "6h": timedelta(hours=6),
+}
+
+
+@dataclass(frozen=True)
+class SloStatus:
+    slo: str
+    name: str
+    target: float
+    good: int
+    total: int
+    burn_rates: dict[str, float | None]
+
+    @property
+    def budget(self) -> float:
+        return 1 - self.target
+
+    @property
+    def sli(self) -> float | None:
+        return self.good / self.total if self.total else None
+
+    @property
+    def budget_remaining(self) -> float:
+        if not self.total:
+            return 1.0
+        return 1 - ((self.total - self.good) / self.total) / self.budget
+
+    def as_api(self) -> dict:
+        return {
+            "slo": self.slo,
+            "target": self.target,
+            "sli": self.sli,
+            "budget_remaining": self.budget_remaining,
+            "burn_rate_1h": self.burn_rates["1h"],
+            "burn_rate_6h": self.burn_rates["6h"],
+        }
+
+
+def slo_targets() -> dict[str, Decimal]:
+    targets = {str(slo): target for slo, target in DEFAULT_TARGETS.items()}
+    targets.update(SloTarget.objects.values_list("slo", "target"))
+    return targets
+
+
+def _minute_floor(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def _first_minute_after(moment: datetime) -> datetime:
+    """The start of the first minute bucket that starts strictly after `moment`."""
+    return _minute_floor(moment) + timedelta(minutes=1)
+
+
+def _window_sums(window: timedelta, now: datetime) -> tuple[Q, Q]:
+    """Filters selecting the buckets of the window ending now, as (minute rows, day rows)."""
+    first = _first_minute_after(now - window)
+    if window < timedelta(days=1):
+        return Q(span_s=MINUTE_S, start__gte=first), Q(pk__in=[])
+    first_midnight = first.replace(hour=0, minute=0)
+    if first_midnight < first:
+        first_midnight += timedelta(days=1)
+    return (
+        Q(span_s=MINUTE_S, start__gte=first, start__lt=first_midnight),
+        Q(span_s=DAY_S, start__gte=first_midnight),
+    )
+
+
+def slos_status(now: datetime | None = None) -> list[SloStatus]:
+    """Every SLO's status in one query, in the order of `Slo`."""
+    now = now or timezone.now()
+    sums = {}
+    wanted = Q(pk__in=[])
+    windows = {"28d": SLO_WINDOW, **BURN_WINDOWS}
+    for name, window in windows.items():
+        minutes, days = _window_sums(window, now)
+        selected = minutes | days
+        wanted |= selected
+        sums[f"good_{name}"] = Sum("good", filter=selected, default=0)
+        sums[f"total_{name}"] = Sum("total", filter=selected, default=0)
+    rows = {
+        row["slo"]: row
+        for row in SloCount.objects.filter(wanted, start__lte=now).values("slo").annotate(**sums)
+    }
+    targets = slo_targets()
+    statuses = []
+    for slo in Slo:
+        row = rows.get(slo.value, {})
+        target = float(targets[slo.value])
+        burn_rates = {}
+        for name in BURN_WINDOWS:
+            good, total = row.get(f"good_{name}", 0), row.get(f"total_{name}", 0)
+            burn_rates[name] = ((total - good) / total) / (1 - target) if total else None
+        statuses.append(
+            SloStatus(
+                slo=slo.value,
+                name=slo.label,
+                target=target,
+                good=row.get("good_28d", 0),
+                total=row.get("total_28d", 0),
+                burn_rates=burn_rates,
+            )
+        )
+    return statuses
+
+
+def slo_budget_by_day(slo: Slo | str, now: datetime | None = None) -> list[tuple[datetime, float]]:
+    """Budget remaining at the end of each day of the 28-day window ending now (a chart):
+    what was spent from the window's first day up to that day, against the whole budget."""
+    now = now or timezone.now()
+    target = float(slo_targets()[str(slo)])
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    first_day = today - timedelta(days=27)
+    days = {
+        start: (good, total)
+        for start, good, total in SloCount.objects.filter(
+            slo=str(slo), span_s=DAY_S, start__gte=first_day, start__lte=today
+        ).values_list("start", "good", "total")
+    }
+    series = []
+    good_so_far = total_so_far = 0
+    for offset in range(28):
+        day = first_day + timedelta(days=offset)
+        good, total = days.get(day, (0, 0))
+        good_so_far += good
+        total_so_far += total
+        spent = (total_so_far - good_so_far) / total_so_far / (1 - target) if total_so_far else 0
+        series.append((day, 1 - spent))
+    return series
