@@ -12,8 +12,8 @@ from ninja.errors import HttpError
 from ingest.auth import FeedTokenReadAuth
 from kpis.reads import kpis_compute
 from kpis.windows import WINDOWS, UnknownWindow
-from ledger.exceptions import UnknownSite
-from ledger.models import Site, Sku, StockLevel
+from ledger.exceptions import UnknownSite, UnknownSku
+from ledger.selectors import stock_page
 from slos.reads import slos_status
 
 router = Router(tags=["kpis"])
@@ -88,6 +88,21 @@ def _page_bound(raw: str | None, name: str, default: int, maximum: int) -> int:
     return value
 
 
+def _reader_page(
+    request: HttpRequest, limit: str | None, offset: str | None
+) -> tuple[int, int] | JsonResponse:
+    """(first row, page size) of a paged read (`/api/stock`, `/api/restock`), or the answer
+    refusing it: not allowed to read, or a bad `limit` or `offset`."""
+    if not _reader_allowed(request):
+        return _unauthorized()
+    try:
+        page_size = _page_bound(limit, "limit", STOCK_PAGE_DEFAULT, STOCK_PAGE_MAX)
+        first = _page_bound(offset, "offset", 0, STOCK_OFFSET_MAX)
+    except ValueError as error:
+        return _error(400, str(error))
+    return first, page_size
+
+
 @router.get(
     "/stock",
     summary="Stock levels, ordered by site and SKU, paged",
@@ -103,30 +118,19 @@ def stock(
     limit: str | None = None,
     offset: str | None = None,
 ):
-    if not _reader_allowed(request):
-        return _unauthorized()
+    page_bounds = _reader_page(request, limit, offset)
+    if isinstance(page_bounds, JsonResponse):
+        return page_bounds
+    first, page_size = page_bounds
     try:
-        page_size = _page_bound(limit, "limit", STOCK_PAGE_DEFAULT, STOCK_PAGE_MAX)
-        first = _page_bound(offset, "offset", 0, STOCK_OFFSET_MAX)
-    except ValueError as error:
-        return _error(400, str(error))
-    levels = StockLevel.objects.all()
-    if site:
-        site_id = Site.objects.filter(code=site).values_list("id", flat=True).first()
-        if site_id is None:
-            return _error(404, f"no site with code {site!r}")
-        levels = levels.filter(site_id=site_id)
-    if sku:
-        sku_id = Sku.objects.filter(code=sku).values_list("id", flat=True).first()
-        if sku_id is None:
-            return _error(404, f"no SKU with code {sku!r}")
-        levels = levels.filter(sku_id=sku_id)
-    rows = levels.order_by("site__code", "sku__code").values_list(
-        "site__code", "sku__code", "on_hand", "reserved"
-    )[first : first + page_size]
+        page = stock_page(site_code=site, sku_code=sku, offset=first, limit=page_size)
+    except UnknownSite:
+        return _error(404, f"no site with code {site!r}")
+    except UnknownSku:
+        return _error(404, f"no SKU with code {sku!r}")
     return JsonResponse(
         {
-            "count": levels.count(),
+            "count": page.count,
             "items": [
                 {
                     "site": site_code,
@@ -135,7 +139,7 @@ def stock(
                     "reserved": reserved,
                     "available": on_hand - reserved,
                 }
-                for site_code, sku_code, on_hand, reserved in rows
+                for site_code, sku_code, on_hand, reserved in page.rows
             ],
         }
     )

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, F, Sum
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -17,7 +16,7 @@ from dashboards import figures
 from kpis.reads import kpis_compute
 from kpis.trends import kpi_trends_compute
 from kpis.windows import WINDOWS
-from ledger.models import Site, StockLevel
+from ledger.selectors import sites_with_stock_totals, stock_levels_lowest_available
 from oncall.measures import KPI_KEY_OF_KIND
 from oncall.models import KINDS_BREACHING_BELOW, AlertRule
 
@@ -116,23 +115,8 @@ def scope_context_build(scope: Scope, *, now: datetime | None = None) -> dict:
         site=scope.site, window=scope.window, now=now - WINDOW_SPANS[scope.window]
     )
     trends = kpi_trends_compute(site=scope.site, window=scope.window, now=now)
-    # Not StockLevel.with_available(): its "available" annotation collides with the model's
-    # read-only `available` property (AttributeError on load).
-    levels = StockLevel.objects.annotate(available_units=F("on_hand") - F("reserved"))
-    levels = levels.select_related("site", "sku")
-    if scope.site:
-        levels = levels.filter(site__code=scope.site)
-        site_totals = []
-    else:
-        site_totals = list(
-            Site.objects.annotate(
-                skus=Count("stock_levels"),
-                on_hand=Sum("stock_levels__on_hand"),
-                reserved=Sum("stock_levels__reserved"),
-            ).order_by("code")
-        )
-    lowest_first = levels.order_by("available_units", "site__code", "sku__code")
-    lowest_stock = list(lowest_first[:LOWEST_STOCK_ROWS])
+    site_totals = [] if scope.site else sites_with_stock_totals()
+    lowest_stock = stock_levels_lowest_available(site_code=scope.site, limit=LOWEST_STOCK_ROWS)
     return {
         "scope": scope,
         "kpis": kpis,

@@ -18,7 +18,8 @@ from dashboards import panels
 from dashboards.live import refresh_seconds
 from dashboards.panels import Scope
 from kpis.windows import WINDOWS
-from ledger.models import Movement, Site, Sku, StockLevel
+from ledger.models import Site, Sku
+from ledger.selectors import level_movements, site_codes, sites_ordered, sku_stock_levels
 
 # The dashboard's plotly.js: the official "basic" bundle, vendored (docs/dashboard.md).
 PLOTLY_JS = Path(settings.BASE_DIR) / "static" / "vendor" / "plotly-basic.min.js"
@@ -61,7 +62,7 @@ def _dashboard_render(request, *, site: str | None):
     scope = Scope(site=site, window=window)
     context = {
         **panels.scope_context_build(scope),
-        "sites": Site.objects.only("code").order_by("code"),
+        "sites": sites_ordered(),
         "windows": list(WINDOWS),
         "charts_shown": panels.CHARTS.items(),
         "kiosk": kiosk,
@@ -89,8 +90,7 @@ def _kiosk_rotation(request, *, window: str) -> dict:
     seconds = max(seconds, ROTATE_SECONDS_MIN)
     query = f"?kiosk=1&rotate={seconds}&window={window}"
     urls = [reverse("dashboards:home") + query] + [
-        reverse("dashboards:site", args=[code]) + query
-        for code in Site.objects.order_by("code").values_list("code", flat=True)
+        reverse("dashboards:site", args=[code]) + query for code in site_codes()
     ]
     return {"rotate_urls": urls, "rotate_seconds": seconds}
 
@@ -100,17 +100,13 @@ def sku_lineage(request, code: str):
     """The movements behind a stock level, newest first, with what caused each."""
     sku = get_object_or_404(Sku, code=code)
     site_code = request.GET.get("site", "")
-    levels = StockLevel.objects.filter(sku=sku).select_related("site").order_by("site__code")
+    levels = sku_stock_levels(sku)
     context = {"sku": sku, "levels": levels, "site": None, "level": None, "page": None}
     if site_code:
         site = Site.objects.filter(code=site_code).first()
         if site is None:
             raise Http404(f"No site with code {site_code!r}.")
-        movements = (
-            Movement.objects.for_level(site_id=site.id, sku_id=sku.id)
-            .select_related("user")
-            .order_by("-id")
-        )
+        movements = level_movements(site_id=site.id, sku_id=sku.id)
         page = Paginator(movements, LINEAGE_PAGE_SIZE).get_page(request.GET.get("page"))
         page.object_list = list(page.object_list)
         origins = movement_origins(cause_refs={m.cause_ref for m in page.object_list})

@@ -360,6 +360,11 @@ INVENTORY_CURRENCY = os.environ.get("INVENTORY_CURRENCY", "USD")
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # Corrections whose absolute value exceeds this wait for a manager's approval (docs/corrections.md).
 CORRECTION_APPROVAL_THRESHOLD = os.environ.get("CORRECTION_APPROVAL_THRESHOLD", "1000")
+# Restocking (docs/restocking.md): a SKU needs restocking when its stock covers fewer days of
+# demand than a supplier's delivery takes; a suggestion covers this many days of demand. Each
+# site may override both in the admin.
+RESTOCK_LEAD_DAYS = int(os.environ.get("RESTOCK_LEAD_DAYS", "3"))
+RESTOCK_TARGET_DAYS = int(os.environ.get("RESTOCK_TARGET_DAYS", "14"))
 
 # --- Ingest ---------------------------------------------------------------------------------
 # Requests may carry up to 5 MiB of events (docs/ingest.md); Django's default (2.5 MiB) would refuse

@@ -328,3 +328,33 @@ class StockTroubleCount(models.Model):
 
     def __str__(self) -> str:
         return f"site {self.site_id} span {self.span_s}s at {self.start:%Y-%m-%d %H:%M}"
+
+
+class DemandBucket(models.Model):
+    """Units dispatched and returned of one (site, SKU) over one hour or day, by event time:
+    the restocking demand of the last 28 days, read from a few dozen rows per pair instead of
+    the movements (`kpis.demand`). Kept by the ledger's writers in their transaction, on their
+    rollup shard (`buckets.writer_shard`); readers sum the shards. No all-sites rows: restock
+    answers per pair.
+    """
+
+    site_id = models.BigIntegerField()
+    sku_id = models.BigIntegerField()
+    span_s = models.IntegerField()
+    start = models.DateTimeField()
+    shard = models.SmallIntegerField(default=0)
+    dispatched = models.BigIntegerField(default=0)
+    returned = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            storable_time_check("start", name="demand_bucket_start_storable"),
+            # Led by site, span and start: one site's read is a range of this index.
+            models.UniqueConstraint(
+                fields=["site_id", "span_s", "start", "sku_id", "shard"], name="demand_bucket_key"
+            ),
+        ]
+        indexes = [models.Index(fields=["span_s", "start"], name="demand_bucket_span_start_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.site_id}/{self.sku_id} span {self.span_s}s at {self.start:%Y-%m-%d %H:%M}"

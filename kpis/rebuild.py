@@ -19,10 +19,12 @@ from kpis.buckets import (
     sums_new,
 )
 from kpis.costs import CostBook
+from kpis.demand import demand_rebuild
 from kpis.models import (
     ALL_SITES,
     BIN_COUNT_FIELDS,
     DeliveryRecord,
+    DemandBucket,
     FulfillmentBin,
     KpiBucket,
     OrderLineRecord,
@@ -64,6 +66,7 @@ def rollups_rebuild(
                             Revaluation,
                             StockStatus,
                             StockTroubleCount,
+                            DemandBucket,
                         )
                     )
                     + " IN EXCLUSIVE MODE"
@@ -170,10 +173,13 @@ def rollups_rebuild(
         )
         _trouble_counts_rebuild(status)
         progress("stock status", 1, 1)
+        demand_buckets = demand_rebuild(site_id=site_id)
+        progress("restocking demand", 1, 1)
     return {
         "movements": total,
         "buckets": len(buckets),
         "stock_levels": len(status),
+        "demand_buckets": demand_buckets,
     }
 
 

@@ -1,12 +1,14 @@
 """What the KPI read model hears from the ledger (connected by `KpisConfig.ready`), in the
 writer's transaction (derived data that must stay exact with the ledger):
-- `ledger.signals.movements_recorded`: every ledger write folds into the KPI rollups;
+- `ledger.signals.movements_recorded`: every ledger write folds into the KPI rollups and the
+  restocking demand (`kpis.demand`);
 - the catalog's model saves: standard costs and reorder points are edited by `catalog_import`,
   by the admin's SKU form and its site reorder point inline, and every save is caught here. A
   queryset `.update()` of `unit_cost` bypasses them; `rebuild_kpis` cannot recover a cost
   history that was never recorded (see docs/kpis.md).
 """
 
+import operator
 from decimal import Decimal
 
 from django.db import transaction
@@ -14,15 +16,29 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django.utils import timezone
 
+from kpis.demand import demand_movements_record
 from kpis.rollups import rollups_movements_record, unit_cost_change_record
 from kpis.stock_status import stock_status_reorder_points_refresh
 from ledger.models import SiteReorderPoint, Sku
+from ledger.services import MOVEMENT_COLUMNS
 from ledger.signals import movements_recorded
+
+_DEMAND_COLUMNS = operator.itemgetter(
+    *(
+        MOVEMENT_COLUMNS.index(name)
+        for name in ("site_id", "sku_id", "kind", "on_hand_delta", "occurred_at")
+    )
+)
 
 
 @receiver(movements_recorded, dispatch_uid="kpis_movements_recorded")
 def movements_fold(sender, *, movements, levels, levels_before, **kwargs) -> None:
     rollups_movements_record(movements=movements, levels=levels, levels_before=levels_before)
+
+
+@receiver(movements_recorded, dispatch_uid="kpis_demand_recorded")
+def demand_fold(sender, *, movements, **kwargs) -> None:
+    demand_movements_record(map(_DEMAND_COLUMNS, movements))
 
 
 @receiver(pre_save, sender=Sku, dispatch_uid="kpis_sku_previous")

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -6,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.text import capfirst
 
 from core.money import money_shown
 from ledger.forms import CatalogImportForm
@@ -37,6 +39,9 @@ class LinksOnlyWhereAllowedMixin:
     """
 
     _plain_fields: dict[str, object]
+    # Decimal fields holding money: a view page shows them as money_shown does ("2,050.00 USD"),
+    # not as Django shows a DecimalField ("2050.0000").
+    money_fields: tuple[str, ...] = ()
 
     def _plain_field(self, name: str):
         # One callable per field and class: the admin tells read-only fields by identity.
@@ -47,10 +52,18 @@ class LinksOnlyWhereAllowedMixin:
         if name not in cache:
             field = self.model._meta.get_field(name)
 
-            def shown(obj, attname=field.attname, name=name):
-                return str(getattr(obj, name)) if getattr(obj, attname) is not None else "-"
+            if name in self.money_fields:
+
+                def shown(obj, name=name):
+                    return money_shown(getattr(obj, name))
+
+            else:
+
+                def shown(obj, attname=field.attname, name=name):
+                    return str(getattr(obj, name)) if getattr(obj, attname) is not None else "-"
 
             shown.short_description = field.verbose_name
+            shown.__name__ = name  # the row's class stays "field-<name>"
             cache[name] = shown
         return cache[name]
 
@@ -63,15 +76,22 @@ class LinksOnlyWhereAllowedMixin:
                     unlinked.add(field.name)
         return unlinked
 
-    def _plain_where_unlinked(self, request, names):
-        unlinked = self._unlinked(request)
+    def _plain_where_unlinked(self, request, names, *, money: set[str] | None = None):
+        plain = self._unlinked(request) | (set(self.money_fields) if money is None else money)
         return [
-            self._plain_field(name) if isinstance(name, str) and name in unlinked else name
+            self._plain_field(name) if isinstance(name, str) and name in plain else name
             for name in names
         ]
 
     def get_fields(self, request, obj=None):
-        return self._plain_where_unlinked(request, super().get_fields(request, obj))
+        # A money field stays an input where the user may change it: only the read-only ones
+        # are shown as money.
+        money = set(self.money_fields)
+        if self.has_change_permission(request, obj):
+            money &= set(super().get_readonly_fields(request, obj))
+        fields = self._plain_where_unlinked(request, super().get_fields(request, obj), money=money)
+        # A field swapped here and among the read-only ones appears twice: show it once.
+        return list(dict.fromkeys(fields))
 
     def get_readonly_fields(self, request, obj=None):
         return self._plain_where_unlinked(request, super().get_readonly_fields(request, obj))
@@ -158,10 +178,17 @@ class SiteReorderPointInline(admin.TabularInline):
 
 
 @admin.register(Sku)
-class SkuAdmin(CatalogImportMixin, admin.ModelAdmin):
+class SkuAdmin(CatalogImportMixin, LinksOnlyWhereAllowedMixin, admin.ModelAdmin):
     list_display = ["code", "name", "unit_cost_shown", "reorder_point"]
     search_fields = ["code", "name"]
+    money_fields = ("unit_cost",)
     inlines = [SiteReorderPointInline]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name in self.money_fields and field is not None:
+            field.label = f"{capfirst(db_field.verbose_name)} ({settings.INVENTORY_CURRENCY})"
+        return field
 
     @admin.display(description="unit cost", ordering="unit_cost")
     def unit_cost_shown(self, sku):

@@ -25,6 +25,17 @@ class Site(models.Model):
     code = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     timezone = models.CharField(max_length=64, default="UTC")
+    # Restocking: empty means the deployment's setting (RESTOCK_LEAD_DAYS, RESTOCK_TARGET_DAYS).
+    restock_lead_days = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Days a delivery from the supplier takes; empty: the deployment's default.",
+    )
+    restock_target_days = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Days of demand a restock should cover; empty: the deployment's default.",
+    )
 
     class Meta:
         ordering = ["code"]
@@ -80,8 +91,13 @@ class StockLevelQuerySet(models.QuerySet):
     def for_site(self, site: Site) -> "StockLevelQuerySet":
         return self.filter(site=site)
 
-    def with_available(self) -> "StockLevelQuerySet":
-        return self.annotate(available=models.F("on_hand") - models.F("reserved"))
+    def with_available_units(self) -> "StockLevelQuerySet":
+        """Annotate `available_units` (on_hand - reserved) to filter or order by in SQL.
+
+        Not named `available`: Django sets an annotation on each loaded row, and the model's
+        read-only `available` property would refuse it (AttributeError). Both give one number.
+        """
+        return self.annotate(available_units=models.F("on_hand") - models.F("reserved"))
 
 
 class StockLevel(models.Model):

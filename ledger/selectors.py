@@ -1,14 +1,86 @@
-"""Reads of the stock domain."""
+"""Reads of the stock domain: what the screens, the API and the checks show of it."""
 
 from dataclasses import dataclass
 
 from django.apps import apps
-from django.db.models import Count, Sum, TextField
+from django.db.models import Count, QuerySet, Sum, TextField
 from django.db.models.functions import Cast
 
 from core.timebounds import STORABLE_FROM, STORABLE_UNTIL
 from core.timechecks import STORABLE_CHECK_SUFFIX, storable_check_field
+from ledger.exceptions import UnknownSite, UnknownSku
 from ledger.models import Movement, Site, Sku, StockLevel
+
+
+def sites_ordered() -> QuerySet[Site]:
+    """Every site by code, only its code loaded (a page's site picker)."""
+    return Site.objects.only("code").order_by("code")
+
+
+def site_codes() -> list[str]:
+    return list(Site.objects.order_by("code").values_list("code", flat=True))
+
+
+def sites_with_stock_totals() -> list[Site]:
+    """Every site by code, each with `skus` (stock levels), `on_hand` and `reserved` summed."""
+    return list(
+        Site.objects.annotate(
+            skus=Count("stock_levels"),
+            on_hand=Sum("stock_levels__on_hand"),
+            reserved=Sum("stock_levels__reserved"),
+        ).order_by("code")
+    )
+
+
+def stock_levels_lowest_available(*, site_code: str | None, limit: int) -> list[StockLevel]:
+    """The `limit` stock levels with the least available (of one site, or all), site and SKU
+    loaded; ties by site and SKU code."""
+    levels = StockLevel.objects.with_available_units().select_related("site", "sku")
+    if site_code:
+        levels = levels.filter(site__code=site_code)
+    return list(levels.order_by("available_units", "site__code", "sku__code")[:limit])
+
+
+def sku_stock_levels(sku: Sku) -> QuerySet[StockLevel]:
+    """A SKU's stock levels at every site, by site code, site loaded."""
+    return StockLevel.objects.filter(sku=sku).select_related("site").order_by("site__code")
+
+
+def level_movements(*, site_id: int, sku_id: int) -> QuerySet[Movement]:
+    """The movements of one stock level, newest first, who made each loaded."""
+    return (
+        Movement.objects.for_level(site_id=site_id, sku_id=sku_id)
+        .select_related("user")
+        .order_by("-id")
+    )
+
+
+@dataclass(frozen=True)
+class StockPage:
+    count: int  # levels matching, on every page
+    rows: list[tuple[str, str, int, int]]  # (site code, SKU code, on_hand, reserved)
+
+
+def stock_page(
+    *, site_code: str | None = None, sku_code: str | None = None, offset: int, limit: int
+) -> StockPage:
+    """Stock levels by site and SKU code, of one site and/or SKU if given, `limit` from
+    `offset`. Raises UnknownSite or UnknownSku for a code that names nothing."""
+    levels = StockLevel.objects.all()
+    if site_code:
+        site_id = Site.objects.filter(code=site_code).values_list("id", flat=True).first()
+        if site_id is None:
+            raise UnknownSite({site_code})
+        levels = levels.filter(site_id=site_id)
+    if sku_code:
+        sku_id = Sku.objects.filter(code=sku_code).values_list("id", flat=True).first()
+        if sku_id is None:
+            raise UnknownSku({sku_code})
+        levels = levels.filter(sku_id=sku_id)
+    rows = levels.order_by("site__code", "sku__code").values_list(
+        "site__code", "sku__code", "on_hand", "reserved"
+    )[offset : offset + limit]
+    return StockPage(count=levels.count(), rows=list(rows))
 
 
 @dataclass(frozen=True)

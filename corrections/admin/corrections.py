@@ -68,6 +68,7 @@ class CorrectionAdmin(ReadOnlyAdmin):
     actions = ["approve_selected"]
     change_form_template = "admin/corrections/correction/change_form.html"
     readonly_fields = [field.name for field in Correction._meta.fields]
+    money_fields = ("value",)
 
     # The value as money ("2,050.00 USD"), not the stored "2050.0000".
     @admin.display(description="value", ordering="value")

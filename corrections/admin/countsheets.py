@@ -93,6 +93,7 @@ class CountSheetAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status"]
     list_select_related = ["uploaded_by", "applied_by", "decided_by"]
+    money_fields = ("value",)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(line_count=Count("lines"))

@@ -318,3 +318,22 @@ def test_two_writers_receiving_a_sku_no_level_exists_for_yet_both_count(postgres
     # then it waited for the first and both count, on the one level
     assert level_of(site, sku) == (7, 0)
     assert Movement.objects.filter(site=site, sku=sku).count() == 2
+
+
+def test_levels_order_by_available_units_and_still_read_their_available():
+    # given one level with more on hand but less available than another
+    site, crowded, plain = site_make(), sku_make("CROWDED"), sku_make("PLAIN")
+    movements_record(
+        requests=[
+            receive(site, crowded, 10, reserved_delta=8),
+            receive(site, plain, 5),
+        ]
+    )
+
+    levels = list(StockLevel.objects.with_available_units().order_by("available_units"))
+
+    assert [(level.sku.code, level.available_units) for level in levels] == [
+        ("CROWDED", 2),
+        ("PLAIN", 5),
+    ]
+    assert [level.available for level in levels] == [2, 5]

@@ -13,7 +13,8 @@ from dashboards.panels import Scope, scope_view_build
 from ingest.models import FeedSource
 from ledger.models import Movement
 from ledger.services import movements_record
-from oncall.services import alert_rules_default_create, alerts_evaluate
+from oncall.default_rules import alert_rules_default_create
+from oncall.services import alerts_evaluate
 from tests.builders import READ_PATHS, receive, site_make, sku_make, user_make
 from tests.ingest.helpers import source_make
 

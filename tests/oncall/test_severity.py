@@ -6,9 +6,10 @@ import pytest
 
 from core.roles import ON_CALL
 from ledger.services import movements_record
+from oncall.default_rules import DEFAULT_ALERT_RULES
 from oncall.models import Alert, AlertKind, AlertRule, Severity
 from oncall.selectors import open_alerts
-from oncall.services import DEFAULT_ALERT_RULES, alerts_evaluate
+from oncall.services import alerts_evaluate
 from tests.builders import site_make, sku_make, user_make
 from tests.oncall.test_alerts import dispatch
 

@@ -3,9 +3,10 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from oncall.default_rules import alert_rules_default_create
 from oncall.exceptions import RunbookInvalid
 from oncall.schedule import alerts_schedule_ensure
-from oncall.services import alert_rules_default_create, runbooks_load
+from oncall.services import runbooks_load
 
 SHIPPED_RUNBOOKS = Path(settings.BASE_DIR) / "docs" / "runbooks"
 
