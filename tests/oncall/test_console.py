@@ -1,3 +1,4 @@
+import re
 from decimal import Decimal
 
 import django_rq
@@ -23,6 +24,7 @@ from oncall.selectors import DEFAULT_SILENT_MINUTES
 from oncall.services import alerts_evaluate
 from tests.builders import receive, site_make, sku_make, user_make
 from tests.ingest.helpers import batch_apply, received, source_make
+from tests.processes import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -182,6 +184,23 @@ def test_requeueing_a_job_that_is_not_failed_is_recorded_as_failed(client, redis
     assert "no-such-job: not in a failed job registry" in action.result
 
 
+def test_requeueing_one_chosen_job_is_recorded_as_that_job_not_all_failed_jobs(client, redis_clean):
+    # given two failed jobs on the console
+    chosen, left = failed_job(), failed_job()
+    logged_in(client, ON_CALL)
+
+    # when on-call presses the Requeue button of one of them (its form sends its id)
+    page = client.post(
+        "/oncall/remediations/requeue/", {"job_id": chosen.id, "next": "/oncall/"}, follow=True
+    )
+
+    # then only that job is back on its queue, and the record names it, not "all failed jobs"
+    assert FailedJobRegistry(queue=django_rq.get_queue("ingest")).get_job_ids() == [left.id]
+    assert re.findall(r'<td data-label="Target">([^<]*)</td>', page.text) == [chosen.id]
+    action = RemediationAction.objects.get()
+    assert (action.target, action.status) == (chosen.id, RemediationStatus.SUCCEEDED)
+
+
 @pytest.mark.parametrize("role", [MANAGERS, STOCK_STAFF, None])
 def test_remediations_are_refused_to_everyone_but_on_call(client, redis_clean, role):
     job = failed_job()
@@ -221,6 +240,33 @@ def test_rebuilding_kpis_runs_in_a_worker_and_records_its_outcome(
     )
     assert action.status == expected
     assert action.result and action.finished_at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_kpi_rebuild_that_cannot_be_queued_is_recorded_as_failed_with_its_reason(
+    client, settings
+):
+    # given the queues' Redis refusing connections (nothing listens on its port); a
+    # transactional test, so the job is queued at commit as in production (no test transaction)
+    refused = f"redis://127.0.0.1:{free_port()}/1"
+    settings.RQ_QUEUES = {
+        name: {**queue, "URL": refused} for name, queue in settings.RQ_QUEUES.items()
+    }
+    site = site_make()
+    logged_in(client, ON_CALL)
+
+    # when on-call asks for a KPI rebuild
+    page = client.post(
+        "/oncall/remediations/rebuild-kpis/", {"site": site.code, "next": "/oncall/"}, follow=True
+    )
+
+    # then it is recorded as failed, saying why, and the console tells on-call so
+    action = RemediationAction.objects.get()
+    assert (action.target, action.status) == (site.code, RemediationStatus.FAILED)
+    assert action.result.startswith("Redis unreachable: Error 111 connecting to")
+    assert action.finished_at is not None
+    assert page.status_code == 200
+    assert "Rebuild KPIs for a site: failed. Redis unreachable: Error 111" in page.text
 
 
 def test_rebuilding_kpis_for_an_unknown_site_says_so(client, redis_clean):
