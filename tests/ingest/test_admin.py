@@ -1,6 +1,7 @@
 """The ingest admin: tokens shown once, conservation counts, dead letters replayed/discarded."""
 
 import re
+from html.parser import HTMLParser
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -11,7 +12,7 @@ from ingest.exceptions import FeedSourceNotAllowed
 from ingest.models import DeadLetter, DeadLetterStatus, FeedSource
 from ingest.sources import feed_source_by_token, feed_source_create, feed_source_rotate_token
 from tests.builders import site_make, sku_make, user_make
-from tests.ingest.helpers import batch_apply, received, source_make
+from tests.ingest.helpers import batch_apply, json_body, received, source_make
 
 pytestmark = pytest.mark.django_db
 
@@ -48,6 +49,72 @@ def test_creating_a_source_shows_a_working_token_once(admin_client_logged):
     change_url = f"/admin/ingest/feedsource/{source.pk}/change/"
     assert token in admin_client_logged.get(change_url).content.decode()  # the message, once
     assert token not in admin_client_logged.get(change_url).content.decode()
+
+
+class _FormFields(HTMLParser):
+    """What a browser would send from the form with this id: its fields as rendered (a
+    checkbox only when checked), before the person changes anything."""
+
+    def __init__(self, form_id: str):
+        super().__init__()
+        self.form_id, self.inside, self.fields = form_id, False, {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.inside = attrs.get("id") == self.form_id
+        if not self.inside or tag != "input" or not attrs.get("name"):
+            return
+        if attrs.get("type") == "checkbox":
+            if "checked" in attrs:
+                self.fields[attrs["name"]] = attrs.get("value", "on")
+        elif attrs.get("type") != "submit":
+            self.fields[attrs["name"]] = attrs.get("value", "")
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.inside = False
+
+
+def form_fields(page, form_id: str) -> dict[str, str]:
+    parser = _FormFields(form_id)
+    parser.feed(page.text)
+    return parser.fields
+
+
+def test_an_admin_edits_a_source_through_its_change_form_and_the_producer_meets_it(
+    admin_client_logged,
+):
+    # given a source in use, opened in the admin
+    site_make("north")
+    sku_make("A")
+    source, token = source_make("courier-y")
+    change_url = f"/admin/ingest/feedsource/{source.pk}/change/"
+    fields = form_fields(admin_client_logged.get(change_url), "feedsource_form")
+    assert (fields["name"], fields["is_active"]) == ("courier-y", "on")
+
+    # when the admin lowers its rate limit, unticks "is active" and presses Save
+    fields["rate_limit_per_minute"] = "30"
+    del fields["is_active"]
+    saved = admin_client_logged.post(change_url, {**fields, "_save": "Save"}, follow=True)
+
+    # then the list says it was changed and shows the new values, and the token is the same
+    assert saved.redirect_chain == [("/admin/ingest/feedsource/", 302)]
+    assert "was changed successfully" in saved.text
+    row = saved.text[saved.text.index("courier-y") :]
+    assert '<td class="field-rate_limit_per_minute">30</td>' in row
+    history = LogEntry.objects.get(object_id=str(source.pk)).get_change_message()
+    assert history == "Changed Rate limit per minute and Is active."
+    assert feed_source_by_token(token=token) == source
+    # and the producer's next push is refused as disabled, nothing stored
+    pushed = admin_client_logged.post(
+        "/api/ingest/events",
+        data=json_body([received("A", 1)]),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert pushed.status_code == 403
+    assert pushed.json()["detail"] == "feed source 'courier-y' is disabled"
 
 
 def test_rotating_a_token_from_the_admin(admin_client_logged):
