@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from core.limits import MAX_QTY
 from corrections.exceptions import CountSheetInvalid
 from ledger.models import Site, Sku
+from ledger.selectors import ids_by_code
 
 REQUIRED_COLUMNS = ("site", "sku", "counted_qty")
 TEMPLATE_CSV = "site,sku,counted_qty\r\n"
@@ -71,10 +72,8 @@ def count_sheet_parse(content: bytes) -> list[CountRow]:
     if not raw_rows and not problems:
         problems.append((None, "the sheet has a header but no lines"))
 
-    site_ids = dict(
-        Site.objects.filter(code__in={r[1] for r in raw_rows}).values_list("code", "id")
-    )
-    sku_ids = dict(Sku.objects.filter(code__in={r[2] for r in raw_rows}).values_list("code", "id"))
+    site_ids = ids_by_code(Site, {r[1] for r in raw_rows})
+    sku_ids = ids_by_code(Sku, {r[2] for r in raw_rows})
     rows: list[CountRow] = []
     first_line_of: dict[tuple[str, str], int] = {}
     for line_number, site, sku, qty in raw_rows:

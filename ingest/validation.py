@@ -25,9 +25,7 @@ from ingest.schemas import (
     validation_reason,
 )
 from ledger.models import Site, Sku
-
-CODE_LOOKUP_CHUNK = 900
-
+from ledger.selectors import CODE_LOOKUP_CHUNK, ids_by_code
 
 # In a body that passed `body_decode` (no literal NUL, valid UTF-8), the only way to a string
 # PostgreSQL cannot store is a JSON escape: \u0000 or a lone surrogate \ud800-\udfff.
@@ -124,15 +122,6 @@ def _one_of(model, column: str, values: Sequence, *, text: bool):
     return RawSQL(sql, [literal], output_field=BooleanField())  # noqa: S611 (see above)
 
 
-def _codes_lookup(model, codes: set[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    code_list = sorted(codes)
-    for start in range(0, len(code_list), CODE_LOOKUP_CHUNK):
-        chunk = code_list[start : start + CODE_LOOKUP_CHUNK]
-        found.update(model.objects.filter(code__in=chunk).values_list("code", "id"))
-    return found
-
-
 # The most one event (or one line of it) may move in value, units times unit cost: the KPI
 # rollups add value changes in 1/10,000 of the currency to 64-bit sums, which a billion units of
 # a SKU costing billions overflowed (the batch's transaction then failed at every claim).
@@ -193,7 +182,7 @@ def _catalog_resolve(items: list[_Item]) -> tuple[dict[str, int], dict[str, int]
             sku_codes.add(fields["sku"])
         for line in fields.get("lines", ()):
             sku_codes.add(line.sku)
-    site_ids = _codes_lookup(Site, site_codes)
+    site_ids = ids_by_code(Site, site_codes)
     sku_ids, costly = _skus_lookup(sku_codes)
     currency = settings.INVENTORY_CURRENCY
     for item in items:

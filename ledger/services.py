@@ -34,6 +34,7 @@ from ledger.models import (
     Sku,
     StockLevel,
 )
+from ledger.selectors import ids_by_code
 from ledger.signals import movements_recorded
 
 MOVEMENT_INSERT_BATCH = 1000
@@ -235,13 +236,8 @@ def _movements_insert(rows: list[tuple]) -> None:
 
 
 def _ids_by_code(model, codes: set[str], missing_error) -> dict[str, int]:
-    found: dict[str, int] = {}
-    code_list = sorted(codes)
-    for start in range(0, len(code_list), LEVEL_LOOKUP_BATCH):
-        chunk = code_list[start : start + LEVEL_LOOKUP_BATCH]
-        found.update(model.objects.filter(code__in=chunk).values_list("code", "id"))
-    missing = codes - found.keys()
-    if missing:
+    found = ids_by_code(model, codes)
+    if missing := codes - found.keys():
         raise missing_error(missing)
     return found
 
