@@ -2,11 +2,10 @@
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.utils import timezone
 
 from ledger.admin import LinksOnlyWhereAllowedMixin, ReadOnlyAdmin
+from oncall import channel_admin  # noqa: F401 (registers the notification channels' admin)
 from oncall.exceptions import OncallError
 from oncall.models import (
     SILENCE_ENDS_AFTER_START,
@@ -16,7 +15,6 @@ from oncall.models import (
     AlertRule,
     AlertTransition,
     DiagnosticName,
-    NotificationChannel,
     NotificationDelivery,
     RemediationAction,
     Runbook,
@@ -124,58 +122,6 @@ class RunbookAdmin(admin.ModelAdmin):
 class RemediationActionAdmin(ReadOnlyAdmin):
     list_display = ["requested_at", "actor", "kind", "target", "status", "finished_at"]
     list_filter = ["kind", "status"]
-
-
-class NotificationChannelForm(forms.ModelForm):
-    class Meta:
-        model = NotificationChannel
-        fields = [
-            "name",
-            "kind",
-            "url",
-            "payload_format",
-            "recipients",
-            "min_severity",
-            "on_firing",
-            "on_acknowledged",
-            "on_resolved",
-            "enabled",
-        ]
-        widgets = {"recipients": forms.Textarea(attrs={"rows": 3, "cols": 60})}
-
-    def clean(self):
-        cleaned = super().clean()
-        kind = cleaned.get("kind")
-        webhook = kind in (NotificationChannel.Kind.WEBHOOK, NotificationChannel.Kind.SLACK)
-        if webhook and not cleaned.get("url") and "url" not in self.errors:
-            self.add_error("url", "A webhook needs the URL to POST notifications to.")
-        if kind == NotificationChannel.Kind.EMAIL:
-            addresses = NotificationChannel(recipients=cleaned.get("recipients", "")).recipient_list
-            if not addresses:
-                self.add_error("recipients", "Email needs at least one address.")
-            for address in addresses:
-                try:
-                    validate_email(address)
-                except ValidationError:
-                    self.add_error("recipients", f"{address!r} is not an email address.")
-        return cleaned
-
-
-@admin.register(NotificationChannel)
-class NotificationChannelAdmin(admin.ModelAdmin):
-    """Where alert notifications go. Each notification's outcome: Notification deliveries."""
-
-    form = NotificationChannelForm
-    list_display = ["name", "kind", "destination", "min_severity", "enabled"]
-    list_filter = ["kind", "enabled"]
-    list_editable = ["enabled"]
-    search_fields = ["name", "url", "recipients"]
-
-    @admin.display(description="sent to")
-    def destination(self, channel: NotificationChannel) -> str:
-        if channel.kind == NotificationChannel.Kind.EMAIL:
-            return ", ".join(channel.recipient_list)
-        return channel.url
 
 
 @admin.register(NotificationDelivery)

@@ -53,7 +53,7 @@ def absolute_url(path: str) -> str:
     return settings.PUBLIC_URL.rstrip("/") + path
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso_time(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
@@ -74,8 +74,8 @@ def alert_document(alert: Alert, context: AlertContext) -> dict:
         "value_display": measure_shown(current, alert.kind),
         "threshold": str(alert.threshold),
         "threshold_display": measure_shown(alert.threshold, alert.kind),
-        "opened_at": _iso(alert.opened_at),
-        "resolved_at": _iso(alert.resolved_at),
+        "opened_at": iso_time(alert.opened_at),
+        "resolved_at": iso_time(alert.resolved_at),
         "runbook_url": absolute_url(context.runbook_url) if context.runbook_url else None,
     }
 
@@ -92,7 +92,7 @@ def generic_payload(
         else {
             "from": transition.from_status or None,
             "to": transition.to_status,
-            "at": _iso(transition.at),
+            "at": iso_time(transition.at),
             "by": transition.by.get_username() if transition.by_id else None,
             "note": transition.note,
         },

@@ -226,6 +226,11 @@ RULES: dict[str, Rule] = {
     "admin:corrections_countsheet_reject": Rule(
         allowed(M, SU), _admin(PENDING_SHEET, "reject/"), method="post", data={"note": "no"}
     ),
+    # a notification channel's test-send: who may change channels (it posts to the world's
+    # channel, a closed local port, and shows the refusal)
+    "admin:oncall_notificationchannel_test_send": Rule(
+        allowed(OC, SU), _admin("oncall.notificationchannel", "test-send/"), method="post"
+    ),
     "admin:auth_user_password_change": Rule(
         allowed(SU), lambda w: f"/admin/auth/user/{w.pk('auth.user')}/password/"
     ),
