@@ -18,6 +18,7 @@ from django.contrib.auth import SESSION_KEY
 from core.outages import CLOSE_UNAVAILABLE, OUTAGE_ERRORS, UNAVAILABLE_MESSAGE, outage_log
 from dashboards.live import hub_get
 from dashboards.panels import Scope, window_parse
+from kpis.windows import UnknownWindow
 from ledger.models import Site
 
 # Close codes in the application range (4000-4999), so a client can tell why it was closed;
@@ -48,7 +49,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         await self.accept()
         try:
             window = window_parse((query.get("window") or [""])[0])
-        except ValueError as error:
+        except UnknownWindow as error:
             await self._refuse(CLOSE_BAD_REQUEST, str(error))
             return
         if site is not None and not await _site_exists(site):

@@ -15,7 +15,7 @@ from django.utils import timezone
 from dashboards import figures
 from kpis.reads import kpis_compute
 from kpis.trends import kpi_trends_compute
-from kpis.windows import WINDOWS
+from kpis.windows import WINDOWS, UnknownWindow
 from ledger.selectors import sites_with_stock_totals, stock_levels_lowest_available
 from oncall.measures import KPI_KEY_OF_KIND
 from oncall.models import KINDS_BREACHING_BELOW, AlertRule
@@ -98,11 +98,11 @@ class Scope:
 
 
 def window_parse(value: str | None) -> str:
-    """Return a known window; raise ValueError naming the valid ones."""
+    """Return a known window; raise UnknownWindow naming the valid ones."""
     if not value:
         return DEFAULT_WINDOW
     if value not in WINDOWS:
-        raise ValueError(f"unknown window {value!r}; use one of {', '.join(WINDOWS)}")
+        raise UnknownWindow(value)
     return value
 
 

@@ -17,7 +17,7 @@ from corrections.selectors import movement_origins
 from dashboards import panels
 from dashboards.live import refresh_seconds
 from dashboards.panels import Scope
-from kpis.windows import WINDOWS
+from kpis.windows import WINDOWS, UnknownWindow
 from ledger.models import Site, Sku
 from ledger.selectors import level_movements, site_codes, sites_ordered, sku_stock_levels
 
@@ -56,7 +56,7 @@ def _dashboard_render(request, *, site: str | None):
     notice = ""
     try:
         window = panels.window_parse(request.GET.get("window"))
-    except ValueError as error:
+    except UnknownWindow as error:
         window, notice = panels.DEFAULT_WINDOW, f"{error}. Showing {panels.DEFAULT_WINDOW}."
     kiosk = request.GET.get("kiosk") == "1"
     scope = Scope(site=site, window=window)

@@ -9,6 +9,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.db import run_atomic_with_retry
+from ingest.exceptions import NoteRequired
 from ingest.items import APPLIED, DUPLICATE, HELD, REJECTED, _Item
 from ingest.models import (
     DeadLetter,
@@ -77,7 +78,7 @@ def dead_letters_discard(*, dead_letter_ids: Sequence[int], actor, note: str) ->
     """Mark open dead letters discarded with a note (required); return how many changed."""
     note = note.strip()
     if not note:
-        raise ValueError("say why these dead letters are discarded (a note is required)")
+        raise NoteRequired("say why these dead letters are discarded (a note is required)")
     now = timezone.now()
     return DeadLetter.objects.filter(
         pk__in=list(dead_letter_ids), status=DeadLetterStatus.OPEN

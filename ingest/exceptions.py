@@ -8,6 +8,14 @@ class FeedSourceExists(IngestError):
         super().__init__(f"a feed source named {name!r} already exists")
 
 
+class FeedSourceInvalid(IngestError, ValueError):
+    """A feed source that cannot be made as asked (no name, ...)."""
+
+
+class NoteRequired(IngestError, ValueError):
+    """A decision on dead letters that must say why (discarding them)."""
+
+
 class FeedSourceNotAllowed(IngestError):
     """The user may not manage feed sources (views answer 403)."""
 

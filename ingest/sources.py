@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ingest.exceptions import FeedSourceExists, FeedSourceNotAllowed
+from ingest.exceptions import FeedSourceExists, FeedSourceInvalid, FeedSourceNotAllowed
 from ingest.models import (
     FeedSource,
 )
@@ -56,7 +56,7 @@ def feed_source_create(
         raise FeedSourceNotAllowed("create feed sources")
     name = name.strip()
     if not name:
-        raise ValueError("a feed source needs a name")
+        raise FeedSourceInvalid("a feed source needs a name")
     token = _new_token()
     secret = secrets.token_hex(32)
     try:

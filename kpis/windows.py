@@ -46,8 +46,11 @@ HALF_MINUTE = dt.timedelta(seconds=30)
 
 
 class UnknownWindow(ValueError):
+    """A window that is not one of WINDOWS (the API, the dashboards and their socket say so)."""
+
     def __init__(self, window: str):
-        super().__init__(f"unknown window {window!r}: use one of {', '.join(WINDOWS)}")
+        self.window = window
+        super().__init__(f"unknown window {window!r}; use one of {', '.join(WINDOWS)}")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from ingest.exceptions import FeedSourceExists
+from ingest.exceptions import FeedSourceExists, FeedSourceInvalid
 from ingest.models import FeedSource
 from ingest.sources import feed_source_create, feed_source_rotate_token
 
@@ -59,7 +59,7 @@ class Command(BaseCommand):
                     f"a feed source named {name!r} already exists; "
                     "use --rotate to issue a new token"
                 ) from None
-            except ValueError as error:
+            except FeedSourceInvalid as error:
                 raise CommandError(str(error)) from None
             token = issued.token
             self.stdout.write(f"Created feed source {name!r}.")
