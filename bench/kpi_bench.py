@@ -55,9 +55,13 @@ SITES = 20
 SKUS = 5000
 DAYS = 30
 ORDERS_PER_MILLION = 200_000
+BENCH_CHANNELS = ("web", "marketplace", "store")
+BENCH_COURIERS = 40
 TABLES = [
     "dashboards_kpibucket",
     "dashboards_fulfillmentbin",
+    "dashboards_breakdownbucket",
+    "dashboards_breakdownbin",
     "dashboards_deliveryrecord",
     "dashboards_orderlinerecord",
     "dashboards_snapshotrecord",
@@ -131,6 +135,9 @@ def generate(movements_target: int, now: dt.datetime, seed: int = 7) -> dict:
                     created,
                     fulfillment_us,
                     fulfillment_bin(fulfillment_us),
+                    # from the order number, not the generator: the history stays the same
+                    BENCH_CHANNELS[order % len(BENCH_CHANNELS)],
+                    f"courier-{order * 7 % BENCH_COURIERS + 1}",
                 ]
             )
     ordered_pairs = [(row[0], row[1]) for row in line_rows]

@@ -10,6 +10,7 @@ from ninja import Router
 from ninja.errors import HttpError
 
 from ingest.auth import FeedTokenReadAuth
+from kpis.breakdowns import BREAKDOWNS, UnknownBreakdown
 from kpis.reads import kpis_compute
 from kpis.windows import WINDOWS, UnknownWindow
 from ledger.exceptions import UnknownSite, UnknownSku
@@ -59,20 +60,27 @@ def _unauthorized() -> JsonResponse:
     summary="Every KPI for one site or all sites over a window",
     description=(
         "Query: `window` (1h, 24h, 7d or 30d; default 1h), `site` (a site code; omit for all "
-        "sites). Ratios are fractions, durations seconds, money in the deployment currency, "
-        "null when there is nothing to measure (docs/kpis.md gives each formula)."
+        "sites), `by` (optional: `channel` or `courier`). Ratios are fractions, durations "
+        "seconds, money in the deployment currency, null when there is nothing to measure "
+        "(docs/kpis.md gives each formula). With `by`, the answer adds `breakdown`: a list of "
+        "`{key, deliveries, order_accuracy, cost_per_shipment, fulfillment_p50_s, "
+        'fulfillment_p90_s}`, one per channel of the order (as given in `order.created`, "" '
+        "when none was) or per `courier_id` of the delivery, over the same window and scope, "
+        "ordered by deliveries descending then key (docs/breakdowns.md)."
     ),
 )
-def kpis(request: HttpRequest, site: str | None = None, window: str = "1h"):
+def kpis(request: HttpRequest, site: str | None = None, window: str = "1h", by: str | None = None):
     if not _reader_allowed(request):
         return _unauthorized()
     if window not in WINDOWS:
         return _error(400, f"window must be one of {', '.join(WINDOWS)}; got {window!r}")
+    if by is not None and by not in BREAKDOWNS:
+        return _error(400, str(UnknownBreakdown(by)))
     try:
-        return JsonResponse(kpis_compute(site=site or None, window=window))
+        return JsonResponse(kpis_compute(site=site or None, window=window, by=by))
     except UnknownSite:
         return _error(404, f"no site with code {site!r}")
-    except UnknownWindow as error:
+    except (UnknownWindow, UnknownBreakdown) as error:
         return _error(400, str(error))
 
 

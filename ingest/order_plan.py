@@ -263,6 +263,8 @@ class _OrderPlan:
                 accurate=event.accurate,
                 shipping_cost=event.shipping_cost,
                 order_created_at=order.created_occurred_at,
+                channel=order.channel,
+                courier_id=event.courier_id,
             )
         )
         self.site_codes.add(site)

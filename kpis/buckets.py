@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 
 from django.db import connection
 
-from core.db import copy_rows, datetime_param, pg_int_array
+from core.db import copy_rows, datetime_param, pg_int_array, pg_text_array
 from kpis.models import (
     ALL_SITES,
     BIN_COUNT_FIELDS,
@@ -85,9 +85,10 @@ def movements_fold(
 
 
 def deliveries_fold(sums, bins, rows) -> None:
-    """Add deliveries `(site_id, occurred_at, accurate, shipping_cost_e4, bin)` to the sums and
-    the fulfillment histogram `bins[(site_id, minute, bin)]` (bin None: creation unknown)."""
-    for site_id, occurred_at, accurate, shipping_cost_e4, duration_bin in rows:
+    """Add deliveries `(site_id, occurred_at, accurate, shipping_cost_e4, bin, ...)` to the sums
+    and the fulfillment histogram `bins[(site_id, minute, bin)]` (bin None: creation unknown).
+    Columns after the bin (the breakdowns' keys) are ignored."""
+    for site_id, occurred_at, accurate, shipping_cost_e4, duration_bin, *_ in rows:
         minute = minute_of(occurred_at)
         bucket = sums[(site_id, minute)]
         bucket[DELIVERIES] += 1
@@ -164,8 +165,11 @@ def _upsert_add(model, key_fields: Sequence[str], value_fields: Sequence[str], r
     conflict = f"ON CONFLICT ({', '.join(key_fields)}) DO UPDATE SET {updates}"
     items = sorted(rows)
     if connection.vendor == "postgresql":
-        # Every key and value column holds integers.
-        arrays = [pg_int_array(column) for column in zip(*(key for key, _ in items), strict=True)]
+        # Every value column holds integers; a key column integers or text (a breakdown's key).
+        arrays = [
+            (pg_text_array if isinstance(column[0], str) else pg_int_array)(column)
+            for column in zip(*(key for key, _ in items), strict=True)
+        ]
         arrays += [
             pg_int_array(column) for column in zip(*(values for _, values in items), strict=True)
         ]

@@ -57,21 +57,9 @@ BINS_PER_ROW = 16
 BIN_COUNT_FIELDS = tuple(f"count_{column}" for column in range(BINS_PER_ROW))
 
 
-class FulfillmentBin(models.Model):
-    """How many fulfillment times fell in each of 16 adjacent duration bins (`count_0` for bin
-    `bin_group * 16`, ...), per site (0: all sites) and bucket.
+class BinCounts(models.Model):
+    """Sixteen adjacent fulfillment-time bins of a histogram row (`BIN_COUNT_FIELDS`)."""
 
-    Percentiles are exact: these counts find the bin holding the wanted rank, then only that
-    bin's rows of `DeliveryRecord` are read. Sixteen bins share a row so that a 30-day window
-    reads a few hundred rows rather than one per bin and bucket (about 5,500 at 200,000 orders
-    a month); the writers add to one column, so a row is still updated in place.
-    """
-
-    site_id = models.BigIntegerField()
-    span_s = models.IntegerField()
-    start = models.DateTimeField()
-    bin_group = models.IntegerField()
-    shard = models.SmallIntegerField(default=0)
     count_0 = models.BigIntegerField(default=0)
     count_1 = models.BigIntegerField(default=0)
     count_2 = models.BigIntegerField(default=0)
@@ -88,6 +76,26 @@ class FulfillmentBin(models.Model):
     count_13 = models.BigIntegerField(default=0)
     count_14 = models.BigIntegerField(default=0)
     count_15 = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class FulfillmentBin(BinCounts):
+    """How many fulfillment times fell in each of 16 adjacent duration bins (`count_0` for bin
+    `bin_group * 16`, ...), per site (0: all sites) and bucket.
+
+    Percentiles are exact: these counts find the bin holding the wanted rank, then only that
+    bin's rows of `DeliveryRecord` are read. Sixteen bins share a row so that a 30-day window
+    reads a few hundred rows rather than one per bin and bucket (about 5,500 at 200,000 orders
+    a month); the writers add to one column, so a row is still updated in place.
+    """
+
+    site_id = models.BigIntegerField()
+    span_s = models.IntegerField()
+    start = models.DateTimeField()
+    bin_group = models.IntegerField()
+    shard = models.SmallIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -113,6 +121,11 @@ class DeliveryRecord(models.Model):
     order_created_at = models.DateTimeField(null=True)
     fulfillment_us = models.BigIntegerField(null=True)
     fulfillment_bin = models.IntegerField(null=True)
+    # The order's channel as given in `order.created` ("" when none was given) and the
+    # delivery's courier ("" for deliveries recorded before couriers were kept): the keys of
+    # the `by=channel` and `by=courier` breakdowns.
+    channel = models.CharField(max_length=100, blank=True, db_default="")
+    courier_id = models.CharField(max_length=200, blank=True, db_default="")
 
     class Meta:
         constraints = [
@@ -142,10 +155,80 @@ class DeliveryRecord(models.Model):
                 fields=["site_id", "fulfillment_bin", "fulfillment_us", "occurred_at"],
                 name="delivery_site_duration_idx",
             ),
+            # The same walk for one channel's or courier's durations (`kpis.breakdowns`).
+            models.Index(
+                fields=["channel", "fulfillment_bin", "fulfillment_us", "occurred_at"],
+                name="delivery_channel_duration_idx",
+            ),
+            models.Index(
+                fields=["courier_id", "fulfillment_bin", "fulfillment_us", "occurred_at"],
+                name="delivery_courier_duration_idx",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"delivery at site {self.site_id}, {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+class BreakdownDimension(models.IntegerChoices):
+    CHANNEL = 1, "channel"
+    COURIER = 2, "courier"
+
+
+class BreakdownBucket(models.Model):
+    """Delivery sums of one channel or courier (`key`) at one site (0: all sites) over one
+    minute, hour or day bucket, by event time: `KpiBucket`'s delivery columns, broken down.
+
+    Sharded like `KpiBucket` (see `rollups.writer_shard`); readers sum the shards.
+    """
+
+    dimension = models.SmallIntegerField(choices=BreakdownDimension.choices)
+    site_id = models.BigIntegerField()
+    span_s = models.IntegerField()
+    start = models.DateTimeField()
+    key = models.CharField(max_length=200)
+    shard = models.SmallIntegerField(default=0)
+    deliveries = models.BigIntegerField(default=0)
+    accurate_deliveries = models.BigIntegerField(default=0)
+    shipping_cost_e4 = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            storable_time_check("start", name="breakdown_bucket_start_storable"),
+            models.UniqueConstraint(
+                fields=["dimension", "site_id", "span_s", "start", "key", "shard"],
+                name="breakdown_bucket_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_dimension_display()} {self.key!r} site {self.site_id} at {self.start}"
+
+
+class BreakdownBin(BinCounts):
+    """`FulfillmentBin` of one channel or courier (`key`): the fulfillment-time histogram that
+    finds a percentile's bin, whose `DeliveryRecord` rows of that key are then read."""
+
+    dimension = models.SmallIntegerField(choices=BreakdownDimension.choices)
+    site_id = models.BigIntegerField()
+    span_s = models.IntegerField()
+    start = models.DateTimeField()
+    key = models.CharField(max_length=200)
+    bin_group = models.IntegerField()
+    shard = models.SmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            storable_time_check("start", name="breakdown_bin_start_storable"),
+            models.UniqueConstraint(
+                fields=["dimension", "site_id", "span_s", "start", "key", "bin_group", "shard"],
+                name="breakdown_bin_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        first = self.bin_group * BINS_PER_ROW
+        return f"{self.get_dimension_display()} {self.key!r} bins {first}+ at {self.start}"
 
 
 class OrderLineRecord(models.Model):

@@ -17,6 +17,13 @@ def _percentiles(state: WindowState, site_id: int | None) -> dict[str, float | N
     population = sum(state.bins.values())
     if population == 0:
         return dict.fromkeys(PERCENTILES)
+    wanted, ranks = _ranks_wanted(population)
+    return _interpolated(wanted, _order_statistics(state, site_id, ranks))
+
+
+def _ranks_wanted(population: int) -> tuple[dict[str, tuple[int, Decimal]], list[int]]:
+    """For each percentile, its lower 0-based rank and the weight of the next one; and every
+    rank to read, in order."""
     wanted: dict[str, tuple[int, Decimal]] = {}
     ranks: set[int] = set()
     for key, fraction in PERCENTILES.items():
@@ -26,7 +33,11 @@ def _percentiles(state: WindowState, site_id: int | None) -> dict[str, float | N
         ranks.add(lower)
         if position != lower:
             ranks.add(lower + 1)
-    values = _order_statistics(state, site_id, sorted(ranks))
+    return wanted, sorted(ranks)
+
+
+def _interpolated(wanted: dict[str, tuple[int, Decimal]], values: dict) -> dict[str, float]:
+    """Each percentile (seconds) from the durations (µs) at its ranks."""
     result = {}
     for key, (lower, weight) in wanted.items():
         low_value = Decimal(values[lower])
@@ -40,46 +51,65 @@ def _percentiles(state: WindowState, site_id: int | None) -> dict[str, float | N
 def _order_statistics(state: WindowState, site_id: int | None, ranks: list[int]) -> dict:
     """The fulfillment times (µs) at these 0-based ranks: find each rank's bin from the
     histogram, then read only that bin's rows."""
-    by_bin: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    seen = 0
-    rank_iter = iter(ranks)
-    rank = next(rank_iter, None)
-    for duration_bin in sorted(state.bins):
-        count = state.bins[duration_bin]
-        while rank is not None and rank < seen + count:
-            by_bin[duration_bin].append((rank, rank - seen))
-            rank = next(rank_iter, None)
-        seen += count
-    # One round trip: a sub-select per bin, each reading only its bin's rows in the window, in
-    # duration order from whichever end of the bin is nearer the wanted ranks (the histogram
-    # gives the bin's count in the window), so that PostgreSQL walks the (bin, duration) index
-    # and stops there: at most half the bin's rows, and no sort.
     site_clause = "" if site_id is None else " AND site_id = %s"
-    parts, params, firsts = [], [], {}
-    for index, (duration_bin, wanted) in enumerate(sorted(by_bin.items())):
-        first = min(offset for _, offset in wanted)
-        last = max(offset for _, offset in wanted)
-        from_top = state.bins[duration_bin] - 1 - last
-        descending = from_top < first
-        firsts[duration_bin] = first
-        parts.append(
-            f"SELECT {int(duration_bin)} AS bin, fulfillment_us FROM ("  # noqa: S608
-            f"SELECT fulfillment_us FROM {DeliveryRecord._meta.db_table} "
-            f"WHERE fulfillment_bin = %s AND occurred_at > %s AND occurred_at <= %s{site_clause} "
-            f"ORDER BY fulfillment_us{' DESC' if descending else ''} LIMIT %s OFFSET %s"
-            f") AS part_{index}"
-        )
-        params.extend([duration_bin, datetime_param(state.start), datetime_param(state.end)])
-        params.extend([] if site_id is None else [site_id])
-        params.extend([last - first + 1, from_top if descending else first])
-    found: dict[int, list[int]] = defaultdict(list)
+    reading = OrderStatisticsRead(state.bins, ranks, state.start, state.end)
+    sql, params = reading.statement(site_clause, [] if site_id is None else [site_id])
     with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(parts), params)
-        for duration_bin, duration_us in cursor.fetchall():
+        cursor.execute(sql, params)
+        return reading.values(cursor.fetchall())
+
+
+class OrderStatisticsRead:
+    """Reading the durations at some ranks of a window's histogram `bins` (bin -> count) from
+    the delivery records matching a filter (a site, a channel, a courier)."""
+
+    def __init__(self, bins: dict, ranks: list[int], start, end):
+        self.bins, self.start, self.end = bins, start, end
+        self.by_bin: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        seen = 0
+        rank_iter = iter(ranks)
+        rank = next(rank_iter, None)
+        for duration_bin in sorted(bins):
+            count = bins[duration_bin]
+            while rank is not None and rank < seen + count:
+                self.by_bin[duration_bin].append((rank, rank - seen))
+                rank = next(rank_iter, None)
+            seen += count
+        self.firsts: dict[int, int] = {}
+
+    def statement(self, clause: str, clause_params: list, tag: int = 0) -> tuple[str, list]:
+        """One SELECT of (tag, bin, duration) rows: a sub-select per bin, each reading only
+        its bin's rows in the window that match `clause` (` AND ...`), in duration order from
+        whichever end of the bin is nearer the wanted ranks (the histogram gives the bin's
+        count in the window), so that PostgreSQL walks the (bin, duration) index and stops
+        there: at most half the bin's rows, and no sort."""
+        parts, params = [], []
+        for index, (duration_bin, wanted) in enumerate(sorted(self.by_bin.items())):
+            first = min(offset for _, offset in wanted)
+            last = max(offset for _, offset in wanted)
+            from_top = self.bins[duration_bin] - 1 - last
+            descending = from_top < first
+            self.firsts[duration_bin] = first
+            parts.append(
+                f"SELECT {int(tag)} AS tag, {int(duration_bin)} AS bin, fulfillment_us FROM ("  # noqa: S608
+                f"SELECT fulfillment_us FROM {DeliveryRecord._meta.db_table} "
+                f"WHERE fulfillment_bin = %s AND occurred_at > %s AND occurred_at <= %s{clause} "
+                f"ORDER BY fulfillment_us{' DESC' if descending else ''} LIMIT %s OFFSET %s"
+                f") AS part_{int(tag)}_{index}"
+            )
+            params.extend([duration_bin, datetime_param(self.start), datetime_param(self.end)])
+            params.extend(clause_params)
+            params.extend([last - first + 1, from_top if descending else first])
+        return " UNION ALL ".join(parts), params
+
+    def values(self, rows) -> dict[int, int]:
+        """Rank -> duration (µs), from this read's rows `(tag, bin, duration)`."""
+        found: dict[int, list[int]] = defaultdict(list)
+        for _tag, duration_bin, duration_us in rows:
             found[duration_bin].append(duration_us)
-    values = {}
-    for duration_bin, wanted in by_bin.items():
-        in_order = sorted(found[duration_bin])
-        for rank_value, offset in wanted:
-            values[rank_value] = in_order[offset - firsts[duration_bin]]
-    return values
+        values = {}
+        for duration_bin, wanted in self.by_bin.items():
+            in_order = sorted(found[duration_bin])
+            for rank_value, offset in wanted:
+                values[rank_value] = in_order[offset - self.firsts[duration_bin]]
+        return values

@@ -18,6 +18,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from core.db import datetime_param
+from kpis.breakdowns import BREAKDOWNS, UnknownBreakdown, breakdown_compute
 from kpis.models import (
     ALL_SITES,
     STOCK_TROUBLE_SQL,
@@ -157,12 +158,19 @@ def turnover(cogs_e4: int, value_start_e4: int, value_end_e4: int, window_s: int
 
 
 def kpis_compute(
-    *, site: str | None = None, window: str = "1h", now: dt.datetime | None = None
+    *,
+    site: str | None = None,
+    window: str = "1h",
+    now: dt.datetime | None = None,
+    by: str | None = None,
 ) -> dict:
-    """Every KPI of docs/kpis.md for one site (code) or all sites (None) over `window` ending `now`.
+    """Every KPI of docs/kpis.md for one site (code) or all sites (None) over `window` ending `now`;
+    with `by` ("channel" or "courier"), also the delivery KPIs broken down (`breakdown`).
 
-    Raises UnknownSite or UnknownWindow (a ValueError) for a bad argument.
+    Raises UnknownSite, UnknownWindow or UnknownBreakdown (a ValueError) for a bad argument.
     """
+    if by is not None and by not in BREAKDOWNS:
+        raise UnknownBreakdown(by)
     now, window_s = _window_bounds(window, now)
     site_id = _site_id(site)
     start = now - dt.timedelta(seconds=window_s)
@@ -184,7 +192,7 @@ def kpis_compute(
     value_end = sum(state.value_end_e4.values())
     value_start = value_end - total(VALUE)
     rate = turnover(total(COGS), value_start, value_end, window_s)
-    return {
+    answer = {
         "as_of": now.isoformat(),
         "site": site,
         "window": window,
@@ -207,6 +215,9 @@ def kpis_compute(
             for (key, rider), rows in zip(riders, rider_rows, strict=True)
         },
     }
+    if by is not None:
+        answer["breakdown"] = breakdown_compute(by=by, site_id=site_id, start=start, end=now)
+    return answer
 
 
 def inventory_value_at(*, site: str | None = None, at: dt.datetime) -> Decimal:

@@ -8,6 +8,13 @@ from collections.abc import Callable, Sequence
 from django.db import connection, transaction
 from django.db.models import Q
 
+from kpis.breakdown_rollups import (
+    BREAKDOWN_FIELDS,
+    _breakdown_bin_rows,
+    _breakdown_bucket_rows,
+    breakdowns_fold,
+    breakdowns_new,
+)
 from kpis.buckets import (
     _bin_rows,
     _bucket_rows,
@@ -23,6 +30,8 @@ from kpis.demand import demand_rebuild
 from kpis.models import (
     ALL_SITES,
     BIN_COUNT_FIELDS,
+    BreakdownBin,
+    BreakdownBucket,
     DeliveryRecord,
     DemandBucket,
     FulfillmentBin,
@@ -67,6 +76,8 @@ def rollups_rebuild(
                             StockStatus,
                             StockTroubleCount,
                             DemandBucket,
+                            BreakdownBucket,
+                            BreakdownBin,
                         )
                     )
                     + " IN EXCLUSIVE MODE"
@@ -79,6 +90,8 @@ def rollups_rebuild(
         Revaluation.objects.filter(scope).delete()
         StockStatus.objects.filter(scope).delete()
         StockTroubleCount.objects.filter(scope_and_all).delete()
+        BreakdownBucket.objects.filter(scope_and_all).delete()
+        BreakdownBin.objects.filter(scope_and_all).delete()
 
         sums = sums_new()
         bins: defaultdict = defaultdict(int)
@@ -98,13 +111,19 @@ def rollups_rebuild(
         revaluations_fold(sums, revaluations)
 
         deliveries = DeliveryRecord.objects.filter(scope).order_by()
-        deliveries_fold(
-            sums,
-            bins,
-            deliveries.values_list(
-                "site_id", "occurred_at", "accurate", "shipping_cost_e4", "fulfillment_bin"
-            ).iterator(chunk_size=REBUILD_CHUNK),
-        )
+        breakdowns = breakdowns_new()
+        delivery_rows = deliveries.values_list(
+            "site_id",
+            "occurred_at",
+            "accurate",
+            "shipping_cost_e4",
+            "fulfillment_bin",
+            "channel",
+            "courier_id",
+        ).iterator(chunk_size=REBUILD_CHUNK)
+        while chunk := list(itertools.islice(delivery_rows, REBUILD_CHUNK)):
+            deliveries_fold(sums, bins, chunk)
+            breakdowns_fold(breakdowns, chunk)
         progress("deliveries", 1, 1)
         latest: dict[tuple[int, int], dt.datetime] = {}
         order_rows = (
@@ -143,6 +162,7 @@ def rollups_rebuild(
                 if site != ALL_SITES
             ),
         )
+        _breakdowns_insert(breakdowns)
         _all_sites_rows_sum()
         _revaluations_insert(revaluations)
         progress("rollups", 1, 1)
@@ -219,6 +239,34 @@ def _all_sites_rows_sum() -> None:
     """(Re)create the all-sites rows of the rollups as sums of the sites' rows."""
     _all_sites_sum(FulfillmentBin, ("span_s", "start", "bin_group"), BIN_COUNT_FIELDS)
     _all_sites_sum(KpiBucket, ("span_s", "start"), FIELDS)
+    _all_sites_sum(BreakdownBucket, ("dimension", "span_s", "start", "key"), BREAKDOWN_FIELDS)
+    _all_sites_sum(
+        BreakdownBin, ("dimension", "span_s", "start", "key", "bin_group"), BIN_COUNT_FIELDS
+    )
+
+
+def _breakdowns_insert(breakdowns) -> None:
+    """Insert the sites' breakdown rows (shard 0), in key order like the other rollups."""
+    _bulk_insert(
+        BreakdownBucket,
+        ["dimension", "site_id", "span_s", "start", "key", "shard", *BREAKDOWN_FIELDS],
+        (
+            [dimension, site, span, instant(start), key, 0, *values]
+            for (dimension, site, span, start, key), values in sorted(
+                _breakdown_bucket_rows(breakdowns, all_sites=False).items()
+            )
+        ),
+    )
+    _bulk_insert(
+        BreakdownBin,
+        ["dimension", "site_id", "span_s", "start", "key", "bin_group", "shard", *BIN_COUNT_FIELDS],
+        (
+            [dimension, site, span, instant(start), key, group, 0, *counts]
+            for (dimension, site, span, start, key, group), counts in sorted(
+                _breakdown_bin_rows(breakdowns, all_sites=False).items()
+            )
+        ),
+    )
 
 
 def _all_sites_sum(model, key_fields: Sequence[str], value_fields: Sequence[str]) -> None:

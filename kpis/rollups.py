@@ -29,6 +29,7 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
+from kpis.breakdown_rollups import breakdowns_add, breakdowns_fold, breakdowns_new
 from kpis.buckets import (
     _bulk_insert,
     _revaluations_insert,
@@ -67,6 +68,8 @@ class DeliveryFact:
     accurate: bool
     shipping_cost: Decimal
     order_created_at: dt.datetime | None  # None when the order's creation is not known
+    channel: str = ""  # the order's channel as given in `order.created`
+    courier_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,14 +187,12 @@ def rollups_facts_record(
     if deliveries:
         rows = [_delivery_row(fact) for fact in deliveries]
         _bulk_insert(DeliveryRecord, list(DELIVERY_COLUMNS), rows)
-        deliveries_fold(
-            sums,
-            bins,
-            (
-                (site_id, occurred_at, accurate, shipping_cost_e4, duration_bin)
-                for site_id, occurred_at, accurate, shipping_cost_e4, _, _, duration_bin in rows
-            ),
-        )
+        # (site, occurred_at, accurate, shipping, bin, channel, courier): what the folds take.
+        folded = [(*row[:4], *row[6:]) for row in rows]
+        deliveries_fold(sums, bins, folded)
+        breakdowns = breakdowns_new()
+        breakdowns_fold(breakdowns, folded)
+        breakdowns_add(breakdowns)
     if order_lines:
         rows = _order_line_rows(order_lines)
         _bulk_insert(OrderLineRecord, list(ORDER_LINE_COLUMNS), rows)
@@ -221,6 +222,8 @@ DELIVERY_COLUMNS = (
     "order_created_at",
     "fulfillment_us",
     "fulfillment_bin",
+    "channel",
+    "courier_id",
 )
 
 
@@ -237,6 +240,8 @@ def _delivery_row(fact: DeliveryFact) -> tuple:
         fact.order_created_at,
         duration_us,
         None if duration_us is None else fulfillment_bin(duration_us),
+        fact.channel[:100],
+        fact.courier_id[:200],
     )
 
 

@@ -58,6 +58,8 @@ def deliver(
     accurate: bool = True,
     cost: str = "5.00",
     created_at: dt.datetime | None = None,
+    channel: str = "",
+    courier: str = "",
 ):
     rollups_facts_record(
         deliveries=[
@@ -67,6 +69,8 @@ def deliver(
                 accurate=accurate,
                 shipping_cost=Decimal(cost),
                 order_created_at=created_at,
+                channel=channel,
+                courier_id=courier,
             )
         ]
     )

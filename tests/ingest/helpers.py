@@ -62,14 +62,16 @@ def order_created(order_id: str, lines: dict[str, int], **fields):
 
 
 def order_dispatched(order_id: str, **fields):
-    return event("order.dispatched", order_id=order_id, courier_id="c-1", **fields)
+    return event(
+        "order.dispatched", order_id=order_id, courier_id=fields.pop("courier_id", "c-1"), **fields
+    )
 
 
 def order_delivered(order_id: str, **fields):
     return event(
         "order.delivered",
         order_id=order_id,
-        courier_id="c-1",
+        courier_id=fields.pop("courier_id", "c-1"),
         shipping_cost=fields.pop("shipping_cost", "4.50"),
         accurate=fields.pop("accurate", True),
         **fields,

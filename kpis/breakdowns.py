@@ -1,0 +1,158 @@
+"""The `breakdown` of `GET /api/kpis?by=channel|courier`: the delivery KPIs of a window and
+scope, one entry per channel of the order or per courier of the delivery.
+
+Read like the top-level delivery KPIs (`kpis.reads`): whole buckets from the breakdown
+rollups, the raw delivery records at the window's two edges folded in or taken out (the same
+`_Head` and tail as the window sums), and exact percentiles from each key's histogram and
+order statistics (`kpis.percentiles`). Two round trips on PostgreSQL whatever the number of
+keys: the sums, histograms and edge records; then the durations at the wanted ranks.
+"""
+
+import datetime as dt
+from collections import defaultdict
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import Q
+
+from kpis.breakdown_rollups import BREAKDOWN_FIELDS
+from kpis.models import (
+    ALL_SITES,
+    BIN_COUNT_FIELDS,
+    BINS_PER_ROW,
+    BreakdownBin,
+    BreakdownBucket,
+    BreakdownDimension,
+    DeliveryRecord,
+)
+from kpis.percentiles import OrderStatisticsRead, _interpolated, _ranks_wanted
+from kpis.units import instant, minute_of, money_from_e4
+from kpis.windows import PERCENTILES, _bucket_ranges, _Head, _ranges_sql, _rows_of
+
+# `by` value -> (dimension of the rollups, column of the delivery records).
+BREAKDOWNS = {
+    "channel": (BreakdownDimension.CHANNEL.value, "channel"),
+    "courier": (BreakdownDimension.COURIER.value, "courier_id"),
+}
+
+
+class UnknownBreakdown(ValueError):
+    def __init__(self, by: str):
+        super().__init__(f"by must be one of {', '.join(BREAKDOWNS)}; got {by!r}")
+
+
+class _KeyState:
+    """One key's sums and histogram in the window."""
+
+    __slots__ = ("bins", "sums")
+
+    def __init__(self) -> None:
+        self.sums = [0] * len(BREAKDOWN_FIELDS)
+        self.bins: defaultdict = defaultdict(int)
+
+
+def breakdown_compute(
+    *, by: str, site_id: int | None, start: dt.datetime, end: dt.datetime
+) -> list[dict]:
+    """The breakdown entries of the deliveries in (start, end] of one site (id) or all sites
+    (None), ordered by deliveries descending then key. Raises UnknownBreakdown for a bad `by`."""
+    if by not in BREAKDOWNS:
+        raise UnknownBreakdown(by)
+    dimension, column = BREAKDOWNS[by]
+    head = _Head.of(start)
+    last_minute = minute_of(end)
+    ranges, range_params = _ranges_sql(_bucket_ranges(head.first_bucket, last_minute + 60))
+    scope = [dimension, ALL_SITES if site_id is None else site_id, *range_params]
+    where = f"WHERE dimension = %s AND site_id = %s AND ({ranges})"
+    sums_sql = (
+        f"SELECT key, {', '.join(f'SUM({name})' for name in BREAKDOWN_FIELDS)} "  # noqa: S608
+        f"FROM {BreakdownBucket._meta.db_table} {where} GROUP BY key"
+    )
+    bins_sql = (
+        f"SELECT key, bin_group, {', '.join(f'SUM({name})' for name in BIN_COUNT_FIELDS)} "  # noqa: S608
+        f"FROM {BreakdownBin._meta.db_table} {where} GROUP BY key, bin_group"
+    )
+    sum_rows, bin_rows, edge_rows = _rows_of(
+        [(sums_sql, scope), (bins_sql, scope), _edge_statement(column, site_id, head, end)]
+    )
+    keys: defaultdict[str, _KeyState] = defaultdict(_KeyState)
+    for key, *values in sum_rows:
+        # PostgreSQL sums bigints as numeric: back to exact Python ints.
+        keys[key].sums = [int(value or 0) for value in values]
+    for key, group, *counts in bin_rows:
+        bins = keys[key].bins
+        for offset, count in enumerate(counts):
+            if count:
+                bins[group * BINS_PER_ROW + offset] += int(count)
+    for key, occurred_at, accurate, shipping_cost_e4, duration_bin in edge_rows:
+        # The edge buckets were read whole: take out what they hold outside the window, add
+        # what the window holds outside them (see `kpis.windows._edges_add`).
+        sign = 1 if start < occurred_at <= end else -1
+        state = keys[key]
+        state.sums[0] += sign
+        state.sums[1] += sign if accurate else 0
+        state.sums[2] += sign * shipping_cost_e4
+        if duration_bin is not None:
+            state.bins[duration_bin] += sign
+    present = {key: state for key, state in keys.items() if state.sums[0] > 0}
+    percentiles = _key_percentiles(present, column, site_id, start, end)
+    entries = [
+        {
+            "key": key,
+            "deliveries": deliveries,
+            "order_accuracy": float(Decimal(accurate) / Decimal(deliveries)),
+            "cost_per_shipment": float(money_from_e4(shipping_e4) / deliveries),
+            **percentiles[key],
+        }
+        for key, (deliveries, accurate, shipping_e4) in (
+            (key, state.sums) for key, state in present.items()
+        )
+    ]
+    entries.sort(key=lambda entry: (-entry["deliveries"], entry["key"]))
+    return entries
+
+
+def _edge_statement(column: str, site_id: int | None, head: _Head, end: dt.datetime):
+    """The delivery records at the window's edges: the head's (`_Head`) and those of the
+    minute holding `end` after it."""
+    if head.from_bucket:
+        head_facts = Q(occurred_at__gte=head.low, occurred_at__lte=head.high)
+    else:
+        head_facts = Q(occurred_at__gt=head.low, occurred_at__lt=head.high)
+    tail = Q(occurred_at__gt=end, occurred_at__lt=instant(minute_of(end) + 60))
+    scope = Q() if site_id is None else Q(site_id=site_id)
+    records = DeliveryRecord.objects.filter(scope & (head_facts | tail)).values_list(
+        column, "occurred_at", "accurate", "shipping_cost_e4", "fulfillment_bin"
+    )
+    if connection.vendor == "postgresql":
+        return records.query.sql_with_params()
+    return lambda: list(records)  # the ORM gives SQLite's text timestamps back as datetimes
+
+
+def _key_percentiles(keys: dict, column: str, site_id, start, end) -> dict[str, dict]:
+    """Each key's fulfillment percentiles, read in one statement for all keys."""
+    result = {key: dict.fromkeys(PERCENTILES) for key in keys}
+    reads, parts, params = {}, [], []
+    site_clause = "" if site_id is None else " AND site_id = %s"
+    for tag, (key, state) in enumerate(sorted(keys.items())):
+        population = sum(state.bins.values())
+        if population == 0:
+            continue
+        wanted, ranks = _ranks_wanted(population)
+        reading = OrderStatisticsRead(state.bins, ranks, start, end)
+        sql, statement_params = reading.statement(
+            f"{site_clause} AND {column} = %s", [*([] if site_id is None else [site_id]), key], tag
+        )
+        reads[tag] = (key, wanted, reading)
+        parts.append(sql)
+        params.extend(statement_params)
+    if not parts:
+        return result
+    rows_by_tag: defaultdict[int, list] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params)
+        for row in cursor.fetchall():
+            rows_by_tag[row[0]].append(row)
+    for tag, (key, wanted, reading) in reads.items():
+        result[key] = _interpolated(wanted, reading.values(rows_by_tag[tag]))
+    return result
