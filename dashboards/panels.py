@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from dashboards import figures
 from kpis.reads import kpis_compute
+from kpis.restock import restock_lines
 from kpis.trends import kpi_trends_compute
 from kpis.windows import WINDOWS, UnknownWindow
 from ledger.selectors import sites_with_stock_totals, stock_levels_lowest_available
@@ -23,6 +24,7 @@ from oncall.models import KINDS_BREACHING_BELOW, AlertRule
 DEFAULT_WINDOW = "1h"
 WINDOW_SPANS = {window: timedelta(seconds=seconds) for window, seconds in WINDOWS.items()}
 LOWEST_STOCK_ROWS = 15
+RESTOCK_ROWS = 10  # the "Restock now" panel: the most urgent; the CSV has them all
 # A feed with no applied event for this long gets a "stale" badge.
 FEED_STALE_AFTER_S = 300
 
@@ -117,6 +119,7 @@ def scope_context_build(scope: Scope, *, now: datetime | None = None) -> dict:
     trends = kpi_trends_compute(site=scope.site, window=scope.window, now=now)
     site_totals = [] if scope.site else sites_with_stock_totals()
     lowest_stock = stock_levels_lowest_available(site_code=scope.site, limit=LOWEST_STOCK_ROWS)
+    restock = restock_lines(site=scope.site, now=now)
     return {
         "scope": scope,
         "kpis": kpis,
@@ -124,6 +127,8 @@ def scope_context_build(scope: Scope, *, now: datetime | None = None) -> dict:
         "feeds": feed_rows(kpis.get("feeds") or []),
         "site_totals": site_totals,
         "lowest_stock": lowest_stock,
+        "restock": restock[:RESTOCK_ROWS],
+        "restock_count": len(restock),
         "charts": charts_build(trends),
         "currency": settings.INVENTORY_CURRENCY,
         "as_of": now,
@@ -241,7 +246,7 @@ def charts_build(trends: dict) -> dict[str, dict]:
     }
 
 
-LIVE_PARTIALS = ("as-of", "kpi-tiles", "feeds", "stock")
+LIVE_PARTIALS = ("as-of", "kpi-tiles", "feeds", "stock", "restock")
 
 
 def live_fragments_render(context: dict) -> str:

@@ -1,5 +1,6 @@
 """Dashboard pages: all sites, one site, a SKU's lineage."""
 
+import csv
 import re
 from functools import cache
 from pathlib import Path
@@ -7,9 +8,10 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from corrections.models import Correction, CountSheet
@@ -17,6 +19,7 @@ from corrections.selectors import movement_origins
 from dashboards import panels
 from dashboards.live import refresh_seconds
 from dashboards.panels import Scope
+from kpis.restock import restock_lines
 from kpis.windows import WINDOWS, UnknownWindow
 from ledger.models import Site, Sku
 from ledger.selectors import level_movements, site_codes, sites_ordered, sku_stock_levels
@@ -50,6 +53,39 @@ def site_dashboard(request, code: str):
     """One site, live."""
     site = get_object_or_404(Site, code=code)
     return _dashboard_render(request, site=site.code)
+
+
+RESTOCK_CSV_COLUMNS = (
+    "site",
+    "sku",
+    "suggested_qty",
+    "available",
+    "reorder_point",
+    "demand_28d",
+    "daily_demand",
+    "days_of_cover",
+)
+
+
+@require_GET
+def restock_csv(request, code: str):
+    """A site's restocking suggestions, most urgent first, as CSV: a purchase order's lines."""
+    site = get_object_or_404(Site, code=code)
+    now = timezone.now()
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = (
+        f'attachment; filename="restock-{site.code}-{now:%Y-%m-%d}.csv"'
+    )
+    writer = csv.writer(response)
+    writer.writerow(RESTOCK_CSV_COLUMNS)
+    for line in restock_lines(site=site.code, now=now):
+        item = line.as_json()
+        # Ratios rounded for a person; the API gives them exactly.
+        item["daily_demand"] = f"{item['daily_demand']:.2f}"
+        if item["days_of_cover"] is not None:
+            item["days_of_cover"] = f"{item['days_of_cover']:.1f}"
+        writer.writerow("" if item[name] is None else item[name] for name in RESTOCK_CSV_COLUMNS)
+    return response
 
 
 def _dashboard_render(request, *, site: str | None):
