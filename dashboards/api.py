@@ -5,15 +5,20 @@ feed source: read access, checked by ingest's `FeedTokenReadAuth`). Errors are J
 `{"detail": "..."}` saying what to fix.
 """
 
+import datetime as dt
+
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from ninja import Router
 from ninja.errors import HttpError
 
 from ingest.auth import FeedTokenReadAuth
+from kpis.as_of import as_of_parse, levels_at
 from kpis.breakdowns import BREAKDOWNS, UnknownBreakdown
 from kpis.reads import kpis_compute
 from kpis.windows import WINDOWS, UnknownWindow
 from ledger.exceptions import UnknownSite, UnknownSku
+from ledger.models import Site, Sku
 from ledger.selectors import stock_page
 from slos.reads import slos_status
 
@@ -66,10 +71,18 @@ def _unauthorized() -> JsonResponse:
         "`{key, deliveries, order_accuracy, cost_per_shipment, fulfillment_p50_s, "
         'fulfillment_p90_s}`, one per channel of the order (as given in `order.created`, "" '
         "when none was) or per `courier_id` of the delivery, over the same window and scope, "
-        "ordered by deliveries descending then key (docs/breakdowns.md)."
+        "ordered by deliveries descending then key (docs/breakdowns.md). `as_of` (ISO 8601 "
+        "with a UTC offset, not in the future): the answer as it stood at that instant, by "
+        "event time, without `feeds` (docs/as_of.md)."
     ),
 )
-def kpis(request: HttpRequest, site: str | None = None, window: str = "1h", by: str | None = None):
+def kpis(
+    request: HttpRequest,
+    site: str | None = None,
+    window: str = "1h",
+    by: str | None = None,
+    as_of: str | None = None,
+):
     if not _reader_allowed(request):
         return _unauthorized()
     if window not in WINDOWS:
@@ -77,11 +90,26 @@ def kpis(request: HttpRequest, site: str | None = None, window: str = "1h", by: 
     if by is not None and by not in BREAKDOWNS:
         return _error(400, str(UnknownBreakdown(by)))
     try:
-        return JsonResponse(kpis_compute(site=site or None, window=window, by=by))
+        instant = _as_of(as_of)
+    except ValueError as error:
+        return _error(400, str(error))
+    try:
+        answer = kpis_compute(site=site or None, window=window, by=by, as_of=instant)
     except UnknownSite:
         return _error(404, f"no site with code {site!r}")
     except (UnknownWindow, UnknownBreakdown) as error:
         return _error(400, str(error))
+    if instant is not None:
+        answer["as_of"] = as_of  # as given
+        answer.pop("feeds", None)
+    return JsonResponse(answer)
+
+
+def _as_of(raw: str | None) -> dt.datetime | None:
+    """The instant of an `as_of` parameter, None when absent (now). ValueError: what to fix."""
+    if raw is None or raw == "":
+        return None
+    return as_of_parse(raw, now=timezone.now())
 
 
 def _page_bound(raw: str | None, name: str, default: int, maximum: int) -> int:
@@ -116,7 +144,8 @@ def _reader_page(
     summary="Stock levels, ordered by site and SKU, paged",
     description=(
         "Query: `site` (site code, optional), `sku` (SKU code, optional), `limit` (default "
-        "1000, at most 10000), `offset` (default 0, at most 10^12)."
+        "1000, at most 10000), `offset` (default 0, at most 10^12), `as_of` (ISO 8601 with a "
+        "UTC offset, not in the future: the levels at that instant, by event time)."
     ),
 )
 def stock(
@@ -125,12 +154,21 @@ def stock(
     sku: str | None = None,
     limit: str | None = None,
     offset: str | None = None,
+    as_of: str | None = None,
 ):
     page_bounds = _reader_page(request, limit, offset)
     if isinstance(page_bounds, JsonResponse):
         return page_bounds
     first, page_size = page_bounds
     try:
+        instant = _as_of(as_of)
+    except ValueError as error:
+        return _error(400, str(error))
+    try:
+        if instant is not None:
+            return JsonResponse(
+                _stock_page_at(instant, site_code=site, sku_code=sku, first=first, size=page_size)
+            )
         page = stock_page(site_code=site, sku_code=sku, offset=first, limit=page_size)
     except UnknownSite:
         return _error(404, f"no site with code {site!r}")
@@ -168,3 +206,42 @@ def slos(request: HttpRequest):
     if not _reader_allowed(request):
         return _unauthorized()
     return JsonResponse([status.as_api() for status in slos_status()], safe=False)
+
+
+def _stock_page_at(
+    at: dt.datetime, *, site_code: str | None, sku_code: str | None, first: int, size: int
+) -> dict:
+    """A page of the stock levels at `at` (docs/as_of.md), ordered by site and SKU code.
+    Raises UnknownSite or UnknownSku for a code that names nothing."""
+    site_id = sku_id = None
+    if site_code:
+        site_id = Site.objects.filter(code=site_code).values_list("id", flat=True).first()
+        if site_id is None:
+            raise UnknownSite({site_code})
+    if sku_code:
+        sku_id = Sku.objects.filter(code=sku_code).values_list("id", flat=True).first()
+        if sku_id is None:
+            raise UnknownSku({sku_code})
+    levels = levels_at(at=at, site_id=site_id, sku_id=sku_id)
+    site_codes = dict(
+        Site.objects.filter(id__in={pair[0] for pair in levels}).values_list("id", "code")
+    )
+    sku_codes = dict(
+        Sku.objects.filter(id__in={pair[1] for pair in levels}).values_list("id", "code")
+    )
+    ordered = sorted(
+        (site_codes[site], sku_codes[sku], level) for (site, sku), level in levels.items()
+    )
+    return {
+        "count": len(ordered),
+        "items": [
+            {
+                "site": site_code,
+                "sku": sku_code,
+                "on_hand": level.on_hand,
+                "reserved": level.reserved,
+                "available": level.available,
+            }
+            for site_code, sku_code, level in ordered[first : first + size]
+        ],
+    }

@@ -246,7 +246,11 @@ class OrderLineRecord(models.Model):
         constraints = [
             storable_time_check("occurred_at", name="order_line_occurred_at_storable"),
         ]
-        indexes = [models.Index(fields=["occurred_at"], name="order_line_occurred_idx")]
+        indexes = [
+            models.Index(fields=["occurred_at"], name="order_line_occurred_idx"),
+            # Whether a pair had demand in the 30 days before an instant (`kpis.as_of`).
+            models.Index(fields=["site_id", "sku_id", "occurred_at"], name="order_line_pair_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"order line {self.order_id or '?'} {self.site_id}/{self.sku_id} x{self.qty}"
@@ -441,3 +445,34 @@ class DemandBucket(models.Model):
 
     def __str__(self) -> str:
         return f"{self.site_id}/{self.sku_id} span {self.span_s}s at {self.start:%Y-%m-%d %H:%M}"
+
+
+class StockCheckpoint(models.Model):
+    """A stock level as it stood at a whole hour, by event time: the sums of the pair's
+    movements with `occurred_at` before `at`.
+
+    Kept only at the end of each hour in which the pair moved (one row per pair and active
+    hour, at most one per movement), by every ledger write (`kpis.checkpoints`): a late
+    movement adds its deltas to the pair's checkpoints after it. The level at an instant T is
+    the pair's latest checkpoint at or before T plus its movements from the hour holding T
+    up to T (`kpis.as_of`), whatever the length of the ledger.
+    """
+
+    site_id = models.BigIntegerField()
+    sku_id = models.BigIntegerField()
+    at = models.DateTimeField()
+    on_hand = models.BigIntegerField()
+    reserved = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            # No storable-time check: `at` is the hour after a movement's, which may lie an
+            # hour past the last storable instant; reads only compare it.
+            # Also the index of the reads: a pair's latest checkpoint at or before T.
+            models.UniqueConstraint(
+                fields=["site_id", "sku_id", "at"], name="stock_checkpoint_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site_id}/{self.sku_id} at {self.at:%Y-%m-%d %H:%M}: {self.on_hand}"

@@ -18,6 +18,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from core.db import datetime_param
+from kpis.as_of import stock_kpis_at
 from kpis.breakdowns import BREAKDOWNS, UnknownBreakdown, breakdown_compute
 from kpis.models import (
     ALL_SITES,
@@ -43,6 +44,7 @@ from kpis.units import (
     money_from_e4,
 )
 from kpis.windows import (
+    BUCKETS_END_S,
     DEMAND_LOOKBACK,
     WINDOWS,
     YEAR_S,
@@ -79,11 +81,6 @@ def kpi_rider_register(key: str, *, statement, fold) -> None:
     KPI_RIDERS[key] = KpiRider(statement, fold)
 
 
-# Far enough ahead to cover any last order line time: the stockout buckets are read from the
-# edge of the demand lookback onwards.
-STOCKOUT_BUCKETS_END_S = 253_402_214_400  # 9999-12-31, a day boundary
-
-
 def _now_statement(site_id: int | None, now: dt.datetime) -> tuple[str, list]:
     """Stockouts, negative stock, below-reorder-point pairs now, and the reconciliation skew
     of the latest snapshot of each site.
@@ -102,7 +99,7 @@ def _now_statement(site_id: int | None, now: dt.datetime) -> tuple[str, list]:
     sites_clause = "" if site_id is None else " WHERE site.id = %s"
     demand_since = now - DEMAND_LOOKBACK
     edge_end = minute_of(demand_since) + 60
-    buckets, bucket_params = _ranges_sql(_bucket_ranges(edge_end, STOCKOUT_BUCKETS_END_S))
+    buckets, bucket_params = _ranges_sql(_bucket_ranges(edge_end, BUCKETS_END_S))
     # Only table names and fixed clauses are interpolated; values are parameters.
     sql = (
         "SELECT counts.*, skew.* FROM (SELECT "  # noqa: S608
@@ -163,28 +160,41 @@ def kpis_compute(
     window: str = "1h",
     now: dt.datetime | None = None,
     by: str | None = None,
+    as_of: dt.datetime | None = None,
 ) -> dict:
     """Every KPI of docs/kpis.md for one site (code) or all sites (None) over `window` ending `now`;
     with `by` ("channel" or "courier"), also the delivery KPIs broken down (`breakdown`).
+
+    With `as_of` (a past instant): the answer as it stood then, by event time (docs/as_of.md):
+    the window ends at `as_of`, the stock KPIs come from the levels at `as_of`, and the riders
+    (feed freshness) are left out.
 
     Raises UnknownSite, UnknownWindow or UnknownBreakdown (a ValueError) for a bad argument.
     """
     if by is not None and by not in BREAKDOWNS:
         raise UnknownBreakdown(by)
-    now, window_s = _window_bounds(window, now)
+    now, window_s = _window_bounds(window, as_of or now)
     site_id = _site_id(site)
     start = now - dt.timedelta(seconds=window_s)
     # Everything but the percentiles' delivery rows (which need the histogram): one round trip
     # on PostgreSQL.
-    riders = list(KPI_RIDERS.items())
-    bucket_rows, edge_rows, bin_rows, now_rows, *rider_rows = _rows_of(
+    riders = [] if as_of is not None else list(KPI_RIDERS.items())
+    stock_now = [] if as_of is not None else [_now_statement(site_id, now)]
+    (
+        bucket_rows,
+        edge_rows,
+        bin_rows,
+        *now_rows,
+    ) = _rows_of(
         [
             *_window_statements(site_id, start, now),
             _bins_statement(site_id, start, now),
-            _now_statement(site_id, now),
+            *stock_now,
             *(rider.statement(now=now) for _, rider in riders),
         ]
     )
+    rider_rows = now_rows[len(stock_now) :]
+    stock = _now_fold(now_rows[0]) if stock_now else stock_kpis_at(site_id=site_id, at=now)
     state = WindowState(start=start, end=now)
     _window_fold(state, bucket_rows, edge_rows)
     _bins_fold(state, bin_rows)
@@ -209,7 +219,7 @@ def kpis_compute(
             else float(money_from_e4(total(SHIPPING)) / total(DELIVERIES))
         ),
         **_percentiles(state, site_id),
-        **_now_fold(now_rows),
+        **stock,
         **{
             key: rider.fold(rows, now=now)
             for (key, rider), rows in zip(riders, rider_rows, strict=True)

@@ -25,6 +25,7 @@ from kpis.buckets import (
     revaluations_fold,
     sums_new,
 )
+from kpis.checkpoints import checkpoints_rebuild
 from kpis.costs import CostBook
 from kpis.demand import demand_rebuild
 from kpis.models import (
@@ -38,6 +39,7 @@ from kpis.models import (
     KpiBucket,
     OrderLineRecord,
     Revaluation,
+    StockCheckpoint,
     StockStatus,
     StockTroubleCount,
 )
@@ -78,6 +80,7 @@ def rollups_rebuild(
                             DemandBucket,
                             BreakdownBucket,
                             BreakdownBin,
+                            StockCheckpoint,
                         )
                     )
                     + " IN EXCLUSIVE MODE"
@@ -195,10 +198,13 @@ def rollups_rebuild(
         progress("stock status", 1, 1)
         demand_buckets = demand_rebuild(site_id=site_id)
         progress("restocking demand", 1, 1)
+        checkpoints = checkpoints_rebuild(scope)
+        progress("stock checkpoints", 1, 1)
     return {
         "movements": total,
         "buckets": len(buckets),
         "stock_levels": len(status),
+        "stock_checkpoints": checkpoints,
         "demand_buckets": demand_buckets,
     }
 

@@ -40,6 +40,7 @@ from kpis.buckets import (
     revaluations_fold,
     sums_new,
 )
+from kpis.checkpoints import checkpoints_add
 from kpis.costs import CostBook, FlatCost
 from kpis.models import (
     DeliveryRecord,
@@ -107,6 +108,12 @@ _FOLDED_COLUMNS = operator.itemgetter(
         for name in ("site_id", "sku_id", "kind", "on_hand_delta", "occurred_at")
     )
 )
+_CHECKPOINT_COLUMNS = operator.itemgetter(
+    *(
+        MOVEMENT_COLUMNS.index(name)
+        for name in ("site_id", "sku_id", "occurred_at", "on_hand_delta", "reserved_delta")
+    )
+)
 _SKU_COLUMN = MOVEMENT_COLUMNS.index("sku_id")
 _OCCURRED_AT_COLUMN = MOVEMENT_COLUMNS.index("occurred_at")
 
@@ -138,6 +145,7 @@ def rollups_movements_record(
     _rollups_add(sums)
     _revaluations_insert(revaluations)
     _stock_status_upsert(_levels_in_or_out_of_trouble(levels, levels_before))
+    checkpoints_add(map(_CHECKPOINT_COLUMNS, movements))
 
 
 def _levels_in_or_out_of_trouble(

@@ -43,6 +43,8 @@ PERCENTILES = {"fulfillment_p50_s": Decimal("0.5"), "fulfillment_p90_s": Decimal
 WORST_STOCKOUTS = 10
 MICROSECOND = dt.timedelta(microseconds=1)
 HALF_MINUTE = dt.timedelta(seconds=30)
+# Far enough ahead to cover any event time: reads of "everything after t" cover [t, this).
+BUCKETS_END_S = 253_402_214_400  # 9999-12-31, a day boundary
 
 
 class UnknownWindow(ValueError):
@@ -191,6 +193,10 @@ def _window_statements(
     last_minute = minute_of(end)  # the minute holding `end`: its bucket is read whole
     in_window, window_params = _ranges_sql(_bucket_ranges(head.first_bucket, last_minute + 60))
     after_end = datetime_param(instant(last_minute + 60))
+    # What happened after `end` (taken out of the all-time total for the value at `end`), in
+    # the largest buckets that fit: a few dozen rows for an end 30 days back (`as_of`), none
+    # for an end at now unless events are dated in the future.
+    after, after_params = _ranges_sql(_bucket_ranges(last_minute + 60, BUCKETS_END_S))
     # All sites: the all-sites rows, a few hundred at most whatever the number of sites.
     site_clause, site_params = "site_id = %s", [ALL_SITES if site_id is None else site_id]
     if per_site and site_id is None:
@@ -199,13 +205,13 @@ def _window_statements(
     # Only our column names are interpolated.
     sql = (
         f"SELECT site_id, CASE WHEN span_s = {TOTAL_SPAN} THEN {TOTAL} "  # noqa: S608
-        f"WHEN span_s = {SPANS[0]} AND start >= %s THEN {AFTER_END} ELSE {IN_WINDOW} END, "
+        f"WHEN start >= %s THEN {AFTER_END} ELSE {IN_WINDOW} END, "
         + ", ".join(f"SUM({name})" for name in FIELDS)
         + f" FROM {KpiBucket._meta.db_table} WHERE {site_clause} AND ("
-        f"{in_window} OR span_s = {TOTAL_SPAN} OR (span_s = {SPANS[0]} AND start >= %s)) "
+        f"{in_window} OR span_s = {TOTAL_SPAN} OR {after}) "
         "GROUP BY 1, 2"
     )
-    buckets = (sql, [after_end, *site_params, *window_params, after_end])
+    buckets = (sql, [after_end, *site_params, *window_params, *after_params])
     if connection.vendor == "postgresql":
         return [buckets, _edge_statement(site_id, head, end, last_minute)]
     return [buckets, lambda: _edge_rows_orm(site_id, head, end, last_minute)]
