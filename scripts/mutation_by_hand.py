@@ -96,11 +96,13 @@ MUTANTS = [
         ),
     ),
     Mutant(
-        "an outage met outside a view (the session read in a middleware) is a 500",
+        "an outage met outside a view (the session read for the 404 page) is a 500",
         "inventory_ops/views.py",
         "        return outage_response(request, error)\n",
         "        return outage_response(request)\n",
         (
+            "tests/inventory_ops/test_outages.py::"
+            "test_a_page_that_fails_while_the_database_is_away_gets_the_503_page_not_the_500_page",
             "tests/faults/test_web_outages.py::"
             "test_a_database_outage_is_a_503_everywhere_and_over_within_5s_of_its_end",
         ),

@@ -5,15 +5,12 @@ Redis refusing connections must not cost a feed anything: the batch is stored an
 answers 503 in JSON, telling the producer to retry, and keeps nothing.
 """
 
-import threading
-from contextlib import contextmanager
-
 import pytest
-from django.db import connection, transaction
 
 from ingest.models import BatchStatus, IngestBatch
 from ingest.processing import batch_process
 from tests.builders import site_make, sku_make
+from tests.db_locks import table_locked
 from tests.ingest.helpers import json_body, received, source_make
 from tests.processes import free_port
 
@@ -64,40 +61,6 @@ def test_with_redis_refusing_connections_a_feed_is_stored_and_answered_202(
     batch_process(batch_id=batch.pk)
     batch.refresh_from_db()
     assert (batch.status, batch.applied) == (BatchStatus.DONE, 1)
-
-
-@contextmanager
-def table_locked(table: str):
-    """Hold an ACCESS EXCLUSIVE lock on `table` from another connection: every read and write
-    of it waits, and with a lock_timeout fails as a database that does not answer would."""
-    locked, release, errors = threading.Event(), threading.Event(), []
-
-    def hold():
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-                locked.set()
-                release.wait(timeout=60)
-        except BaseException as error:  # reported to the test
-            errors.append(error)
-            locked.set()
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert locked.wait(timeout=30)
-    assert not errors, errors
-    with connection.cursor() as cursor:
-        cursor.execute("SET lock_timeout = '300ms'")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = 0")
-        release.set()
-        holder.join(timeout=30)
-        assert not holder.is_alive(), "the lock holder is stuck"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -6,6 +6,9 @@ choice of answer, with views that meet the errors such an outage raises."""
 import pytest
 from django.db import OperationalError
 
+from tests.builders import user_make
+from tests.db_locks import table_locked
+
 pytestmark = [pytest.mark.django_db]
 OUTAGE_URLS = pytest.mark.urls("tests.inventory_ops.outage_urls")
 
@@ -67,3 +70,26 @@ def test_the_json_api_answers_503_in_json_when_the_database_is_away(
 
     assert response.status_code == 503
     assert "retry" in response.json()["detail"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_page_that_fails_while_the_database_is_away_gets_the_503_page_not_the_500_page(
+    client, postgres_only
+):
+    # given a logged-in person, and the sessions table that stops answering: their link leads
+    # nowhere, and the "not found" page reads who they are from the session, outside every
+    # view, so only the 500 handler is left to answer the outage
+    client.force_login(user_make("clerk"))
+    client.raise_request_exception = False
+    with table_locked("django_session"):
+        # when they follow a stale link
+        response = client.get("/no-such-page/")
+
+    # then they get the page that retries by itself, not the server error page
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    page = response.content.decode()
+    assert "Server unavailable, retrying" in page
+    assert "Something went wrong on our side" not in page
+    # and once the database answers again, the same link is an ordinary "not found"
+    assert client.get("/no-such-page/").status_code == 404
