@@ -6,7 +6,9 @@ from inventory_ops import metrics, views
 from inventory_ops.api import api
 from oncall import rq_pages
 
-# A dependency outage outside any view (DEBUG off) is a 503 too; other errors keep the 500 page.
+# A dependency outage outside any view (DEBUG off) is a 503 too, also one Django reports as a
+# 400 (a session it could not save); other errors keep the 400 and 500 pages.
+handler400 = "inventory_ops.views.bad_request"
 handler500 = "inventory_ops.views.server_error"
 
 urlpatterns = [

@@ -10,6 +10,7 @@ from django.http import HttpResponseRedirect, JsonResponse
 from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django.views.defaults import bad_request as default_bad_request
 from django.views.defaults import server_error as default_server_error
 from redis.exceptions import RedisError
 
@@ -89,3 +90,24 @@ def server_error(request, *args, **kwargs):
     if isinstance(error, OUTAGE_ERRORS):
         return outage_response(request, error)
     return default_server_error(request, *args, **kwargs)
+
+
+def bad_request(request, exception, *args, **kwargs):
+    """The 400 handler: Django reports a session it could not save (the session middleware's
+    write, after the view) as "session interrupted", a 400, even when the database was away;
+    that is an outage, a 503. Anything else is Django's 400."""
+    outage = _outage_behind(exception)
+    if outage is not None:
+        return outage_response(request, outage)
+    return default_bad_request(request, exception, *args, **kwargs)
+
+
+def _outage_behind(error: BaseException | None) -> BaseException | None:
+    """The outage error this error was raised while handling, if any (its chain of causes)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OUTAGE_ERRORS):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

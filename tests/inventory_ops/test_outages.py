@@ -3,7 +3,10 @@
 The real outages (PostgreSQL stopped, Redis killed, under Daphne) are in tests/faults/; here the
 choice of answer, with views that meet the errors such an outage raises."""
 
+from contextlib import ExitStack
+
 import pytest
+from django.contrib.auth.signals import user_logged_in
 from django.db import OperationalError
 
 from tests.builders import user_make
@@ -93,3 +96,38 @@ def test_a_page_that_fails_while_the_database_is_away_gets_the_503_page_not_the_
     assert "Something went wrong on our side" not in page
     # and once the database answers again, the same link is an ordinary "not found"
     assert client.get("/no-such-page/").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_login_whose_session_cannot_be_saved_gets_the_503_page_not_a_400(client, postgres_only):
+    # given a person about to log in, and the database that stops taking writes to the sessions
+    # table just after the login view has run: the session is then saved by the session
+    # middleware, which reports the failed write as an interrupted session (a 400)
+    user_make("clerk", password="pw-for-tests")
+    locks = ExitStack()
+
+    def database_stops_answering(**kwargs):
+        locks.enter_context(table_locked("django_session", mode="EXCLUSIVE"))
+
+    user_logged_in.connect(database_stops_answering, dispatch_uid="outage-after-login")
+    try:
+        # when they log in
+        response = client.post(
+            "/accounts/login/", {"username": "clerk", "password": "pw-for-tests"}
+        )
+    finally:
+        user_logged_in.disconnect(dispatch_uid="outage-after-login")
+        locks.close()
+
+    # then they get the page that retries by itself, not "Bad Request"
+    assert response.status_code == 503
+    assert "Server unavailable, retrying" in response.content.decode()
+    # and once the database answers again, the same login works
+    retried = client.post("/accounts/login/", {"username": "clerk", "password": "pw-for-tests"})
+    assert (retried.status_code, retried["Location"]) == (302, "/")
+
+
+def test_a_bad_request_without_an_outage_is_still_a_400(client):
+    response = client.get("/accounts/login/", headers={"Host": "bad host"})
+
+    assert response.status_code == 400
