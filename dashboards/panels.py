@@ -13,10 +13,12 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from dashboards import figures
+from kpis.as_of import levels_at
 from kpis.reads import kpis_compute
 from kpis.restock import restock_lines
 from kpis.trends import kpi_trends_compute
 from kpis.windows import WINDOWS, UnknownWindow
+from ledger.models import Site, Sku
 from ledger.selectors import sites_with_stock_totals, stock_levels_lowest_available
 from oncall.measures import KPI_KEY_OF_KIND
 from oncall.models import KINDS_BREACHING_BELOW, AlertRule
@@ -108,8 +110,14 @@ def window_parse(value: str | None) -> str:
     return value
 
 
-def scope_context_build(scope: Scope, *, now: datetime | None = None) -> dict:
-    """Gather everything one scope shows (the expensive part: done once per update)."""
+def scope_context_build(
+    scope: Scope, *, now: datetime | None = None, as_of: datetime | None = None
+) -> dict:
+    """Gather everything one scope shows (the expensive part: done once per update).
+
+    With `as_of` (a past instant): everything as it stood then (docs/as_of.md), frozen."""
+    if as_of is not None:
+        return _frozen_context_build(scope, as_of)
     now = now or timezone.now()
     kpis = kpis_compute(site=scope.site, window=scope.window, now=now)
     # The window of the same length just before: each tile's change (a few ms: rollups).
@@ -133,6 +141,62 @@ def scope_context_build(scope: Scope, *, now: datetime | None = None) -> dict:
         "currency": settings.INVENTORY_CURRENCY,
         "as_of": now,
     }
+
+
+def _frozen_context_build(scope: Scope, as_of: datetime) -> dict:
+    """`scope_context_build` at a past instant: tiles, charts and tables from the state then."""
+    kpis = kpis_compute(site=scope.site, window=scope.window, as_of=as_of)
+    previous = kpis_compute(
+        site=scope.site, window=scope.window, as_of=as_of - WINDOW_SPANS[scope.window]
+    )
+    trends = kpi_trends_compute(site=scope.site, window=scope.window, now=as_of, as_of=True)
+    site_id = None
+    if scope.site:
+        site_id = Site.objects.filter(code=scope.site).values_list("id", flat=True).first()
+    levels = levels_at(at=as_of, site_id=site_id)
+    sites = {site.id: site for site in Site.objects.order_by("code")}
+    skus = Sku.objects.only("code").in_bulk({sku for _, sku in levels})
+    rows = [
+        FrozenLevel(sites[site], skus[sku], level.on_hand, level.reserved)
+        for (site, sku), level in levels.items()
+    ]
+    rows.sort(key=lambda row: (row.available, row.site.code, row.sku.code))
+    site_totals = []
+    if not scope.site:
+        for site in sites.values():
+            own = [row for row in rows if row.site.id == site.id]
+            site.skus = len(own)
+            site.on_hand = sum(row.on_hand for row in own)
+            site.reserved = sum(row.reserved for row in own)
+            site_totals.append(site)
+    return {
+        "scope": scope,
+        "kpis": kpis,
+        "tiles": kpi_tiles(kpis, previous=previous, thresholds=tile_thresholds(scope)),
+        "feeds": [],
+        "site_totals": site_totals,
+        "lowest_stock": rows[:LOWEST_STOCK_ROWS],
+        "restock": [],  # suggestions are for now only (the template says so)
+        "restock_count": 0,
+        "charts": charts_build(trends),
+        "currency": settings.INVENTORY_CURRENCY,
+        "as_of": as_of,
+        "frozen": True,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenLevel:
+    """A stock level at a past instant, shaped as the stock table reads a `StockLevel`."""
+
+    site: Site
+    sku: Sku
+    on_hand: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
 
 
 def tile_thresholds(scope: Scope) -> dict[str, tuple[str, float, float]]:

@@ -4,6 +4,7 @@ import csv
 import re
 from functools import cache
 from pathlib import Path
+from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib import admin
@@ -19,6 +20,7 @@ from corrections.selectors import movement_origins
 from dashboards import panels
 from dashboards.live import refresh_seconds
 from dashboards.panels import Scope
+from kpis.as_of import as_of_parse
 from kpis.restock import restock_lines
 from kpis.windows import WINDOWS, UnknownWindow
 from ledger.models import Site, Sku
@@ -96,8 +98,18 @@ def _dashboard_render(request, *, site: str | None):
         window, notice = panels.DEFAULT_WINDOW, f"{error}. Showing {panels.DEFAULT_WINDOW}."
     kiosk = request.GET.get("kiosk") == "1"
     scope = Scope(site=site, window=window)
+    as_of_given = request.GET.get("as_of", "")
+    as_of = None
+    if as_of_given:
+        try:
+            as_of = as_of_parse(as_of_given, now=timezone.now())
+        except ValueError as error:
+            as_of_given, notice = "", f"{error}. Showing live."
     context = {
-        **panels.scope_context_build(scope),
+        **panels.scope_context_build(scope, as_of=as_of),
+        # Kept by the window and site links, so a frozen view stays at its instant.
+        "as_of_given": as_of_given,
+        "as_of_query": f"&as_of={quote(as_of_given)}" if as_of_given else "",
         "sites": sites_ordered(),
         "windows": list(WINDOWS),
         "charts_shown": panels.CHARTS.items(),

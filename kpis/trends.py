@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Q, Sum
 
+from kpis.as_of import worst_stockouts_at
 from kpis.models import (
     ALL_SITES,
     KpiBucket,
@@ -23,11 +24,14 @@ from kpis.units import (
     money_from_e4,
 )
 from kpis.windows import (
+    BUCKETS_END_S,
     DEMAND_LOOKBACK,
     MICROSECOND,
     WORST_STOCKOUTS,
     Statement,
     WindowState,
+    _bucket_ranges,
+    _ranges_sql,
     _rows_of,
     _site_id,
     _window_fold,
@@ -39,7 +43,11 @@ TREND_SPANS = {"1h": 60, "24h": 3600, "7d": 3600, "30d": 86400}
 
 
 def kpi_trends_compute(
-    *, site: str | None = None, window: str = "1h", now: dt.datetime | None = None
+    *,
+    site: str | None = None,
+    window: str = "1h",
+    now: dt.datetime | None = None,
+    as_of: bool = False,
 ) -> dict:
     """Time series for the dashboard charts, from the rollups (bounded cost).
 
@@ -52,6 +60,9 @@ def kpi_trends_compute(
     first and last point cover the buckets holding the window's ends. The last bucket's
     turnover is annualised over the part of it that has passed (at least a second); its orders
     per minute are its orders so far over the minutes it has lasted (at least one).
+
+    `as_of`: `now` is a past instant (docs/as_of.md): the worst stockouts are those of the
+    stock levels at it, not of the levels now.
     """
     now, window_s = _window_bounds(window, now)
     site_id = _site_id(site)
@@ -72,13 +83,13 @@ def kpi_trends_compute(
         .values_list("start", *(f"{name}__sum" for name in FIELDS))
     )
     # The value change after the last bucket (by span) and the all-time total (TOTAL_SPAN).
-    value_query = (
-        KpiBucket.objects.filter(scope)
-        .filter(Q(span_s=span, start__gt=instant(last)) | Q(span_s=TOTAL_SPAN))
-        .order_by()
-        .values("span_s")
-        .annotate(value=Sum("value_change_e4"))
-        .values_list("span_s", "value")
+    # In the largest buckets that fit: a few dozen rows for a `now` 30 days back (as_of).
+    after, after_params = _ranges_sql(_bucket_ranges(last + span, BUCKETS_END_S))
+    value_statement = (
+        f"SELECT CASE WHEN span_s = {TOTAL_SPAN} THEN {TOTAL_SPAN} ELSE {span} END, "  # noqa: S608
+        f"SUM(value_change_e4) FROM {KpiBucket._meta.db_table} WHERE site_id = %s "
+        f"AND (span_s = {TOTAL_SPAN} OR {after}) GROUP BY 1",
+        [ALL_SITES if site_id is None else site_id, *after_params],
     )
     worst_query = (
         StockStatus.objects.filter(available__lte=0, last_order_line_at__gt=now - DEMAND_LOOKBACK)
@@ -93,7 +104,7 @@ def kpi_trends_compute(
     series_rows, value_rows, worst_rows, sku_rows, site_rows, bucket_rows, edge_rows = _rows_of(
         [
             _query_statement(series_query),
-            _query_statement(value_query),
+            value_statement,
             _query_statement(worst_query),
             _query_statement(sku_codes_query),
             _query_statement(site_codes_query),
@@ -154,6 +165,11 @@ def kpi_trends_compute(
         for row_site, values in sorted(state.sums.items(), key=lambda item: codes.get(item[0], ""))
         if row_site in codes
     ]
+    if as_of:
+        worst_rows = worst_stockouts_at(site_id=site_id, at=now, limit=WORST_STOCKOUTS)
+        sku_codes = dict(
+            Sku.objects.filter(id__in={row[1] for row in worst_rows}).values_list("id", "code")
+        )
     worst_stockouts = [
         {"site": codes[s], "sku": sku_codes[k], "available": available, "reorder_point": point}
         for s, k, available, point in worst_rows

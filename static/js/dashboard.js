@@ -295,6 +295,60 @@
   chartsFromPage();
   tileValuesFit();
   window.addEventListener("resize", tileValuesFit);
+  if (root.dataset.frozenAt) {
+    // A past instant (?as_of=): nothing to follow, no socket; "Back to live" leaves it.
+    badge.textContent = "Not live: as it was at " + new Date(root.dataset.frozenAt).toLocaleString();
+    return;
+  }
   stateSet("connecting");
   connect();
+})();
+
+// The time control: the viewer picks a local date and time; the page asks the server for
+// that instant with the viewer's UTC offset (?as_of=2026-12-06T14:05:00+01:00), a link that
+// means the same instant to whoever opens it.
+(function () {
+  "use strict";
+  function pad(number) {
+    return String(Math.abs(number)).padStart(2, "0");
+  }
+
+  function isoWithOffset(moment) {
+    const minutes = -moment.getTimezoneOffset();
+    const sign = minutes >= 0 ? "+" : "-";
+    return moment.getFullYear() + "-" + pad(moment.getMonth() + 1) + "-" + pad(moment.getDate()) +
+      "T" + pad(moment.getHours()) + ":" + pad(moment.getMinutes()) + ":" + pad(moment.getSeconds()) +
+      sign + pad(Math.floor(Math.abs(minutes) / 60)) + ":" + pad(Math.abs(minutes) % 60);
+  }
+
+  function localInputValue(moment) {
+    return isoWithOffset(moment).slice(0, 19);
+  }
+
+  function controlSetUp() {
+    const form = document.getElementById("time-travel");
+    if (!form || form.dataset.ready) return;
+    form.dataset.ready = "1";
+    const picker = form.querySelector("[data-as-of-local]");
+    const param = form.querySelector("#as-of-param");
+    const frozenAt = document.getElementById("live-root").dataset.frozenAt;
+    picker.max = localInputValue(new Date());
+    if (frozenAt) picker.value = localInputValue(new Date(frozenAt));
+    form.addEventListener("submit", function (event) {
+      const moment = picker.value ? new Date(picker.value) : null;
+      if (!moment || isNaN(moment)) {
+        event.preventDefault();
+        picker.setCustomValidity("Pick a date and time");
+        picker.reportValidity();
+        return;
+      }
+      param.value = isoWithOffset(moment);
+    });
+    picker.addEventListener("input", function () {
+      picker.setCustomValidity("");
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", controlSetUp);
+  document.addEventListener("htmx:afterSettle", controlSetUp);
 })();
