@@ -17,8 +17,8 @@ from oncall.notifications import (
     DeliveryFailed,
     Sent,
     absolute_url,
+    channel_post,
     iso_time,
-    post_json,
 )
 
 TEST_ALERT_NAME = "inventory_ops test notification"
@@ -91,4 +91,4 @@ def channel_test_send(channel: NotificationChannel, *, by: str) -> Sent:
         except (OSError, ValueError) as error:  # smtplib's errors are OSErrors
             raise DeliveryFailed(f"mail not sent: {error}") from None
         return Sent(None, f"mailed to {', '.join(recipients)}")
-    return post_json(channel.url, check_payload(channel, by=by, now=now))
+    return channel_post(channel, check_payload(channel, by=by, now=now))

@@ -208,6 +208,23 @@ class NotificationChannel(models.Model):
         default=PayloadFormat.GENERIC,
         help_text="JSON webhooks only: the body they receive.",
     )
+    # Webhook authentication. Stored as typed (the secret signs each delivery, so it must be
+    # readable here) and never shown back: the admin only says whether each is set.
+    signing_secret = models.CharField(
+        max_length=200,
+        blank=True,
+        db_default="",
+        default="",
+        help_text="Webhooks: each delivery is signed with it (HMAC-SHA256, see docs/oncall.md).",
+    )
+    authorization = models.CharField(
+        "Authorization header",
+        max_length=1000,
+        blank=True,
+        db_default="",
+        default="",
+        help_text="Webhooks: sent as the Authorization header, e.g. 'Bearer 3f9c...'.",
+    )
     recipients = models.TextField(
         blank=True, help_text="Email: addresses, separated by commas or one per line."
     )

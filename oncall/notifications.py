@@ -7,7 +7,9 @@ request or an evaluation, so a slow or failing receiver cannot hold either up.
 """
 
 import hashlib
+import hmac
 import json
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -213,13 +215,33 @@ def slack_payload(
     return {"text": f"{SLACK_EMOJI.get(event, '')} *{title}*\n" + "\n".join(body)}
 
 
-def post_json(url: str, payload: dict) -> Sent:
-    """POST `payload` as JSON; a 2xx answer is delivered, anything else raises DeliveryFailed."""
+SIGNATURE_HEADER = "X-Inventory-Ops-Signature"
+TIMESTAMP_HEADER = "X-Inventory-Ops-Timestamp"
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """`sha256=` and the hex HMAC-SHA256 of `<timestamp>.<body>` keyed with the secret: the
+    receiver checks both the body and when it was sent (docs/oncall.md has the recipe)."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + digest.hexdigest()
+
+
+def post_json(url: str, payload: dict, *, secret: str = "", authorization: str = "") -> Sent:
+    """POST `payload` as JSON; a 2xx answer is delivered, anything else raises DeliveryFailed.
+
+    With a secret the body is signed (a fresh timestamp each attempt, so a retry is not taken
+    for a replay); with `authorization` that is sent as the Authorization header.
+    """
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "inventory_ops-notify/1"}
+    if secret:
+        timestamp = str(int(time.time()))
+        headers[TIMESTAMP_HEADER] = timestamp
+        headers[SIGNATURE_HEADER] = signature(secret, timestamp, body)
+    if authorization:
+        headers["Authorization"] = authorization
     request = urllib.request.Request(  # noqa: S310 (an operator-configured http(s) URL)
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json", "User-Agent": "inventory_ops-notify/1"},
-        method="POST",
+        url, data=body, headers=headers, method="POST"
     )
     try:
         with urllib.request.urlopen(  # noqa: S310
@@ -233,6 +255,16 @@ def post_json(url: str, payload: dict) -> Sent:
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise DeliveryFailed(f"cannot reach {url}: {reason}") from None
+
+
+def channel_post(channel: NotificationChannel, payload: dict) -> Sent:
+    """POST to a webhook channel with its authentication (signature, Authorization)."""
+    return post_json(
+        channel.url,
+        payload,
+        secret=channel.signing_secret,
+        authorization=channel.authorization,
+    )
 
 
 def channel_send(
@@ -259,7 +291,7 @@ def channel_send(
             raise DeliveryFailed(f"mail not sent: {error}") from None
         return Sent(None, f"mailed to {', '.join(channel.recipient_list)}")
     if channel.kind == NotificationChannel.Kind.SLACK:
-        return post_json(channel.url, slack_payload(**arguments))
+        return channel_post(channel, slack_payload(**arguments))
     if channel.payload_format == PayloadFormat.ALERTMANAGER:
-        return post_json(channel.url, alertmanager_payload(**arguments, receiver=channel.name))
-    return post_json(channel.url, generic_payload(**arguments))
+        return channel_post(channel, alertmanager_payload(**arguments, receiver=channel.name))
+    return channel_post(channel, generic_payload(**arguments))

@@ -13,6 +13,10 @@ class Received:
     path: str
     headers: dict
     body: dict
+    # The bytes as sent (a signature covers them) and the headers looked up case-insensitively,
+    # as a web framework's request does.
+    raw: bytes = b""
+    http_headers: object = None
 
 
 class Receiver:
@@ -26,9 +30,11 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"null")
+                raw = self.rfile.read(length)
+                body = json.loads(raw or b"null")
+                received = Received(self.path, dict(self.headers), body, raw, self.headers)
                 with receiver._lock:
-                    receiver.received.append(Received(self.path, dict(self.headers), body))
+                    receiver.received.append(received)
                     index = len(receiver.received) - 1
                     status = receiver.statuses[min(index, len(receiver.statuses) - 1)]
                 time.sleep(receiver.delay)
