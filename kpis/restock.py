@@ -97,6 +97,38 @@ def restock_lines(*, site: str | None = None, now: dt.datetime | None = None) ->
 
     Raises `UnknownSite` for a site code that names no site.
     """
+    lines = [line for line in restock_pairs(site=site, now=now) if line.needs_restock]
+    lines.sort(key=urgency_key)
+    return lines
+
+
+def running_out(
+    *, days: Fraction | int, site: str | None = None, now: dt.datetime | None = None
+) -> list[RestockLine]:
+    """The pairs whose available stock covers fewer than `days` days of demand (pairs without
+    demand never run out), soonest first."""
+    lines = [
+        line
+        for line in restock_pairs(site=site, now=now)
+        if line.days_of_cover is not None and line.days_of_cover < days
+    ]
+    lines.sort(key=urgency_key)
+    return lines
+
+
+def fewest_days_of_cover(*, site: str | None = None, now: dt.datetime | None = None):
+    """The fewest days of cover of any pair with demand (of one site, or all), as a Fraction;
+    None when no pair has had demand in the last 28 days."""
+    covers = [
+        line.days_of_cover
+        for line in restock_pairs(site=site, now=now)
+        if line.days_of_cover is not None
+    ]
+    return min(covers, default=None)
+
+
+def restock_pairs(*, site: str | None = None, now: dt.datetime | None = None) -> list[RestockLine]:
+    """Every pair (of one site, or all) with a stock level, judged, in no particular order."""
     now = now or timezone.now()
     sites = Site.objects.all() if site is None else Site.objects.filter(code=site)
     policies = {
@@ -133,7 +165,5 @@ def restock_lines(*, site: str | None = None, now: dt.datetime | None = None) ->
             lead_days=settings.RESTOCK_LEAD_DAYS if lead is None else lead,
             target_days=settings.RESTOCK_TARGET_DAYS if target is None else target,
         )
-        if line.needs_restock:
-            lines.append(line)
-    lines.sort(key=urgency_key)
+        lines.append(line)
     return lines

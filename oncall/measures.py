@@ -1,11 +1,12 @@
 """The number each alert kind watches, for one rule's scope.
 
-KPI kinds read only `kpis.reads.kpis_compute`; operational kinds read RQ (and the dead
-letter store). `None` means "no data": it neither opens nor resolves an alert.
+KPI kinds read only `kpis.reads.kpis_compute`; SKUs running out read the restocking
+suggestions (`kpis.restock`); operational kinds read RQ (and the dead letter store). `None`
+means "no data": it neither opens nor resolves an alert.
 """
 
 import logging
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from redis.exceptions import RedisError
 
@@ -13,6 +14,7 @@ from core.probes import queue_counts
 from ingest.models import DeadLetter, DeadLetterStatus
 from kpis.formatting import NONE_SHOWN, kpi_format
 from kpis.reads import kpis_compute
+from kpis.restock import fewest_days_of_cover
 from oncall.models import AlertKind, AlertRule
 
 logger = logging.getLogger(__name__)
@@ -35,7 +37,11 @@ MEASURE_FORMATS = {
     AlertKind.MISMATCH_VALUE: "money",
     AlertKind.FEED_SILENT: "duration",
     AlertKind.INGEST_LAG: "duration",
+    AlertKind.RUNNING_OUT: "decimal",
 }
+# Days of cover are kept to 4 decimals, as thresholds are, rounded down: a cover of 2.99996
+# days is under a 3-day threshold and reads 2.9999, not 3.0000.
+COVER_PLACES = Decimal("0.0001")
 
 
 def measure_shown(value, kind: str) -> str:
@@ -55,12 +61,25 @@ class MeasureCache:
     def __init__(self):
         self._kpis: dict[tuple[str | None, str], dict] = {}
         self._rq: dict[str, Decimal | None] = {}
+        self._cover: dict[str | None, Decimal | None] = {}
 
     def kpis(self, site: str | None, window: str) -> dict:
         key = (site, window)
         if key not in self._kpis:
             self._kpis[key] = kpis_compute(site=site, window=window)
         return self._kpis[key]
+
+    def fewest_days_of_cover(self, site: str | None) -> Decimal | None:
+        if site not in self._cover:
+            cover = fewest_days_of_cover(site=site)
+            self._cover[site] = (
+                None
+                if cover is None
+                else (Decimal(cover.numerator) / Decimal(cover.denominator)).quantize(
+                    COVER_PLACES, rounding=ROUND_FLOOR
+                )
+            )
+        return self._cover[site]
 
     def rq(self, kind: str) -> Decimal | None:
         if kind not in self._rq:
@@ -86,6 +105,9 @@ def rule_measure(rule: AlertRule, cache: MeasureCache) -> Decimal | None:
         return _number(max(values)) if values else None
     if rule.kind == AlertKind.DEAD_LETTERS:
         return _number(dead_letters_waiting())
+    if rule.kind == AlertKind.RUNNING_OUT:
+        # The fewest days of cover in scope: below N days, some SKU runs out within N days.
+        return cache.fewest_days_of_cover(site)
     return cache.rq(rule.kind)
 
 

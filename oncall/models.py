@@ -20,6 +20,7 @@ class AlertKind(models.TextChoices):
     STOCK_MISMATCH_RATE = "stock_mismatch_rate", "Stock mismatch rate (0 to 1)"
     MISMATCH_VALUE = "mismatch_value", "Stock mismatch value (currency)"
     ORDER_ACCURACY = "order_accuracy", "Order accuracy (0 to 1) falls below"
+    RUNNING_OUT = "running_out", "SKUs that run out within N days (threshold: N)"
     FEED_SILENT = "feed_silent", "Feed silent: seconds since a source's newest event"
     INGEST_LAG = "ingest_lag", "Ingest lag p95 (seconds)"
     FAILED_JOBS = "failed_jobs", "Failed RQ jobs"
@@ -28,7 +29,7 @@ class AlertKind(models.TextChoices):
 
 
 # Kinds that breach when the value falls below the threshold; all others breach above it.
-KINDS_BREACHING_BELOW = {AlertKind.ORDER_ACCURACY}
+KINDS_BREACHING_BELOW = {AlertKind.ORDER_ACCURACY, AlertKind.RUNNING_OUT}
 
 
 class Severity(models.TextChoices):
@@ -60,7 +61,10 @@ class AlertRule(models.Model):
     threshold = models.DecimalField(
         max_digits=20,
         decimal_places=4,
-        help_text="Breached above it (below it for order accuracy). Ratios are 0 to 1.",
+        help_text=(
+            "Breached above it (below it for order accuracy, and for SKUs running out: days "
+            "of cover). Ratios are 0 to 1."
+        ),
     )
     hold_seconds = models.PositiveIntegerField(
         default=0, help_text="How long the breach must last before an alert opens."
@@ -410,6 +414,7 @@ class DiagnosticName(models.TextChoices):
     SILENT_SOURCES = "silent_sources", "Feed sources silent for N minutes"
     DEAD_LETTERS = "dead_letters", "Dead letters by reason"
     READINESS = "readiness", "Database and Redis reachability"
+    RUNNING_OUT = "running_out", "SKUs that run out soonest, with what to reorder"
 
 
 class Runbook(models.Model):

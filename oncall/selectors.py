@@ -19,6 +19,7 @@ from core.queues import DEFAULT_QUEUE, QUEUE_NAMES
 from ingest.heartbeats import redis_heartbeats
 from ingest.models import DeadLetter, DeadLetterStatus, RejectionCode
 from ingest.selectors import feeds_freshness
+from kpis.restock import restock_lines, running_out
 from ledger.models import Movement, MovementKind, StockLevel
 from oncall.measures import measure_shown
 from oncall.models import (
@@ -107,6 +108,16 @@ def alert_concerns(alert: Alert) -> list[dict]:
                 "url": None,
             }
             for feed in feeds
+        ]
+    elif alert.kind == AlertKind.RUNNING_OUT:
+        site = alert.site.code if alert.site_id else None
+        items = [
+            {
+                "label": f"{line.site} / {line.sku}: {float(line.days_of_cover):.1f} days of "
+                f"cover, available {line.available:,}",
+                "url": f"{reverse('dashboards:sku', args=[line.sku])}?site={line.site}",
+            }
+            for line in running_out(days=alert.threshold, site=site)
         ]
     elif alert.kind == AlertKind.DEAD_LETTERS:
         groups = (
@@ -340,6 +351,17 @@ def dead_letters_by_reason(*, samples: int = 3) -> Diagnostic:
     return diagnostic
 
 
+def restock_suggestions(*, limit: int = 50) -> Diagnostic:
+    """The pairs that need restocking, most urgent first, with what to reorder."""
+    diagnostic = Diagnostic(DiagnosticName.RUNNING_OUT, DiagnosticName.RUNNING_OUT.label)
+    lines = restock_lines()
+    diagnostic.rows = lines[:limit]
+    diagnostic.summary = f"{len(lines)} SKU-site(s) to reorder" + (
+        f" (first {limit})" if len(lines) > limit else ""
+    )
+    return diagnostic
+
+
 def readiness() -> Diagnostic:
     diagnostic = Diagnostic(DiagnosticName.READINESS, DiagnosticName.READINESS.label)
     database, redis = database_problem(), redis_problem()
@@ -360,6 +382,7 @@ DIAGNOSTICS = {
     DiagnosticName.SILENT_SOURCES: silent_sources,
     DiagnosticName.DEAD_LETTERS: dead_letters_by_reason,
     DiagnosticName.READINESS: readiness,
+    DiagnosticName.RUNNING_OUT: restock_suggestions,
 }
 CONSOLE_DIAGNOSTICS = [
     DiagnosticName.NEGATIVE_STOCK,
