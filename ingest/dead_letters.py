@@ -10,12 +10,12 @@ from django.utils import timezone
 
 from core.db import run_atomic_with_retry
 from ingest.exceptions import NoteRequired
-from ingest.items import APPLIED, DUPLICATE, HELD, REJECTED, _Item
+from ingest.items import APPLIED, DUPLICATE, HELD, REJECTED, Item
 from ingest.models import (
     DeadLetter,
     DeadLetterStatus,
 )
-from ingest.processing import _events_apply
+from ingest.processing import events_apply
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def dead_letters_replay(*, dead_letter_ids: Sequence[int], actor) -> ReplaySumma
             .order_by("pk")
         )
         items = [
-            _Item(
+            Item(
                 source_id=row.source_id,
                 source_name=row.source.name,
                 batch_id=row.batch_id,
@@ -56,7 +56,7 @@ def dead_letters_replay(*, dead_letter_ids: Sequence[int], actor) -> ReplaySumma
             )
             for row in rows
         ]
-        _events_apply(items)
+        events_apply(items)
         DeadLetter.objects.filter(pk__in=[row.pk for row in rows]).update(
             replay_count=F("replay_count") + 1, handled_by=actor
         )

@@ -1,4 +1,4 @@
-"""An event on its way through processing (`_Item`), and what processing counted."""
+"""An event on its way through processing (`Item`), and what processing counted."""
 
 import json
 from dataclasses import dataclass, field
@@ -11,8 +11,8 @@ APPLIED, DUPLICATE, HELD, REJECTED = "applied", "duplicate", "held", "rejected"
 
 
 @dataclass(slots=True, eq=False)
-class _Item:
-    """One event on its way through `_events_apply`."""
+class Item:
+    """One event on its way through `events_apply`."""
 
     source_id: int
     source_name: str
@@ -45,13 +45,13 @@ class ProcessingSummary:
     site_codes: set[str] = field(default_factory=set)
 
 
-def _payload_text(raw: object) -> str:
+def payload_text(raw: object) -> str:
     # ASCII-escaped JSON: storable whatever the event holds (NUL or lone surrogates included).
     return json.dumps(raw, ensure_ascii=True)
 
 
-def _item_from_held(row: HeldEvent) -> _Item:
-    return _Item(
+def item_from_held(row: HeldEvent) -> Item:
+    return Item(
         source_id=row.source_id,
         source_name=row.source.name,
         batch_id=row.batch_id,

@@ -6,7 +6,7 @@ from django.db import connection
 from django.db.models import Q
 
 from core.db import pg_int_array, pg_text_array
-from ingest.items import DUPLICATE, _Item
+from ingest.items import DUPLICATE, Item
 from ingest.models import (
     ProcessedEvent,
 )
@@ -14,9 +14,9 @@ from ingest.models import (
 KEY_INSERT_CHUNK = 1000
 
 
-def _keys_claim(items: list[_Item]) -> None:
+def keys_claim(items: list[Item]) -> None:
     """Insert the idempotency keys; an event whose key exists is a duplicate."""
-    claimants: dict[tuple[int, str], _Item] = {}
+    claimants: dict[tuple[int, str], Item] = {}
     for item in items:
         if item.outcome or item.held_id is not None:
             continue
@@ -72,7 +72,7 @@ def _keys_insert(rows: list[tuple[int, str, UUID]]) -> set[tuple[int, str]]:
     return inserted
 
 
-def _keys_release(items: list[_Item]) -> None:
+def keys_release(items: list[Item]) -> None:
     """Delete the keys of events rejected after claiming them: they may be sent again."""
     if not items:
         return

@@ -13,7 +13,7 @@ from typing import ClassVar
 from django.db import connection
 
 from core.db import copy_rows
-from ingest.items import APPLIED, HELD, _Item, _item_from_held
+from ingest.items import APPLIED, HELD, Item, item_from_held
 from ingest.models import (
     HeldEvent,
     Order,
@@ -23,7 +23,7 @@ from ingest.models import (
 from ingest.schemas import (
     ORDER_EVENT_TYPES,
 )
-from ingest.validation import _catalog_resolve, _events_validate, _one_of
+from ingest.validation import catalog_resolve, events_validate, one_of
 from kpis.rollups import DeliveryFact, OrderLineFact, SnapshotFact
 from ledger.models import MovementCause, MovementKind
 from ledger.services import AppliedMovement, MovementRequest
@@ -56,7 +56,7 @@ class _OrderRecord:
     delivered: bool
 
 
-class _OrderPlan:
+class OrderPlan:
     """Turn the accepted events into movement requests and KPI facts, in arrival order."""
 
     def __init__(self, *, items, site_ids, sku_ids):
@@ -72,7 +72,7 @@ class _OrderPlan:
         self.site_code_by_id: dict[int, str] = {pk: code for code, pk in site_ids.items()}
         self.new_orders: list[_OrderRecord] = []
         self.changed_orders: dict[str, _OrderRecord] = {}
-        self.released: list[_Item] = []  # held events taken in because their order appears
+        self.released: list[Item] = []  # held events taken in because their order appears
         # Position in `requests` at which each snapshot was applied: the stock it is compared
         # with is the one the movements before it left.
         self.snapshot_positions: list[int] = []
@@ -80,7 +80,7 @@ class _OrderPlan:
     def run(self) -> None:
         live = [item for item in self.items if not item.outcome]
         self._orders_lock(live)
-        waiting: dict[str, list[_Item]] = defaultdict(list)
+        waiting: dict[str, list[Item]] = defaultdict(list)
         for item in self._held_for_new_orders(live):
             waiting[item.event.order_id].append(item)
         orders, apply = self.orders, self._apply
@@ -105,7 +105,7 @@ class _OrderPlan:
                 if item.held_id is None:
                     item.outcome = HELD
 
-    def _orders_lock(self, live: list[_Item]) -> None:
+    def _orders_lock(self, live: list[Item]) -> None:
         order_ids = sorted(
             {item.event.order_id for item in live if item.event.type in ORDER_EVENT_TYPES}
         )
@@ -113,7 +113,7 @@ class _OrderPlan:
             return
         locked = (
             Order.objects.select_for_update(of=("self",))
-            .filter(_one_of(Order, "order_id", order_ids, text=True))
+            .filter(one_of(Order, "order_id", order_ids, text=True))
             .order_by("pk")
             .values_list("pk", *ORDER_COLUMNS, "site__code")
         )
@@ -122,7 +122,7 @@ class _OrderPlan:
             self.orders[order.order_id] = order
             self.site_code_by_id[order.site_id] = site_code
 
-    def _held_for_new_orders(self, live: list[_Item]) -> list[_Item]:
+    def _held_for_new_orders(self, live: list[Item]) -> list[Item]:
         """Load the held events of the orders this call creates, to apply right after them."""
         new_order_ids = {
             item.event.order_id
@@ -135,12 +135,12 @@ class _OrderPlan:
             # of=self: the source rows are shared by every worker of the source.
             HeldEvent.objects.select_for_update(of=("self",))
             .select_related("source")
-            .filter(_one_of(HeldEvent, "order_id", sorted(new_order_ids), text=True))
+            .filter(one_of(HeldEvent, "order_id", sorted(new_order_ids), text=True))
             .order_by("pk")
         )
-        released = [_item_from_held(row) for row in held]
-        _events_validate(released)
-        site_ids, sku_ids = _catalog_resolve(released)
+        released = [item_from_held(row) for row in held]
+        events_validate(released)
+        site_ids, sku_ids = catalog_resolve(released)
         self.site_ids.update(site_ids)
         self.sku_ids.update(sku_ids)
         self.site_code_by_id.update({pk: code for code, pk in site_ids.items()})
@@ -150,15 +150,15 @@ class _OrderPlan:
     # The handlers append their MovementRequests themselves, with the event's `cause_ref`
     # built once (planning is per-event Python: bench/README.md "Per-event Python cost").
 
-    def _apply(self, item: _Item) -> None:
+    def _apply(self, item: Item) -> None:
         event = item.event
         if event.type in _ORDER_FOLLOWER_TYPES and not self._site_agrees(item, event):
             return
-        _OrderPlan.HANDLERS[event.type](self, item, event)
+        OrderPlan.HANDLERS[event.type](self, item, event)
         if not item.outcome:
             item.outcome = APPLIED
 
-    def _site_agrees(self, item: _Item, event) -> bool:
+    def _site_agrees(self, item: Item, event) -> bool:
         """Reject an event of a known order that names another site than the order's.
 
         Its source may differ (a shop creates, a courier app dispatches); its site may not:
@@ -365,7 +365,7 @@ class _OrderPlan:
         for order in self.changed_orders.values():
             by_state[(order.state, order.delivered)].append(order.pk)
         for (state, delivered), pks in sorted(by_state.items()):
-            Order.objects.filter(_one_of(Order, "id", pks, text=False)).update(
+            Order.objects.filter(one_of(Order, "id", pks, text=False)).update(
                 state=state, delivered=delivered
             )
 

@@ -36,12 +36,12 @@ from ingest.items import (
     DUPLICATE,
     HELD,
     REJECTED,
+    Item,
     ProcessingSummary,
-    _Item,
-    _item_from_held,
-    _payload_text,
+    item_from_held,
+    payload_text,
 )
-from ingest.keys import _keys_claim, _keys_release
+from ingest.keys import keys_claim, keys_release
 from ingest.models import (
     BatchStatus,
     DeadLetter,
@@ -50,16 +50,16 @@ from ingest.models import (
     Order,
     RejectionCode,
 )
-from ingest.order_plan import _OrderPlan, snapshots_at_their_position
+from ingest.order_plan import OrderPlan, snapshots_at_their_position
 from ingest.parsing import events_parse
 from ingest.settle import (
-    _dead_letters_write,
-    _freshness_update,
-    _held_events_write,
-    _origin_counters_update,
-    _raw_event_id,
+    dead_letters_write,
+    freshness_update,
+    held_events_write,
+    origin_counters_update,
+    raw_event_id,
 )
-from ingest.validation import _UNSTORABLE_ESCAPE, _catalog_resolve, _events_validate
+from ingest.validation import UNSTORABLE_ESCAPE, catalog_resolve, events_validate
 from kpis.rollups import rollups_facts_record
 from ledger.services import movements_record
 
@@ -202,8 +202,8 @@ def _batch_give_up(batch_id, *, reason: str) -> int:
                 source_id=batch.source_id,
                 batch_id=batch.pk,
                 index=index,
-                event_id=_raw_event_id(raw),
-                payload=_payload_text(raw),
+                event_id=raw_event_id(raw),
+                payload=payload_text(raw),
                 reason_code=RejectionCode.PROCESSING_FAILED,
                 reason=reason[:2000],
             )
@@ -244,7 +244,7 @@ def _batches_process_in_transaction(batch_ids: list[UUID]) -> dict[UUID, dict[st
     """Apply the batches, oldest first, as one: return each one's counts.
 
     The row locks (SKIP LOCKED) leave out a batch another worker is applying now; it is
-    left to that worker. Events of all the batches go through `_events_apply` together, so a
+    left to that worker. Events of all the batches go through `events_apply` together, so a
     re-sent event in a later batch of the group is a duplicate like any other.
     """
     with _cyclic_gc_paused():
@@ -265,17 +265,17 @@ def _batches_apply(batch_ids: list[UUID]) -> dict[UUID, dict[str, int]]:
     spans = []  # each batch's items are items[start:end]
     for batch in batches:
         raw_events = events_parse(body_format=batch.body_format, text=batch.raw_body)
-        text_check = _UNSTORABLE_ESCAPE.search(batch.raw_body) is not None
+        text_check = UNSTORABLE_ESCAPE.search(batch.raw_body) is not None
         start = len(items)
-        # Positional, in _Item's field order (one item per event: keywords cost more).
+        # Positional, in Item's field order (one item per event: keywords cost more).
         source_id, source_name, batch_id = batch.source_id, batch.source.name, batch.pk
         received_at, from_csv = batch.received_at, batch.body_format == "csv"
         items.extend(
-            _Item(source_id, source_name, batch_id, index, raw, received_at, from_csv, text_check)
+            Item(source_id, source_name, batch_id, index, raw, received_at, from_csv, text_check)
             for index, raw in enumerate(raw_events)
         )
         spans.append((batch.pk, start, len(items)))
-    summary = _events_apply(items)
+    summary = events_apply(items)
     if summary.held or summary.orders_created:
         # A worker applying another group at the same time may have held events for orders
         # this group creates, or created the orders this group holds events for, each unseen
@@ -295,19 +295,19 @@ def _batches_apply(batch_ids: list[UUID]) -> dict[UUID, dict[str, int]]:
     return counts
 
 
-def _events_apply(items: list[_Item]) -> ProcessingSummary:
+def events_apply(items: list[Item]) -> ProcessingSummary:
     """Decide and apply every item. Caller holds the transaction (and retries it)."""
-    _events_validate(items)
-    site_ids, sku_ids = _catalog_resolve(items)
-    _keys_claim(items)
-    plan = _OrderPlan(items=items, site_ids=site_ids, sku_ids=sku_ids)
+    events_validate(items)
+    site_ids, sku_ids = catalog_resolve(items)
+    keys_claim(items)
+    plan = OrderPlan(items=items, site_ids=site_ids, sku_ids=sku_ids)
     plan.run()
     plan.orders_save()
     all_items = items + plan.released
-    _keys_release([item for item in all_items if item.outcome == REJECTED and item.keyed])
-    _held_events_write(all_items)
-    _dead_letters_write(all_items)
-    _origin_counters_update(all_items)
+    keys_release([item for item in all_items if item.outcome == REJECTED and item.keyed])
+    held_events_write(all_items)
+    dead_letters_write(all_items)
+    origin_counters_update(all_items)
     # The ledger and the KPI facts last, in this order: the stock-level locks and then the
     # KPI stock status rows of the same pairs are what concurrent workers wait for, so they
     # are taken in one order (levels first) and held only from here to the commit.
@@ -322,7 +322,7 @@ def _events_apply(items: list[_Item]) -> ProcessingSummary:
                 snapshots=plan.snapshots, positions=plan.snapshot_positions, applied=applied
             ),
         )
-    _freshness_update(all_items)
+    freshness_update(all_items)
     summary = ProcessingSummary(site_codes=plan.site_codes, orders_created=len(plan.new_orders))
     for item in all_items:
         if item.outcome == APPLIED:
@@ -350,7 +350,7 @@ def held_events_release(*, limit: int = 1000) -> int:
         )
         if not rows:
             return 0
-        _events_apply([_item_from_held(row) for row in rows])
+        events_apply([item_from_held(row) for row in rows])
         return len(rows)
 
     return run_atomic_with_retry(release)

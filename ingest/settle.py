@@ -11,7 +11,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from ingest.items import APPLIED, DUPLICATE, HELD, REJECTED, _Item, _payload_text
+from ingest.items import APPLIED, DUPLICATE, HELD, REJECTED, Item, payload_text
 from ingest.models import (
     DeadLetter,
     DeadLetterStatus,
@@ -19,7 +19,7 @@ from ingest.models import (
     HeldEvent,
     IngestBatch,
 )
-from ingest.validation import _text_problem
+from ingest.validation import text_problem
 from slos.counters import slo_count_lines
 from slos.models import Slo
 
@@ -28,13 +28,13 @@ DEFAULT_HOLD_SECONDS = 24 * 3600
 FRESH_WITHIN = timedelta(seconds=60)
 
 
-def _hold_seconds() -> int:
+def hold_seconds() -> int:
     return int(getattr(settings, "INGEST_HOLD_SECONDS", DEFAULT_HOLD_SECONDS))
 
 
-def _held_events_write(items: list[_Item]) -> None:
+def held_events_write(items: list[Item]) -> None:
     now = timezone.now()
-    held_until = now + timedelta(seconds=_hold_seconds())
+    held_until = now + timedelta(seconds=hold_seconds())
     new_holds = [
         HeldEvent(
             source_id=item.source_id,
@@ -42,7 +42,7 @@ def _held_events_write(items: list[_Item]) -> None:
             index=item.index,
             event_id=item.event.event_id,
             order_id=item.event.order_id,
-            payload=_payload_text(item.raw),
+            payload=payload_text(item.raw),
             received_at=item.received_at,
             held_until=held_until,
         )
@@ -55,22 +55,22 @@ def _held_events_write(items: list[_Item]) -> None:
         HeldEvent.objects.filter(pk__in=settled).delete()
 
 
-def _raw_event_id(raw: object) -> str:
+def raw_event_id(raw: object) -> str:
     event_id = raw.get("event_id") if isinstance(raw, dict) else None
-    if not isinstance(event_id, str) or _text_problem(event_id):
+    if not isinstance(event_id, str) or text_problem(event_id):
         return ""
     return event_id[:200]
 
 
-def _dead_letters_write(items: list[_Item]) -> None:
+def dead_letters_write(items: list[Item]) -> None:
     now = timezone.now()
     fresh = [
         DeadLetter(
             source_id=item.source_id,
             batch_id=item.batch_id,
             index=item.index,
-            event_id=_raw_event_id(item.raw),
-            payload=_payload_text(item.raw),
+            event_id=raw_event_id(item.raw),
+            payload=payload_text(item.raw),
             reason_code=item.reason_code,
             reason=item.reason,
         )
@@ -94,7 +94,7 @@ def _dead_letters_write(items: list[_Item]) -> None:
             )
 
 
-def _origin_counters_update(items: list[_Item]) -> None:
+def origin_counters_update(items: list[Item]) -> None:
     """Move the counts of earlier batches whose held events or dead letters were settled now."""
     deltas: dict[UUID, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     column = {APPLIED: "applied", DUPLICATE: "duplicates", REJECTED: "rejected", HELD: "held"}
@@ -117,7 +117,7 @@ def _origin_counters_update(items: list[_Item]) -> None:
             IngestBatch.objects.filter(pk=batch_id).update(**changes)
 
 
-def _freshness_update(items: list[_Item]) -> None:
+def freshness_update(items: list[Item]) -> None:
     by_source: dict[int, list[datetime]] = defaultdict(list)
     applied_at = timezone.now()
     fresh = []

@@ -12,8 +12,8 @@ from django.utils import timezone
 from rq.job import Job, JobStatus
 
 from core.db import run_atomic_with_retry
-from ingest.items import _item_from_held
-from ingest.keys import _keys_release
+from ingest.items import item_from_held
+from ingest.keys import keys_release
 from ingest.models import (
     BatchStatus,
     HeldEvent,
@@ -24,12 +24,12 @@ from ingest.models import (
 from ingest.processing import held_events_release
 from ingest.receiving import batch_enqueue, batch_job_id, ingest_queue
 from ingest.settle import (
-    _dead_letters_write,
-    _held_events_write,
-    _hold_seconds,
-    _origin_counters_update,
+    dead_letters_write,
+    held_events_write,
+    hold_seconds,
+    origin_counters_update,
 )
-from ingest.validation import _events_validate
+from ingest.validation import events_validate
 
 logger = logging.getLogger(__name__)
 
@@ -50,20 +50,20 @@ def held_events_expire(*, now: datetime | None = None, limit: int = 1000) -> int
         )
         if not rows:
             return 0
-        items = [_item_from_held(row) for row in rows]
-        hours = _hold_seconds() / 3600
+        items = [item_from_held(row) for row in rows]
+        hours = hold_seconds() / 3600
         for item, row in zip(items, rows, strict=True):
-            _events_validate([item])
+            events_validate([item])
             item.reject(
                 RejectionCode.UNKNOWN_ORDER,
                 f"order_id: unknown order {row.order_id!r} (still unknown after {hours:g} h)",
             )
-        _keys_release([item for item in items if item.event is not None])
+        keys_release([item for item in items if item.event is not None])
         for item in items:
             item.keyed = False
-        _held_events_write(items)
-        _dead_letters_write(items)
-        _origin_counters_update(items)
+        held_events_write(items)
+        dead_letters_write(items)
+        origin_counters_update(items)
         return len(items)
 
     return run_atomic_with_retry(expire)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from core.db import pg_int_array, pg_text_array
 from core.timebounds import accepted_until
-from ingest.items import _Item
+from ingest.items import Item
 from ingest.models import (
     RejectionCode,
 )
@@ -29,10 +29,10 @@ from ledger.selectors import CODE_LOOKUP_CHUNK, ids_by_code
 
 # In a body that passed `body_decode` (no literal NUL, valid UTF-8), the only way to a string
 # PostgreSQL cannot store is a JSON escape: \u0000 or a lone surrogate \ud800-\udfff.
-_UNSTORABLE_ESCAPE = re.compile(r"\\u(0000|d[89a-f])", re.IGNORECASE)
+UNSTORABLE_ESCAPE = re.compile(r"\\u(0000|d[89a-f])", re.IGNORECASE)
 
 
-def _text_problem(value: object, path: str = "") -> str | None:
+def text_problem(value: object, path: str = "") -> str | None:
     """Name the first string PostgreSQL cannot store (NUL, lone surrogate) and where it is."""
     if isinstance(value, str):
         if "\x00" in value:
@@ -49,7 +49,7 @@ def _text_problem(value: object, path: str = "") -> str | None:
     else:
         return None
     for key, child in children:
-        problem = _text_problem(key, path) or _text_problem(child, f"{path}.{key}".lstrip("."))
+        problem = text_problem(key, path) or text_problem(child, f"{path}.{key}".lstrip("."))
         if problem:
             return problem
     return None
@@ -79,7 +79,7 @@ def _time_problem(event, earliest: datetime, latest: datetime) -> str | None:
     )
 
 
-def _events_validate(items: list[_Item]) -> None:
+def events_validate(items: list[Item]) -> None:
     earliest, latest = _event_time_range()
     for item in items:
         if item.outcome:
@@ -99,7 +99,7 @@ def _events_validate(items: list[_Item]) -> None:
             item.reject(RejectionCode.MALFORMED, validation_reason(error))
             continue
         # Only the validated fields are stored (extra ones are ignored), so only they matter.
-        problem = _text_problem(event.model_dump()) if item.text_check else None
+        problem = text_problem(event.model_dump()) if item.text_check else None
         if problem:
             item.reject(RejectionCode.MALFORMED, problem)
             continue
@@ -110,7 +110,7 @@ def _events_validate(items: list[_Item]) -> None:
         item.event = event
 
 
-def _one_of(model, column: str, values: Sequence, *, text: bool):
+def one_of(model, column: str, values: Sequence, *, text: bool):
     """A filter `column IN values`: on PostgreSQL one array parameter (Django would prepare
     and quote each of thousands of values on the client), elsewhere `__in`."""
     if connection.vendor != "postgresql":
@@ -167,7 +167,7 @@ def _value_problem(fields: dict, costly: dict[str, Decimal]) -> str | None:
     return None
 
 
-def _catalog_resolve(items: list[_Item]) -> tuple[dict[str, int], dict[str, int]]:
+def catalog_resolve(items: list[Item]) -> tuple[dict[str, int], dict[str, int]]:
     """Reject events naming an unknown site or SKU (or a foreign currency); return the ids."""
     site_codes, sku_codes = set(), set()
     for item in items:

@@ -19,7 +19,7 @@ from core.db import datetime_param
 from kpis.checkpoints import checkpoint_at_or_before
 from kpis.models import OrderLineRecord, SnapshotRecord, StockCheckpoint, StockStatus
 from kpis.units import instant
-from kpis.windows import DEMAND_LOOKBACK, _rows_of
+from kpis.windows import DEMAND_LOOKBACK, rows_of
 from ledger.models import Movement, Site, SiteReorderPoint, Sku, StockLevel
 
 
@@ -135,7 +135,7 @@ def levels_at(
     *, at: dt.datetime, site_id: int | None = None, sku_id: int | None = None
 ) -> dict[tuple[int, int], LevelAt]:
     """The stock level at `at` of every pair of the scope that had one then."""
-    pair_rows, recent_rows = _rows_of(
+    pair_rows, recent_rows = rows_of(
         [
             _pairs_statement(site_id, sku_id, at, with_demand=False),
             _recent_statement(site_id, sku_id, at),
@@ -148,7 +148,7 @@ def levels_at(
 def worst_stockouts_at(*, site_id: int | None, at: dt.datetime, limit: int) -> list[tuple]:
     """The stockouts at `at` with the lowest available first: (site_id, sku_id, available,
     reorder point), as the worst stockouts of the trends give them for now."""
-    pair_rows, recent_rows = _rows_of(
+    pair_rows, recent_rows = rows_of(
         [
             _pairs_statement(site_id, None, at, with_demand=True),
             _recent_statement(site_id, None, at),
@@ -166,7 +166,7 @@ def worst_stockouts_at(*, site_id: int | None, at: dt.datetime, limit: int) -> l
 def stock_kpis_at(*, site_id: int | None, at: dt.datetime) -> dict:
     """`stockouts`, `negative_stock`, `below_reorder_point` and the reconciliation skew at
     `at`, as `kpis.reads` gives them for now."""
-    pair_rows, recent_rows, snapshot_rows = _rows_of(
+    pair_rows, recent_rows, snapshot_rows = rows_of(
         [
             _pairs_statement(site_id, None, at, with_demand=True),
             _recent_statement(site_id, None, at),

@@ -10,7 +10,7 @@ hour and day buckets of the site and of all sites (`BreakdownBucket`, `Breakdown
 from collections import defaultdict
 from collections.abc import Iterable
 
-from kpis.buckets import _upsert_add, writer_shard
+from kpis.buckets import upsert_add, writer_shard
 from kpis.models import (
     ALL_SITES,
     BIN_COUNT_FIELDS,
@@ -57,7 +57,7 @@ def breakdowns_fold(breakdowns: Breakdowns, rows: Iterable[tuple]) -> None:
                 bins[(dimension, key, site_id, minute, duration_bin)] += 1
 
 
-def _breakdown_bucket_rows(breakdowns: Breakdowns, *, all_sites: bool = True) -> dict:
+def breakdown_bucket_rows(breakdowns: Breakdowns, *, all_sites: bool = True) -> dict:
     """Key (dimension, site, span, start, key) -> sums, over the site's buckets and (unless
     told otherwise) all sites'."""
     rows: dict = {}
@@ -71,7 +71,7 @@ def _breakdown_bucket_rows(breakdowns: Breakdowns, *, all_sites: bool = True) ->
     return rows
 
 
-def _breakdown_bin_rows(breakdowns: Breakdowns, *, all_sites: bool = True) -> dict:
+def breakdown_bin_rows(breakdowns: Breakdowns, *, all_sites: bool = True) -> dict:
     """Key (dimension, site, span, start, key, bin group) -> one count per bin column."""
     rows: dict = {}
     for (dimension, key, site_id, minute, duration_bin), count in breakdowns.bins.items():
@@ -92,15 +92,15 @@ def breakdowns_add(breakdowns: Breakdowns) -> None:
     if not breakdowns.sums:
         return
     shard = writer_shard()
-    _upsert_add(
+    upsert_add(
         BreakdownBucket,
         BUCKET_KEY_FIELDS,
         BREAKDOWN_FIELDS,
-        [((*key, shard), values) for key, values in _breakdown_bucket_rows(breakdowns).items()],
+        [((*key, shard), values) for key, values in breakdown_bucket_rows(breakdowns).items()],
     )
-    bin_rows = _breakdown_bin_rows(breakdowns)
+    bin_rows = breakdown_bin_rows(breakdowns)
     if bin_rows:
-        _upsert_add(
+        upsert_add(
             BreakdownBin,
             BIN_KEY_FIELDS,
             BIN_COUNT_FIELDS,

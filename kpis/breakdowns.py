@@ -3,7 +3,7 @@ scope, one entry per channel of the order or per courier of the delivery.
 
 Read like the top-level delivery KPIs (`kpis.reads`): whole buckets from the breakdown
 rollups, the raw delivery records at the window's two edges folded in or taken out (the same
-`_Head` and tail as the window sums), and exact percentiles from each key's histogram and
+`Head` and tail as the window sums), and exact percentiles from each key's histogram and
 order statistics (`kpis.percentiles`). Two round trips on PostgreSQL whatever the number of
 keys: the sums, histograms and edge records; then the durations at the wanted ranks.
 """
@@ -25,9 +25,9 @@ from kpis.models import (
     BreakdownDimension,
     DeliveryRecord,
 )
-from kpis.percentiles import OrderStatisticsRead, _interpolated, _ranks_wanted
+from kpis.percentiles import OrderStatisticsRead, interpolated, ranks_wanted
 from kpis.units import instant, minute_of, money_from_e4
-from kpis.windows import PERCENTILES, _bucket_ranges, _Head, _ranges_sql, _rows_of
+from kpis.windows import PERCENTILES, Head, bucket_ranges, ranges_sql, rows_of
 
 # `by` value -> (dimension of the rollups, column of the delivery records).
 BREAKDOWNS = {
@@ -59,9 +59,9 @@ def breakdown_compute(
     if by not in BREAKDOWNS:
         raise UnknownBreakdown(by)
     dimension, column = BREAKDOWNS[by]
-    head = _Head.of(start)
+    head = Head.of(start)
     last_minute = minute_of(end)
-    ranges, range_params = _ranges_sql(_bucket_ranges(head.first_bucket, last_minute + 60))
+    ranges, range_params = ranges_sql(bucket_ranges(head.first_bucket, last_minute + 60))
     scope = [dimension, ALL_SITES if site_id is None else site_id, *range_params]
     where = f"WHERE dimension = %s AND site_id = %s AND ({ranges})"
     sums_sql = (
@@ -72,7 +72,7 @@ def breakdown_compute(
         f"SELECT key, bin_group, {', '.join(f'SUM({name})' for name in BIN_COUNT_FIELDS)} "  # noqa: S608
         f"FROM {BreakdownBin._meta.db_table} {where} GROUP BY key, bin_group"
     )
-    sum_rows, bin_rows, edge_rows = _rows_of(
+    sum_rows, bin_rows, edge_rows = rows_of(
         [(sums_sql, scope), (bins_sql, scope), _edge_statement(column, site_id, head, end)]
     )
     keys: defaultdict[str, _KeyState] = defaultdict(_KeyState)
@@ -112,8 +112,8 @@ def breakdown_compute(
     return entries
 
 
-def _edge_statement(column: str, site_id: int | None, head: _Head, end: dt.datetime):
-    """The delivery records at the window's edges: the head's (`_Head`) and those of the
+def _edge_statement(column: str, site_id: int | None, head: Head, end: dt.datetime):
+    """The delivery records at the window's edges: the head's (`Head`) and those of the
     minute holding `end` after it."""
     if head.from_bucket:
         head_facts = Q(occurred_at__gte=head.low, occurred_at__lte=head.high)
@@ -138,7 +138,7 @@ def _key_percentiles(keys: dict, column: str, site_id, start, end) -> dict[str, 
         population = sum(state.bins.values())
         if population == 0:
             continue
-        wanted, ranks = _ranks_wanted(population)
+        wanted, ranks = ranks_wanted(population)
         reading = OrderStatisticsRead(state.bins, ranks, start, end)
         sql, statement_params = reading.statement(
             f"{site_clause} AND {column} = %s", [*([] if site_id is None else [site_id]), key], tag
@@ -154,5 +154,5 @@ def _key_percentiles(keys: dict, column: str, site_id, start, end) -> dict[str, 
         for row in cursor.fetchall():
             rows_by_tag[row[0]].append(row)
     for tag, (key, wanted, reading) in reads.items():
-        result[key] = _interpolated(wanted, reading.values(rows_by_tag[tag]))
+        result[key] = interpolated(wanted, reading.values(rows_by_tag[tag]))
     return result

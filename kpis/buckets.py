@@ -113,7 +113,7 @@ def revaluations_fold(sums, revaluations) -> None:
 # --- writing the rollups --------------------------------------------------------------------
 
 
-def _bucket_rows(sums, *, all_sites: bool = True) -> dict[tuple[int, int, int], list[int]]:
+def bucket_rows_spread(sums, *, all_sites: bool = True) -> dict[tuple[int, int, int], list[int]]:
     """Spread per-(site, minute) sums over the minute, hour, day and all-time buckets of the
     site and (unless told otherwise) of all sites."""
     rows: dict[tuple[int, int, int], list[int]] = {}
@@ -135,7 +135,7 @@ def _bucket_rows(sums, *, all_sites: bool = True) -> dict[tuple[int, int, int], 
     return rows
 
 
-def _bin_rows(bins) -> dict[tuple[int, int, int, int], list[int]]:
+def bin_rows_spread(bins) -> dict[tuple[int, int, int, int], list[int]]:
     """Spread per-(site, minute, bin) counts over the histogram rows of the site and of all
     sites, per minute, hour and day: key (site, span, start, bin group), one count per column
     (`BIN_COUNT_FIELDS`)."""
@@ -152,7 +152,7 @@ def _bin_rows(bins) -> dict[tuple[int, int, int, int], list[int]]:
     return rows
 
 
-def _upsert_add(model, key_fields: Sequence[str], value_fields: Sequence[str], rows) -> None:
+def upsert_add(model, key_fields: Sequence[str], value_fields: Sequence[str], rows) -> None:
     """INSERT ... ON CONFLICT DO UPDATE adding the values, in key order (a fixed lock order).
 
     Keys hold epoch seconds for `start`. On PostgreSQL one statement with one array per column:
@@ -231,32 +231,32 @@ def writer_shard() -> int:
     return 0 if row is None else row[0]
 
 
-def _rollups_add(sums, bins=None) -> None:
-    buckets = _bucket_rows(sums)
+def rollups_add(sums, bins=None) -> None:
+    buckets = bucket_rows_spread(sums)
     if not buckets and not bins:
         return
     shard = writer_shard()
     if buckets:
-        _upsert_add(
+        upsert_add(
             KpiBucket,
             ("site_id", "span_s", "start", "shard"),
             FIELDS,
             [((*key, shard), values) for key, values in buckets.items()],
         )
     if bins:
-        _upsert_add(
+        upsert_add(
             FulfillmentBin,
             ("site_id", "span_s", "start", "bin_group", "shard"),
             BIN_COUNT_FIELDS,
-            [((*key, shard), counts) for key, counts in _bin_rows(bins).items()],
+            [((*key, shard), counts) for key, counts in bin_rows_spread(bins).items()],
         )
 
 
-def _revaluations_insert(revaluations) -> None:
+def revaluations_insert(revaluations) -> None:
     amounts: dict[tuple[int, int, int], int] = defaultdict(int)
     for site_id, sku_id, effective_s, amount in revaluations:
         amounts[(site_id, sku_id, effective_s)] += amount
-    _bulk_insert(
+    bulk_insert(
         Revaluation,
         ["site_id", "sku_id", "occurred_at", "amount_e4"],
         (
@@ -267,7 +267,7 @@ def _revaluations_insert(revaluations) -> None:
     )
 
 
-def _bulk_insert(model, columns: list[str], rows: Iterable[list]) -> None:
+def bulk_insert(model, columns: list[str], rows: Iterable[list]) -> None:
     """Insert many rows: COPY on PostgreSQL, multi-row INSERT elsewhere."""
     table = model._meta.db_table
     if connection.vendor == "postgresql":

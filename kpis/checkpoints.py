@@ -17,7 +17,7 @@ from django.db import connection
 from django.db.models import Q
 
 from core.db import datetime_param, pg_int_array
-from kpis.buckets import _bulk_insert
+from kpis.buckets import bulk_insert
 from kpis.models import StockCheckpoint
 from kpis.units import instant
 from ledger.models import Movement
@@ -122,5 +122,5 @@ def checkpoints_rebuild(scope: Q) -> int:
                 on_hand += on_hand_delta
                 reserved += reserved_delta
             rows.append([site_id, sku_id, instant(end), on_hand, reserved])
-    _bulk_insert(StockCheckpoint, ["site_id", "sku_id", "at", "on_hand", "reserved"], rows)
+    bulk_insert(StockCheckpoint, ["site_id", "sku_id", "at", "on_hand", "reserved"], rows)
     return len(rows)

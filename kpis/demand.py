@@ -16,7 +16,7 @@ from django.db import connection
 from django.db.models import Q, Sum
 
 from core.db import datetime_param
-from kpis.buckets import _bulk_insert, _upsert_add, writer_shard
+from kpis.buckets import bulk_insert, upsert_add, writer_shard
 from kpis.models import DemandBucket
 from kpis.units import instant
 from ledger.models import Movement, MovementKind
@@ -55,7 +55,7 @@ def demand_movements_record(rows: Iterable[tuple]) -> None:
     if not sums:
         return
     shard = writer_shard()
-    _upsert_add(
+    upsert_add(
         DemandBucket,
         ("site_id", "span_s", "start", "sku_id", "shard"),
         VALUE_FIELDS,
@@ -77,7 +77,7 @@ def demand_rebuild(*, site_id: int | None = None) -> int:
         .values_list("site_id", "sku_id", "kind", "on_hand_delta", "occurred_at")
     )
     sums = _demand_sums(movements.iterator(chunk_size=REBUILD_CHUNK))
-    _bulk_insert(
+    bulk_insert(
         DemandBucket,
         ["site_id", "sku_id", "span_s", "start", "shard", *VALUE_FIELDS],
         (

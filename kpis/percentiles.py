@@ -12,16 +12,16 @@ from kpis.models import (
 from kpis.windows import PERCENTILES, WindowState
 
 
-def _percentiles(state: WindowState, site_id: int | None) -> dict[str, float | None]:
+def percentiles_exact(state: WindowState, site_id: int | None) -> dict[str, float | None]:
     """Exact percentiles with linear interpolation between closest ranks (numpy's default)."""
     population = sum(state.bins.values())
     if population == 0:
         return dict.fromkeys(PERCENTILES)
-    wanted, ranks = _ranks_wanted(population)
-    return _interpolated(wanted, _order_statistics(state, site_id, ranks))
+    wanted, ranks = ranks_wanted(population)
+    return interpolated(wanted, _order_statistics(state, site_id, ranks))
 
 
-def _ranks_wanted(population: int) -> tuple[dict[str, tuple[int, Decimal]], list[int]]:
+def ranks_wanted(population: int) -> tuple[dict[str, tuple[int, Decimal]], list[int]]:
     """For each percentile, its lower 0-based rank and the weight of the next one; and every
     rank to read, in order."""
     wanted: dict[str, tuple[int, Decimal]] = {}
@@ -36,7 +36,7 @@ def _ranks_wanted(population: int) -> tuple[dict[str, tuple[int, Decimal]], list
     return wanted, sorted(ranks)
 
 
-def _interpolated(wanted: dict[str, tuple[int, Decimal]], values: dict) -> dict[str, float]:
+def interpolated(wanted: dict[str, tuple[int, Decimal]], values: dict) -> dict[str, float]:
     """Each percentile (seconds) from the durations (µs) at its ranks."""
     result = {}
     for key, (lower, weight) in wanted.items():

@@ -5,7 +5,7 @@ nulls as docs/kpis.md says); the dashboards and alerts read only this.
 
 A window W is the instants (now - W, now], by event time. Whole minutes, hours and days inside
 it are read from `KpiBucket` (at most ~200 rows per site); at each end, the raw facts of the
-part of the edge minute outside or inside the window are folded in or taken out (`_Head`,
+part of the edge minute outside or inside the window are folded in or taken out (`Head`,
 `_edges_add`), so the edges are exact too. Inventory value at
 an instant is the site's all-time total minus what happened after it (see docs/kpis.md).
 """
@@ -27,7 +27,7 @@ from kpis.models import (
     StockStatus,
     StockTroubleCount,
 )
-from kpis.percentiles import _percentiles
+from kpis.percentiles import percentiles_exact
 from kpis.units import (
     ACCURATE,
     COGS,
@@ -50,15 +50,15 @@ from kpis.windows import (
     YEAR_S,
     UnknownWindow,
     WindowState,
-    _bins_fold,
-    _bins_statement,
-    _bucket_ranges,
-    _ranges_sql,
-    _rows_of,
-    _site_id,
-    _window_fold,
-    _window_statements,
+    bins_fold,
+    bins_statement,
+    bucket_ranges,
+    ranges_sql,
+    rows_of,
+    site_id_of,
+    window_fold,
     window_state,
+    window_statements,
 )
 from ledger.models import Site
 
@@ -99,7 +99,7 @@ def _now_statement(site_id: int | None, now: dt.datetime) -> tuple[str, list]:
     sites_clause = "" if site_id is None else " WHERE site.id = %s"
     demand_since = now - DEMAND_LOOKBACK
     edge_end = minute_of(demand_since) + 60
-    buckets, bucket_params = _ranges_sql(_bucket_ranges(edge_end, BUCKETS_END_S))
+    buckets, bucket_params = ranges_sql(bucket_ranges(edge_end, BUCKETS_END_S))
     # Only table names and fixed clauses are interpolated; values are parameters.
     sql = (
         "SELECT counts.*, skew.* FROM (SELECT "  # noqa: S608
@@ -127,20 +127,20 @@ def _now_fold(rows) -> dict:
         "stockouts": int(stockouts),
         "negative_stock": int(negative),
         "below_reorder_point": int(below),
-        "reconciliation_skew": _ratio(int(mismatched), int(lines)) if lines else None,
+        "reconciliation_skew": ratio(int(mismatched), int(lines)) if lines else None,
         "reconciliation_skew_units": int(units) if lines else None,
     }
 
 
-def _ratio(numerator: int, denominator: int) -> float | None:
+def ratio(numerator: int, denominator: int) -> float | None:
     return None if denominator == 0 else float(Decimal(numerator) / Decimal(denominator))
 
 
-def _money(amount_e4: int) -> float:
+def money_float(amount_e4: int) -> float:
     return float(money_from_e4(amount_e4))
 
 
-def _window_bounds(window: str, now: dt.datetime | None) -> tuple[dt.datetime, int]:
+def window_bounds(window: str, now: dt.datetime | None) -> tuple[dt.datetime, int]:
     if window not in WINDOWS:
         raise UnknownWindow(window)
     return now or timezone.now(), WINDOWS[window]
@@ -173,8 +173,8 @@ def kpis_compute(
     """
     if by is not None and by not in BREAKDOWNS:
         raise UnknownBreakdown(by)
-    now, window_s = _window_bounds(window, as_of or now)
-    site_id = _site_id(site)
+    now, window_s = window_bounds(window, as_of or now)
+    site_id = site_id_of(site)
     start = now - dt.timedelta(seconds=window_s)
     # Everything but the percentiles' delivery rows (which need the histogram): one round trip
     # on PostgreSQL.
@@ -185,10 +185,10 @@ def kpis_compute(
         edge_rows,
         bin_rows,
         *now_rows,
-    ) = _rows_of(
+    ) = rows_of(
         [
-            *_window_statements(site_id, start, now),
-            _bins_statement(site_id, start, now),
+            *window_statements(site_id, start, now),
+            bins_statement(site_id, start, now),
             *stock_now,
             *(rider.statement(now=now) for _, rider in riders),
         ]
@@ -196,8 +196,8 @@ def kpis_compute(
     rider_rows = now_rows[len(stock_now) :]
     stock = _now_fold(now_rows[0]) if stock_now else stock_kpis_at(site_id=site_id, at=now)
     state = WindowState(start=start, end=now)
-    _window_fold(state, bucket_rows, edge_rows)
-    _bins_fold(state, bin_rows)
+    window_fold(state, bucket_rows, edge_rows)
+    bins_fold(state, bin_rows)
     total = state.total
     value_end = sum(state.value_end_e4.values())
     value_start = value_end - total(VALUE)
@@ -207,18 +207,18 @@ def kpis_compute(
         "site": site,
         "window": window,
         "inventory_turnover": None if rate is None else float(rate),
-        "order_accuracy": _ratio(total(ACCURATE), total(DELIVERIES)),
+        "order_accuracy": ratio(total(ACCURATE), total(DELIVERIES)),
         "deliveries": total(DELIVERIES),
-        "stock_mismatch_rate": _ratio(total(MISMATCHES), total(COUNTS)),
+        "stock_mismatch_rate": ratio(total(MISMATCHES), total(COUNTS)),
         "counts": total(COUNTS),
         "mismatch_units": total(MISMATCH_UNITS),
-        "mismatch_value": _money(total(MISMATCH_VALUE)),
+        "mismatch_value": money_float(total(MISMATCH_VALUE)),
         "cost_per_shipment": (
             None
             if total(DELIVERIES) == 0
             else float(money_from_e4(total(SHIPPING)) / total(DELIVERIES))
         ),
-        **_percentiles(state, site_id),
+        **percentiles_exact(state, site_id),
         **stock,
         **{
             key: rider.fold(rows, now=now)
@@ -232,6 +232,6 @@ def kpis_compute(
 
 def inventory_value_at(*, site: str | None = None, at: dt.datetime) -> Decimal:
     """Inventory value at standard cost (of the time) at an instant, from the rollups."""
-    site_id = _site_id(site)
+    site_id = site_id_of(site)
     state = window_state(site_id=site_id, start=at - dt.timedelta(minutes=1), end=at)
     return money_from_e4(sum(state.value_end_e4.values()))

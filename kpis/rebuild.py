@@ -10,19 +10,19 @@ from django.db.models import Q
 
 from kpis.breakdown_rollups import (
     BREAKDOWN_FIELDS,
-    _breakdown_bin_rows,
-    _breakdown_bucket_rows,
+    breakdown_bin_rows,
+    breakdown_bucket_rows,
     breakdowns_fold,
     breakdowns_new,
 )
 from kpis.buckets import (
-    _bin_rows,
-    _bucket_rows,
-    _bulk_insert,
-    _revaluations_insert,
+    bin_rows_spread,
+    bucket_rows_spread,
+    bulk_insert,
     deliveries_fold,
     movements_fold,
     revaluations_fold,
+    revaluations_insert,
     sums_new,
 )
 from kpis.checkpoints import checkpoints_rebuild
@@ -43,7 +43,7 @@ from kpis.models import (
     StockStatus,
     StockTroubleCount,
 )
-from kpis.stock_status import TROUBLE_COUNT_FIELDS, _trouble_add, _trouble_of_state
+from kpis.stock_status import TROUBLE_COUNT_FIELDS, trouble_add, trouble_of_state
 from kpis.units import FIELDS, ORDERS, instant, minute_of
 from ledger.models import (
     Movement,
@@ -144,11 +144,11 @@ def rollups_rebuild(
                 latest[pair] = occurred_at
         progress("order lines", 1, 1)
 
-        buckets = _bucket_rows(sums, all_sites=False)
+        buckets = bucket_rows_spread(sums, all_sites=False)
         # Rows go in in key order (here and in `_all_sites_sum`), so that a window's rows
         # share pages, as the writers' rows do (they arrive in time order): in the order the
         # ledger happened to be read, a 30-day window's histogram rows sat one to a page.
-        _bulk_insert(
+        bulk_insert(
             KpiBucket,
             ["site_id", "span_s", "start", "shard", *FIELDS],
             (
@@ -156,18 +156,18 @@ def rollups_rebuild(
                 for (site, span, start), values in sorted(buckets.items())
             ),
         )
-        _bulk_insert(
+        bulk_insert(
             FulfillmentBin,
             ["site_id", "span_s", "start", "bin_group", "shard", *BIN_COUNT_FIELDS],
             (
                 [site, span, instant(start), group, 0, *counts]
-                for (site, span, start, group), counts in sorted(_bin_rows(bins).items())
+                for (site, span, start, group), counts in sorted(bin_rows_spread(bins).items())
                 if site != ALL_SITES
             ),
         )
         _breakdowns_insert(breakdowns)
         _all_sites_rows_sum()
-        _revaluations_insert(revaluations)
+        revaluations_insert(revaluations)
         progress("rollups", 1, 1)
         levels = StockLevel.objects.filter(scope).values_list(
             "site_id", "sku_id", "on_hand", "reserved"
@@ -181,7 +181,7 @@ def rollups_rebuild(
         for pair, point in _reorder_points_all(scope).items():
             if pair in status:
                 status[pair][3] = point
-        _bulk_insert(
+        bulk_insert(
             StockStatus,
             [
                 "site_id",
@@ -214,8 +214,8 @@ def _trouble_counts_rebuild(status: dict[tuple[int, int], list]) -> None:
     all-sites rows as the sum of every site's."""
     counts: defaultdict = defaultdict(lambda: [0] * len(TROUBLE_COUNT_FIELDS))
     for (site_id, _sku_id), state in status.items():
-        _trouble_add(counts, site_id, _trouble_of_state(state), 1)
-    _bulk_insert(
+        trouble_add(counts, site_id, trouble_of_state(state), 1)
+    bulk_insert(
         StockTroubleCount,
         ["site_id", "span_s", "start", "shard", *TROUBLE_COUNT_FIELDS],
         (
@@ -253,23 +253,23 @@ def _all_sites_rows_sum() -> None:
 
 def _breakdowns_insert(breakdowns) -> None:
     """Insert the sites' breakdown rows (shard 0), in key order like the other rollups."""
-    _bulk_insert(
+    bulk_insert(
         BreakdownBucket,
         ["dimension", "site_id", "span_s", "start", "key", "shard", *BREAKDOWN_FIELDS],
         (
             [dimension, site, span, instant(start), key, 0, *values]
             for (dimension, site, span, start, key), values in sorted(
-                _breakdown_bucket_rows(breakdowns, all_sites=False).items()
+                breakdown_bucket_rows(breakdowns, all_sites=False).items()
             )
         ),
     )
-    _bulk_insert(
+    bulk_insert(
         BreakdownBin,
         ["dimension", "site_id", "span_s", "start", "key", "bin_group", "shard", *BIN_COUNT_FIELDS],
         (
             [dimension, site, span, instant(start), key, group, 0, *counts]
             for (dimension, site, span, start, key, group), counts in sorted(
-                _breakdown_bin_rows(breakdowns, all_sites=False).items()
+                breakdown_bin_rows(breakdowns, all_sites=False).items()
             )
         ),
     )

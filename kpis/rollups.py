@@ -31,13 +31,13 @@ from django.db.models import Sum
 
 from kpis.breakdown_rollups import breakdowns_add, breakdowns_fold, breakdowns_new
 from kpis.buckets import (
-    _bulk_insert,
-    _revaluations_insert,
-    _rollups_add,
+    bulk_insert,
     deliveries_fold,
     movements_fold,
     orders_fold,
     revaluations_fold,
+    revaluations_insert,
+    rollups_add,
     sums_new,
 )
 from kpis.checkpoints import checkpoints_add
@@ -49,7 +49,7 @@ from kpis.models import (
     UnitCostChange,
     in_stock_trouble,
 )
-from kpis.stock_status import _reorder_points, _stock_status_demand, _stock_status_upsert
+from kpis.stock_status import reorder_points, stock_status_demand, stock_status_upsert
 from kpis.units import fulfillment_bin, instant, minute_of, money_e4
 from ledger.models import (
     Movement,
@@ -142,9 +142,9 @@ def rollups_movements_record(
     revaluations: list = []
     movements_fold(sums, map(_FOLDED_COLUMNS, movements), book, revaluations)
     revaluations_fold(sums, revaluations)
-    _rollups_add(sums)
-    _revaluations_insert(revaluations)
-    _stock_status_upsert(_levels_in_or_out_of_trouble(levels, levels_before))
+    rollups_add(sums)
+    revaluations_insert(revaluations)
+    stock_status_upsert(_levels_in_or_out_of_trouble(levels, levels_before))
     checkpoints_add(map(_CHECKPOINT_COLUMNS, movements))
 
 
@@ -175,7 +175,7 @@ def _levels_in_or_out_of_trouble(
     # Most pairs are decided without their reorder point; only the others read it.
     written = {pair: levels[pair] for pair in levels if in_trouble_before_or_after(pair, None)}
     undecided = {pair for pair in levels if pair not in written}
-    points = _reorder_points(undecided) if undecided else {}
+    points = reorder_points(undecided) if undecided else {}
     for pair in undecided:
         if in_trouble_before_or_after(pair, points[pair]):
             written[pair] = levels[pair]
@@ -194,7 +194,7 @@ def rollups_facts_record(
     bins: defaultdict = defaultdict(int)
     if deliveries:
         rows = [_delivery_row(fact) for fact in deliveries]
-        _bulk_insert(DeliveryRecord, list(DELIVERY_COLUMNS), rows)
+        bulk_insert(DeliveryRecord, list(DELIVERY_COLUMNS), rows)
         # (site, occurred_at, accurate, shipping, bin, channel, courier): what the folds take.
         folded = [(*row[:4], *row[6:]) for row in rows]
         deliveries_fold(sums, bins, folded)
@@ -203,7 +203,7 @@ def rollups_facts_record(
         breakdowns_add(breakdowns)
     if order_lines:
         rows = _order_line_rows(order_lines)
-        _bulk_insert(OrderLineRecord, list(ORDER_LINE_COLUMNS), rows)
+        bulk_insert(OrderLineRecord, list(ORDER_LINE_COLUMNS), rows)
         orders_fold(
             sums, ((site_id, occurred_at, opens) for site_id, _, occurred_at, *_, opens in rows)
         )
@@ -212,8 +212,8 @@ def rollups_facts_record(
             pair = (fact.site_id, fact.sku_id)
             if pair not in latest or latest[pair] < fact.occurred_at:
                 latest[pair] = fact.occurred_at
-        _stock_status_demand(latest)
-    _rollups_add(sums, bins)
+        stock_status_demand(latest)
+    rollups_add(sums, bins)
     if snapshots:
         records = SnapshotRecord.objects.bulk_create(_snapshot_records(snapshots))
         # The correctness SLO: every line compared is one event, good when it matched.
@@ -340,6 +340,6 @@ def unit_cost_change_record(
         "site_id", "sku_id", "kind", "on_hand_delta", "occurred_at"
     )
     movements_fold(sums, later.iterator(), FlatCost(difference), money_only=True)
-    _rollups_add(sums)
-    _revaluations_insert(revaluations)
+    rollups_add(sums)
+    revaluations_insert(revaluations)
     return change

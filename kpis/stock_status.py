@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from django.db import connection, transaction
 
 from core.db import datetime_param, pg_int_array, pg_timestamp_array
-from kpis.buckets import _upsert_add, writer_shard
+from kpis.buckets import upsert_add, writer_shard
 from kpis.models import (
     ALL_SITES,
     StockStatus,
@@ -21,7 +21,7 @@ from ledger.models import (
 )
 
 
-def _reorder_points(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], int | None]:
+def reorder_points(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], int | None]:
     """Effective reorder point of each pair: the site's own, else the SKU's."""
     if connection.vendor == "postgresql":
         # One statement with array parameters: a feed group asks for thousands of pairs.
@@ -64,7 +64,7 @@ Trouble = tuple[bool, bool, dt.datetime | None]
 NO_TROUBLE: Trouble = (False, False, None)
 
 
-def _trouble_of_state(state: tuple) -> Trouble:
+def trouble_of_state(state: tuple) -> Trouble:
     """What a `StockStatus` state (`STATUS_STATE_COLUMNS`) counts as. `_trouble_sql` says the
     same in SQL."""
     has_level, on_hand, available, reorder_point, last_order_line_at = state
@@ -76,7 +76,7 @@ def _trouble_of_state(state: tuple) -> Trouble:
 
 
 def _trouble_sql(row: str) -> str:
-    """What a row counts as (`_trouble_of_state`), in SQL: the values of (was_negative,
+    """What a row counts as (`trouble_of_state`), in SQL: the values of (was_negative,
     was_below, was_stockout_at)."""
     return (
         f"{row}.on_hand < 0, ({row}.has_level AND {row}.reorder_point IS NOT NULL "
@@ -112,7 +112,7 @@ def _trouble_changes(rows) -> list[tuple[int, Trouble, Trouble]]:
     for site_id, _sku_id, *rest in rows:
         state, (was_negative, was_below, was_stockout_at) = rest[:5], rest[5:]
         old = NO_TROUBLE if was_negative is None else (was_negative, was_below, was_stockout_at)
-        changes.append((site_id, old, _trouble_of_state(state)))
+        changes.append((site_id, old, trouble_of_state(state)))
     return changes
 
 
@@ -137,14 +137,14 @@ def _state_changes(before: dict, after: dict) -> list[tuple[int, Trouble, Troubl
     return [
         (
             pair[0],
-            _trouble_of_state(before[pair]) if pair in before else NO_TROUBLE,
-            _trouble_of_state(state),
+            trouble_of_state(before[pair]) if pair in before else NO_TROUBLE,
+            trouble_of_state(state),
         )
         for pair, state in after.items()
     ]
 
 
-def _trouble_add(counts, site_id: int, trouble: Trouble, sign: int) -> None:
+def trouble_add(counts, site_id: int, trouble: Trouble, sign: int) -> None:
     """Add (sign 1) or take out (sign -1) what a pair counts as in the site's and the all-sites
     trouble counters: `counts[(site, span, start s)]` (see `StockTroubleCount`)."""
     negative, below, stockout_at = trouble
@@ -165,13 +165,13 @@ def _trouble_counts_add(changes: Iterable[tuple[int, Trouble, Trouble]]) -> None
     counts: defaultdict = defaultdict(lambda: [0] * len(TROUBLE_COUNT_FIELDS))
     for site_id, old, new in changes:
         if old != new:
-            _trouble_add(counts, site_id, old, -1)
-            _trouble_add(counts, site_id, new, 1)
+            trouble_add(counts, site_id, old, -1)
+            trouble_add(counts, site_id, new, 1)
     rows = [(key, values) for key, values in counts.items() if any(values)]
     if not rows:
         return
     shard = writer_shard()
-    _upsert_add(
+    upsert_add(
         StockTroubleCount,
         ("site_id", "span_s", "start", "shard"),
         TROUBLE_COUNT_FIELDS,
@@ -186,7 +186,7 @@ _STATUS_LEVEL_CONFLICT = (
 )
 
 
-def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None:
+def stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None:
     """Set the copied state of these levels: (site, sku) -> (on_hand, reserved)."""
     table = StockStatus._meta.db_table
     items = sorted(levels.items())  # a fixed lock order
@@ -220,7 +220,7 @@ def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None
             )
         return
     before = _status_states_read([pair for pair, _ in items])
-    points = _reorder_points(set(levels))
+    points = reorder_points(set(levels))
     for start in range(0, len(items), UPSERT_BATCH):
         chunk = items[start : start + UPSERT_BATCH]
         params = []
@@ -242,7 +242,7 @@ def _stock_status_upsert(levels: dict[tuple[int, int], tuple[int, int]]) -> None
     _trouble_counts_add(_state_changes(before, after))
 
 
-def _stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
+def stock_status_demand(latest: dict[tuple[int, int], dt.datetime]) -> None:
     """Raise each pair's last order line time (creating a demand-only row if needed)."""
     table = StockStatus._meta.db_table
     items = sorted(latest.items())  # a fixed lock order
@@ -314,7 +314,7 @@ def stock_status_reorder_points_refresh(*, sku_id: int, site_id: int | None = No
         if not pairs:
             return
         by_point: dict[int | None, list[int]] = defaultdict(list)
-        for (site, _sku), point in _reorder_points(pairs).items():
+        for (site, _sku), point in reorder_points(pairs).items():
             by_point[point].append(site)
         levels = {
             site: (on_hand, on_hand - reserved)

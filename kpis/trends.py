@@ -12,7 +12,7 @@ from kpis.models import (
     KpiBucket,
     StockStatus,
 )
-from kpis.reads import _money, _ratio, _window_bounds, turnover
+from kpis.reads import money_float, ratio, turnover, window_bounds
 from kpis.units import (
     COUNTS,
     FIELDS,
@@ -30,12 +30,12 @@ from kpis.windows import (
     WORST_STOCKOUTS,
     Statement,
     WindowState,
-    _bucket_ranges,
-    _ranges_sql,
-    _rows_of,
-    _site_id,
-    _window_fold,
-    _window_statements,
+    bucket_ranges,
+    ranges_sql,
+    rows_of,
+    site_id_of,
+    window_fold,
+    window_statements,
 )
 from ledger.models import Site, Sku
 
@@ -64,14 +64,14 @@ def kpi_trends_compute(
     `as_of`: `now` is a past instant (docs/as_of.md): the worst stockouts are those of the
     stock levels at it, not of the levels now.
     """
-    now, window_s = _window_bounds(window, now)
-    site_id = _site_id(site)
+    now, window_s = window_bounds(window, now)
+    site_id = site_id_of(site)
     span = TREND_SPANS[window]
     last = int(now.timestamp()) // span * span
     first = int((now - dt.timedelta(seconds=window_s)).timestamp()) // span * span
     start = now - dt.timedelta(seconds=window_s)
     scope = Q(site_id=ALL_SITES if site_id is None else site_id)
-    # Every read in one round trip on PostgreSQL (see `_rows_of`): a live dashboard computes
+    # Every read in one round trip on PostgreSQL (see `rows_of`): a live dashboard computes
     # this every few hundred milliseconds, and each round trip cost more than its query.
     series_query = (
         KpiBucket.objects.filter(
@@ -84,7 +84,7 @@ def kpi_trends_compute(
     )
     # The value change after the last bucket (by span) and the all-time total (TOTAL_SPAN).
     # In the largest buckets that fit: a few dozen rows for a `now` 30 days back (as_of).
-    after, after_params = _ranges_sql(_bucket_ranges(last + span, BUCKETS_END_S))
+    after, after_params = ranges_sql(bucket_ranges(last + span, BUCKETS_END_S))
     value_statement = (
         f"SELECT CASE WHEN span_s = {TOTAL_SPAN} THEN {TOTAL_SPAN} ELSE {span} END, "  # noqa: S608
         f"SUM(value_change_e4) FROM {KpiBucket._meta.db_table} WHERE site_id = %s "
@@ -101,14 +101,14 @@ def kpi_trends_compute(
         "id", "code"
     )
     site_codes_query = Site.objects.order_by().values_list("id", "code")
-    series_rows, value_rows, worst_rows, sku_rows, site_rows, bucket_rows, edge_rows = _rows_of(
+    series_rows, value_rows, worst_rows, sku_rows, site_rows, bucket_rows, edge_rows = rows_of(
         [
             _query_statement(series_query),
             value_statement,
             _query_statement(worst_query),
             _query_statement(sku_codes_query),
             _query_statement(site_codes_query),
-            *_window_statements(site_id, start, now, per_site=True),
+            *window_statements(site_id, start, now, per_site=True),
         ]
     )
     series = {_aware(row[0]): [int(value or 0) for value in row[1:]] for row in series_rows}
@@ -138,7 +138,7 @@ def kpi_trends_compute(
         )
         points["turnover"].append({"t": t, "value": None if rate is None else float(rate)})
         points["accuracy"].append(
-            {"t": t, "value": _ratio(row["accurate_deliveries"], row["deliveries"])}
+            {"t": t, "value": ratio(row["accurate_deliveries"], row["deliveries"])}
         )
         points["cost_per_shipment"].append(
             {
@@ -152,15 +152,15 @@ def kpi_trends_compute(
     for values in points.values():
         values.reverse()
     state = WindowState(start=start, end=now)
-    _window_fold(state, bucket_rows, edge_rows)
+    window_fold(state, bucket_rows, edge_rows)
     codes = dict(site_rows)
     sku_codes = dict(sku_rows)
     mismatch_by_site = [
         {
             "site": codes[row_site],
-            "rate": _ratio(values[MISMATCHES], values[COUNTS]),
+            "rate": ratio(values[MISMATCHES], values[COUNTS]),
             "units": values[MISMATCH_UNITS],
-            "value": _money(values[MISMATCH_VALUE]),
+            "value": money_float(values[MISMATCH_VALUE]),
         }
         for row_site, values in sorted(state.sums.items(), key=lambda item: codes.get(item[0], ""))
         if row_site in codes
@@ -178,7 +178,7 @@ def kpi_trends_compute(
 
 
 def _query_statement(queryset) -> Statement:
-    """An ORM query as a statement of `_rows_of`: its SQL on PostgreSQL (sent with the others
+    """An ORM query as a statement of `rows_of`: its SQL on PostgreSQL (sent with the others
     in one round trip), else the query itself (SQLite needs its converters)."""
     if connection.vendor == "postgresql":
         sql, params = queryset.query.sql_with_params()

@@ -1,5 +1,5 @@
 """The window of a KPI read: which buckets and edge facts it covers, read in one round trip
-(`_rows_of`) and folded into a `WindowState`.
+(`rows_of`) and folded into a `WindowState`.
 """
 
 import datetime as dt
@@ -69,7 +69,7 @@ class WindowState:
         return sum(values[index] for values in self.sums.values())
 
 
-def _site_id(site: str | None) -> int | None:
+def site_id_of(site: str | None) -> int | None:
     if site is None:
         return None
     with connection.cursor() as cursor:  # raw SQL: cheaper to build than the ORM's, every read
@@ -80,7 +80,7 @@ def _site_id(site: str | None) -> int | None:
     return row[0]
 
 
-def _bucket_ranges(low: int, high: int) -> list[tuple[int, int, int]]:
+def bucket_ranges(low: int, high: int) -> list[tuple[int, int, int]]:
     """Cover [low, high) (whole minutes) with (span, first start, end) runs of buckets,
     using the largest buckets that fit."""
     ranges = []
@@ -104,7 +104,7 @@ def _bucket_ranges(low: int, high: int) -> list[tuple[int, int, int]]:
     return [(span, lo, hi) for span, lo, hi in ranges if lo < hi]
 
 
-def _ranges_sql(ranges) -> tuple[str, list]:
+def ranges_sql(ranges) -> tuple[str, list]:
     """SQL matching the buckets of these (span, first start, end) runs, and its parameters."""
     clauses, params = [], []
     for span, lo, hi in ranges:
@@ -121,7 +121,7 @@ IN_WINDOW, AFTER_END, TOTAL = 0, 1, 2
 Statement = tuple[str, list] | Callable[[], list[tuple]]
 
 
-def _rows_of(statements: list[Statement]) -> list[list[tuple]]:
+def rows_of(statements: list[Statement]) -> list[list[tuple]]:
     """The rows of each of these independent statements.
 
     On PostgreSQL in one round trip: Django's psycopg cursor binds parameters on the client,
@@ -155,13 +155,13 @@ def window_state(
     """Sum the facts in (start, end], and the inventory value at `end`; for all sites
     (site_id None) from the all-sites rows, or with `per_site` site by site."""
     state = WindowState(start=start, end=end)
-    bucket_rows, edge_rows = _rows_of(_window_statements(site_id, start, end, per_site))
-    _window_fold(state, bucket_rows, edge_rows)
+    bucket_rows, edge_rows = rows_of(window_statements(site_id, start, end, per_site))
+    window_fold(state, bucket_rows, edge_rows)
     return state
 
 
 @dataclass(frozen=True)
-class _Head:
+class Head:
     """How the minute holding a window's start is read: its first bucket (epoch s) read whole,
     and the raw facts at that edge, between `low` and `high`, that `_edges_add` folds in.
 
@@ -176,27 +176,27 @@ class _Head:
     from_bucket: bool
 
     @classmethod
-    def of(cls, start: dt.datetime) -> "_Head":
+    def of(cls, start: dt.datetime) -> "Head":
         minute = minute_of(start)
         if start - instant(minute) < HALF_MINUTE:
             return cls(minute, instant(minute), start, from_bucket=True)  # facts in [low, high]
         return cls(minute + 60, start, instant(minute + 60), from_bucket=False)  # (low, high)
 
 
-def _window_statements(
+def window_statements(
     site_id: int | None, start: dt.datetime, end: dt.datetime, per_site: bool = False
 ) -> list[Statement]:
     """The bucket sums and the raw facts at the ends of (start, end]: the shorter side of
-    `start` in its minute (`_Head`), and what the minute holding `end` holds after `end` (see
+    `start` in its minute (`Head`), and what the minute holding `end` holds after `end` (see
     `_edges_add`)."""
-    head = _Head.of(start)
+    head = Head.of(start)
     last_minute = minute_of(end)  # the minute holding `end`: its bucket is read whole
-    in_window, window_params = _ranges_sql(_bucket_ranges(head.first_bucket, last_minute + 60))
+    in_window, window_params = ranges_sql(bucket_ranges(head.first_bucket, last_minute + 60))
     after_end = datetime_param(instant(last_minute + 60))
     # What happened after `end` (taken out of the all-time total for the value at `end`), in
     # the largest buckets that fit: a few dozen rows for an end 30 days back (`as_of`), none
     # for an end at now unless events are dated in the future.
-    after, after_params = _ranges_sql(_bucket_ranges(last_minute + 60, BUCKETS_END_S))
+    after, after_params = ranges_sql(bucket_ranges(last_minute + 60, BUCKETS_END_S))
     # All sites: the all-sites rows, a few hundred at most whatever the number of sites.
     site_clause, site_params = "site_id = %s", [ALL_SITES if site_id is None else site_id]
     if per_site and site_id is None:
@@ -217,7 +217,7 @@ def _window_statements(
     return [buckets, lambda: _edge_rows_orm(site_id, head, end, last_minute)]
 
 
-def _window_fold(state: WindowState, bucket_rows, edge_rows) -> None:
+def window_fold(state: WindowState, bucket_rows, edge_rows) -> None:
     for row_site, part, *sums in bucket_rows:
         # PostgreSQL sums bigints as numeric: back to exact Python ints.
         values = [int(value or 0) for value in sums]
@@ -245,7 +245,7 @@ def _edges_add(state: WindowState, rows) -> None:
     cost changes of those SKUs, deliveries and revaluations, shaped alike and glued with
     UNION ALL.
 
-    Head (`_Head`): facts after `start` in its minute are added, or, when that minute's bucket
+    The head (`Head`): facts after `start` in its minute are added, or, when that minute's bucket
     was read whole, its facts up to `start` (revaluations included) are taken out. Tail: the
     bucket of the minute holding `end` is in the sums whole, so the facts of that minute after
     `end` (normally none: events dated in the future) are taken out again. Reading the tail
@@ -293,14 +293,14 @@ def _edges_add(state: WindowState, rows) -> None:
             state.bins[duration_bin] += sign * count
 
 
-def _head_sql(head: _Head) -> str:
-    """The condition on `occurred_at` of the head's raw facts (see `_Head`)."""
+def _head_sql(head: Head) -> str:
+    """The condition on `occurred_at` of the head's raw facts (see `Head`)."""
     if head.from_bucket:
         return "(occurred_at >= %s AND occurred_at <= %s)"
     return "(occurred_at > %s AND occurred_at < %s)"
 
 
-def _edge_rows_orm(site_id, head: _Head, end, last_minute) -> list[tuple]:
+def _edge_rows_orm(site_id, head: Head, end, last_minute) -> list[tuple]:
     """The edge rows of `_edges_add` through the ORM (SQLite: its converters give aware
     datetimes and decimals back from a UNION)."""
     if head.from_bucket:
@@ -349,7 +349,7 @@ def _edge_rows_orm(site_id, head: _Head, end, last_minute) -> list[tuple]:
     return list(movements.order_by().union(*parts, all=True).order_by())
 
 
-def _edge_statement(site_id, head: _Head, end, last_minute) -> tuple[str, list]:
+def _edge_statement(site_id, head: Head, end, last_minute) -> tuple[str, list]:
     """The edge rows of `_edges_add` in one hand-written statement (PostgreSQL): the ORM took
     longer to build this union than PostgreSQL takes to run it."""
     site_clause = "" if site_id is None else "site_id = %s AND "
@@ -398,11 +398,11 @@ def _sums_add(state: WindowState, sums, *, sign: int = 1) -> None:
             target[index] += sign * value
 
 
-def _bins_statement(site_id: int | None, start: dt.datetime, end: dt.datetime):
-    # Like the window sums: the same head (`_Head`) and the minute holding `end` whole
+def bins_statement(site_id: int | None, start: dt.datetime, end: dt.datetime):
+    # Like the window sums: the same head (`Head`) and the minute holding `end` whole
     # (`_edges_add` takes out what each edge's bucket holds outside the window).
-    head = _Head.of(start)
-    in_window, params = _ranges_sql(_bucket_ranges(head.first_bucket, minute_of(end) + 60))
+    head = Head.of(start)
+    in_window, params = ranges_sql(bucket_ranges(head.first_bucket, minute_of(end) + 60))
     sql = (
         f"SELECT bin_group, {', '.join(f'SUM({name})' for name in BIN_COUNT_FIELDS)} "  # noqa: S608
         f"FROM {FulfillmentBin._meta.db_table} "
@@ -411,7 +411,7 @@ def _bins_statement(site_id: int | None, start: dt.datetime, end: dt.datetime):
     return sql, [ALL_SITES if site_id is None else site_id, *params]
 
 
-def _bins_fold(state: WindowState, rows) -> None:
+def bins_fold(state: WindowState, rows) -> None:
     for group, *counts in rows:
         first = group * BINS_PER_ROW
         for column, count in enumerate(counts):

@@ -170,7 +170,7 @@ def test_breakdowns_share_the_window_and_scope_of_the_top_level_keys():
 
 
 def test_the_window_head_late_in_its_minute_adds_the_facts_after_the_start():
-    # now at second 50: the window's start is late in its minute (the other side of `_Head`)
+    # now at second 50: the window's start is late in its minute (the other side of `Head`)
     site = site_make("a")
     now = now_mid_minute().replace(second=50)
     start = now - HOUR

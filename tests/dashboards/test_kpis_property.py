@@ -230,7 +230,7 @@ class Batch:
         self.snapshot_positions: list[int] = []
 
     def record(self) -> None:
-        """The movements first, then the facts, as `ingest.processing._events_apply` does."""
+        """The movements first, then the facts, as `ingest.processing.events_apply` does."""
         applied = movements_record(requests=self.requests)
         rollups_facts_record(
             deliveries=self.deliveries,

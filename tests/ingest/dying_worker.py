@@ -2,7 +2,7 @@
 applying a batch holding the event named by `DIE_ON_EVENT_ID`.
 
 Test-only: `python -m tests.ingest.dying_worker rqworker ingest ...` runs the project's own
-`manage.py` command after wrapping `ingest.processing._events_apply`, in this process only.
+`manage.py` command after wrapping `ingest.processing.events_apply`, in this process only.
 Nothing in the product knows of it.
 """
 
@@ -20,7 +20,7 @@ def main() -> None:
     from ingest import processing
 
     fatal_event_id = os.environ["DIE_ON_EVENT_ID"]
-    events_apply = processing._events_apply
+    events_apply = processing.events_apply
 
     def events_apply_or_die(items):
         if any(
@@ -31,7 +31,7 @@ def main() -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         return events_apply(items)
 
-    processing._events_apply = events_apply_or_die
+    processing.events_apply = events_apply_or_die
     execute_from_command_line(["manage.py", *sys.argv[1:]])
 
 
