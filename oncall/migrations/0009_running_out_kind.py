@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("oncall", "0007_silence_roles"),
+        ("oncall", "0008_webhook_authentication"),
     ]
 
     operations = [
