@@ -289,8 +289,29 @@ def feed_rows(feeds: list[dict]) -> list[dict]:
     ]
 
 
+TIME_CHARTS = ("chart-orders-per-minute", "chart-turnover-accuracy", "chart-cost-per-shipment")
+
+
 def charts_build(trends: dict) -> dict[str, dict]:
-    """Plotly figures as JSON-safe dicts, keyed by the id of the element that shows each."""
+    """Plotly figures as JSON-safe dicts, keyed by the id of the element that shows each.
+
+    The time axes: day points are labelled with their dates, as days of the zone they follow
+    (one site's local days, or UTC); other points are instants, which the page shows in the
+    viewer's own time zone (`meta.local_times`: dashboard.js converts them and says which)."""
+    charts = _charts_build(trends)
+    day_zone = trends.get("day_zone")
+    for chart_id in TIME_CHARTS:
+        layout = charts[chart_id]["layout"]
+        if day_zone:
+            for trace in charts[chart_id]["data"]:
+                trace["x"] = [moment[:10] for moment in trace["x"]]
+            layout["xaxis"]["title"]["text"] = f"Day ({day_zone})"
+        else:
+            layout["meta"] = {"local_times": True}
+    return charts
+
+
+def _charts_build(trends: dict) -> dict[str, dict]:
     return {
         "chart-orders-per-minute": figures.orders_per_minute_figure(
             trends.get("orders_per_minute") or []

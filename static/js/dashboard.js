@@ -115,11 +115,35 @@
     }, staleAfterMs);
   }
 
+  // Instants come in UTC with their offset; people read them in their own time zone, named.
+  const zoneName = (new Intl.DateTimeFormat(undefined, { timeZoneName: "short" })
+    .formatToParts(new Date()).find(function (part) { return part.type === "timeZoneName"; }) || {}).value || "local";
+
+  function pad(number) {
+    return String(number).padStart(2, "0");
+  }
+
+  function localWallTime(text) {
+    const moment = new Date(text);
+    if (isNaN(moment)) return text;
+    return moment.getFullYear() + "-" + pad(moment.getMonth() + 1) + "-" + pad(moment.getDate()) + " " +
+      pad(moment.getHours()) + ":" + pad(moment.getMinutes()) + ":" + pad(moment.getSeconds());
+  }
+
+  function inViewerTime(figure) {
+    if (!figure.layout || !figure.layout.meta || !figure.layout.meta.local_times) return figure;
+    const data = figure.data.map(function (trace) {
+      return Object.assign({}, trace, { x: (trace.x || []).map(localWallTime) });
+    });
+    const xaxis = Object.assign({}, figure.layout.xaxis, { title: { text: "Time (your time, " + zoneName + ")" } });
+    return { data: data, layout: Object.assign({}, figure.layout, { xaxis: xaxis }) };
+  }
+
   function chartsRender(figures) {
     if (!window.Plotly || !figures) return;
     Object.keys(figures).forEach(function (id) {
       const element = document.getElementById(id);
-      const figure = figures[id];
+      const figure = inViewerTime(figures[id]);
       if (element) {
         Plotly.react(element, figure.data, figure.layout, { responsive: true, displaylogo: false });
       }

@@ -48,6 +48,9 @@ def test_the_time_control_shows_an_earlier_state_and_returns_to_live(chromium, h
         page.goto(f"{daphne.base_url}/sites/ams/")
         live_state_wait(page, "live")
         assert page.text_content(on_hand) == "8"
+        # instants are shown in the viewer's time zone, and the chart says so
+        page.wait_for_selector("#chart-cost-per-shipment .g-xtitle")
+        assert page.text_content("#chart-cost-per-shipment .g-xtitle") == "Time (your time, PST)"
 
         # the manager picks an hour ago, in their own (Los Angeles) time
         page.fill("#as-of-local", one_hour_ago.strftime("%Y-%m-%dT%H:%M:%S"))
