@@ -1,12 +1,13 @@
 from django.urls import path
 
-from dashboards import views
+from dashboards import stock_browser, views
 
 app_name = "dashboards"
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("sites/<slug:code>/", views.site_dashboard, name="site"),
+    path("sites/<str:code>/", views.site_dashboard, name="site"),
     path("sites/<slug:code>/restock.csv", views.restock_csv, name="restock_csv"),
     path("skus/<str:code>/", views.sku_lineage, name="sku"),
+    path("stock/", stock_browser.stock_browser, name="stock"),
 ]

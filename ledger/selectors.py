@@ -4,13 +4,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.apps import apps
-from django.db.models import Count, QuerySet, Sum, TextField
-from django.db.models.functions import Cast
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, TextField
+from django.db.models.functions import Cast, Coalesce
 
 from core.timebounds import STORABLE_FROM, STORABLE_UNTIL
 from core.timechecks import STORABLE_CHECK_SUFFIX, storable_check_field
 from ledger.exceptions import UnknownSite, UnknownSku
-from ledger.models import Movement, Site, Sku, StockLevel
+from ledger.models import Movement, Site, SiteReorderPoint, Sku, StockLevel
 
 # Codes per lookup: under the 999 parameters of a statement in older SQLite builds.
 CODE_LOOKUP_CHUNK = 900
@@ -71,6 +71,29 @@ def level_movements(*, site_id: int, sku_id: int) -> QuerySet[Movement]:
         .select_related("user")
         .order_by("-id")
     )
+
+
+def stock_levels_search(*, text: str, site: Site | None) -> QuerySet[StockLevel]:
+    """Stock levels whose SKU code or name contains `text` (any case), at `site` (None: all),
+    with `available_units` and the reorder point that applies (the site's own, else the SKU's)."""
+    site_point = SiteReorderPoint.objects.filter(
+        site_id=OuterRef("site_id"), sku_id=OuterRef("sku_id")
+    ).values("reorder_point")[:1]
+    levels = (
+        StockLevel.objects.with_available_units()
+        .select_related("site", "sku")
+        .annotate(
+            applied_reorder_point=Coalesce(
+                Subquery(site_point, output_field=IntegerField()), F("sku__reorder_point")
+            ),
+        )
+        .order_by("sku__code", "site__code")
+    )
+    if text:
+        levels = levels.filter(Q(sku__code__icontains=text) | Q(sku__name__icontains=text))
+    if site is not None:
+        levels = levels.filter(site=site)
+    return levels
 
 
 @dataclass(frozen=True)

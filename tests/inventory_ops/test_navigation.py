@@ -43,6 +43,7 @@ def start_pages(world) -> list[str]:
         "/",
         "/sites/ams/",
         "/skus/TEA/?site=ams",
+        "/stock/?q=TEA",
         "/oncall/",
         "/oncall/runbooks/",
         "/oncall/runbooks/negative-stock/",

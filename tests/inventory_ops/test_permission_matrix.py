@@ -141,6 +141,8 @@ RULES: dict[str, Rule] = {
     "dashboards:home": Rule(allowed(*STAFF)),
     "dashboards:site": Rule(allowed(*STAFF), "/sites/ams/"),
     "dashboards:sku": Rule(allowed(*STAFF), "/skus/TEA/?site=ams"),
+    # the stock browser: read-only, any logged-in user
+    "dashboards:stock": Rule(allowed(*STAFF), "/stock/?q=TEA&site=ams"),
     # the read API answers a session or a feed token; the ingest API a feed token only
     "api:kpis": Rule(allowed(*STAFF, anonymous=UNAUTHORIZED)),
     "api:stock": Rule(allowed(*STAFF, anonymous=UNAUTHORIZED)),
