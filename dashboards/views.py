@@ -9,7 +9,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -53,7 +53,9 @@ def home(request):
 @require_GET
 def site_dashboard(request, code: str):
     """One site, live."""
-    site = get_object_or_404(Site, code=code)
+    site = Site.objects.filter(code=code).first()
+    if site is None:
+        return not_found(request, what="site", code=code)
     return _dashboard_render(request, site=site.code)
 
 
@@ -88,6 +90,13 @@ def restock_csv(request, code: str):
             item["days_of_cover"] = f"{item['days_of_cover']:.1f}"
         writer.writerow("" if item[name] is None else item[name] for name in RESTOCK_CSV_COLUMNS)
     return response
+
+
+def not_found(request, *, what: str, code: str):
+    """Our own 404 page naming the unknown site or SKU, with where to look instead (Django's
+    technical page, shown with DEBUG on, is for developers, not for someone who mistyped)."""
+    context = {"missing_what": what, "missing_code": code, "sites": sites_ordered()}
+    return render(request, "404.html", context, status=404)
 
 
 def _dashboard_render(request, *, site: str | None):
@@ -146,14 +155,16 @@ def _kiosk_rotation(request, *, window: str) -> dict:
 @require_GET
 def sku_lineage(request, code: str):
     """The movements behind a stock level, newest first, with what caused each."""
-    sku = get_object_or_404(Sku, code=code)
+    sku = Sku.objects.filter(code=code).first()
+    if sku is None:
+        return not_found(request, what="SKU", code=code)
     site_code = request.GET.get("site", "")
     levels = sku_stock_levels(sku)
     context = {"sku": sku, "levels": levels, "site": None, "level": None, "page": None}
     if site_code:
         site = Site.objects.filter(code=site_code).first()
         if site is None:
-            raise Http404(f"No site with code {site_code!r}.")
+            return not_found(request, what="site", code=site_code)
         movements = level_movements(site_id=site.id, sku_id=sku.id)
         page = Paginator(movements, LINEAGE_PAGE_SIZE).get_page(request.GET.get("page"))
         page.object_list = list(page.object_list)
