@@ -1,8 +1,8 @@
 """Stock corrections and count sheets: how people change stock, with a full trail.
 
-Rows here are written only by `corrections.services`. An applied correction is
-never edited or deleted (the database refuses it, see migration 0003); it is undone by a
-reversing correction.
+Rows here are written only by `corrections.services` and `corrections.countsheet_services`.
+An applied correction is never edited or deleted (the database refuses it, see migration
+0003); it is undone by a reversing correction.
 """
 
 from django.conf import settings

@@ -6,17 +6,14 @@ from decimal import Decimal
 from django.db.models import Count
 from django.utils import timezone
 
+from corrections.approval import needs_approval, unapproved_recent_values
 from corrections.models import (
     Correction,
     CorrectionStatus,
     CountSheet,
     CountSheetStatus,
 )
-from corrections.services import (
-    correction_value_check,
-    needs_approval,
-    unapproved_recent_values,
-)
+from corrections.services import correction_value_check
 from ledger.models import Site, Sku, StockLevel
 
 

@@ -53,8 +53,8 @@ MUTANTS = [
     Mutant(
         "stock staff may reject a correction",
         "corrections/services.py",
-        '_require(rejected_by, APPROVE_CORRECTION, "reject corrections")',
-        '_require(rejected_by, CORRECT_STOCK, "reject corrections")',
+        'permission_require(rejected_by, APPROVE_CORRECTION, "reject corrections")',
+        'permission_require(rejected_by, CORRECT_STOCK, "reject corrections")',
         ("tests/corrections/test_decisions.py",),
     ),
     Mutant(

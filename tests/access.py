@@ -10,14 +10,10 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from core.roles import MANAGERS, ON_CALL, STOCK_STAFF
+from corrections.countsheet_services import count_sheet_apply, count_sheet_create
 from corrections.countsheets import CountRow
 from corrections.models import CountSheetLine
-from corrections.services import (
-    CorrectionDraft,
-    corrections_request,
-    count_sheet_apply,
-    count_sheet_create,
-)
+from corrections.services import CorrectionDraft, corrections_request
 from ingest.models import DeadLetter, HeldEvent, IngestBatch
 from ledger.models import Movement, StockLevel
 from ledger.services import movements_record

@@ -8,6 +8,7 @@ from django.urls import path, reverse
 
 from core.money import money_shown
 from corrections.admin.decisions import decision_post, require_any
+from corrections.approval import APPROVE_CORRECTION, CORRECT_STOCK, approval_threshold
 from corrections.exceptions import CorrectionError, CorrectionNotAllowed
 from corrections.forms import (
     BulkCorrectionCommonForm,
@@ -21,10 +22,7 @@ from corrections.models import (
 )
 from corrections.selectors import approvals_waiting, correction_preview
 from corrections.services import (
-    APPROVE_CORRECTION,
-    CORRECT_STOCK,
     CorrectionDraft,
-    approval_threshold,
     correction_approve,
     correction_reject,
     correction_reverse,

@@ -20,21 +20,19 @@ from redis.exceptions import RedisError
 
 from core.money import money_shown
 from corrections.admin.decisions import decision_post, require_any
-from corrections.countsheets import TEMPLATE_CSV
-from corrections.exceptions import CorrectionError
-from corrections.forms import CountSheetUploadForm, DecisionForm
-from corrections.models import CountSheet, CountSheetStatus
-from corrections.selectors import count_sheet_preview
-from corrections.services import (
-    APPROVE_CORRECTION,
-    IMPORT_COUNTS,
-    approval_threshold,
+from corrections.approval import APPROVE_CORRECTION, IMPORT_COUNTS, approval_threshold
+from corrections.countsheet_services import (
     count_sheet_apply,
     count_sheet_approve,
     count_sheet_create,
     count_sheet_discard,
     count_sheet_reject,
 )
+from corrections.countsheets import TEMPLATE_CSV
+from corrections.exceptions import CorrectionError
+from corrections.forms import CountSheetUploadForm, DecisionForm
+from corrections.models import CountSheet, CountSheetStatus
+from corrections.selectors import count_sheet_preview
 from ledger.admin import ReadOnlyAdmin
 
 CHANGE_PAGE = "admin:corrections_countsheet_change"

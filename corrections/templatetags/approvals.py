@@ -1,7 +1,7 @@
 from django import template
 
+from corrections.approval import APPROVE_CORRECTION
 from corrections.selectors import approvals_waiting_count
-from corrections.services import APPROVE_CORRECTION
 
 register = template.Library()
 
