@@ -2,6 +2,7 @@
 errors; the demand rollup kept by the writers and by `rebuild_kpis`."""
 
 import datetime as dt
+import json
 import random
 
 import pytest
@@ -375,3 +376,23 @@ def test_a_read_costs_the_same_queries_whatever_the_history(
     with django_assert_max_num_queries(6):
         (item,) = _items(client, token)["items"]
     assert (item["demand_28d"], item["available"]) == (135, 365)
+
+
+def test_the_example_in_the_docs_is_what_the_api_answers(client, token):
+    # docs/restocking.md, "Example": built as it tells it, answered as it shows it.
+    from django.conf import settings
+
+    text = (settings.BASE_DIR / "docs" / "restocking.md").read_text()
+    shown = json.loads(text.split('/api/restock?site=ams"\n', 1)[1].split("```", 1)[0])
+    ams = site_make("ams", restock_lead_days=7)
+    tea, jam, oat = sku_make("TEA"), sku_make("JAM", reorder_point=6), sku_make("OAT")
+    now = timezone.now()
+    receive(ams, tea, 52, now - 30 * DAY)  # 52 - 56 + 14 = 10 on hand
+    dispatched(ams, tea, 56, now - 9 * DAY)
+    returned(ams, tea, 14, now - 4 * DAY)
+    reserve(ams, tea, 2, now - DAY)
+    receive(ams, jam, 4, now - DAY)
+    receive(ams, oat, 528, now - 20 * DAY)
+    dispatched(ams, oat, 28, now - 2 * DAY)
+
+    assert _items(client, token, "?site=ams") == shown
