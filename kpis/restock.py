@@ -13,6 +13,7 @@ so `suggested_qty` never rounds up a demand that is exactly whole.
 import datetime as dt
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 
 from django.conf import settings
@@ -97,42 +98,72 @@ def restock_lines(*, site: str | None = None, now: dt.datetime | None = None) ->
 
     Raises `UnknownSite` for a site code that names no site.
     """
-    lines = [line for line in restock_pairs(site=site, now=now) if line.needs_restock]
+    lines = []
+    for site_code, sku_code, available, point, demand, lead, target in _pairs(site, now):
+        # Most pairs need nothing: decided on integers before any line is built.
+        below_point = point is not None and available < point
+        if below_point or (demand and available * DEMAND_DAYS < lead * demand):
+            lines.append(
+                restock_line(
+                    site=site_code,
+                    sku=sku_code,
+                    available=available,
+                    reorder_point=point,
+                    net_demand=demand,
+                    lead_days=lead,
+                    target_days=target,
+                )
+            )
     lines.sort(key=urgency_key)
     return lines
 
 
 def running_out(
-    *, days: Fraction | int, site: str | None = None, now: dt.datetime | None = None
+    *, days: Fraction | Decimal | int, site: str | None = None, now: dt.datetime | None = None
 ) -> list[RestockLine]:
     """The pairs whose available stock covers fewer than `days` days of demand (pairs without
     demand never run out), soonest first."""
+    days = Fraction(days)
     lines = [
-        line
-        for line in restock_pairs(site=site, now=now)
-        if line.days_of_cover is not None and line.days_of_cover < days
+        restock_line(
+            site=site_code,
+            sku=sku_code,
+            available=available,
+            reorder_point=point,
+            net_demand=demand,
+            lead_days=lead,
+            target_days=target,
+        )
+        for site_code, sku_code, available, point, demand, lead, target in _pairs(site, now)
+        if demand and available * DEMAND_DAYS * days.denominator < days.numerator * demand
     ]
     lines.sort(key=urgency_key)
     return lines
 
 
-def fewest_days_of_cover(*, site: str | None = None, now: dt.datetime | None = None):
-    """The fewest days of cover of any pair with demand (of one site, or all), as a Fraction;
-    None when no pair has had demand in the last 28 days."""
-    covers = [
-        line.days_of_cover
-        for line in restock_pairs(site=site, now=now)
-        if line.days_of_cover is not None
-    ]
-    return min(covers, default=None)
+def fewest_days_of_cover(
+    *, site: str | None = None, now: dt.datetime | None = None
+) -> Fraction | None:
+    """The fewest days of cover of any pair with demand (of one site, or all); None when no
+    pair has had demand in the last 28 days."""
+    fewest: tuple[int, int] | None = None  # (available, demand): cover = available * 28 / demand
+    for _, _, available, _, demand, _, _ in _pairs(site, now):
+        if demand and (fewest is None or available * fewest[1] < fewest[0] * demand):
+            fewest = (available, demand)
+    return None if fewest is None else Fraction(fewest[0] * DEMAND_DAYS, fewest[1])
 
 
-def restock_pairs(*, site: str | None = None, now: dt.datetime | None = None) -> list[RestockLine]:
-    """Every pair (of one site, or all) with a stock level, judged, in no particular order."""
+def _pairs(site: str | None, now: dt.datetime | None) -> list[tuple]:
+    """Every pair (of one site, or all) with a stock level: (site code, SKU code, available,
+    reorder point, 28-day demand floored at 0, lead days, target days)."""
     now = now or timezone.now()
     sites = Site.objects.all() if site is None else Site.objects.filter(code=site)
     policies = {
-        site_id: (code, lead, target)
+        site_id: (
+            code,
+            settings.RESTOCK_LEAD_DAYS if lead is None else lead,
+            settings.RESTOCK_TARGET_DAYS if target is None else target,
+        )
         for site_id, code, lead, target in sites.values_list(
             "id", "code", "restock_lead_days", "restock_target_days"
         )
@@ -151,19 +182,21 @@ def restock_pairs(*, site: str | None = None, now: dt.datetime | None = None) ->
         (pair_site, sku_id): point
         for pair_site, sku_id, point in overrides.values_list("site_id", "sku_id", "reorder_point")
     }
-    lines = []
+    pairs = []
     for pair_site, sku_id, sku_code, sku_point, on_hand, reserved in levels.order_by().values_list(
         "site_id", "sku_id", "sku__code", "sku__reorder_point", "on_hand", "reserved"
     ):
         site_code, lead, target = policies[pair_site]
-        line = restock_line(
-            site=site_code,
-            sku=sku_code,
-            available=on_hand - reserved,
-            reorder_point=own_points.get((pair_site, sku_id), sku_point),
-            net_demand=net.get((pair_site, sku_id), 0),
-            lead_days=settings.RESTOCK_LEAD_DAYS if lead is None else lead,
-            target_days=settings.RESTOCK_TARGET_DAYS if target is None else target,
+        pair = (pair_site, sku_id)
+        pairs.append(
+            (
+                site_code,
+                sku_code,
+                on_hand - reserved,
+                own_points.get(pair, sku_point),
+                max(0, net.get(pair, 0)),
+                lead,
+                target,
+            )
         )
-        lines.append(line)
-    return lines
+    return pairs
