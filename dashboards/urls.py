@@ -10,4 +10,5 @@ urlpatterns = [
     path("sites/<slug:code>/restock.csv", views.restock_csv, name="restock_csv"),
     path("skus/<str:code>/", views.sku_lineage, name="sku"),
     path("stock/", stock_browser.stock_browser, name="stock"),
+    path("slos/panel/", views.slo_panel, name="slo_panel"),
 ]

@@ -25,6 +25,7 @@ from kpis.restock import restock_lines
 from kpis.windows import WINDOWS, UnknownWindow
 from ledger.models import Site, Sku
 from ledger.selectors import level_movements, site_codes, sites_ordered, sku_stock_levels
+from slos.reads import slo_panel_rows
 
 # The dashboard's plotly.js: the official "basic" bundle, vendored (docs/dashboard.md).
 PLOTLY_JS = Path(settings.BASE_DIR) / "static" / "vendor" / "plotly-basic.min.js"
@@ -130,6 +131,8 @@ def _dashboard_render(request, *, site: str | None):
     }
     if kiosk:
         context.update(_kiosk_rotation(request, window=window))
+    elif site is None:
+        context["slo_rows"] = slo_panel_rows()  # the TV keeps to the floor's figures
     template = "dashboards/dashboard.html"
     if request.htmx and not request.htmx.history_restore_request:
         template += "#dashboard"  # the window selector swaps only the dashboard region
@@ -184,3 +187,9 @@ def sku_lineage(request, code: str):
             ),
         )
     return render(request, "dashboards/sku_lineage.html", context)
+
+
+@require_GET
+def slo_panel(request):
+    """The SLO panel alone: the all-sites dashboard and the on-call console refresh it."""
+    return render(request, "slos/_panel.html", {"slo_rows": slo_panel_rows()})

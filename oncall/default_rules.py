@@ -37,6 +37,9 @@ DEFAULT_ALERT_RULES = [
         Severity.WARNING,
     ),
     ("More than 100 dead letters", AlertKind.DEAD_LETTERS, "100", 0, "1h", Severity.WARNING),
+    # 14.4 spends 2 % of a 28-day budget in an hour; 6 spends 5 % in six hours (docs/slo.md).
+    ("SLO fast burn", AlertKind.SLO_FAST_BURN, "14.4", 0, "1h", Severity.CRITICAL),
+    ("SLO slow burn", AlertKind.SLO_SLOW_BURN, "6", 0, "1h", Severity.WARNING),
 ]
 
 

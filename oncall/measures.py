@@ -16,6 +16,7 @@ from kpis.formatting import NONE_SHOWN, kpi_format
 from kpis.reads import kpis_compute
 from kpis.restock import fewest_days_of_cover
 from oncall.models import AlertKind, AlertRule
+from slos.reads import SloStatus, slos_status
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +39,33 @@ MEASURE_FORMATS = {
     AlertKind.FEED_SILENT: "duration",
     AlertKind.INGEST_LAG: "duration",
     AlertKind.RUNNING_OUT: "decimal",
+    AlertKind.SLO_FAST_BURN: "decimal",
+    AlertKind.SLO_SLOW_BURN: "decimal",
 }
 # Days of cover are kept to 4 decimals, as thresholds are, rounded down: a cover of 2.99996
 # days is under a 3-day threshold and reads 2.9999, not 3.0000.
 COVER_PLACES = Decimal("0.0001")
+
+# Multiwindow burn-rate alerts (the SRE workbook's): the long window says the budget is really
+# burning, the short one that it still is, so the alert resolves soon after the burn stops.
+SLO_BURN_WINDOWS = {
+    AlertKind.SLO_FAST_BURN: ("1h", "5m"),
+    AlertKind.SLO_SLOW_BURN: ("6h", "30m"),
+}
+
+
+def slo_burn_measure(kind: str, statuses: list[SloStatus]) -> tuple[Decimal, str | None]:
+    """The highest burn rate held over both windows of `kind` among the SLOs, and that SLO.
+
+    A window with no events burns nothing (0): traffic stopping resolves the alert.
+    """
+    long_window, short_window = SLO_BURN_WINDOWS[kind]
+    worst, worst_slo = 0.0, None
+    for status in statuses:
+        held = min(status.burn_rates[long_window] or 0.0, status.burn_rates[short_window] or 0.0)
+        if held > worst:
+            worst, worst_slo = held, status.slo
+    return Decimal(str(round(worst, 4))), worst_slo
 
 
 def measure_shown(value, kind: str) -> str:
@@ -62,6 +86,7 @@ class MeasureCache:
         self._kpis: dict[tuple[str | None, str], dict] = {}
         self._rq: dict[str, Decimal | None] = {}
         self._cover: dict[str | None, Decimal | None] = {}
+        self._slos: list[SloStatus] | None = None
 
     def kpis(self, site: str | None, window: str) -> dict:
         key = (site, window)
@@ -80,6 +105,11 @@ class MeasureCache:
                 )
             )
         return self._cover[site]
+
+    def slos(self) -> list[SloStatus]:
+        if self._slos is None:
+            self._slos = slos_status()
+        return self._slos
 
     def rq(self, kind: str) -> Decimal | None:
         if kind not in self._rq:
@@ -108,6 +138,8 @@ def rule_measure(rule: AlertRule, cache: MeasureCache) -> Decimal | None:
     if rule.kind == AlertKind.RUNNING_OUT:
         # The fewest days of cover in scope: below N days, some SKU runs out within N days.
         return cache.fewest_days_of_cover(site)
+    if rule.kind in SLO_BURN_WINDOWS:
+        return slo_burn_measure(rule.kind, cache.slos())[0]
     return cache.rq(rule.kind)
 
 

@@ -26,6 +26,8 @@ class AlertKind(models.TextChoices):
     FAILED_JOBS = "failed_jobs", "Failed RQ jobs"
     QUEUE_BACKLOG = "queue_backlog", "Jobs waiting in the RQ queues"
     DEAD_LETTERS = "dead_letters", "Dead letters (rejected events) waiting"
+    SLO_FAST_BURN = "slo_fast_burn", "SLO fast burn: budget burn rate over both 1 h and 5 min"
+    SLO_SLOW_BURN = "slo_slow_burn", "SLO slow burn: budget burn rate over both 6 h and 30 min"
 
 
 # Kinds that breach when the value falls below the threshold; all others breach above it.

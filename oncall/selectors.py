@@ -21,7 +21,7 @@ from ingest.models import DeadLetter, DeadLetterStatus, RejectionCode
 from ingest.selectors import feeds_freshness
 from kpis.restock import restock_lines, running_out
 from ledger.models import Movement, MovementKind, StockLevel
-from oncall.measures import measure_shown
+from oncall.measures import SLO_BURN_WINDOWS, measure_shown
 from oncall.models import (
     ACTIVE_STATUSES,
     SEVERITY_RANK,
@@ -32,6 +32,7 @@ from oncall.models import (
     Runbook,
     Silence,
 )
+from slos.reads import slos_status
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,19 @@ def alert_concerns(alert: Alert) -> list[dict]:
                 "url": None,
             }
             for group in groups
+        ]
+    elif alert.kind in SLO_BURN_WINDOWS:
+        long_window, short_window = SLO_BURN_WINDOWS[alert.kind]
+        items = [
+            {
+                "label": f"{status.name} SLO: burn rate {status.burn_rates[long_window] or 0:.1f} "
+                f"over {long_window}, {status.burn_rates[short_window] or 0:.1f} over "
+                f"{short_window}; {status.budget_remaining:.0%} of its 28-day budget left",
+                "url": None,
+            }
+            for status in slos_status()
+            if min(status.burn_rates[long_window] or 0, status.burn_rates[short_window] or 0)
+            > threshold
         ]
     if len(items) > CONCERNS_SHOWN:
         more, items = more + len(items) - CONCERNS_SHOWN, items[:CONCERNS_SHOWN]

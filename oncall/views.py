@@ -36,6 +36,7 @@ from oncall.services import (
     remediation_requeue_failed_jobs,
 )
 from oncall.silences import ADD_SILENCE, CHANGE_SILENCE, silence_create, silence_end
+from slos.reads import slo_panel_rows
 
 VIEW_ALERT = "oncall.view_alert"
 VIEW_RUNBOOK = "oncall.view_runbook"
@@ -90,6 +91,7 @@ def console(request):
         "remediations": remediations_recent(),
         "silences": silences_current(),
         "silence_form": SilenceForm(),
+        "slo_rows": slo_panel_rows(),
     }
     template = "oncall/console.html"
     if request.htmx and request.GET.get("partial") == "diagnostics":

@@ -153,3 +153,66 @@ def slo_budget_by_day(slo: Slo | str, now: datetime | None = None) -> list[tuple
         spent = (total_so_far - good_so_far) / total_so_far / (1 - target) if total_so_far else 0
         series.append((day, 1 - spent))
     return series
+
+
+def _state(status: SloStatus) -> str:
+    """ok, watch or bad, as the tiles judge: bad when the budget is spent or burning at
+    the fast-burn rate, watch when it burns faster than it can last or has under a quarter left."""
+    burn_1h = status.burn_rates["1h"] or 0.0
+    if status.budget_remaining <= 0 or burn_1h > 14.4:
+        return "bad"
+    if status.budget_remaining < 0.25 or burn_1h > 1:
+        return "watch"
+    return "ok"
+
+
+# The 28-day chart: one bar a day, 4 units apart, in a 112 x 24 box; full height = all left.
+DAY_BAR_STEP, DAY_BAR_WIDTH, CHART_HEIGHT = 4, 3, 24
+
+
+def _percent_shown(value: float | None, *, places: int = 2) -> str:
+    """99.95% (SLIs and targets need the hundredths: 99.9 and 99.95 differ by half a budget)."""
+    return "—" if value is None else f"{value * 100:.{places}f}%"
+
+
+def _day_bar(index: int, day: datetime, remaining: float) -> dict:
+    height = round(max(0.0, min(1.0, remaining)) * CHART_HEIGHT, 2)
+    return {
+        "day": day,
+        "remaining_shown": _percent_shown(remaining, places=0),
+        "x": index * DAY_BAR_STEP,
+        "y": CHART_HEIGHT - height,
+        "width": DAY_BAR_WIDTH,
+        "height": height,
+    }
+
+
+def slo_panel_rows(now: datetime | None = None) -> list[dict]:
+    """What the SLO panel shows for each SLO: the figures, a state, and the budget by day."""
+    now = now or timezone.now()
+    rows = []
+    for status in slos_status(now):
+        days = slo_budget_by_day(status.slo, now)
+        rows.append(
+            {
+                "slo": status.slo,
+                "name": status.name,
+                "target": status.target,
+                "sli": status.sli,
+                "good": status.good,
+                "total": status.total,
+                "budget_remaining": status.budget_remaining,
+                # the bar: 0 to 100 % of its width (an overspent budget shows an empty bar)
+                "budget_bar": max(0.0, min(1.0, status.budget_remaining)) * 100,
+                "burn_rate_1h": status.burn_rates["1h"],
+                "burn_rate_6h": status.burn_rates["6h"],
+                "state": _state(status),
+                "sli_shown": _percent_shown(status.sli),
+                "target_shown": _percent_shown(status.target),
+                "budget_shown": _percent_shown(status.budget_remaining, places=0),
+                "days": [
+                    _day_bar(index, day, remaining) for index, (day, remaining) in enumerate(days)
+                ],
+            }
+        )
+    return rows
