@@ -16,7 +16,7 @@ from dashboards import figures
 from kpis.as_of import levels_at
 from kpis.reads import kpis_compute
 from kpis.restock import restock_lines
-from kpis.trends import kpi_trends_compute
+from kpis.trends import TREND_SPANS, kpi_trends_compute
 from kpis.windows import WINDOWS, UnknownWindow
 from ledger.models import Site, Sku
 from ledger.selectors import sites_with_stock_totals, stock_levels_lowest_available
@@ -74,6 +74,21 @@ TILES_OF_NOW = {
     "reconciliation_skew_units",
 }
 TILE_STATES = {"ok": "Good", "watch": "Watch", "bad": "Bad"}
+# The trend series (kpis.trends) drawn as each tile's sparkline: one point per bucket of the
+# window (minutes on 1h, hours on 24h and 7d, days on 30d), the bucket under way left out (it
+# holds only part of its time: a dip at the live edge, not a change). Tiles of percentiles and
+# of the stock as it stands have no series.
+SPARK_BUCKET_NAMES = {60: "minute", 3600: "hour", 86400: "day"}
+TILE_SPARKLINES = {
+    "inventory_turnover": "turnover",
+    "order_accuracy": "accuracy",
+    "deliveries": "deliveries",
+    "cost_per_shipment": "cost_per_shipment",
+    "stock_mismatch_rate": "stock_mismatch_rate",
+    "counts": "counts",
+    "mismatch_units": "mismatch_units",
+    "mismatch_value": "mismatch_value",
+}
 
 # Element id -> accessible name (the figure's own title is drawn in SVG, not read out).
 CHARTS = {
@@ -131,7 +146,9 @@ def scope_context_build(
     return {
         "scope": scope,
         "kpis": kpis,
-        "tiles": kpi_tiles(kpis, previous=previous, thresholds=tile_thresholds(scope)),
+        "tiles": kpi_tiles(
+            kpis, previous=previous, thresholds=tile_thresholds(scope), trends=trends
+        ),
         "feeds": feed_rows(kpis.get("feeds") or []),
         "site_totals": site_totals,
         "lowest_stock": lowest_stock,
@@ -139,6 +156,7 @@ def scope_context_build(
         "restock_count": len(restock),
         "charts": charts_build(trends),
         "currency": settings.INVENTORY_CURRENCY,
+        "spark_bucket": SPARK_BUCKET_NAMES[TREND_SPANS[scope.window]],
         "as_of": now,
     }
 
@@ -244,8 +262,18 @@ def _number_of(value):
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def tile_sparkline(key: str, trends: dict | None) -> list[float | None]:
+    """The tile's trend values, oldest first (None where a bucket has no value)."""
+    points = (trends or {}).get(TILE_SPARKLINES.get(key, ""), [])[:-1]
+    return [point["value"] for point in points]
+
+
 def kpi_tiles(
-    kpis: dict, *, previous: dict | None = None, thresholds: dict | None = None
+    kpis: dict,
+    *,
+    previous: dict | None = None,
+    thresholds: dict | None = None,
+    trends: dict | None = None,
 ) -> list[dict]:
     thresholds = DEFAULT_TILE_THRESHOLDS if thresholds is None else thresholds
     tiles = []
@@ -265,6 +293,7 @@ def kpi_tiles(
                 "state": state,
                 "state_label": TILE_STATES.get(state, ""),
                 "alarming": state == "bad",
+                "sparkline": tile_sparkline(key, trends),
                 "change": change,
                 "direction": None
                 if change is None

@@ -45,6 +45,15 @@ TREND_SPANS = {"1h": 60, "24h": 3600, "7d": 3600, "30d": 86400}
 HOUR_S, DAY_S = 3600, 86400
 ONE_DAY = dt.timedelta(days=1)
 AFTER = 1  # the value change after the last bucket, in the value statement's rows
+# Each bucket's own figures behind a window's totals (the tiles' sparklines): the bucket under
+# way holds what it has so far.
+BUCKET_TOTALS = {
+    "deliveries": lambda row: row["deliveries"],
+    "counts": lambda row: row["counts"],
+    "stock_mismatch_rate": lambda row: ratio(row["mismatches"], row["counts"]),
+    "mismatch_units": lambda row: row["mismatch_units"],
+    "mismatch_value": lambda row: money_float(row["mismatch_value_e4"]),
+}
 
 
 def kpi_trends_compute(
@@ -56,9 +65,9 @@ def kpi_trends_compute(
 ) -> dict:
     """Time series for the dashboard charts, from the rollups (bounded cost).
 
-    Keys: "orders_per_minute", "turnover", "accuracy", "cost_per_shipment": lists of
-    {"t": ISO time, "value": number|None} over the window; "mismatch_by_site": list of
-    {"site", "rate", "units", "value"}; "worst_stockouts": list of
+    Keys: "orders_per_minute", "turnover", "accuracy", "cost_per_shipment" and those of
+    BUCKET_TOTALS: lists of {"t": ISO time, "value": number|None} over the window;
+    "mismatch_by_site": list of {"site", "rate", "units", "value"}; "worst_stockouts": list of
     {"site", "sku", "available", "reorder_point"} (most negative available first, at most 10).
 
     The series use whole buckets (minutes for 1h, hours for 24h and 7d, days for 30d): the
@@ -128,6 +137,7 @@ def kpi_trends_compute(
     value_after_bucket = values_by_span.get(TOTAL_SPAN, 0) - values_by_span.get(AFTER, 0)
     no_facts = [0] * len(FIELDS)
     points = {"orders_per_minute": [], "turnover": [], "accuracy": [], "cost_per_shipment": []}
+    points |= {key: [] for key in BUCKET_TOTALS}
     last = starts[-1]
     for start_s, end_s in reversed(list(zip(starts, [*starts[1:], end], strict=True))):
         moment = instant(start_s)
@@ -161,6 +171,8 @@ def kpi_trends_compute(
                 else float(money_from_e4(row["shipping_cost_e4"]) / row["deliveries"]),
             }
         )
+        for key, total in BUCKET_TOTALS.items():
+            points[key].append({"t": t, "value": total(row)})
         value_after_bucket = value_before_bucket
     for values in points.values():
         values.reverse()

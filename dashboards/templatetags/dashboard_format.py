@@ -4,7 +4,7 @@
 from datetime import UTC, datetime
 
 from django import template
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from kpis.formatting import NONE_SHOWN, duration_format, kpi_format
 from kpis.formatting import value_number as _number
@@ -88,4 +88,50 @@ def local_time(moment) -> str:
         '<time datetime="{}" data-local>{} UTC</time>',
         utc.isoformat(),
         utc.strftime("%-d %b %Y, %H:%M:%S"),
+    )
+
+
+SPARK_WIDTH, SPARK_HEIGHT, SPARK_MARGIN = 100, 24, 2
+
+
+def sparkline_segments(values) -> list[str]:
+    """The polylines' points ("x,y x,y ...") of a sparkline in a 100 x 24 box, highest value at
+    the top; a None (a bucket without a value) breaks the line. Empty when fewer than two points
+    have a value (no trend to draw)."""
+    numbers = [float(value) for value in values if _number(value) is not None]
+    if len(numbers) < 2:
+        return []
+    low, high = min(numbers), max(numbers)
+    usable = SPARK_HEIGHT - 2 * SPARK_MARGIN
+    step = SPARK_WIDTH / (len(values) - 1)
+    segments, current = [], []
+    for index, value in enumerate(values):
+        if _number(value) is None:
+            if current:
+                segments.append(current)
+            current = []
+            continue
+        share = 0.5 if high == low else (float(value) - low) / (high - low)
+        current.append(f"{index * step:.2f},{SPARK_MARGIN + (1 - share) * usable:.2f}")
+    if current:
+        segments.append(current)
+    # A lone point between gaps is drawn as a dot-long line, so it still shows.
+    return [" ".join(points * 2 if len(points) == 1 else points) for points in segments]
+
+
+@register.filter
+def sparkline(values) -> str:
+    """A tile's trend as an inline SVG (no script, no inline style: the CSP allows it); empty
+    when there is no trend to draw."""
+    segments = sparkline_segments(values or [])
+    if not segments:
+        return ""
+    lines = format_html_join("", '<polyline points="{}"/>', ((points,) for points in segments))
+    return format_html(
+        '<svg class="spark" viewBox="0 0 {} {}" preserveAspectRatio="none" aria-hidden="true" '
+        'focusable="false" data-spark-points="{}">{}</svg>',
+        SPARK_WIDTH,
+        SPARK_HEIGHT,
+        len(values),
+        lines,
     )
