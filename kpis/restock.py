@@ -103,17 +103,7 @@ def restock_lines(*, site: str | None = None, now: dt.datetime | None = None) ->
         # Most pairs need nothing: decided on integers before any line is built.
         below_point = point is not None and available < point
         if below_point or (demand and available * DEMAND_DAYS < lead * demand):
-            lines.append(
-                restock_line(
-                    site=site_code,
-                    sku=sku_code,
-                    available=available,
-                    reorder_point=point,
-                    net_demand=demand,
-                    lead_days=lead,
-                    target_days=target,
-                )
-            )
+            lines.append(_line_of(site_code, sku_code, available, point, demand, lead, target))
     lines.sort(key=urgency_key)
     return lines
 
@@ -124,18 +114,11 @@ def running_out(
     """The pairs whose available stock covers fewer than `days` days of demand (pairs without
     demand never run out), soonest first."""
     days = Fraction(days)
+    # pair[2] is the available stock, pair[4] the demand: cover < days, on integers.
     lines = [
-        restock_line(
-            site=site_code,
-            sku=sku_code,
-            available=available,
-            reorder_point=point,
-            net_demand=demand,
-            lead_days=lead,
-            target_days=target,
-        )
-        for site_code, sku_code, available, point, demand, lead, target in _pairs(site, now)
-        if demand and available * DEMAND_DAYS * days.denominator < days.numerator * demand
+        _line_of(*pair)
+        for pair in _pairs(site, now)
+        if pair[4] and pair[2] * DEMAND_DAYS * days.denominator < days.numerator * pair[4]
     ]
     lines.sort(key=urgency_key)
     return lines
@@ -151,6 +134,21 @@ def fewest_days_of_cover(
         if demand and (fewest is None or available * fewest[1] < fewest[0] * demand):
             fewest = (available, demand)
     return None if fewest is None else Fraction(fewest[0] * DEMAND_DAYS, fewest[1])
+
+
+def _line_of(
+    site_code: str, sku_code: str, available: int, point, demand: int, lead: int, target: int
+) -> RestockLine:
+    """The line of one of `_pairs`' tuples."""
+    return restock_line(
+        site=site_code,
+        sku=sku_code,
+        available=available,
+        reorder_point=point,
+        net_demand=demand,
+        lead_days=lead,
+        target_days=target,
+    )
 
 
 def _pairs(site: str | None, now: dt.datetime | None) -> list[tuple]:
