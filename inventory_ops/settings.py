@@ -430,6 +430,9 @@ NOTIFICATION_RETRY_DELAYS = [
 ]
 # How long one webhook request may take before it counts as failed.
 NOTIFICATION_TIMEOUT = float(os.environ.get("NOTIFICATION_TIMEOUT", "10"))
+# How often an open, unacknowledged alert is sent again when its rule does not say (minutes;
+# 0: never). Checked by the scheduled evaluation, so the effective step is its interval.
+ALERT_REPEAT_MINUTES = int(os.environ.get("ALERT_REPEAT_MINUTES", "30"))
 # Email goes through Django's default mailer, configured from these variables (SMTP unless
 # EMAIL_BACKEND names another backend, e.g. django.core.mail.backends.console.EmailBackend).
 SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"

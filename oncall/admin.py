@@ -133,13 +133,14 @@ class NotificationDeliveryAdmin(ReadOnlyAdmin):
         "channel",
         "alert",
         "event",
+        "reason",
         "status",
         "attempts",
         "response_status",
         "outcome_excerpt",
         "delivered_at",
     ]
-    list_filter = ["status", "event", "channel"]
+    list_filter = ["status", "event", "reason", "channel"]
     list_select_related = ["channel", "alert"]
     date_hierarchy = "created_at"
 

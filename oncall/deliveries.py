@@ -25,6 +25,7 @@ from oncall.models import (
     EVENT_OF_STATUS,
     Alert,
     AlertTransition,
+    DeliveryReason,
     DeliveryStatus,
     NotificationChannel,
     NotificationDelivery,
@@ -39,20 +40,37 @@ DELIVER_JOB = "oncall.jobs.notification_deliver_job"
 STALLED_AFTER = timedelta(minutes=2)
 
 
-def notifications_queue(alert: Alert, transition: AlertTransition, now: datetime) -> None:
-    """Record a delivery per channel that wants this transition; send them after the commit.
+def notifications_queue(
+    alert: Alert,
+    transition: AlertTransition,
+    now: datetime,
+    *,
+    reason: str = DeliveryReason.TRANSITION,
+    channels: list[NotificationChannel] | None = None,
+) -> int:
+    """Record a delivery per channel that wants this transition (or to `channels`); send them
+    after the commit. Returns how many were recorded.
 
     Caller holds the alert's transaction. A silence matching the alert records them as
-    suppressed instead: they show in the delivery log and are never sent.
+    suppressed instead: they show in the delivery log and are never sent. Once an alert has
+    been escalated, its escalation channel hears the rest of its story too (acknowledged,
+    resolved, re-pages), whatever it would pick by itself.
     """
     event = EVENT_OF_STATUS[transition.to_status]
-    channels = [
-        channel
-        for channel in NotificationChannel.objects.filter(enabled=True)
-        if channel.wants(event=event, severity=alert.severity)
-    ]
+    if channels is None:
+        channels = [
+            channel
+            for channel in NotificationChannel.objects.filter(enabled=True)
+            if channel.wants(event=event, severity=alert.severity)
+        ]
+        escalated_to = NotificationChannel.objects.filter(
+            enabled=True,
+            deliveries__alert=alert,
+            deliveries__reason=DeliveryReason.ESCALATION,
+        ).exclude(pk__in=[channel.pk for channel in channels])
+        channels += list(escalated_to.distinct())
     if not channels:
-        return
+        return 0
     silence = Silence.objects.active_at(now).matching(alert).order_by("-ends_at").first()
     deliveries = NotificationDelivery.objects.bulk_create(
         NotificationDelivery(
@@ -60,6 +78,7 @@ def notifications_queue(alert: Alert, transition: AlertTransition, now: datetime
             alert=alert,
             transition=transition,
             event=event,
+            reason=reason,
             status=DeliveryStatus.SUPPRESSED if silence else DeliveryStatus.PENDING,
             silence=silence,
             outcome=f"silenced until {silence.ends_at:%Y-%m-%d %H:%M} UTC: {silence.reason}"
@@ -72,6 +91,7 @@ def notifications_queue(alert: Alert, transition: AlertTransition, now: datetime
     if silence is None:
         ids = [delivery.pk for delivery in deliveries]
         transaction.on_commit(partial(notifications_enqueue, delivery_ids=ids))
+    return len(deliveries)
 
 
 def notifications_enqueue(*, delivery_ids: list[int], delay: timedelta | None = None) -> None:
@@ -87,13 +107,14 @@ def notifications_enqueue(*, delivery_ids: list[int], delay: timedelta | None = 
         logger.warning("notifications %s not enqueued, Redis unreachable: %s", delivery_ids, error)
 
 
-def _alert_context(alert: Alert) -> AlertContext:
+def _alert_context(alert: Alert, reason: str) -> AlertContext:
     runbook = runbooks_by_kind().get(alert.kind)
     # What it is about only while it lasts: a resolution has nothing left to name.
     concerns = alert_concerns(alert) if alert.is_active else []
     return AlertContext(
         runbook_url=reverse("oncall:runbook", args=[runbook.slug]) if runbook else None,
         concerns=tuple(item["label"] for item in concerns),
+        reason=reason,
     )
 
 
@@ -123,7 +144,7 @@ def notification_deliver(*, delivery_id: int, now: datetime | None = None) -> st
             event=delivery.event,
             alert=delivery.alert,
             transition=delivery.transition,
-            context=_alert_context(delivery.alert),
+            context=_alert_context(delivery.alert, delivery.reason),
         )
     except DeliveryFailed as failure:
         delays = settings.NOTIFICATION_RETRY_DELAYS

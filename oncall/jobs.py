@@ -11,6 +11,7 @@ from ingest.housekeeping import housekeeping_schedule_ensure
 from oncall.alerts import pending_sites_take
 from oncall.deliveries import notification_deliver, notifications_stalled_requeue
 from oncall.models import RemediationAction, RemediationStatus
+from oncall.repaging import alerts_repage
 from oncall.schedule import alerts_schedule_ensure, scheduled_run_claim
 from oncall.services import alerts_evaluate
 from oncall.silences import silences_ended_notify
@@ -35,6 +36,7 @@ def alerts_scheduled_evaluation_job() -> int | None:
     changes = alerts_evaluate(site_codes=None)
     notifications_stalled_requeue()
     silences_ended_notify()
+    alerts_repage()
     return len(changes)
 
 

@@ -4,11 +4,23 @@ Written only by `oncall.services` (the admin edits rules and runbooks through th
 """
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 
 from ledger.models import Site
+
+# Runbooks and the remediation log live in their own module (this one would outgrow 500 lines);
+# imported here so Django finds them and `from oncall.models import Runbook` keeps working.
+from oncall.runbook_models import (  # noqa: F401
+    DiagnosticName,
+    RemediationAction,
+    RemediationKind,
+    RemediationStatus,
+    Runbook,
+    RunbookVersion,
+)
 
 
 class AlertKind(models.TextChoices):
@@ -81,12 +93,45 @@ class AlertRule(models.Model):
         help_text="Critical: page at once. Warning: needs a look today. Info: for the record.",
     )
     enabled = models.BooleanField(default=True)
+    repeat_minutes = models.PositiveIntegerField(
+        "re-page every (minutes)",
+        null=True,
+        blank=True,
+        help_text="While an alert is open and nobody acknowledged it, its firing notification "
+        "is sent again this often. Empty: the deployment's default (30 minutes unless "
+        "ALERT_REPEAT_MINUTES says otherwise). 0: never again.",
+    )
+    escalate_after_minutes = models.PositiveIntegerField(
+        "escalate after (minutes)",
+        null=True,
+        blank=True,
+        help_text="An alert still open and unacknowledged this long after it opened is also "
+        "sent to the escalation channel. Empty: never escalated.",
+    )
+    escalation_channel = models.ForeignKey(
+        "NotificationChannel",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        # No index: nothing looks rules up by it but a channel's deletion, over tens of rules
+        # (and an index built in the migration would lock the table).
+        db_index=False,
+        related_name="+",
+        help_text="Who is paged next (whatever severities and events that channel picks).",
+    )
 
     class Meta:
         ordering = ["kind", "name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self):
+        has_delay = self.escalate_after_minutes is not None
+        if has_delay and not self.escalation_channel_id:
+            raise ValidationError({"escalation_channel": "Say where to escalate to."})
+        if self.escalation_channel_id and not has_delay:
+            raise ValidationError({"escalate_after_minutes": "Say after how many minutes."})
 
     @property
     def scope_label(self) -> str:
@@ -269,6 +314,14 @@ class NotificationChannel(models.Model):
         )
 
 
+class DeliveryReason(models.TextChoices):
+    """Why a notification was sent: the alert changed, it is still firing, or it escalated."""
+
+    TRANSITION = "transition", "Alert changed"
+    REPEAT = "repeat", "Still firing (re-page)"
+    ESCALATION = "escalation", "Escalated"
+
+
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     SENDING = "sending", "Sending"
@@ -290,6 +343,12 @@ class NotificationDelivery(models.Model):
         AlertTransition, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
     event = models.CharField(max_length=16, choices=NotificationEvent.choices)
+    reason = models.CharField(
+        max_length=16,
+        choices=DeliveryReason.choices,
+        default=DeliveryReason.TRANSITION,
+        db_default=DeliveryReason.TRANSITION,
+    )
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices)
     silence = models.ForeignKey(
         "Silence",
@@ -404,96 +463,3 @@ class Silence(models.Model):
         return " at ".join(parts)
 
     matcher_label.fget.short_description = "silences"
-
-
-class DiagnosticName(models.TextChoices):
-    """Live checks a runbook page runs (see `oncall.selectors.diagnostics_run`)."""
-
-    NEGATIVE_STOCK = "negative_stock", "Negative stock and its last movements"
-    COUNT_MISMATCHES = "count_mismatches", "Recent count mismatches"
-    FAILED_JOBS = "failed_jobs", "Failed RQ jobs"
-    QUEUES = "queues", "Queue depths and worker heartbeats"
-    SILENT_SOURCES = "silent_sources", "Feed sources silent for N minutes"
-    DEAD_LETTERS = "dead_letters", "Dead letters by reason"
-    READINESS = "readiness", "Database and Redis reachability"
-    RUNNING_OUT = "running_out", "SKUs that run out soonest, with what to reorder"
-
-
-class Runbook(models.Model):
-    slug = models.SlugField(max_length=100, unique=True)
-    title = models.CharField(max_length=200)
-    owner = models.CharField(max_length=200, help_text="Who keeps it right (team or person).")
-    last_reviewed = models.DateField()
-    alert_kinds = models.JSONField(default=list, blank=True, help_text="Alert kinds it covers.")
-    diagnostics = models.JSONField(
-        default=list, blank=True, help_text="Live diagnostics its page runs."
-    )
-    body = models.TextField(help_text="Markdown; rendered sanitised.")
-    updated_at = models.DateTimeField()
-
-    class Meta:
-        ordering = ["title"]
-
-    def __str__(self) -> str:
-        return self.title
-
-
-class RunbookVersion(models.Model):
-    """A runbook as it was after one edit: every edit is kept."""
-
-    runbook = models.ForeignKey(Runbook, on_delete=models.CASCADE, related_name="versions")
-    number = models.PositiveIntegerField()
-    title = models.CharField(max_length=200)
-    owner = models.CharField(max_length=200)
-    last_reviewed = models.DateField()
-    alert_kinds = models.JSONField(default=list)
-    diagnostics = models.JSONField(default=list)
-    body = models.TextField()
-    edited_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="Empty: loaded from docs/runbooks by load_runbooks.",
-    )
-    edited_at = models.DateTimeField()
-
-    class Meta:
-        ordering = ["runbook", "-number"]
-        constraints = [
-            models.UniqueConstraint(fields=["runbook", "number"], name="runbook_version_unique"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.runbook.slug} v{self.number}"
-
-
-class RemediationKind(models.TextChoices):
-    REQUEUE_FAILED_JOBS = "requeue_failed_jobs", "Requeue failed jobs"
-    REPLAY_DEAD_LETTERS = "replay_dead_letters", "Replay dead letters"
-    REBUILD_KPIS = "rebuild_kpis", "Rebuild KPIs for a site"
-
-
-class RemediationStatus(models.TextChoices):
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-
-
-class RemediationAction(models.Model):
-    """One remediation run by a person from the console or a runbook: who, when, what, result."""
-
-    kind = models.CharField(max_length=32, choices=RemediationKind.choices)
-    target = models.CharField(max_length=500, blank=True, help_text="What it acted on.")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    requested_at = models.DateTimeField()
-    status = models.CharField(max_length=16, choices=RemediationStatus.choices)
-    result = models.TextField(blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-requested_at", "-id"]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} by {self.actor} ({self.status})"

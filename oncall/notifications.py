@@ -49,6 +49,8 @@ class AlertContext:
 
     runbook_url: str | None
     concerns: tuple[str, ...] = ()
+    # Why it is sent: "transition", "repeat" (still firing, nobody acknowledged) or "escalation".
+    reason: str = "transition"
 
 
 def absolute_url(path: str) -> str:
@@ -88,6 +90,7 @@ def generic_payload(
     return {
         "version": PAYLOAD_VERSION,
         "event": event,
+        "reason": context.reason,
         "alert": alert_document(alert, context),
         "transition": None
         if transition is None
@@ -141,6 +144,8 @@ def alertmanager_payload(
             transition.by.get_username() if transition.by_id else "alert evaluator"
         )
         annotations["acknowledgement_note"] = transition.note
+    if context.reason != "transition":
+        annotations["notification_reason"] = context.reason
     status = "resolved" if event == "resolved" else "firing"
     return {
         "version": "4",
@@ -173,9 +178,15 @@ EVENT_HEADLINE = {
 }
 
 
-def headline(*, event: str, alert: Alert) -> str:
+REASON_SUFFIX = {"repeat": " (still firing, not acknowledged)", "escalation": " (escalated)"}
+
+
+def headline(*, event: str, alert: Alert, reason: str = "transition") -> str:
     scope = alert.site.code if alert.site_id else "all sites"
-    return f"[{alert.severity.upper()}] {EVENT_HEADLINE[event]}: {alert.title} ({scope})"
+    return (
+        f"[{alert.severity.upper()}] {EVENT_HEADLINE[event]}{REASON_SUFFIX.get(reason, '')}: "
+        f"{alert.title} ({scope})"
+    )
 
 
 def text_lines(
@@ -210,7 +221,7 @@ def slack_payload(
     *, event: str, alert: Alert, transition: AlertTransition | None, context: AlertContext
 ) -> dict:
     """An incoming-webhook message: `text` (read by Slack, Mattermost, Rocket.Chat alike)."""
-    title = headline(event=event, alert=alert)
+    title = headline(event=event, alert=alert, reason=context.reason)
     body = text_lines(event=event, alert=alert, transition=transition, context=context)
     return {"text": f"{SLACK_EMOJI.get(event, '')} *{title}*\n" + "\n".join(body)}
 
@@ -283,7 +294,7 @@ def channel_send(
         "context": context,
     }
     if channel.kind == NotificationChannel.Kind.EMAIL:
-        subject = headline(event=event, alert=alert)
+        subject = headline(event=event, alert=alert, reason=context.reason)
         body = "\n".join(text_lines(**arguments)) + "\n"
         try:
             send_mail(subject, body, None, channel.recipient_list)
