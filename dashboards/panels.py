@@ -21,7 +21,8 @@ from kpis.windows import WINDOWS, UnknownWindow
 from ledger.models import Site, Sku
 from ledger.selectors import sites_with_stock_totals, stock_levels_lowest_available
 from oncall.measures import KPI_KEY_OF_KIND
-from oncall.models import KINDS_BREACHING_BELOW, AlertRule
+from oncall.models import KINDS_BREACHING_BELOW
+from oncall.selectors import kpi_alert_rules
 
 DEFAULT_WINDOW = "1h"
 WINDOW_SPANS = {window: timedelta(seconds=seconds) for window, seconds in WINDOWS.items()}
@@ -227,15 +228,7 @@ def tile_thresholds(scope: Scope) -> dict[str, tuple[str, float, float]]:
         **DEFAULT_TILE_THRESHOLDS,
         **getattr(settings, "DASHBOARD_TILE_THRESHOLDS", {}),
     }
-    rules = (
-        AlertRule.objects.filter(
-            enabled=True, kind__in=list(KPI_KEY_OF_KIND), site__code=scope.site
-        )
-        if scope.site
-        else AlertRule.objects.filter(
-            enabled=True, kind__in=list(KPI_KEY_OF_KIND), site__isnull=True
-        )
-    )
+    rules = kpi_alert_rules(site_code=scope.site)
     # Rules on the shown window last, so they win.
     for rule in sorted(rules, key=lambda rule: rule.window == scope.window):
         bad = float(rule.threshold)

@@ -21,12 +21,13 @@ from ingest.models import DeadLetter, DeadLetterStatus, RejectionCode
 from ingest.selectors import feeds_freshness
 from kpis.restock import restock_lines, running_out
 from ledger.models import Movement, MovementKind, StockLevel
-from oncall.measures import SLO_BURN_WINDOWS, measure_shown
+from oncall.measures import KPI_KEY_OF_KIND, SLO_BURN_WINDOWS, measure_shown
 from oncall.models import (
     ACTIVE_STATUSES,
     SEVERITY_RANK,
     Alert,
     AlertKind,
+    AlertRule,
     DiagnosticName,
     RemediationAction,
     Runbook,
@@ -420,3 +421,12 @@ def diagnostics_run(names, *, silent_minutes: int = DEFAULT_SILENT_MINUTES) -> l
 
 def remediations_recent(*, limit: int = 20) -> list[RemediationAction]:
     return list(RemediationAction.objects.select_related("actor")[:limit])
+
+
+def kpi_alert_rules(*, site_code: str | None) -> list[AlertRule]:
+    """The enabled rules on a KPI a dashboard tile shows, for exactly this scope: the site's
+    own rules, or (None) the rules on all sites."""
+    rules = AlertRule.objects.filter(enabled=True, kind__in=list(KPI_KEY_OF_KIND))
+    if site_code:
+        return list(rules.filter(site__code=site_code))
+    return list(rules.filter(site__isnull=True))
