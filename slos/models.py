@@ -49,6 +49,8 @@ class SloCount(models.Model):
             storable_time_check("start", name="slo_count_start_storable"),
             models.UniqueConstraint(fields=["slo", "span_s", "start"], name="slo_count_key"),
         ]
+        # A read selects time ranges of every SLO at once: each range is one scan of this.
+        indexes = [models.Index(fields=["span_s", "start"], name="slo_count_span_start_idx")]
 
     def __str__(self) -> str:
         return f"{self.slo} {self.span_s}s at {self.start:%Y-%m-%d %H:%M}: {self.good}/{self.total}"

@@ -15,8 +15,26 @@ from inventory_ops.settings import INSTALLED_APPS
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
-PROJECT_APP_LABELS = ["inventory_ops", "core", "corrections", "ingest", "dashboards", "oncall"]
-PROJECT_APPS = ["core", "ledger", "kpis", "corrections", "ingest", "dashboards", "oncall", "demo"]
+PROJECT_APP_LABELS = [
+    "inventory_ops",
+    "core",
+    "corrections",
+    "ingest",
+    "dashboards",
+    "oncall",
+    "slos",
+]
+PROJECT_APPS = [
+    "core",
+    "ledger",
+    "slos",
+    "kpis",
+    "corrections",
+    "ingest",
+    "dashboards",
+    "oncall",
+    "demo",
+]
 
 KNOWN_SAFE = {
     ("corrections", "0004_count_sheet_approval"): (
