@@ -9,6 +9,9 @@
 - Resolved dead letters (replayed or discarded), `DEAD_LETTER_RETENTION_DAYS` (90) after they
   were resolved: moved whole to the archive table. Open dead letters wait for a person.
 
+- The SLO minute counters, 35 days after their minute (reads need 28 days and a partial day);
+  the day counters stay.
+
 Ledger rows (movements) are never deleted, nor are batches, orders or KPI facts.
 
 Each step works in chunks, a transaction each, so that it holds no lock for long and an
@@ -33,6 +36,7 @@ from ingest.models import (
     IngestBatch,
     ProcessedEvent,
 )
+from slos.counters import MINUTE_ROWS_KEPT, slo_minutes_drop
 
 # progress(step, done, total)
 Progress = Callable[[str, int, int], None]
@@ -49,6 +53,7 @@ class HousekeepingReport:
     key_batches: int
     keys_dropped: int
     dead_letters_archived: int
+    slo_minutes_dropped: int = 0
 
     def lines(self) -> list[str]:
         return [
@@ -58,6 +63,8 @@ class HousekeepingReport:
             f"(received more than {settings.INGEST_KEY_RETENTION_DAYS} days ago)",
             f"dead letters archived: {self.dead_letters_archived:,} "
             f"(resolved more than {settings.DEAD_LETTER_RETENTION_DAYS} days ago)",
+            f"SLO minute counters dropped: {self.slo_minutes_dropped:,} "
+            f"(older than {MINUTE_ROWS_KEPT.days} days; day counters are kept)",
         ]
 
 
@@ -185,6 +192,7 @@ def housekeeping_run(
         key_batches=key_batches,
         keys_dropped=keys,
         dead_letters_archived=dead_letters,
+        slo_minutes_dropped=slo_minutes_drop(now=now),
     )
 
 

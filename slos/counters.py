@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterable
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from django.db import DatabaseError, connection, transaction
@@ -155,3 +155,26 @@ class IngestAnswerCounter:
 
 
 ingest_answers = IngestAnswerCounter()
+
+
+# Minute rows are read for at most 28 days and a partial one (the 28-day window's first day);
+# kept a week longer. Day rows stay: a few a day, the long history of each SLO.
+MINUTE_ROWS_KEPT = timedelta(days=35)
+MINUTE_ROWS_CHUNK = 10_000
+
+
+def slo_minutes_drop(*, now: datetime | None = None) -> int:
+    """Delete minute counters no read needs any more, in chunks; return how many."""
+    before = (now or timezone.now()) - MINUTE_ROWS_KEPT
+    dropped = 0
+    while True:
+        with transaction.atomic():
+            chunk = list(
+                SloCount.objects.filter(span_s=MINUTE_S, start__lt=before).values_list(
+                    "pk", flat=True
+                )[:MINUTE_ROWS_CHUNK]
+            )
+            if not chunk:
+                return dropped
+            SloCount.objects.filter(pk__in=chunk).delete()
+        dropped += len(chunk)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from ingest.housekeeping import housekeeping_run
 from ingest.models import IngestBatch
 from ingest.parsing import events_parse
 from ingest.processing import batch_process
@@ -230,3 +231,16 @@ def test_the_slos_api_answers_each_slo_with_the_contract_keys(client):
     assert correctness["sli"] == pytest.approx(0.98)
     assert correctness["budget_remaining"] == pytest.approx(0.0, abs=1e-9)
     assert correctness["burn_rate_1h"] == pytest.approx(1.0)
+
+
+def test_housekeeping_drops_minute_counters_past_35_days_and_keeps_every_day():
+    now = timezone.now()
+    slo_count(Slo.FRESHNESS, good=1, total=2, at=now - timedelta(days=36))
+    slo_count(Slo.FRESHNESS, good=3, total=4, at=now - timedelta(days=34))
+
+    report = housekeeping_run(now=now)
+
+    assert report.slo_minutes_dropped == 1
+    assert "SLO minute counters dropped: 1 (older than 35 days" in "\n".join(report.lines())
+    assert SloCount.objects.filter(span_s=MINUTE_S).count() == 1
+    assert counted(Slo.FRESHNESS) == (4, 6)  # the day counters keep the whole history
