@@ -211,3 +211,28 @@ def worst_stockouts_figure(rows: Sequence[dict]) -> dict:
         # Most negative first, at the top.
         layout={"yaxis": {"autorange": "reversed", "automargin": True}},
     )
+
+
+NO_CHANNEL_TEXT = "(no channel)"
+
+
+def channel_cost_figure(rows: Sequence[dict], *, currency: str) -> dict:
+    """Cost per shipment of each channel of the window: the `by=channel` breakdown, in its
+    order (most deliveries first)."""
+    bars = {
+        "type": "bar",
+        "x": [row["key"] or NO_CHANNEL_TEXT for row in rows],
+        "y": [row["cost_per_shipment"] for row in rows],
+        "name": "Cost per shipment",
+        "marker": {"color": SERIES_COLOURS[2]},
+        "customdata": [[row["deliveries"]] for row in rows],
+        "hovertemplate": f"%{{x}}: %{{y:.2f}} {currency}<br>%{{customdata[0]}} deliveries"
+        "<extra></extra>",
+    }
+    return _figure(
+        [bars],
+        title="Cost per shipment by channel",
+        x_title="Channel",
+        y_title=f"Cost per shipment ({currency})",
+        empty_text=NO_DELIVERIES_TEXT,
+    )

@@ -96,6 +96,7 @@ CHARTS = {
     "chart-orders-per-minute": "Orders per minute",
     "chart-turnover-accuracy": "Inventory turnover and order accuracy over time",
     "chart-cost-per-shipment": "Cost per shipment over time",
+    "chart-channel-cost": "Cost per shipment by channel",
     "chart-mismatch-by-site": "Stock mismatch rate by site",
     "chart-worst-stockouts": "Worst stockouts: lowest available SKU-sites",
 }
@@ -135,7 +136,8 @@ def scope_context_build(
     if as_of is not None:
         return _frozen_context_build(scope, as_of)
     now = now or timezone.now()
-    kpis = kpis_compute(site=scope.site, window=scope.window, now=now)
+    # With the channel breakdown: the cost per shipment by channel chart.
+    kpis = kpis_compute(site=scope.site, window=scope.window, now=now, by="channel")
     # The window of the same length just before: each tile's change (a few ms: rollups).
     previous = kpis_compute(
         site=scope.site, window=scope.window, now=now - WINDOW_SPANS[scope.window]
@@ -155,7 +157,7 @@ def scope_context_build(
         "lowest_stock": lowest_stock,
         "restock": restock[:RESTOCK_ROWS],
         "restock_count": len(restock),
-        "charts": charts_build(trends),
+        "charts": charts_build(trends, channels=kpis.get("breakdown") or []),
         "currency": settings.INVENTORY_CURRENCY,
         "spark_bucket": SPARK_BUCKET_NAMES[TREND_SPANS[scope.window]],
         "as_of": now,
@@ -164,7 +166,7 @@ def scope_context_build(
 
 def _frozen_context_build(scope: Scope, as_of: datetime) -> dict:
     """`scope_context_build` at a past instant: tiles, charts and tables from the state then."""
-    kpis = kpis_compute(site=scope.site, window=scope.window, as_of=as_of)
+    kpis = kpis_compute(site=scope.site, window=scope.window, as_of=as_of, by="channel")
     previous = kpis_compute(
         site=scope.site, window=scope.window, as_of=as_of - WINDOW_SPANS[scope.window]
     )
@@ -197,7 +199,7 @@ def _frozen_context_build(scope: Scope, as_of: datetime) -> dict:
         "lowest_stock": rows[:LOWEST_STOCK_ROWS],
         "restock": [],  # suggestions are for now only (the template says so)
         "restock_count": 0,
-        "charts": charts_build(trends),
+        "charts": charts_build(trends, channels=kpis.get("breakdown") or []),
         "currency": settings.INVENTORY_CURRENCY,
         "as_of": as_of,
         "frozen": True,
@@ -314,13 +316,14 @@ def feed_rows(feeds: list[dict]) -> list[dict]:
 TIME_CHARTS = ("chart-orders-per-minute", "chart-turnover-accuracy", "chart-cost-per-shipment")
 
 
-def charts_build(trends: dict) -> dict[str, dict]:
-    """Plotly figures as JSON-safe dicts, keyed by the id of the element that shows each.
+def charts_build(trends: dict, *, channels: list[dict] | None = None) -> dict[str, dict]:
+    """Plotly figures as JSON-safe dicts, keyed by the id of the element that shows each;
+    `channels`: the `by=channel` breakdown of the window.
 
     The time axes: day points are labelled with their dates, as days of the zone they follow
     (one site's local days, or UTC); other points are instants, which the page shows in the
     viewer's own time zone (`meta.local_times`: dashboard.js converts them and says which)."""
-    charts = _charts_build(trends)
+    charts = _charts_build(trends, channels=channels)
     day_zone = trends.get("day_zone")
     for chart_id in TIME_CHARTS:
         layout = charts[chart_id]["layout"]
@@ -333,7 +336,7 @@ def charts_build(trends: dict) -> dict[str, dict]:
     return charts
 
 
-def _charts_build(trends: dict) -> dict[str, dict]:
+def _charts_build(trends: dict, *, channels: list[dict] | None) -> dict[str, dict]:
     return {
         "chart-orders-per-minute": figures.orders_per_minute_figure(
             trends.get("orders_per_minute") or []
@@ -343,6 +346,9 @@ def _charts_build(trends: dict) -> dict[str, dict]:
         ),
         "chart-cost-per-shipment": figures.cost_per_shipment_figure(
             trends.get("cost_per_shipment") or [], currency=settings.INVENTORY_CURRENCY
+        ),
+        "chart-channel-cost": figures.channel_cost_figure(
+            channels or [], currency=settings.INVENTORY_CURRENCY
         ),
         "chart-mismatch-by-site": figures.mismatch_by_site_figure(
             trends.get("mismatch_by_site") or []

@@ -11,4 +11,5 @@ urlpatterns = [
     path("skus/<str:code>/", views.sku_lineage, name="sku"),
     path("stock/", stock_browser.stock_browser, name="stock"),
     path("slos/panel/", views.slo_panel, name="slo_panel"),
+    path("couriers/", views.courier_scorecard, name="couriers"),
 ]

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET
 
 from corrections.models import Correction, CountSheet
 from corrections.selectors import movement_origins
-from dashboards import panels
+from dashboards import panels, scorecard
 from dashboards.live import refresh_seconds
 from dashboards.panels import Scope
 from kpis.as_of import as_of_parse
@@ -153,6 +153,40 @@ def _kiosk_rotation(request, *, window: str) -> dict:
         reverse("dashboards:site", args=[code]) + query for code in site_codes()
     ]
     return {"rotate_urls": urls, "rotate_seconds": seconds}
+
+
+@require_GET
+def courier_scorecard(request):
+    """Couriers of one site or all sites over a window, sortable, live (`static/js/scorecard.js`
+    reloads the table whenever the scope's live stream says something changed)."""
+    notices = []
+    site = request.GET.get("site") or None
+    if site is not None and not Site.objects.filter(code=site).exists():
+        return not_found(request, what="site", code=site)
+    try:
+        window = panels.window_parse(request.GET.get("window") or scorecard.DEFAULT_WINDOW)
+    except UnknownWindow as error:
+        window = scorecard.DEFAULT_WINDOW
+        notices.append(f"{error}. Showing {window}.")
+    try:
+        sorting = scorecard.Sorting.parse(request.GET.get("sort"), request.GET.get("dir"))
+    except scorecard.UnknownSort as error:
+        sorting = scorecard.Sorting(*scorecard.DEFAULT_SORT)
+        notices.append(f"{error}. Showing the most deliveries first.")
+    context = {
+        **scorecard.scorecard_build(site=site, window=window, sorting=sorting),
+        "site": site,
+        "window": window,
+        "windows": list(WINDOWS),
+        "sites": sites_ordered(),
+        "kiosk": request.GET.get("kiosk") == "1",
+        "notice": " ".join(notices),
+        "currency": settings.INVENTORY_CURRENCY,
+    }
+    template = "dashboards/couriers.html"
+    if request.htmx and not request.htmx.history_restore_request:
+        template += "#scorecard"
+    return render(request, template, context)
 
 
 @require_GET

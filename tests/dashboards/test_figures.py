@@ -21,6 +21,14 @@ POINTS = [
     {"t": "2026-11-23T10:02:00+00:00", "value": 0.75},
 ]
 
+# The `by=channel` breakdown as /api/kpis gives it (an order without a channel has key "").
+CHANNELS = [
+    {"key": "web", "deliveries": 4, "order_accuracy": 0.75, "cost_per_shipment": 6.0,
+     "fulfillment_p50_s": 150.0, "fulfillment_p90_s": 474.0},
+    {"key": "", "deliveries": 1, "order_accuracy": 1.0, "cost_per_shipment": 2.5,
+     "fulfillment_p50_s": None, "fulfillment_p90_s": None},
+]  # fmt: skip
+
 
 def valid(figure: dict) -> go.Figure:
     json.dumps(figure)  # JSON-safe as it is: the live frame sends it without an encoder
@@ -37,6 +45,7 @@ def every_figure(data: bool, *, as_dicts: bool = False):
         figures.cost_per_shipment_figure(points, currency="EUR"),
         figures.mismatch_by_site_figure(rows),
         figures.worst_stockouts_figure(stockouts if data else []),
+        figures.channel_cost_figure(CHANNELS if data else [], currency="EUR"),
     ]
     return built if as_dicts else [valid(figure) for figure in built]
 
@@ -58,6 +67,7 @@ def test_an_empty_chart_says_why_it_is_empty_and_hides_the_placeholder_axes():
         [figures.NO_DELIVERIES_TEXT],
         [figures.NO_COUNTS_TEXT],
         [figures.NO_STOCKOUTS_TEXT],  # good news, not missing data
+        [figures.NO_DELIVERIES_TEXT],
     ]
     for figure in every_figure(data=False):
         assert figure.layout.xaxis.showticklabels is False
@@ -135,3 +145,14 @@ def test_the_vendored_plotly_bundle_draws_every_trace_type_we_use_at_plotlys_ver
 
     assert drawn <= registered, f"{drawn - registered} missing from plotly-basic.min.js"
     assert f"v{get_plotlyjs_version()}\n" in bundle[:200]
+
+
+def test_channel_chart_shows_each_channels_cost_per_shipment_in_the_breakdowns_order():
+    figure = valid(figures.channel_cost_figure(CHANNELS, currency="EUR"))
+
+    (bars,) = figure.data
+    assert list(bars.x) == ["web", figures.NO_CHANNEL_TEXT]
+    assert list(bars.y) == [6.0, 2.5]
+    assert [list(row) for row in bars.customdata] == [[4], [1]]
+    assert figure.layout.yaxis.title.text == "Cost per shipment (EUR)"
+    assert figure.layout.title.text == "Cost per shipment by channel"

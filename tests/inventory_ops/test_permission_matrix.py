@@ -143,6 +143,7 @@ RULES: dict[str, Rule] = {
     "dashboards:sku": Rule(allowed(*STAFF), "/skus/TEA/?site=ams"),
     # the stock browser: read-only, any logged-in user
     "dashboards:stock": Rule(allowed(*STAFF), "/stock/?q=TEA&site=ams"),
+    "dashboards:couriers": Rule(allowed(*STAFF), "/couriers/?site=ams"),
     # the read API answers a session or a feed token; the ingest API a feed token only
     "api:kpis": Rule(allowed(*STAFF, anonymous=UNAUTHORIZED)),
     "api:stock": Rule(allowed(*STAFF, anonymous=UNAUTHORIZED)),

@@ -32,6 +32,7 @@ PAGES_WITHOUT_CHARTS = [
     "/admin/corrections/correction/add/",
     "/admin/auth/user/",
     "/skus/TEA/?site=ams",
+    "/couriers/?window=24h",
     "/api/docs",
     "/no-such-page/",
 ]
