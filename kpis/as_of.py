@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import connection
+
 from core.db import datetime_param
 from kpis.checkpoints import checkpoint_at_or_before
 from kpis.models import OrderLineRecord, SnapshotRecord, StockCheckpoint, StockStatus
@@ -71,16 +73,28 @@ def _pairs_statement(
             "ON own.site_id = pairs.site_id AND own.sku_id = pairs.sku_id"
         )
         demand_params = [datetime_param(at - DEMAND_LOOKBACK), moment]
+    latest = (
+        f"SELECT latest.id, latest.on_hand, latest.reserved FROM {checkpoints} latest "  # noqa: S608
+        "WHERE latest.site_id = pairs.site_id AND latest.sku_id = pairs.sku_id "
+        "AND latest.at <= %s ORDER BY latest.at DESC LIMIT 1"
+    )
+    if connection.vendor == "postgresql":
+        # One backward index probe per pair. (Joined on `id = (subquery)`, PostgreSQL hashed
+        # the whole checkpoint table instead: 1.2 s for one site at 1,000,000 movements.)
+        checkpoint_join = f"LEFT JOIN LATERAL ({latest}) checkpoint ON true"
+    else:  # SQLite has no LATERAL; it runs the subquery per pair as written
+        checkpoint_join = (
+            f"LEFT JOIN {checkpoints} checkpoint ON checkpoint.id = ("  # noqa: S608
+            f"SELECT latest.id FROM {checkpoints} latest WHERE latest.site_id = pairs.site_id "
+            "AND latest.sku_id = pairs.sku_id AND latest.at <= %s ORDER BY latest.at DESC LIMIT 1)"
+        )
     # Only table names and fixed clauses are interpolated; values are parameters.
     sql = (
         "SELECT pairs.site_id, pairs.sku_id, checkpoint.on_hand, checkpoint.reserved"  # noqa: S608
         f"{demand_columns} FROM ("
         f"SELECT site_id, sku_id FROM {StockLevel._meta.db_table} WHERE {scope} UNION "
         f"SELECT site_id, sku_id FROM {StockStatus._meta.db_table} WHERE {scope}) pairs "
-        f"LEFT JOIN {checkpoints} checkpoint ON checkpoint.id = ("
-        f"SELECT latest.id FROM {checkpoints} latest WHERE latest.site_id = pairs.site_id "
-        "AND latest.sku_id = pairs.sku_id AND latest.at <= %s ORDER BY latest.at DESC LIMIT 1)"
-        f"{demand_joins}"
+        f"{checkpoint_join}{demand_joins}"
     )
     return sql, [*demand_params, *scope_params, *scope_params, moment]
 
