@@ -226,12 +226,24 @@ def generate(movements_target: int, now: dt.datetime, seed: int = 7) -> dict:
     }
 
 
+# `--by courier`: every line is also timed with `&by=courier` (label "<window>+courier").
+BREAKDOWNS_TIMED: list[str] = []
+
+
 def lines() -> list[tuple[str, str, str]]:
-    """(scope, window, URL) of every line timed: all sites and one site, every window."""
+    """(scope, window, URL) of every line timed: all sites and one site, every window (and
+    each breakdown of `--by`)."""
     return [
-        (scope or "all", window, f"/api/kpis?window={window}" + (f"&site={scope}" if scope else ""))
+        (
+            scope or "all",
+            window + (f"+{by}" if by else ""),
+            f"/api/kpis?window={window}"
+            + (f"&site={scope}" if scope else "")
+            + (f"&by={by}" if by else ""),
+        )
         for scope in ("", "S07")
         for window in WINDOWS
+        for by in ("", *BREAKDOWNS_TIMED)
     ]
 
 
@@ -370,7 +382,12 @@ def main() -> None:
     parser.add_argument(
         "--reuse", action="store_true", help="keep and reuse each generated history (see above)"
     )
+    parser.add_argument(
+        "--by", choices=["channel", "courier"], help="also time each line with this breakdown"
+    )
     args = parser.parse_args()
+    if args.by:
+        BREAKDOWNS_TIMED.append(args.by)
     if connection.vendor != "postgresql":
         sys.exit("set DATABASE_URL to a PostgreSQL database (see WARNING above)")
     setup_test_environment()
@@ -400,6 +417,22 @@ def main() -> None:
         f"worst ratio {worst:.2f}; slowest p50 {slowest:.2f} ms; "
         f"rebuild {large['rebuild_s']:.1f} s (target <= 60 s)"
     )
+    for by in BREAKDOWNS_TIMED:
+        print(f"== by={by} p50 / plain p50, same scope and window (target <= 2)")
+        for history in histories:
+            worst_by = 0.0
+            for scope, window, _ in lines():
+                if "+" in window:
+                    continue
+                plain_p50, _ = timings[history["movements"], scope, window]
+                by_p50, _ = timings[history["movements"], scope, f"{window}+{by}"]
+                worst_by = max(worst_by, by_p50 / plain_p50)
+                print(
+                    f"  {history['movements']:>9,} scope={scope:<4} window={window:<4} "
+                    f"plain {plain_p50:6.2f} ms, by={by} {by_p50:6.2f} ms, "
+                    f"ratio {by_p50 / plain_p50:4.2f}"
+                )
+            print(f"  worst by/plain ratio at {history['movements']:,}: {worst_by:.2f}")
 
 
 if __name__ == "__main__":
