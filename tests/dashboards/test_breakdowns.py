@@ -368,3 +368,25 @@ def test_the_openapi_document_describes_by(client):
     assert by["in"] == "query"
     assert "breakdown" in operation["description"]
     assert "courier_id" in operation["description"]
+
+
+def test_a_breakdown_as_of_a_past_instant_leaves_out_what_came_after_it():
+    site = site_make("a")
+    now = now_mid_minute()
+    instant = now - 2 * HOUR
+    deliver(site, instant - 10 * MINUTE, courier="x", cost="2.00", created_at=instant - HOUR)
+    deliver(site, instant + MINUTE, courier="x", cost="50.00")  # after the instant
+    deliver(site, now - MINUTE, courier="y", cost="1.00")
+
+    past = kpis_compute(window="1h", as_of=instant, by="courier")["breakdown"]
+
+    assert past == [
+        {
+            "key": "x",
+            "deliveries": 1,
+            "order_accuracy": 1.0,
+            "cost_per_shipment": 2.0,
+            "fulfillment_p50_s": 3000.0,
+            "fulfillment_p90_s": 3000.0,
+        }
+    ]
