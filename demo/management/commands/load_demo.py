@@ -7,11 +7,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from demo.catalog import DEMO_SITES, DEMO_SKUS, DEMO_USERS
-from demo.history import HISTORY_DAYS, OPENING_REF, demo_history
+from demo.history import (
+    HISTORY_DAYS,
+    OPENING_REF,
+    demo_history,
+    reorder_point,
+    slo_history,
+)
 from ingest.simulation import units_shipped_per_day
 from ledger.catalog import SiteRow, SkuRow
 from ledger.models import Movement
 from ledger.services import catalog_import, movements_record
+from slos.counters import slo_counts_write
 
 
 class Command(BaseCommand):
@@ -31,13 +38,21 @@ class Command(BaseCommand):
             raise CommandError(
                 "load_demo creates users with well-known passwords; with DEBUG off it needs --force"
             )
+        # the simulator's sales rate at its default traffic: one business, one scale
+        daily_units = units_shipped_per_day(
+            sites=[code for code, _, _ in DEMO_SITES], skus=[code for code, *_ in DEMO_SKUS]
+        )
         with transaction.atomic():
             catalog_import(
                 sites=[SiteRow(code, name, tz) for code, name, tz in DEMO_SITES],
-                skus=[SkuRow(code, name, cost, reorder) for code, name, cost, reorder in DEMO_SKUS],
+                # reorder points sized to that demand (the catalog's own are a small shop's)
+                skus=[
+                    SkuRow(code, name, cost, reorder_point(daily_units))
+                    for code, name, cost, _ in DEMO_SKUS
+                ],
             )
             self._users()
-            seeded = self._stock_history()
+            seeded = self._stock_history(daily_units)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready: {len(DEMO_SITES)} sites, {len(DEMO_SKUS)} SKUs"
@@ -66,17 +81,18 @@ class Command(BaseCommand):
             if group_name:
                 user.groups.add(Group.objects.get(name=group_name))
 
-    def _stock_history(self) -> bool:
+    def _stock_history(self, daily_units: float) -> bool:
         if Movement.objects.filter(cause_ref=OPENING_REF).exists():
             return False
         sites = [code for code, _, _ in DEMO_SITES]
         skus = [code for code, *_ in DEMO_SKUS]
+        now = timezone.now()
+        slo_counts_write(slo_history(now=now))
         movements_record(
             requests=demo_history(
                 pairs=[(site, sku) for site in sites for sku in skus],
-                # the simulator's sales rate at its default traffic: one business, one scale
-                daily_units=units_shipped_per_day(sites=sites, skus=skus),
-                now=timezone.now(),
+                daily_units=daily_units,
+                now=now,
             )
         )
         return True
