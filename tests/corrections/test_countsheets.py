@@ -405,3 +405,13 @@ def test_a_sheet_longer_than_the_limit_is_refused_at_its_first_line_too_many():
     assert (MAX_LINES + 2, f"too many lines: at most {MAX_LINES} per sheet") in (
         refusal.value.problems
     )
+
+
+def test_a_line_with_an_empty_site_and_sku_is_refused_naming_both():
+    site_make("ams")
+    sku_make("MILK")
+
+    with pytest.raises(CountSheetInvalid) as refusal:
+        count_sheet_parse(b"site,sku,counted_qty\nams,MILK,3\n,,4\n")
+
+    assert refusal.value.problems == [(3, "site is empty; sku is empty")]

@@ -17,6 +17,9 @@ def bug(request):
     raise ValueError("a bug, not an outage")
 
 
+# As in production (inventory_ops/urls.py): what reaches the 500 handler is answered by ours.
+handler500 = "inventory_ops.views.server_error"
+
 urlpatterns = [
     path("page/database", database_away),
     path("page/redis", redis_away),

@@ -56,7 +56,10 @@ def test_a_client_asking_for_json_gets_json(client_logged_in):
 def test_a_bug_is_still_a_500(client_logged_in):
     client_logged_in.raise_request_exception = False
 
-    assert client_logged_in.get("/page/bug").status_code == 500
+    response = client_logged_in.get("/page/bug")
+
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in response.content.decode()  # our 500 page
 
 
 def test_the_json_api_answers_503_in_json_when_the_database_is_away(
@@ -77,7 +80,7 @@ def test_the_json_api_answers_503_in_json_when_the_database_is_away(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_page_that_fails_while_the_database_is_away_gets_the_503_page_not_the_500_page(
-    client, postgres_only
+    client, postgres_only, caplog
 ):
     # given a logged-in person, and the sessions table that stops answering: their link leads
     # nowhere, and the "not found" page reads who they are from the session, outside every
@@ -94,6 +97,10 @@ def test_a_page_that_fails_while_the_database_is_away_gets_the_503_page_not_the_
     page = response.content.decode()
     assert "Server unavailable, retrying" in page
     assert "Something went wrong on our side" not in page
+    # and the log tells on-call which outage it was
+    assert "503 for /no-such-page/: OperationalError: canceling statement due to lock timeout" in (
+        caplog.text
+    )
     # and once the database answers again, the same link is an ordinary "not found"
     assert client.get("/no-such-page/").status_code == 404
 
