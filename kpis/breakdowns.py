@@ -132,27 +132,65 @@ def _edge_statement(column: str, site_id: int | None, head: Head, end: dt.dateti
 def _key_percentiles(keys: dict, column: str, site_id, start, end) -> dict[str, dict]:
     """Each key's fulfillment percentiles, read in one statement for all keys."""
     result = {key: dict.fromkeys(PERCENTILES) for key in keys}
-    reads, parts, params = {}, [], []
-    site_clause = "" if site_id is None else " AND site_id = %s"
+    reads = {}
     for tag, (key, state) in enumerate(sorted(keys.items())):
         population = sum(state.bins.values())
-        if population == 0:
-            continue
-        wanted, ranks = ranks_wanted(population)
-        reading = OrderStatisticsRead(state.bins, ranks, start, end)
-        sql, statement_params = reading.statement(
-            f"{site_clause} AND {column} = %s", [*([] if site_id is None else [site_id]), key], tag
-        )
-        reads[tag] = (key, wanted, reading)
-        parts.append(sql)
-        params.extend(statement_params)
-    if not parts:
+        if population:
+            wanted, ranks = ranks_wanted(population)
+            reads[tag] = (key, wanted, OrderStatisticsRead(state.bins, ranks, start, end))
+    if not reads:
         return result
+    if connection.vendor == "postgresql":
+        sql, params = _slices_statement(reads, column, site_id, start, end)
+    else:
+        site_clause = "" if site_id is None else " AND site_id = %s"
+        parts, params = [], []
+        for tag, (key, _, reading) in reads.items():
+            part, part_params = reading.statement(
+                f"{site_clause} AND {column} = %s",
+                [*([] if site_id is None else [site_id]), key],
+                tag,
+            )
+            parts.append(part)
+            params.extend(part_params)
+        sql = " UNION ALL ".join(parts)
     rows_by_tag: defaultdict[int, list] = defaultdict(list)
     with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(parts), params)
+        cursor.execute(sql, params)
         for row in cursor.fetchall():
             rows_by_tag[row[0]].append(row)
     for tag, (key, wanted, reading) in reads.items():
         result[key] = interpolated(wanted, reading.values(rows_by_tag[tag]))
     return result
+
+
+def _slices_statement(reads: dict, column: str, site_id, start, end) -> tuple[str, list]:
+    """Every key's bin slices in one small statement (PostgreSQL): a list of (tag, bin, key,
+    rows, offset, from the top) joined LATERAL to the index walk of each. A UNION of one
+    sub-select per slice spent three times longer being planned than run (110 slices: 29 ms
+    planning, 11 ms execution, 40 couriers over 30 days)."""
+    slices = [
+        (tag, duration_bin, key, count, offset, descending)
+        for tag, (key, _, reading) in reads.items()
+        for duration_bin, count, offset, descending in reading.slices()
+    ]
+    site_clause = "" if site_id is None else " AND site_id = %s"
+    site_params = [] if site_id is None else [site_id]
+    walk = (
+        f"SELECT fulfillment_us FROM {DeliveryRecord._meta.db_table} "  # noqa: S608
+        f"WHERE {column} = slice.key AND fulfillment_bin = slice.bin "
+        f"AND occurred_at > %s AND occurred_at <= %s{site_clause}"
+    )
+    sql = (
+        "SELECT slice.tag, slice.bin, found.fulfillment_us FROM unnest("  # noqa: S608
+        "%s::int[], %s::int[], %s::text[], %s::bigint[], %s::bigint[], %s::bool[]) "
+        "AS slice (tag, bin, key, count, skip, descending) CROSS JOIN LATERAL ("
+        f"(SELECT * FROM ({walk} AND NOT slice.descending "
+        "ORDER BY fulfillment_us LIMIT slice.count OFFSET slice.skip) AS ascending) UNION ALL "
+        f"(SELECT * FROM ({walk} AND slice.descending "
+        "ORDER BY fulfillment_us DESC LIMIT slice.count OFFSET slice.skip) AS descending)"
+        ") AS found"
+    )
+    columns = [list(values) for values in zip(*slices, strict=True)]
+    params = [*columns, start, end, *site_params, start, end, *site_params]
+    return sql, params

@@ -84,12 +84,7 @@ class OrderStatisticsRead:
         count in the window), so that PostgreSQL walks the (bin, duration) index and stops
         there: at most half the bin's rows, and no sort."""
         parts, params = [], []
-        for index, (duration_bin, wanted) in enumerate(sorted(self.by_bin.items())):
-            first = min(offset for _, offset in wanted)
-            last = max(offset for _, offset in wanted)
-            from_top = self.bins[duration_bin] - 1 - last
-            descending = from_top < first
-            self.firsts[duration_bin] = first
+        for index, (duration_bin, count, offset, descending) in enumerate(self.slices()):
             parts.append(
                 f"SELECT {int(tag)} AS tag, {int(duration_bin)} AS bin, fulfillment_us FROM ("  # noqa: S608
                 f"SELECT fulfillment_us FROM {DeliveryRecord._meta.db_table} "
@@ -99,8 +94,23 @@ class OrderStatisticsRead:
             )
             params.extend([duration_bin, datetime_param(self.start), datetime_param(self.end)])
             params.extend(clause_params)
-            params.extend([last - first + 1, from_top if descending else first])
+            params.extend([count, offset])
         return " UNION ALL ".join(parts), params
+
+    def slices(self) -> list[tuple[int, int, int, bool]]:
+        """(bin, rows to read, offset, from the top?) of each bin holding wanted ranks: from
+        whichever end of the bin is nearer them (the histogram gives the bin's count)."""
+        slices = []
+        for duration_bin, wanted in sorted(self.by_bin.items()):
+            first = min(offset for _, offset in wanted)
+            last = max(offset for _, offset in wanted)
+            from_top = self.bins[duration_bin] - 1 - last
+            descending = from_top < first
+            self.firsts[duration_bin] = first
+            slices.append(
+                (duration_bin, last - first + 1, from_top if descending else first, descending)
+            )
+        return slices
 
     def values(self, rows) -> dict[int, int]:
         """Rank -> duration (µs), from this read's rows `(tag, bin, duration)`."""
