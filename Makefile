@@ -78,17 +78,21 @@ XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist load)
 # The slowest tests and fixtures of each run, printed with its result (docs/testing.md).
 DURATIONS ?= 25
 
-# The whole suite, browser tests included: what CI runs. First against PostgreSQL, then every
-# test that is not PostgreSQL-only against SQLite (what `make run` uses by default); both runs
-# go on if the other fails. Coverage counts both and every child process, is printed at the
-# end, and fails under its floor (pyproject.toml).
+# The two runs of `make test`: `together` (the default: at the same time, each with its own Redis
+# database, child-log folder and ports) or `serial` (one after the other). scripts/test-runs.
+TEST_RUNS ?= together
+
+# The whole suite, browser tests included: what CI runs. Every test against PostgreSQL and every
+# test that is not PostgreSQL-only against SQLite (what `make run` uses by default), at the same
+# time (TEST_RUNS); both runs go to the end if the other fails, and `make test` fails if either
+# does. Coverage counts both and every child process, is printed at the end, and fails under its
+# floor (pyproject.toml).
 test: setup-dev services
-	@rm -rf var/coverage var/test-logs && mkdir -p var/coverage
+	@rm -rf var/coverage var/test-logs var/test-runs && mkdir -p var/coverage
 	@status=0; \
-	$(TEST_ENV) $(PY) -m coverage run -m pytest $(XDIST) --durations=$(DURATIONS) || status=1; \
-	echo "--- the suite again on SQLite (tests not marked postgres) ---"; \
-	$(TEST_ENV) DATABASE_URL=$(SQLITE_TEST_URL) $(PY) -m coverage run -m pytest $(XDIST) \
-		--durations=$(DURATIONS) -m "not postgres" || status=1; \
+	$(TEST_ENV) SQLITE_TEST_URL=$(SQLITE_TEST_URL) TEST_RUNS=$(TEST_RUNS) \
+		TEST_WORKERS=$(TEST_WORKERS) PYTHON_BIN=$(PY) \
+		PYTEST_ARGS="$(XDIST) --durations=$(DURATIONS)" scripts/test-runs || status=1; \
 	$(PY) -m coverage combine --quiet && $(PY) -m coverage report || status=1; \
 	exit $$status
 
