@@ -82,6 +82,12 @@ DURATIONS ?= 25
 # database, child-log folder and ports) or `serial` (one after the other). scripts/test-runs.
 TEST_RUNS ?= together
 
+# Python's compiled modules, kept for the test run under var/pycache (not beside the sources):
+# the suite starts hundreds of Python processes (Daphne, workers, commands), and with
+# PYTHONDONTWRITEBYTECODE set, as in this project's CI environment, each compiled Django and
+# every other import again: about 1.5 s of CPU a process (docs/testing.md).
+TEST_BYTECODE := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/var/pycache
+
 # The whole suite, browser tests included: what CI runs. Every test against PostgreSQL and every
 # test that is not PostgreSQL-only against SQLite (what `make run` uses by default), at the same
 # time (TEST_RUNS); both runs go to the end if the other fails, and `make test` fails if either
@@ -90,7 +96,7 @@ TEST_RUNS ?= together
 test: setup-dev services
 	@rm -rf var/coverage var/test-logs var/test-runs && mkdir -p var/coverage
 	@status=0; \
-	$(TEST_ENV) SQLITE_TEST_URL=$(SQLITE_TEST_URL) TEST_RUNS=$(TEST_RUNS) \
+	$(TEST_ENV) $(TEST_BYTECODE) SQLITE_TEST_URL=$(SQLITE_TEST_URL) TEST_RUNS=$(TEST_RUNS) \
 		TEST_WORKERS=$(TEST_WORKERS) PYTHON_BIN=$(PY) \
 		PYTEST_ARGS="$(XDIST) --durations=$(DURATIONS)" scripts/test-runs || status=1; \
 	$(PY) -m coverage combine --quiet && $(PY) -m coverage report || status=1; \
