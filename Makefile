@@ -78,9 +78,10 @@ XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist load)
 # The slowest tests and fixtures of each run, printed with its result (docs/testing.md).
 DURATIONS ?= 25
 
-# The two runs of `make test`: `together` (the default: at the same time, each with its own Redis
-# database, child-log folder and ports) or `serial` (one after the other). scripts/test-runs.
-TEST_RUNS ?= together
+# The two runs of `make test`: `serial` (the default: one after the other) or `together` (at the
+# same time, each with its own Redis database, child-log folder and ports; not the default until
+# a complete `make test` passes that way: docs/testing.md). scripts/test-runs.
+TEST_RUNS ?= serial
 
 # Python's compiled modules, kept for the test run under var/pycache (not beside the sources):
 # the suite starts hundreds of Python processes (Daphne, workers, commands), and with
@@ -89,9 +90,9 @@ TEST_RUNS ?= together
 TEST_BYTECODE := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/var/pycache
 
 # The whole suite, browser tests included: what CI runs. Every test against PostgreSQL and every
-# test that is not PostgreSQL-only against SQLite (what `make run` uses by default), at the same
-# time (TEST_RUNS); both runs go to the end if the other fails, and `make test` fails if either
-# does. Coverage counts both and every child process, is printed at the end, and fails under its
+# test that is not PostgreSQL-only against SQLite (what `make run` uses by default), one after
+# the other or at the same time (TEST_RUNS); both runs go to the end if the other fails, and
+# `make test` fails if either does. Coverage counts both and every child process, is printed at the end, and fails under its
 # floor (pyproject.toml).
 test: setup-dev services
 	@rm -rf var/coverage var/test-logs var/test-runs && mkdir -p var/coverage
