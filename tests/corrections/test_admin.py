@@ -119,6 +119,8 @@ def test_approval_flow_in_the_admin(client, settings):
     client.force_login(user_make(role=MANAGERS, is_staff=True))
     page = client.get(reverse("admin:corrections_correction_change", args=[correction.pk]))
     assert "Approve and apply" in page.text
+    # and is told why it waits and what approving does
+    assert "Worth 20.00: above the threshold. Approving applies it now" in page.text
     client.post(approve_url, {"note": "checked the shelf"})
 
     assert on_hand(site, sku) == 6

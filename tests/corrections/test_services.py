@@ -127,9 +127,10 @@ def test_only_managers_approve(settings, role):
         drafts=[draft(site, sku, delta=5)], requested_by=user_make(role=STOCK_STAFF)
     )
 
-    with pytest.raises(CorrectionNotAllowed):
+    with pytest.raises(CorrectionNotAllowed) as refusal:
         correction_approve(correction_id=correction.pk, approved_by=user_make(role=role))
 
+    assert str(refusal.value) == "you do not have permission to approve corrections"
     assert on_hand(site, sku) == 10
 
 
