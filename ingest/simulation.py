@@ -121,6 +121,39 @@ class FeedSimulator:
             events.extend(extras)
         return out
 
+    def warm_start(self, *, now: datetime, since: datetime, rate: float) -> list[dict]:
+        """Orders already under way at `now`, as if the traffic had been running: the orders
+        of the last dispatch delay whose dispatch comes after `since` (the ledger's newest sale:
+        those before it are in the history already). Returns their `order.created` events, to
+        send first (late: they happened before `now`); their follow-ups are scheduled.
+
+        Without it the demo's first minutes had orders but no dispatches (each waits its
+        dispatch delay): a dip of turnover to near 0 on the 1 h chart at `make run`'s start.
+        """
+        share = self.mix.new_order_share
+        # events per order in the steady state: itself, its dispatch and delivery; the rest of
+        # the fresh events are the warehouse's
+        orders_per_second = rate * share / (3 * share + (1 - share))
+        first = now - timedelta(seconds=self.mix.dispatch_delay[1])
+        created = []
+        owed = 0.0
+        for second in range(int((now - first).total_seconds())):
+            owed += orders_per_second
+            while owed >= 1:
+                owed -= 1
+                created.append(self._order(first + timedelta(seconds=second)))
+        # Drop the orders dispatched (or cancelled) by `since`, with their follow-ups and
+        # reservations: the history holds their sales.
+        dropped = set()
+        for due in self.due:
+            if due.settles and due.at <= since:
+                dropped.add(due.event["order_id"])
+                for key, qty in due.settles:
+                    self.promised[key] -= qty
+        self.due = [due for due in self.due if due.event.get("order_id") not in dropped]
+        heapq.heapify(self.due)
+        return [event for event in created if event["order_id"] not in dropped]
+
     def stock_observe(self, on_hand: dict[tuple[str, str], int]) -> None:
         """Take the ledger's on-hand ((site, sku) -> qty) as the truth, e.g. read from
         `GET /api/stock` once every event sent so far has been applied."""

@@ -10,7 +10,7 @@ from django.db.models import Sum
 
 from ingest.models import FeedSource, IngestBatch
 from ingest.parsing import events_parse
-from ingest.simulation import ROLES, FeedSimulator, SimulationMix
+from ingest.simulation import DEFAULT_RATE, ROLES, FeedSimulator, SimulationMix
 from kpis.models import SnapshotRecord
 from ledger.models import Movement, MovementKind
 from tests.builders import site_make, sku_make
@@ -173,3 +173,29 @@ def test_simulate_feeds_pushes_through_the_real_api(postgres_only):
         for event in events_parse(body_format=batch.body_format, text=batch.raw_body):
             with suppress(ValueError, TypeError, KeyError):
                 assert datetime.fromisoformat(event["occurred_at"]) <= batch.received_at
+
+
+def test_a_warm_start_dispatches_from_the_first_second_without_repeating_the_history():
+    # given a simulator started now, its history's last dispatch a minute ago
+    simulator = FeedSimulator(sites=["a", "b"], skus=["X", "Y", "Z"], seed=5)
+    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    history_end = now - timedelta(minutes=1)
+
+    # when it takes over the orders under way
+    created = simulator.warm_start(now=now, since=history_end, rate=DEFAULT_RATE)
+    dispatched_at = []
+    for second in range(120):
+        for event in simulator.tick(now=now + timedelta(seconds=second), count=5)["courier"]:
+            if event["type"] == "order.dispatched" and event["order_id"] in {
+                order["order_id"] for order in created
+            }:
+                dispatched_at.append(datetime.fromisoformat(event["occurred_at"]))
+
+    # then those orders are created before now and dispatched after the history's end only, at
+    # about the steady rate (1.3 orders/s) from the first minute
+    assert created and all(datetime.fromisoformat(e["occurred_at"]) < now for e in created)
+    assert min(dispatched_at) > history_end
+    first_minute = [at for at in dispatched_at if now <= at < now + timedelta(minutes=1)]
+    assert 0.8 * 1.3 * 60 <= len(first_minute) <= 1.3 * 1.3 * 60
+    # and the minute between the history's end and now is not left empty (sent late)
+    assert 0.8 * 1.3 * 60 <= len([at for at in dispatched_at if at < now]) <= 1.3 * 1.3 * 60

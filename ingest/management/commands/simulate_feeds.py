@@ -8,13 +8,15 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
+from django.db.models import Max
 
 from ingest.models import FeedSource
-from ingest.simulation import DEFAULT_RATE, ROLES, WAREHOUSE, FeedSimulator
+from ingest.simulation import DEFAULT_RATE, ROLES, SHOP, WAREHOUSE, FeedSimulator
 from ingest.sources import feed_source_create, feed_source_rotate_token
-from ledger.models import Site, Sku, StockLevel
+from ledger.models import Movement, MovementKind, Site, Sku, StockLevel
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+WARM_START_BATCH = 500  # orders under way at start, sent this many a batch
 SOURCE_NAMES = {"shop": "simulator", "courier": "simulator-courier", "warehouse": "simulator-wms"}
 
 
@@ -26,6 +28,14 @@ def _token_for(name: str) -> str:
     # Demo traffic comes in many small batches: allow them.
     FeedSource.objects.filter(pk=source.pk).update(is_active=True, require_signature=False)
     return feed_source_rotate_token(source=source)
+
+
+def _newest_dispatch() -> datetime | None:
+    newest = Movement.objects.filter(kind=MovementKind.ORDER_DISPATCHED).aggregate(
+        newest=Max("occurred_at")
+    )["newest"]
+    close_old_connections()
+    return newest
 
 
 class Command(BaseCommand):
@@ -82,6 +92,13 @@ class Command(BaseCommand):
         )
         started = time.monotonic()
         totals = {"events": 0, "accepted": 0, "refused": 0}
+        # Orders already under way, so dispatches flow from the first second (the ledger's
+        # newest dispatch, e.g. the demo history's last sale, is where they take over).
+        now = datetime.now(UTC)
+        under_way = simulator.warm_start(now=now, since=_newest_dispatch() or now, rate=rate)
+        for chunk_start in range(0, len(under_way), WARM_START_BATCH):
+            chunk = under_way[chunk_start : chunk_start + WARM_START_BATCH]
+            self._send(url, tokens[SHOP], chunk, totals)
         next_tick, owed = started, 0.0
         last_report = last_refresh = started
         sent: list[tuple[str, str]] = []  # (token, batch id) of the last tick
