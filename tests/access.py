@@ -28,6 +28,7 @@ from oncall.models import (
     Silence,
 )
 from oncall.services import alerts_evaluate, runbook_save
+from slos.models import Slo, SloTarget
 from tests.builders import dispatch, receive, site_make, sku_make, user_make
 from tests.ingest.helpers import batch_apply, order_dispatched, received, source_make
 
@@ -157,6 +158,9 @@ def world_make() -> World:
             status="sent",
             created_at=timezone.now(),
         ),
+        "slos.slotarget": SloTarget.objects.get_or_create(
+            slo=Slo.FRESHNESS, defaults={"target": Decimal("0.99")}
+        )[0],
         "auth.user": users[STOCK_STAFF],
         "auth.group": Group.objects.get(name=STOCK_STAFF),
     }

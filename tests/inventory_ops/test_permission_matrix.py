@@ -91,6 +91,8 @@ MODEL_ACCESS: dict[str, dict[str, tuple[str, ...]]] = {
     "oncall.notificationdelivery": {"view": (M, OC, SU)},
     # silences are set on the console or here, then only ended (an action), never edited
     "oncall.silence": {"view": (M, OC, SU), "add": (OC, SU), "change": (OC, SU)},
+    # one row per SLO, made by migration: never added or deleted; on-call sets the targets
+    "slos.slotarget": {"view": (M, OC, SU), "change": (OC, SU)},
 }
 
 # --- The admin's actions: who is offered each one (Django refuses any other) -----------------
@@ -145,9 +147,13 @@ RULES: dict[str, Rule] = {
     # the stock browser: read-only, any logged-in user
     "dashboards:stock": Rule(allowed(*STAFF), "/stock/?q=TEA&site=ams"),
     "dashboards:couriers": Rule(allowed(*STAFF), "/couriers/?site=ams"),
+    "dashboards:restock_csv": Rule(allowed(*STAFF), "/sites/ams/restock.csv"),
+    "dashboards:slo_panel": Rule(allowed(*STAFF)),
     # the read API answers a session or a feed token; the ingest API a feed token only
     "api:kpis": Rule(allowed(*STAFF, anonymous=UNAUTHORIZED)),
     "api:stock": Rule(allowed(*STAFF, anonymous=UNAUTHORIZED)),
+    "api:restock": Rule(allowed(*STAFF, anonymous=UNAUTHORIZED)),
+    "api:slos": Rule(allowed(*STAFF, anonymous=UNAUTHORIZED)),
     "api:events_push": Rule(everyone(UNAUTHORIZED), method="post"),
     "api:batch_status": Rule(
         everyone(UNAUTHORIZED), "/api/ingest/batches/00000000-0000-0000-0000-000000000000"
