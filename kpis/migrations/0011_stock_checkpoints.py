@@ -20,16 +20,8 @@ def checkpoints_fill(apps, schema_editor):
     rows, pair, on_hand, reserved, hour_end = [], None, 0, 0, None
 
     def flush_hour():
-        if hour_end is not None:
-            rows.append(
-                StockCheckpoint(
-                    site_id=pair[0],
-                    sku_id=pair[1],
-                    at=epoch + dt.timedelta(seconds=hour_end),
-                    on_hand=on_hand,
-                    reserved=reserved,
-                )
-            )
+        if hour_end is not None:  # a tuple, not a model instance: a tenth of the memory
+            rows.append((pair[0], pair[1], hour_end, on_hand, reserved))
 
     moves = Movement.objects.order_by("site_id", "sku_id", "occurred_at").values_list(
         "site_id", "sku_id", "occurred_at", "on_hand_delta", "reserved_delta"
@@ -48,7 +40,19 @@ def checkpoints_fill(apps, schema_editor):
         reserved += reserved_delta
     flush_hour()
     # Written after the read: nothing else runs on the connection while its cursor is open.
-    StockCheckpoint.objects.bulk_create(rows, batch_size=FILL_CHUNK)
+    for first in range(0, len(rows), FILL_CHUNK):
+        StockCheckpoint.objects.bulk_create(
+            [
+                StockCheckpoint(
+                    site_id=site_id,
+                    sku_id=sku_id,
+                    at=epoch + dt.timedelta(seconds=end),
+                    on_hand=on_hand,
+                    reserved=reserved,
+                )
+                for site_id, sku_id, end, on_hand, reserved in rows[first : first + FILL_CHUNK]
+            ]
+        )
 
 
 class Migration(migrations.Migration):

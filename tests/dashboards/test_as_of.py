@@ -17,9 +17,11 @@ reorder point 3), recorded in this order:
 import datetime as dt
 import io
 from decimal import Decimal
+from importlib import import_module
 from urllib.parse import quote
 
 import pytest
+from django.apps import apps
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -258,3 +260,22 @@ def test_an_unencoded_plus_of_the_offset_still_reads(story, reader):
 
     assert response.status_code == 200
     assert response.json()["items"][0]["on_hand"] == 9
+
+
+def test_the_migration_fills_the_checkpoints_the_writers_keep(story):
+    # given the checkpoints the writers kept, late receipt included
+    kept = sorted(
+        StockCheckpoint.objects.values_list("site_id", "sku_id", "at", "on_hand", "reserved")
+    )
+    StockCheckpoint.objects.all().delete()
+
+    # when the migration that added them fills them from the ledger
+    import_module("kpis.migrations.0011_stock_checkpoints").checkpoints_fill(apps, None)
+
+    # then it writes the same rows
+    assert (
+        sorted(
+            StockCheckpoint.objects.values_list("site_id", "sku_id", "at", "on_hand", "reserved")
+        )
+        == kept
+    )
