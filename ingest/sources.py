@@ -4,9 +4,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ingest.exceptions import FeedSourceExists, FeedSourceInvalid, FeedSourceNotAllowed
@@ -115,27 +116,56 @@ def feed_source_end_token_grace(*, source: FeedSource, ended_by=None) -> None:
     source.refresh_from_db()
 
 
-def feed_source_by_token(*, token: str, record_use: bool = True) -> FeedSource | None:
+# Which source a token opens, the one rule for both checks below: the source's current token, or
+# its previous one during the grace period after a rotation.
+_SOURCE_OF_DIGEST = (
+    "WHERE token_hash = %s OR (previous_token_hash = %s AND previous_token_valid_until > %s) "
+    "ORDER BY id LIMIT 1"
+)
+
+
+def _db_now(now=None):
+    # As the ORM would pass it (SQLite stores times as naive UTC text).
+    return connection.ops.adapt_datetimefield_value(now or timezone.now())
+
+
+class TokenHolder(NamedTuple):
+    """What a read needs of the source a token opens (`feed_token_holder`)."""
+
+    name: str
+    is_active: bool
+
+
+def feed_token_holder(*, token: str) -> TokenHolder | None:
+    """The name and state of the source this token opens, by the same rule as
+    `feed_source_by_token`, for read access: one narrow row, no use noted (what the operator
+    sees as a token's last use is which producers still send)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT name, is_active FROM {FeedSource._meta.db_table} {_SOURCE_OF_DIGEST}",  # noqa: S608
+            [(digest := token_hash(token)), digest, _db_now()],
+        )
+        row = cursor.fetchone()
+    return None if row is None else TokenHolder(row[0], bool(row[1]))
+
+
+def feed_source_by_token(*, token: str) -> FeedSource | None:
     """The source whose current token this is, or whose previous one in its grace period.
 
-    With `record_use`, notes when the token was used, at most once per TOKEN_USE_RECORD_INTERVAL,
-    so the hot path writes once a minute per token rather than on every request. Reads (the KPI
-    and stock API) leave it out: what it tells the operator is which producers still send.
+    Notes when the token was used, at most once per TOKEN_USE_RECORD_INTERVAL, so the hot path
+    writes once a minute per token rather than on every request.
     """
     digest = token_hash(token)
     now = timezone.now()
-    # Raw SQL: every feed request and every token read of the API asks this, and compiling the
-    # ORM's query (an OR of two lookups) cost about ten times running it. `raw` still converts
-    # the columns as the ORM does (SQLite's datetimes are text).
+    # Raw SQL (only our table name interpolated): every feed request asks this, and compiling
+    # the ORM's query cost more than running it. `raw` converts the columns as the ORM does.
     found = FeedSource.objects.raw(
-        f"SELECT * FROM {FeedSource._meta.db_table} "  # noqa: S608 (our table name only)
-        "WHERE token_hash = %s OR (previous_token_hash = %s AND previous_token_valid_until > %s) "
-        "ORDER BY id LIMIT 1",
-        [digest, digest, now],
+        f"SELECT * FROM {FeedSource._meta.db_table} {_SOURCE_OF_DIGEST}",  # noqa: S608
+        [digest, digest, _db_now(now)],
     )
     source = next(iter(found), None)
-    if source is None or not record_use:
-        return source
+    if source is None:
+        return None
     field = "token_last_used_at" if source.token_hash == digest else "previous_token_last_used_at"
     last_used = getattr(source, field)
     if last_used is None or now - last_used >= TOKEN_USE_RECORD_INTERVAL:
