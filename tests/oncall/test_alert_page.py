@@ -106,3 +106,15 @@ def test_acknowledging_without_a_note_is_refused_at_the_note_field_and_loses_not
     client.post(url, {"note": "calling the courier's on-call", "next": "/oncall/"})
     silent_feed_alert.refresh_from_db()
     assert silent_feed_alert.status == AlertStatus.ACKNOWLEDGED
+
+
+def test_the_alert_page_offers_to_silence_its_rule_for_a_time_with_a_reason(
+    client, silent_feed_alert
+):
+    html = client.get(f"/oncall/alerts/{silent_feed_alert.pk}/").content.decode()
+
+    section = html[html.index('<section id="alert-silence">') :]
+    form = section[: section.index("</form>")]
+    assert f'<input type="hidden" name="rule" value="{silent_feed_alert.rule_id}">' in form
+    assert '<select name="minutes"' in form  # how long, chosen from the durations offered
+    assert 'name="reason"' in form
