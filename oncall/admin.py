@@ -7,6 +7,7 @@ from django.utils import timezone
 from ledger.admin import LinksOnlyWhereAllowedMixin, ReadOnlyAdmin
 from oncall import channel_admin  # noqa: F401 (registers the notification channels' admin)
 from oncall.exceptions import OncallError
+from oncall.measures import measure_shown
 from oncall.models import (
     SILENCE_ENDS_AFTER_START,
     SILENCE_NEEDS_A_MATCHER,
@@ -66,12 +67,22 @@ class AlertAdmin(ReadOnlyAdmin):
         "severity",
         "site",
         "status",
-        "value",
-        "threshold",
+        "value_shown",
+        "threshold_shown",
         "opened_at",
     ]
     list_filter = ["status", "severity", "kind", "site"]
     inlines = [AlertTransitionInline]
+
+    # As people read the measure: "2,050.00 USD" for a mismatch value, "5.0%" for a rate, not
+    # the stored "2050.0000" and "0.0500".
+    @admin.display(description="value when opened", ordering="value")
+    def value_shown(self, alert):
+        return measure_shown(alert.value, alert.kind)
+
+    @admin.display(description="threshold", ordering="threshold")
+    def threshold_shown(self, alert):
+        return measure_shown(alert.threshold, alert.kind)
 
 
 class RunbookForm(forms.ModelForm):

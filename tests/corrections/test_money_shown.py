@@ -1,13 +1,18 @@
 """Money in the admin reads as money: the deployment currency and two decimals, on the pages a
-manager opens (a correction's page, its list, a SKU's list and edit form). Headless Chromium
+manager opens (a correction's page, its list, an alert on a money measure, a SKU's list and
+edit form). Headless Chromium
 against Daphne."""
 
+from decimal import Decimal
+
 import pytest
+from django.utils import timezone
 
 from core.roles import MANAGERS, STOCK_STAFF
 from corrections.models import Correction
 from corrections.services import CorrectionDraft, corrections_request
 from ledger.services import movements_record
+from oncall.models import Alert, AlertKind, AlertStatus, Severity
 from tests.browser.conftest import chromium, in_thread, log_in  # noqa: F401 (fixtures)
 from tests.builders import receive, site_make, sku_make, user_make
 from tests.processes import daphne_server
@@ -26,6 +31,15 @@ def a_correction_worth_2050() -> int:
     movements_record(requests=[receive(site, sku, 5000)])
     user_make("boss", role=MANAGERS, is_staff=True, is_superuser=True)
     clerk = user_make("clerk", role=STOCK_STAFF, is_staff=True)
+    Alert.objects.create(
+        title="Mismatch value above 900",
+        kind=AlertKind.MISMATCH_VALUE,
+        threshold=Decimal("900"),
+        value=Decimal("901.1638"),
+        status=AlertStatus.OPEN,
+        opened_at=timezone.now(),
+        severity=Severity.WARNING,
+    )
     [correction] = corrections_request(
         drafts=[CorrectionDraft(site="ams", sku="TEA", reason="lost", delta=-1000)],
         requested_by=clerk,
@@ -44,6 +58,9 @@ def test_a_manager_reads_money_with_its_currency_and_two_decimals(chromium):  # 
         change_page = page.content()
         page.goto(f"{daphne.base_url}/admin/corrections/correction/")
         listed = page.locator("td.field-value_shown").first.inner_text()
+        page.goto(f"{daphne.base_url}/admin/oncall/alert/")
+        alert_value = page.locator("td.field-value_shown").first.inner_text()
+        alert_threshold = page.locator("td.field-threshold_shown").first.inner_text()
         page.goto(f"{daphne.base_url}/admin/inventory_ops/sku/")
         unit_cost_listed = page.locator("td.field-unit_cost_shown").first.inner_text()
         page.locator("th.field-code a").first.click()
@@ -55,3 +72,4 @@ def test_a_manager_reads_money_with_its_currency_and_two_decimals(chromium):  # 
     assert listed == "2,050.00 USD"
     assert unit_cost_listed == "2.05 USD"
     assert unit_cost_label.startswith("Unit cost (USD)")
+    assert (alert_value, alert_threshold) == ("901.16 USD", "900.00 USD")
