@@ -415,3 +415,13 @@ def test_a_line_with_an_empty_site_and_sku_is_refused_naming_both():
         count_sheet_parse(b"site,sku,counted_qty\nams,MILK,3\n,,4\n")
 
     assert refusal.value.problems == [(3, "site is empty; sku is empty")]
+
+
+def test_the_count_sheet_list_offers_an_upload_to_stock_staff_not_to_managers(client):
+    upload_link = f'href="{UPLOAD_URL}"'
+
+    logged_in(client, STOCK_STAFF)
+    assert upload_link in client.get("/admin/corrections/countsheet/").text
+
+    logged_in(client, MANAGERS)
+    assert upload_link not in client.get("/admin/corrections/countsheet/").text
