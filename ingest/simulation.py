@@ -130,10 +130,7 @@ class FeedSimulator:
         Without it the demo's first minutes had orders but no dispatches (each waits its
         dispatch delay): a dip of turnover to near 0 on the 1 h chart at `make run`'s start.
         """
-        share = self.mix.new_order_share
-        # events per order in the steady state: itself, its dispatch and delivery; the rest of
-        # the fresh events are the warehouse's
-        orders_per_second = rate * share / (3 * share + (1 - share))
+        orders_per_second = order_rate(rate, self.mix)
         first = now - timedelta(seconds=self.mix.dispatch_delay[1])
         created = []
         owed = 0.0
@@ -322,6 +319,14 @@ class FeedSimulator:
         else:
             broken["type"] = "stock.teleported"
         return broken
+
+
+def order_rate(rate: float, mix: SimulationMix) -> float:
+    """Orders a second in the steady traffic of `rate` events a second."""
+    share = mix.new_order_share
+    # events per order: itself, its dispatch and delivery; the rest of the fresh events are the
+    # warehouse's
+    return rate * share / (3 * share + (1 - share))
 
 
 def units_shipped_per_day(

@@ -71,6 +71,11 @@ def test_a_quiet_demo_fires_no_alert_and_holds_days_not_months_of_stock(settings
     # re-sent events included)
     settings.DEBUG = True
     call_command("load_demo", stdout=io.StringIO())
+    # (the history's last hour already has the orders behind its sales, delivered by couriers
+    # in minutes to an hour)
+    loaded = kpis_compute(window="1h")
+    assert loaded["deliveries"] > 1000 and 0.9 < loaded["order_accuracy"] < 1
+    assert 5 * 60 < loaded["fulfillment_p50_s"] < loaded["fulfillment_p90_s"] < 2 * 3600
     simulated_run(seconds=120)
 
     # when every default alert rule is evaluated

@@ -14,9 +14,11 @@ from demo.history import (
     reorder_point,
     slo_history,
 )
-from ingest.simulation import units_shipped_per_day
+from demo.orders import demo_order_facts
+from ingest.simulation import DEFAULT_RATE, units_shipped_per_day
+from kpis.rollups import rollups_facts_record
 from ledger.catalog import SiteRow, SkuRow
-from ledger.models import Movement
+from ledger.models import Movement, Site, Sku
 from ledger.services import catalog_import, movements_record
 from slos.counters import slo_counts_write
 
@@ -95,4 +97,11 @@ class Command(BaseCommand):
                 now=now,
             )
         )
+        order_lines, deliveries = demo_order_facts(
+            site_ids=list(Site.objects.filter(code__in=sites).values_list("id", flat=True)),
+            sku_ids=list(Sku.objects.filter(code__in=skus).values_list("id", flat=True)),
+            rate=DEFAULT_RATE,
+            now=now,
+        )
+        rollups_facts_record(order_lines=order_lines, deliveries=deliveries)
         return True
