@@ -8,6 +8,7 @@ means "no data": it neither opens nor resolves an alert.
 import logging
 from decimal import ROUND_FLOOR, Decimal
 
+from django.conf import settings
 from redis.exceptions import RedisError
 
 from core.probes import queue_counts
@@ -54,14 +55,22 @@ SLO_BURN_WINDOWS = {
 }
 
 
+def slo_burn_min_events() -> int:
+    return int(getattr(settings, "SLO_BURN_MIN_EVENTS", 50))
+
+
 def slo_burn_measure(kind: str, statuses: list[SloStatus]) -> tuple[Decimal, str | None]:
     """The highest burn rate held over both windows of `kind` among the SLOs, and that SLO.
 
-    A window with no events burns nothing (0): traffic stopping resolves the alert.
+    A window with no events burns nothing (0): traffic stopping resolves the alert. Nor does a
+    long window with fewer than SLO_BURN_MIN_EVENTS events: one bad snapshot line out of eight
+    is a burn rate of 6, and says nothing yet about what users feel.
     """
     long_window, short_window = SLO_BURN_WINDOWS[kind]
     worst, worst_slo = 0.0, None
     for status in statuses:
+        if status.window_totals.get(long_window, 0) < slo_burn_min_events():
+            continue
         held = min(status.burn_rates[long_window] or 0.0, status.burn_rates[short_window] or 0.0)
         if held > worst:
             worst, worst_slo = held, status.slo

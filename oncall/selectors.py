@@ -21,7 +21,7 @@ from ingest.models import DeadLetter, DeadLetterStatus, RejectionCode
 from ingest.selectors import feeds_freshness
 from kpis.restock import restock_lines, running_out
 from ledger.models import Movement, MovementKind, StockLevel
-from oncall.measures import KPI_KEY_OF_KIND, SLO_BURN_WINDOWS, measure_shown
+from oncall.measures import KPI_KEY_OF_KIND, SLO_BURN_WINDOWS, measure_shown, slo_burn_measure
 from oncall.models import (
     ACTIVE_STATUSES,
     SEVERITY_RANK,
@@ -146,8 +146,7 @@ def alert_concerns(alert: Alert) -> list[dict]:
                 "url": None,
             }
             for status in slos_status()
-            if min(status.burn_rates[long_window] or 0, status.burn_rates[short_window] or 0)
-            > threshold
+            if slo_burn_measure(alert.kind, [status])[0] > threshold
         ]
     if len(items) > CONCERNS_SHOWN:
         more, items = more + len(items) - CONCERNS_SHOWN, items[:CONCERNS_SHOWN]

@@ -11,7 +11,7 @@ before the first midnight (UTC) inside it, then day buckets (today's included).
   days, 14.4 spends 2 % of it in an hour (null with no events in w).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -37,6 +37,7 @@ class SloStatus:
     good: int
     total: int
     burn_rates: dict[str, float | None]
+    window_totals: dict[str, int] = field(default_factory=dict)  # events in each burn window
 
     @property
     def budget(self) -> float:
@@ -116,10 +117,11 @@ def slos_status(now: datetime | None = None) -> list[SloStatus]:
     for slo in Slo:
         row = rows.get(slo.value, {})
         target = float(targets[slo.value])
-        burn_rates = {}
+        burn_rates, window_totals = {}, {}
         for name in BURN_WINDOWS:
             good, total = row.get(f"good_{name}", 0), row.get(f"total_{name}", 0)
             burn_rates[name] = ((total - good) / total) / (1 - target) if total else None
+            window_totals[name] = total
         statuses.append(
             SloStatus(
                 slo=slo.value,
@@ -128,6 +130,7 @@ def slos_status(now: datetime | None = None) -> list[SloStatus]:
                 good=row.get("good_28d", 0),
                 total=row.get("total_28d", 0),
                 burn_rates=burn_rates,
+                window_totals=window_totals,
             )
         )
     return statuses

@@ -80,3 +80,17 @@ def test_no_traffic_is_no_burn():
     alert_rules_default_create()
     alerts_evaluate(site_codes=None)
     assert not {AlertKind.SLO_FAST_BURN, AlertKind.SLO_SLOW_BURN} & active_kinds()
+
+
+def test_a_handful_of_events_is_too_few_to_page_on(rules, settings):
+    # given one bad snapshot line out of 8 this minute: a burn rate of 6.25 over every window,
+    # over the slow threshold, but only 8 events (the minimum is 50 in the long window)
+    slo_count(Slo.CORRECTNESS, good=7, total=8)
+
+    alerts_evaluate(site_codes=None)
+    assert not {AlertKind.SLO_FAST_BURN, AlertKind.SLO_SLOW_BURN} & active_kinds()
+
+    # and with the minimum lowered to 8 events, the same burn opens the slow alert
+    settings.SLO_BURN_MIN_EVENTS = 8
+    alerts_evaluate(site_codes=None)
+    assert AlertKind.SLO_SLOW_BURN in active_kinds()
