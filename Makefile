@@ -78,10 +78,9 @@ XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist load)
 # The slowest tests and fixtures of each run, printed with its result (docs/testing.md).
 DURATIONS ?= 25
 
-# The two runs of `make test`: `serial` (the default: one after the other) or `together` (at the
-# same time, each with its own Redis database, child-log folder and ports; not the default until
-# a complete `make test` passes that way: docs/testing.md). scripts/test-runs.
-TEST_RUNS ?= serial
+# The two runs of `make test`: `together` (the default: at the same time, each with its own Redis
+# database, child-log folder and ports) or `serial` (one after the other). scripts/test-runs.
+TEST_RUNS ?= together
 
 # Python's compiled modules, kept for the test run under var/pycache (not beside the sources):
 # the suite starts hundreds of Python processes (Daphne, workers, commands), and with
