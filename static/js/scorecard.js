@@ -14,6 +14,10 @@
   let socketPath = null;
   let retry = RETRY_BASE_MS;
   let reloading = false;
+  // Each table the person asks for (a column, a window, a site) counts one; a live reload that
+  // started before the latest such request must not undo it when its answer comes last.
+  let chosen = 0;
+  const reloadsStartedAt = new WeakMap(); // a live reload's request -> `chosen` when it began
 
   function region() {
     return document.getElementById("scorecard");
@@ -59,6 +63,21 @@
       retry = Math.min(retry * 2, RETRY_MAX_MS);
     };
   }
+
+  function askedByPerson(event) {
+    const elt = event.detail.elt;
+    return !!elt && elt.tagName === "A" && root.contains(elt);
+  }
+  document.body.addEventListener("htmx:beforeRequest", function (event) {
+    if (askedByPerson(event)) chosen += 1;
+    else if (event.detail.xhr) reloadsStartedAt.set(event.detail.xhr, chosen);
+  });
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    const xhr = event.detail.xhr;
+    if (xhr && reloadsStartedAt.has(xhr) && reloadsStartedAt.get(xhr) !== chosen) {
+      event.detail.shouldSwap = false;
+    }
+  });
 
   // Another window or site swapped in: follow its stream.
   document.body.addEventListener("htmx:afterSwap", function () {
