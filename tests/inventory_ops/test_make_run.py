@@ -21,9 +21,14 @@ import websockets
 from tests.make_run import clean_clone, demo_login, make_run, nothing_listens, path_without_redis
 from tests.processes import wait_for_http
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.once]
 
+# `make run` promises a live demo within a minute on a newcomer's idle machine; under make test
+# the other run's browsers and servers share the two cores, so the clone gets three minutes to
+# answer /healthz, then LIVE_S for the test's own steps (two manage.py commands, a login, one
+# event through the worker to the socket).
 DEADLINE_S = 180
+LIVE_S = 90
 SITE, SKU, QTY = "embed-check", "EMBED-1", 7
 
 
@@ -76,15 +81,18 @@ async def post_and_watch(base_url: str, cookie: str, token: str, deadline: float
         )
         shown = None
         while shown != str(QTY) and time.monotonic() < deadline:
-            frame = json.loads(
-                await asyncio.wait_for(socket.recv(), timeout=deadline - time.monotonic())
-            )
+            try:
+                frame = json.loads(
+                    await asyncio.wait_for(socket.recv(), timeout=deadline - time.monotonic())
+                )
+            except TimeoutError:
+                break
             match = cell.search(frame.get("html", ""))
             shown = match.group(1) if match else shown
         return report, shown
 
 
-@pytest.mark.timeout(DEADLINE_S + 180)
+@pytest.mark.timeout(DEADLINE_S + LIVE_S + 180)
 def test_make_run_without_redis_serves_the_live_demo_on_its_embedded_server_until_ctrl_c(tmp_path):
     # given a clean clone, a PATH without redis-server, and nothing on the Redis port it is given
     clone = clean_clone(tmp_path / "clone")
@@ -99,6 +107,7 @@ def test_make_run_without_redis_serves_the_live_demo_on_its_embedded_server_unti
         # before, does not feed them), a feed source, a logged-in demo user
         wait_for_http(f"{run.base_url}/healthz", timeout=deadline - time.monotonic())
         healthy_after = time.monotonic() - run.started
+        live_deadline = time.monotonic() + LIVE_S
         running = run.processes()
         (tmp_path / "sites.csv").write_text(f"code,name\n{SITE},Embedded Redis check\n")
         (tmp_path / "skus.csv").write_text(f"code,name,unit_cost\n{SKU},Check item,1.00\n")
@@ -109,7 +118,7 @@ def test_make_run_without_redis_serves_the_live_demo_on_its_embedded_server_unti
         token = run.manage_py("create_feed_source", "embed-check").split()[-1]
         cookie = demo_login(run)
         # and a feed POST goes in while a dashboard socket watches
-        report, shown = asyncio.run(post_and_watch(run.base_url, cookie, token, deadline))
+        report, shown = asyncio.run(post_and_watch(run.base_url, cookie, token, live_deadline))
         live_after = time.monotonic() - run.started
         # and then Ctrl-C reaches make's process group, as a terminal sends it
         run.ctrl_c()
@@ -119,10 +128,14 @@ def test_make_run_without_redis_serves_the_live_demo_on_its_embedded_server_unti
     # then the embedded server served the run, and the demo was live within the deadline
     assert "starting the embedded Redis server" in output
     assert any("valkey-server" in command for _, command in running), running
+    timings = f"healthy after {healthy_after:.0f} s, live after {live_after:.0f} s"
     assert healthy_after < DEADLINE_S
-    assert (report["status"], report["applied"]) == ("done", 1), report
-    assert shown == str(QTY), "the dashboard socket never showed the applied receipt"
-    assert live_after < DEADLINE_S
+    assert (report["status"], report["applied"]) == ("done", 1), (report, timings)
+    assert shown == str(QTY), (
+        f"the dashboard socket never showed the applied receipt ({timings}); "
+        f"the end of make run's output:\n{output[-3000:]}"
+    )
+    assert live_after < DEADLINE_S + LIVE_S, timings
     # and Ctrl-C stopped every process of it, the Redis server last, its data kept under var/
     assert left == [], left
     assert nothing_listens(run.port)

@@ -17,6 +17,8 @@ from django.conf import settings
 from tests.make_run import nothing_listens, path_without_redis
 from tests.processes import BASE_DIR, free_port
 
+pytestmark = pytest.mark.once
+
 WITH_REDIS = BASE_DIR / "scripts" / "with_redis.py"
 # What the wrapped command reports: the URL it was given, and the server answering there.
 WHO_ANSWERS = (
