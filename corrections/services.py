@@ -32,8 +32,8 @@ from corrections.exceptions import (
     SelfApprovalRefused,
 )
 from corrections.models import Correction, CorrectionStatus, ReasonCode
-from ledger.exceptions import UnknownSite, UnknownSku
 from ledger.models import MovementCause, MovementKind, Site, Sku
+from ledger.selectors import rows_by_code
 from ledger.services import MovementRequest, movements_record, stock_levels_lock
 
 
@@ -77,13 +77,6 @@ def _validate(draft: CorrectionDraft) -> None:
         raise InvalidCorrection(f"a delta must be -{MAX_QTY} to {MAX_QTY}")
 
 
-def _by_code(model, codes: set[str], missing_error) -> dict[str, object]:
-    found = {obj.code: obj for obj in model.objects.filter(code__in=codes)}
-    if missing := codes - found.keys():
-        raise missing_error(missing)
-    return found
-
-
 def _movement_request(correction: Correction, delta: int, user_id: int) -> MovementRequest:
     return MovementRequest(
         site=correction.site.code,
@@ -114,8 +107,8 @@ def corrections_request(*, drafts: Sequence[CorrectionDraft], requested_by) -> l
 def _corrections_request_in_transaction(
     drafts: Sequence[CorrectionDraft], requested_by
 ) -> list[Correction]:
-    sites = _by_code(Site, {draft.site for draft in drafts}, UnknownSite)
-    skus = _by_code(Sku, {draft.sku for draft in drafts}, UnknownSku)
+    sites = rows_by_code(Site, {draft.site for draft in drafts})
+    skus = rows_by_code(Sku, {draft.sku for draft in drafts})
     pairs = {(sites[d.site].pk, skus[d.sku].pk) for d in drafts}
     levels = stock_levels_lock(pairs)
     now = timezone.now()

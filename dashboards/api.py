@@ -19,7 +19,7 @@ from kpis.reads import kpis_compute
 from kpis.windows import WINDOWS, UnknownWindow
 from ledger.exceptions import UnknownSite, UnknownSku
 from ledger.models import Site, Sku
-from ledger.selectors import stock_page
+from ledger.selectors import site_id_of, sku_id_of, stock_page
 from slos.reads import slos_status
 
 router = Router(tags=["kpis"])
@@ -213,16 +213,7 @@ def _stock_page_at(
 ) -> dict:
     """A page of the stock levels at `at` (docs/as_of.md), ordered by site and SKU code.
     Raises UnknownSite or UnknownSku for a code that names nothing."""
-    site_id = sku_id = None
-    if site_code:
-        site_id = Site.objects.filter(code=site_code).values_list("id", flat=True).first()
-        if site_id is None:
-            raise UnknownSite({site_code})
-    if sku_code:
-        sku_id = Sku.objects.filter(code=sku_code).values_list("id", flat=True).first()
-        if sku_id is None:
-            raise UnknownSku({sku_code})
-    levels = levels_at(at=at, site_id=site_id, sku_id=sku_id)
+    levels = levels_at(at=at, site_id=site_id_of(site_code), sku_id=sku_id_of(sku_code))
     site_codes = dict(
         Site.objects.filter(id__in={pair[0] for pair in levels}).values_list("id", "code")
     )

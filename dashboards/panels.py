@@ -19,7 +19,7 @@ from kpis.restock import restock_lines
 from kpis.trends import TREND_SPANS, kpi_trends_compute
 from kpis.windows import WINDOWS, UnknownWindow
 from ledger.models import Site, Sku
-from ledger.selectors import sites_with_stock_totals, stock_levels_lowest_available
+from ledger.selectors import site_id_of, sites_with_stock_totals, stock_levels_lowest_available
 from oncall.measures import KPI_KEY_OF_KIND
 from oncall.models import KINDS_BREACHING_BELOW
 from oncall.selectors import kpi_alert_rules
@@ -171,10 +171,7 @@ def _frozen_context_build(scope: Scope, as_of: datetime) -> dict:
         site=scope.site, window=scope.window, as_of=as_of - WINDOW_SPANS[scope.window]
     )
     trends = kpi_trends_compute(site=scope.site, window=scope.window, now=as_of, as_of=True)
-    site_id = None
-    if scope.site:
-        site_id = Site.objects.filter(code=scope.site).values_list("id", flat=True).first()
-    levels = levels_at(at=as_of, site_id=site_id)
+    levels = levels_at(at=as_of, site_id=site_id_of(scope.site))
     sites = {site.id: site for site in Site.objects.order_by("code")}
     skus = Sku.objects.only("code").in_bulk({sku for _, sku in levels})
     rows = [

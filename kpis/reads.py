@@ -55,12 +55,12 @@ from kpis.windows import (
     bucket_ranges,
     ranges_sql,
     rows_of,
-    site_id_of,
     window_fold,
     window_state,
     window_statements,
 )
 from ledger.models import Site
+from ledger.selectors import site_id_of
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,11 @@ from kpis.windows import (
     bucket_ranges,
     ranges_sql,
     rows_of,
-    site_id_of,
     window_fold,
     window_statements,
 )
 from ledger.models import Site, Sku
+from ledger.selectors import site_id_of
 
 TREND_SPANS = {"1h": 60, "24h": 3600, "7d": 3600, "30d": 86400}
 HOUR_S, DAY_S = 3600, 86400

@@ -33,8 +33,7 @@ from kpis.units import (
     minute_of,
     money_e4,
 )
-from ledger.exceptions import UnknownSite
-from ledger.models import Movement, Site, Sku
+from ledger.models import Movement, Sku
 
 WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 YEAR_S = 365 * 86400
@@ -67,17 +66,6 @@ class WindowState:
 
     def total(self, index: int) -> int:
         return sum(values[index] for values in self.sums.values())
-
-
-def site_id_of(site: str | None) -> int | None:
-    if site is None:
-        return None
-    with connection.cursor() as cursor:  # raw SQL: cheaper to build than the ORM's, every read
-        cursor.execute(f"SELECT id FROM {Site._meta.db_table} WHERE code = %s", [site])  # noqa: S608
-        row = cursor.fetchone()
-    if row is None:
-        raise UnknownSite([site])
-    return row[0]
 
 
 def bucket_ranges(low: int, high: int) -> list[tuple[int, int, int]]:

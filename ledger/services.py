@@ -23,8 +23,6 @@ from ledger.catalog import SiteRow, SkuRow
 from ledger.exceptions import (
     CatalogImportNotAllowed,
     InvalidMovement,
-    UnknownSite,
-    UnknownSku,
 )
 from ledger.models import (
     Movement,
@@ -128,8 +126,8 @@ def _request_validate(request: MovementRequest) -> None:
 
 
 def _movements_record_in_transaction(requests: Sequence[MovementRequest]) -> list[AppliedMovement]:
-    site_ids = _ids_by_code(Site, {request.site for request in requests}, UnknownSite)
-    sku_ids = _ids_by_code(Sku, {request.sku for request in requests}, UnknownSku)
+    site_ids = ids_by_code(Site, {request.site for request in requests}, required=True)
+    sku_ids = ids_by_code(Sku, {request.sku for request in requests}, required=True)
     code_pairs = {(request.site, request.sku) for request in requests}
     locked = stock_levels_lock({(site_ids[site], sku_ids[sku]) for site, sku in code_pairs})
     level_by_codes = {
@@ -233,13 +231,6 @@ def _movements_insert(rows: list[tuple]) -> None:
         )
         return
     copy_rows(Movement, MOVEMENT_COLUMNS, rows)
-
-
-def _ids_by_code(model, codes: set[str], missing_error) -> dict[str, int]:
-    found = ids_by_code(model, codes)
-    if missing := codes - found.keys():
-        raise missing_error(missing)
-    return found
 
 
 @dataclass(slots=True)
