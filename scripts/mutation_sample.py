@@ -1,15 +1,19 @@
 """Print a uniform random sample of mutmut's mutant names, per module (see mutation_run).
 
     .venv/bin/python scripts/mutation_sample.py 60 'ingest.keys.*' ['inventory_ops.views.*' ...]
+    MUTATION_SAMPLE_SEED=3 .venv/bin/python scripts/mutation_sample.py 60 'ingest.keys.*'
 
 All of every matching module's mutants are listed when it has no more than the sample size.
 The sample is seeded by the module's name, so it is the same sample every time for unchanged
 code: a later run re-checks the same mutants (after new tests) and the score compares.
+MUTATION_SAMPLE_SEED draws another sample (seeded by it and the module's name): a fresh one,
+for a score not measured on the mutants that tests were written against.
 Generates mutants/ first if it does not exist yet (as `mutmut run` would).
 """
 
 import fnmatch
 import json
+import os
 import random
 import sys
 from pathlib import Path
@@ -41,6 +45,7 @@ def names_by_module() -> dict[str, list[str]]:
 
 def main() -> int:
     size, patterns = int(sys.argv[1]), sys.argv[2:]
+    seed = os.environ.get("MUTATION_SAMPLE_SEED", "")
     if not list(MUTANTS.rglob("*.py.meta")):
         mutants_generate()
     chosen = []
@@ -49,7 +54,7 @@ def main() -> int:
             continue
         sample = sorted(names)
         if len(sample) > size:
-            sample = random.Random(module).sample(sample, size)
+            sample = random.Random(f"{seed}:{module}" if seed else module).sample(sample, size)
         print(f"{module}: {len(sample)} of {len(names)} mutants", file=sys.stderr)
         chosen += sample
     print("\n".join(chosen))
