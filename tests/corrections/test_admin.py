@@ -183,12 +183,59 @@ def test_stock_levels_and_movements_are_read_only_in_the_admin(client):
     assert Movement.objects.get().on_hand_delta == 10
 
 
+class _FieldCollector(HTMLParser):
+    """The values a browser submits with the form posting to `action` (inputs, selected options,
+    textareas), as they are on the page, before any button."""
+
+    def __init__(self, action):
+        super().__init__()
+        self.action, self.inside, self.fields = action, False, {}
+        self.select = self.textarea = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.inside = attrs.get("action") == self.action
+        elif not self.inside:
+            return
+        elif tag == "input" and attrs.get("type") != "submit" and attrs.get("name"):
+            self.fields[attrs["name"]] = attrs.get("value") or ""
+        elif tag == "select":
+            self.select = attrs["name"]
+        elif tag == "option" and self.select:
+            if "selected" in attrs or self.select not in self.fields:  # else the first
+                self.fields[self.select] = attrs.get("value") or ""
+        elif tag == "textarea":
+            self.textarea = attrs["name"]
+            self.fields[self.textarea] = ""
+
+    def handle_data(self, data):
+        if self.textarea:
+            self.fields[self.textarea] += data.removeprefix("\n")
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self.select = None
+        elif tag == "textarea":
+            self.textarea = None
+
+
+def form_fields(page, action) -> dict[str, str]:
+    collector = _FieldCollector(action)
+    collector.feed(page.text)
+    assert collector.fields, f"no form posting to {action}"
+    return collector.fields
+
+
 def test_bulk_correction_from_the_stock_level_list(client):
     site = site_make()
     first, second = sku_make(), sku_make()
     movements_record(requests=[receive(site, first, 10), receive(site, second, 20)])
     logged_in(client, STOCK_STAFF)
     levels = list(StockLevel.objects.order_by("pk"))
+    bulk_url = reverse("admin:corrections_correction_bulk")
 
     action = client.post(
         reverse("admin:inventory_ops_stocklevel_changelist"),
@@ -197,26 +244,21 @@ def test_bulk_correction_from_the_stock_level_list(client):
     assert action.status_code == 302
     form_page = client.get(action.url)
     assert form_page.status_code == 200
-    ids = ",".join(str(level.pk) for level in levels)
-    form = {
-        "levels": ids,
-        "form-TOTAL_FORMS": "2",
-        "form-INITIAL_FORMS": "2",
-        "form-0-level_id": levels[0].pk,
-        "form-0-counted_qty": "8",
-        "form-1-level_id": levels[1].pk,
-        "form-1-delta": "",
-        "reason": "recount",
-        "note": "cycle count aisle 4",
-    }
 
-    preview = client.post(reverse("admin:corrections_correction_bulk"), {**form, "_preview": "1"})
+    # the page's own form, filled in as a person would: a count on the first line only
+    form = form_fields(form_page, bulk_url)
+    assert [form["form-0-level_id"], form["form-1-level_id"]] == [str(lv.pk) for lv in levels]
+    form.update({"form-0-counted_qty": "8", "reason": "recount", "note": "cycle count aisle 4"})
+    preview = client.post(bulk_url, {**form, "_preview": "1"})
 
     assert f'data-preview-after="{levels[0].pk}">8<' in preview.text
+    assert 'name="_apply"' in preview.text
     assert on_hand(site, first) == 10  # a preview changes nothing
 
-    client.post(reverse("admin:corrections_correction_bulk"), {**form, "_apply": "1"})
+    # the second step posts the preview page's form, as it stands
+    applied = client.post(bulk_url, {**form_fields(preview, bulk_url), "_apply": "1"}, follow=True)
 
+    assert applied.redirect_chain[-1][0] == reverse("admin:corrections_correction_changelist")
     assert on_hand(site, first) == 8
     assert on_hand(site, second) == 20  # a blank line is skipped
     assert Correction.objects.get().note == "cycle count aisle 4"

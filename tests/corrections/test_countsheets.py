@@ -108,7 +108,11 @@ def test_every_bad_line_is_listed_with_its_reason_and_nothing_is_kept(client):
     ("content", "problem"),
     [
         (b"", "The submitted file is empty"),
-        (b"site,sku,qty\nams,MILK,1\n", "the header lacks counted_qty"),
+        (
+            b"site,sku,qty\nams,MILK,1\n",
+            "the header lacks counted_qty (expected site,sku,counted_qty, in any case, with "
+            "spaces or underscores)",
+        ),
         (b"site,sku,counted_qty\n", "no lines"),
         (b"\xff\xfe\x00garbage", "not UTF-8"),
     ],
@@ -242,6 +246,31 @@ def test_a_sheet_whose_differences_are_worth_more_than_the_threshold_waits_for_a
     )
     movement = Movement.objects.get(kind=MovementKind.COUNTED)
     assert (movement.on_hand_delta, movement.user_id) == (100_000 - 138_600, manager.pk)
+
+
+def test_a_sheet_worth_more_than_can_be_recorded_is_refused_saying_so_and_changes_nothing(
+    client,
+):
+    # given one unit of a SKU at the highest unit cost a SKU can have
+    site, gold = site_make("ams"), sku_make("GOLD", unit_cost="9999999999.9999")
+    movements_record(requests=[receive(site, gold, 1)])
+    logged_in(client, STOCK_STAFF)
+    client.post(UPLOAD_URL, {"sheet": csv_file("site,sku,counted_qty\nams,GOLD,2000001\n")})
+    sheet = CountSheet.objects.get()
+
+    # when stock staff apply a count two million units over
+    applied = client.post(
+        reverse("admin:corrections_countsheet_apply", args=[sheet.pk]), follow=True
+    )
+
+    # then they are told it is worth too much to record and to split it, and nothing changes
+    assert [str(message) for message in applied.context["messages"]] == [
+        "the sheet's differences would be worth 19,999,999,999,999,800.00, more than can "
+        "be recorded (under 10,000,000,000,000,000): split it into several sheets"
+    ]
+    assert on_hand(site, gold) == 1
+    assert CountSheet.objects.get().status == CountSheetStatus.PREVIEWED
+    assert not Movement.objects.filter(kind=MovementKind.COUNTED).exists()
 
 
 def test_a_manager_rejects_a_waiting_sheet_with_a_note_and_stock_is_unchanged(client, settings):

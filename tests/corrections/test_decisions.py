@@ -54,12 +54,13 @@ def logged_in(client, role):
 @pytest.mark.parametrize("role", [STOCK_STAFF, ON_CALL])
 def test_only_managers_may_reject_a_correction(pending, role):
     # when someone who may not approve tries to reject one
-    with pytest.raises(CorrectionNotAllowed):
+    with pytest.raises(CorrectionNotAllowed) as refusal:
         correction_reject(
             correction_id=pending[0].pk, rejected_by=user_make(role=role), note="not needed"
         )
 
-    # then it stays pending
+    # then they are told why, and it stays pending
+    assert str(refusal.value) == "you do not have permission to reject corrections"
     assert statuses() == [CorrectionStatus.PENDING] * 2
 
 

@@ -138,9 +138,10 @@ def test_only_managers_approve(settings, role):
 def test_users_outside_stock_staff_and_managers_cannot_correct(role):
     site, sku = stocked(10)
 
-    with pytest.raises(CorrectionNotAllowed):
+    with pytest.raises(CorrectionNotAllowed) as refusal:
         corrections_request(drafts=[draft(site, sku, delta=1)], requested_by=user_make(role=role))
 
+    assert str(refusal.value) == "you do not have permission to correct stock"
     assert not Correction.objects.exists()
 
 

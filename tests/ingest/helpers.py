@@ -93,25 +93,34 @@ def batch_apply(source, events: list) -> IngestBatch:
 
 
 @contextmanager
-def key_insert_trigger(event_id: str, action: str):
-    """A database trigger that runs `action` (PL/pgSQL) when `event_id`'s idempotency key is
-    stored, at every attempt at the batch holding it."""
+def table_trigger(table: str, when: str, action: str, *, condition: str = "TRUE"):
+    """A PostgreSQL trigger running `action` (PL/pgSQL) `when` ("BEFORE INSERT", ...) for each
+    row of `table` where `condition` holds."""
+    returned = "OLD" if "DELETE" in when else "NEW"
     with connection.cursor() as cursor:
         cursor.execute(
-            "CREATE FUNCTION test_key_insert() RETURNS trigger AS $$ BEGIN "
-            f"IF NEW.event_id = '{event_id}' THEN {action}; END IF; RETURN NEW; END $$ "
+            "CREATE FUNCTION test_trigger() RETURNS trigger AS $$ BEGIN "
+            f"IF {condition} THEN {action}; END IF; RETURN {returned}; END $$ "
             "LANGUAGE plpgsql"
         )
         cursor.execute(
-            "CREATE TRIGGER test_key_insert BEFORE INSERT ON ingest_processedevent "
-            "FOR EACH ROW EXECUTE FUNCTION test_key_insert()"
+            f"CREATE TRIGGER test_trigger {when} ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION test_trigger()"
         )
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER IF EXISTS test_key_insert ON ingest_processedevent")
-            cursor.execute("DROP FUNCTION IF EXISTS test_key_insert()")
+            cursor.execute(f"DROP TRIGGER IF EXISTS test_trigger ON {table}")
+            cursor.execute("DROP FUNCTION IF EXISTS test_trigger()")
+
+
+def key_insert_trigger(event_id: str, action: str):
+    """A database trigger that runs `action` (PL/pgSQL) when `event_id`'s idempotency key is
+    stored, at every attempt at the batch holding it."""
+    return table_trigger(
+        "ingest_processedevent", "BEFORE INSERT", action, condition=f"NEW.event_id = '{event_id}'"
+    )
 
 
 def poison_event(event_id: str):

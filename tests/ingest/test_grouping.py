@@ -139,7 +139,7 @@ def test_a_job_whose_batch_is_done_applies_nothing_else(source):
 
 
 def test_a_poisoned_batch_in_a_group_is_left_alone_and_the_others_are_applied_one_by_one(
-    source, postgres_only
+    source, postgres_only, caplog
 ):
     # given three queued batches, the middle one holding an event whose storing fails
     first = batch_store(source, [received("A", 5, event_id="p-1")])
@@ -156,10 +156,44 @@ def test_a_poisoned_batch_in_a_group_is_left_alone_and_the_others_are_applied_on
         assert result["status"] == "done" and "grouped_with" not in result
         assert fetched(first) == ("done", 1, 0, 0, 0)
         assert fetched(third) == ("done", 1, 0, 0, 0)
-        # and the poisoned one is left, unapplied, for its own job: which fails, to be retried
+        # and the poisoned one is left, unapplied, for its own job: which fails, to be retried;
+        # the log names it
         assert fetched(poisoned)[0] != "done"
+        assert f"batch {poisoned.pk} failed: its job or the sweeper retries it" in caplog.messages
         with pytest.raises(Exception, match="poisoned event bad"):
             batch_process(batch_id=poisoned.pk, group_events=10_000)
     assert (on_hand("A"), on_hand("B")) == (5, 3)
     assert Movement.objects.filter(cause_ref__contains="p-2").count() == 0
     assert not DeadLetter.objects.filter(batch=poisoned).exists()
+
+
+def test_a_batch_that_fails_at_every_attempt_becomes_dead_letters_with_their_event_ids(
+    source, settings, postgres_only
+):
+    # given a queued batch holding an event whose storing fails, and a cap of 2 attempts
+    settings.INGEST_MAX_ATTEMPTS = 2
+    batch = batch_store(
+        source, [received("A", 5, event_id="fine-1"), received("B", 7, event_id="bad")]
+    )
+    with poison_event("bad"):
+        # when its job fails once, then runs again at the cap
+        with pytest.raises(Exception, match="poisoned event bad"):
+            batch_process(batch_id=batch.pk)
+        assert fetched(batch)[0] != "done"
+        result = batch_process(batch_id=batch.pk)
+
+    # then it is done with nothing applied, every event a dead letter under its own event id
+    # saying why, and none of it pending
+    assert result == {"batch_id": str(batch.pk), "status": "done", "rejected": 2}
+    assert fetched(batch) == ("done", 0, 0, 2, 0)
+    assert (batch.attempts, batch.pending) == (2, 0)
+    letters = DeadLetter.objects.filter(batch=batch).order_by("index")
+    assert [(letter.index, letter.event_id, letter.reason_code) for letter in letters] == [
+        (0, "fine-1", "processing_failed"),
+        (1, "bad", "processing_failed"),
+    ]
+    assert all(
+        letter.reason.startswith("processing failed 2 times: poisoned event bad")
+        for letter in letters
+    )
+    assert (on_hand("A"), on_hand("B")) == (0, 0)

@@ -1,10 +1,12 @@
 """Applying batches in process: validation, idempotency, orders, holding, dead letters."""
 
 import pytest
+from django.db.models import Value
+from django.db.models.functions import Replace
 
 from ingest.dead_letters import dead_letters_discard, dead_letters_replay
 from ingest.models import DeadLetter, DeadLetterStatus, HeldEvent, Order, OrderState
-from ingest.processing import held_events_release
+from ingest.processing import HELD_RELEASE_CHUNK, held_events_release
 from ingest.sweep import held_events_expire, ingest_sweep
 from ledger.models import Movement, StockLevel
 from tests.builders import site_make, sku_make, user_make
@@ -16,6 +18,7 @@ from tests.ingest.helpers import (
     order_dispatched,
     received,
     source_make,
+    table_trigger,
 )
 
 pytestmark = pytest.mark.django_db
@@ -152,6 +155,63 @@ def test_held_event_whose_order_now_exists_is_not_expired(catalog, settings):
     assert held_events_release() == 1
     assert not DeadLetter.objects.exists()
     assert Order.objects.get(order_id="o-1").state == OrderState.DISPATCHED
+
+
+def held_for_orders_that_now_exist(source, count: int):
+    """`count` held events whose orders exist now: the orders were created by a group that
+    committed while these events' group was holding them, each unseen by the other (made here
+    by pointing held events at existing orders). Returns the holding batch."""
+    batch_apply(source, [order_created(f"o-{n}", {"A": 1}, minutes=0) for n in range(count)])
+    held_batch = batch_apply(
+        source, [order_dispatched(f"ghost-{n}", minutes=5) for n in range(count)]
+    )
+    assert held_batch.held == count
+    HeldEvent.objects.update(
+        order_id=Replace("order_id", Value("ghost-"), Value("o-")),
+        payload=Replace("payload", Value('"ghost-'), Value('"o-')),
+    )
+    return held_batch
+
+
+def test_every_held_event_whose_order_appeared_meanwhile_is_released_at_the_next_commit(
+    catalog, django_capture_on_commit_callbacks
+):
+    # given more such held events than one release takes at a time
+    count = HELD_RELEASE_CHUNK + 1
+    source, _ = source_make()
+    held_batch = held_for_orders_that_now_exist(source, count)
+
+    # when the next batch that creates an order commits
+    with django_capture_on_commit_callbacks(execute=True):
+        batch_apply(source, [order_created("o-next", {"A": 1}, minutes=6)])
+
+    # then every held event is applied, in as many releases as it takes, none left waiting
+    assert not HeldEvent.objects.exists()
+    held_batch.refresh_from_db()
+    assert (held_batch.applied, held_batch.held) == (count, 0)
+    dispatched = Order.objects.filter(state=OrderState.DISPATCHED).count()
+    assert dispatched == count
+
+
+def test_held_events_the_database_refuses_to_release_are_left_for_the_sweeper_saying_why(
+    catalog, django_capture_on_commit_callbacks, caplog, postgres_only
+):
+    # given a held event whose order exists now, and a database refusing to release it
+    source, _ = source_make()
+    held_for_orders_that_now_exist(source, 1)
+    refusal = table_trigger("ingest_heldevent", "BEFORE DELETE", "RAISE EXCEPTION 'disk full'")
+    # when the next batch that creates an order commits
+    with refusal, django_capture_on_commit_callbacks(execute=True):
+        batch = batch_apply(source, [order_created("o-next", {"A": 1}, minutes=6)])
+
+    # then that batch is applied all the same, and the log says the held event was left and why
+    assert (batch.status, batch.applied) == ("done", 1)
+    assert HeldEvent.objects.count() == 1
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING" and "held" in r.message]
+    assert warning.getMessage().startswith("held events left for the sweeper: disk full")
+    # and the sweeper releases it once the database accepts it again
+    assert ingest_sweep()["held_released"] == 1
+    assert Order.objects.get(order_id="o-0").state == OrderState.DISPATCHED
 
 
 def test_dead_letter_replayed_after_the_sku_is_created(catalog):

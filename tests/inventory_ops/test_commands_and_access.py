@@ -1,5 +1,7 @@
+import dataclasses
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -162,15 +164,20 @@ def test_readyz_tells_on_call_each_dependency_the_workers_and_the_queues(client)
 
 
 def test_readyz_tells_on_call_each_live_worker_and_how_long_ago_it_beat(client, redis_clean):
-    # given a worker whose heartbeat is in Redis
+    # given a worker whose last heartbeat in Redis is 2.25 s old
     beat = heartbeat_make(name="worker-a", queues=["ingest", "default"])
+    beat = dataclasses.replace(beat, beat_at=beat.beat_at - 2.25)
     heartbeat_redis_write(beat, django_rq.get_connection("default"))
     client.force_login(user_make("pager", role=ON_CALL))
 
-    [worker] = client.get("/readyz").json()["workers"]
+    response = client.get("/readyz")
 
+    [worker] = response.json()["workers"]
     assert (worker["name"], worker["queues"]) == ("worker-a", ["ingest", "default"])
-    assert 0 <= worker["seconds_ago"] < 60
+    # to a tenth of a second
+    [seconds_ago] = re.findall(r'"seconds_ago": ([0-9.]+)', response.text)
+    assert re.fullmatch(r"[0-9]+\.[0-9]", seconds_ago)
+    assert 2.2 <= float(seconds_ago) < 60
 
 
 def test_readyz_shows_no_server_address_to_anyone_when_redis_is_down(client, settings):
