@@ -10,7 +10,8 @@ minute in the last hour, so that each window's trend chart has points at its own
 Stock is sized to demand: a level is topped up to 12-30 days of sales and reordered when 3-6
 days' worth is left, so it always holds 3-30 days of cover; a few levels (RUNNING_LOW) missed
 their last delivery and are under their reorder point (REORDER_POINT_DAYS of sales) when the
-demo starts. Each level is counted about every COUNT_EVERY, and a count rarely finds a
+demo starts. Each level is counted about every COUNT_EVERY (in the LIVE_COUNTS before the
+start, as often as the simulator counts), and a count rarely finds a
 difference (COUNT_MISMATCH_SHARE), as in a well-run warehouse: the mismatch rate of the demo's
 first day is that of a business, not of its first few counts.
 """
@@ -30,6 +31,10 @@ RUNNING_LOW = 8  # levels whose last delivery has not come: under their reorder 
 LOW_DAYS = (1, 2.5)  # what those hold, in days of sales
 LOW_TARGET_DAYS = (7, 9.5)  # their stock after a receipt: a week's sales leaves under 3 days
 COUNT_EVERY = timedelta(hours=8)
+# The last hours are counted as the simulator counts (~10 a level and hour): at 8 h the 1 h
+# Counts tile read 20 before the start and ~2,000 after it (delta "+1,800", a cliff in its
+# sparkline).
+LIVE_COUNTS = timedelta(hours=2)
 COUNT_MISMATCH_SHARE = 0.01
 OPENING_REF = "demo:opening-stock"
 SALES_REF = "demo:history-sales"
@@ -81,9 +86,15 @@ def reorder_point(daily_units: float) -> int:
 
 
 def demo_history(
-    *, pairs: list[tuple[str, str]], daily_units: float, now: datetime, seed: int = 7
+    *,
+    pairs: list[tuple[str, str]],
+    daily_units: float,
+    now: datetime,
+    counts_per_hour: float = 0,
+    seed: int = 7,
 ) -> list[MovementRequest]:
-    """The movements of each (site code, SKU code) pair, oldest first, ending at `now`."""
+    """The movements of each (site code, SKU code) pair, oldest first, ending at `now`;
+    `counts_per_hour`: the simulator's counts of a level an hour (`counts_per_level_hour`)."""
     rng = random.Random(seed)
     running_low = set(rng.sample(pairs, k=min(RUNNING_LOW, len(pairs))))
     requests = []
@@ -124,14 +135,27 @@ def demo_history(
                     _movement(pair, MovementKind.ORDER_DISPATCHED, -sold, at, SALES_REF)
                 )
                 on_hand -= sold
-            if rng.random() < length / COUNT_EVERY:
+            for at in _count_times(rng, start, length, now, counts_per_hour):
                 difference = 0
                 if rng.random() < COUNT_MISMATCH_SHARE:
                     difference = max(-on_hand, rng.choice((-2, -1, -1, 1)))
-                at = start + length * rng.uniform(0.6, 0.95)
                 on_hand += difference
                 requests.append(_count(pair, on_hand, at))
     return requests
+
+
+def _count_times(
+    rng: random.Random, start: datetime, length: timedelta, now: datetime, per_hour: float
+) -> list[datetime]:
+    """When a level is counted in a period, after its sale: about every COUNT_EVERY, but at the
+    simulator's cadence (`per_hour`) in the LIVE_COUNTS before `now`, so that the counts of the
+    1 h window and of the hour before it read as the live traffic's."""
+    if now - start <= LIVE_COUNTS:
+        expected = length / HOUR * per_hour
+    else:
+        expected = min(1.0, length / COUNT_EVERY)  # a day more than a week back: one count
+    times = int(expected) + (rng.random() < expected % 1)
+    return sorted(start + length * rng.uniform(0.6, 0.95) for _ in range(times))
 
 
 # The demo business's service levels before `load_demo`, per minute, at the simulator's traffic:

@@ -26,10 +26,17 @@ def demo_order_facts(
     sku_ids: list[int],
     rate: float,
     now: datetime,
+    sales_end: datetime,
     seed: int = 11,
 ) -> tuple[list[OrderLineFact], list[DeliveryFact]]:
-    """Order lines of the orders created in the last ORDERS_HISTORY, and the deliveries made by
-    `now` of the orders created over the longest courier time before that."""
+    """Order lines of the orders created in the last ORDERS_HISTORY and dispatched by
+    `sales_end` (the history's last sale), and the deliveries made by `now` of the orders
+    created over the longest courier time before that.
+
+    The orders dispatched after `sales_end` are the simulator's: its warm start takes over from
+    the ledger's newest dispatch (`FeedSimulator.warm_start`). Cut at `now` instead, those of
+    the history's last half minute were counted twice, a bump in the orders per minute of the
+    minutes before the start."""
     rng = random.Random(seed)
     mix = SimulationMix()
     longest = timedelta(seconds=mix.dispatch_delay[1] + mix.delivery_delay[1])
@@ -46,7 +53,7 @@ def demo_order_facts(
                     continue
                 order_id = f"demo-{number}"
                 dispatched = created + timedelta(seconds=rng.uniform(*mix.dispatch_delay))
-                if dispatched >= now:
+                if dispatched > sales_end:
                     continue  # still under way: the simulator's warm start sends those
                 if created >= now - ORDERS_HISTORY:
                     for sku_id in rng.sample(sku_ids, k=min(len(sku_ids), rng.randint(1, 5))):

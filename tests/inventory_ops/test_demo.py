@@ -9,7 +9,13 @@ from django.utils import timezone
 
 from demo.catalog import DEMO_SITES
 from demo.history import LOW_DAYS, RUNNING_LOW
-from ingest.simulation import DEFAULT_RATE, ROLES, FeedSimulator, units_shipped_per_day
+from ingest.simulation import (
+    DEFAULT_RATE,
+    ROLES,
+    FeedSimulator,
+    counts_per_level_hour,
+    units_shipped_per_day,
+)
 from kpis.reads import kpis_compute
 from kpis.windows import WINDOWS
 from ledger.models import Site, Sku, StockLevel
@@ -76,6 +82,16 @@ def test_a_quiet_demo_fires_no_alert_and_holds_days_not_months_of_stock(settings
     loaded = kpis_compute(window="1h")
     assert loaded["deliveries"] > 1000 and 0.9 < loaded["order_accuracy"] < 1
     assert 5 * 60 < loaded["fulfillment_p50_s"] < loaded["fulfillment_p90_s"] < 2 * 3600
+    # (and the 1 h window and the hour before it have as many counts as the simulator makes in
+    # an hour: no cliff in the Counts tile at the start; they used to hold 20 against ~1,600)
+    levels = StockLevel.objects.count()
+    live = counts_per_level_hour(
+        sites=list(Site.objects.values_list("code", flat=True)),
+        skus=list(Sku.objects.values_list("code", flat=True)),
+    )
+    hour_before = kpis_compute(window="1h", now=timezone.now() - timedelta(hours=1))
+    for hour in (loaded, hour_before):
+        assert 0.85 * live * levels <= hour["counts"] <= 1.15 * live * levels, hour["counts"]
     simulated_run(seconds=120)
 
     # when every default alert rule is evaluated

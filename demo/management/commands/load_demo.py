@@ -15,10 +15,10 @@ from demo.history import (
     slo_history,
 )
 from demo.orders import demo_order_facts
-from ingest.simulation import DEFAULT_RATE, units_shipped_per_day
+from ingest.simulation import DEFAULT_RATE, counts_per_level_hour, units_shipped_per_day
 from kpis.rollups import rollups_facts_record
 from ledger.catalog import SiteRow, SkuRow
-from ledger.models import Movement, Site, Sku
+from ledger.models import Movement, MovementKind, Site, Sku
 from ledger.services import catalog_import, movements_record
 from slos.counters import slo_counts_write
 
@@ -41,9 +41,11 @@ class Command(BaseCommand):
                 "load_demo creates users with well-known passwords; with DEBUG off it needs --force"
             )
         # the simulator's sales rate at its default traffic: one business, one scale
-        daily_units = units_shipped_per_day(
-            sites=[code for code, _, _ in DEMO_SITES], skus=[code for code, *_ in DEMO_SKUS]
-        )
+        catalog = {
+            "sites": [code for code, _, _ in DEMO_SITES],
+            "skus": [code for code, *_ in DEMO_SKUS],
+        }
+        daily_units = units_shipped_per_day(**catalog)
         with transaction.atomic():
             catalog_import(
                 sites=[SiteRow(code, name, tz) for code, name, tz in DEMO_SITES],
@@ -54,7 +56,7 @@ class Command(BaseCommand):
                 ],
             )
             self._users()
-            seeded = self._stock_history(daily_units)
+            seeded = self._stock_history(daily_units, counts_per_level_hour(**catalog))
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready: {len(DEMO_SITES)} sites, {len(DEMO_SKUS)} SKUs"
@@ -83,25 +85,30 @@ class Command(BaseCommand):
             if group_name:
                 user.groups.add(Group.objects.get(name=group_name))
 
-    def _stock_history(self, daily_units: float) -> bool:
+    def _stock_history(self, daily_units: float, counts_per_hour: float) -> bool:
         if Movement.objects.filter(cause_ref=OPENING_REF).exists():
             return False
         sites = [code for code, _, _ in DEMO_SITES]
         skus = [code for code, *_ in DEMO_SKUS]
         now = timezone.now()
         slo_counts_write(slo_history(now=now))
-        movements_record(
-            requests=demo_history(
-                pairs=[(site, sku) for site in sites for sku in skus],
-                daily_units=daily_units,
-                now=now,
-            )
+        history = demo_history(
+            pairs=[(site, sku) for site in sites for sku in skus],
+            daily_units=daily_units,
+            now=now,
+            counts_per_hour=counts_per_hour,
         )
+        movements_record(requests=history)
         order_lines, deliveries = demo_order_facts(
             site_ids=list(Site.objects.filter(code__in=sites).values_list("id", flat=True)),
             sku_ids=list(Sku.objects.filter(code__in=skus).values_list("id", flat=True)),
             rate=DEFAULT_RATE,
             now=now,
+            sales_end=max(
+                request.occurred_at
+                for request in history
+                if request.kind == MovementKind.ORDER_DISPATCHED
+            ),
         )
         rollups_facts_record(order_lines=order_lines, deliveries=deliveries)
         return True
