@@ -225,3 +225,27 @@ def test_a_warm_started_simulator_creates_orders_at_the_steady_rate_from_the_fir
     steady = order_rate(DEFAULT_RATE, SimulationMix()) * 60
     per_minute = [len(created[minute]) for minute in range(15)]
     assert all(0.8 * steady <= orders <= 1.2 * steady for orders in per_minute), per_minute
+
+
+def test_the_default_traffic_makes_too_few_dead_letters_to_page_in_an_afternoon():
+    # given the simulator at its default rate (its dead letters wait for someone: the default
+    # rule pages above 100 of them)
+    simulator = FeedSimulator(sites=["a", "b"], skus=["X", "Y", "Z"], seed=4)
+    start = datetime(2026, 11, 23, tzinfo=UTC)
+
+    # when it sends an hour of traffic
+    malformed = 0
+    for second in range(3600):
+        for events in simulator.tick(now=start + timedelta(seconds=second), count=5).values():
+            malformed += sum(
+                1
+                for event in events
+                if "site" not in event
+                or event["site"] == "no-such-site"
+                or event["occurred_at"] == "yesterday"
+                or event["type"] == "stock.teleported"
+            )
+
+    # then a few of its events are malformed, too few to pass 100 in four hours (at 1 % the
+    # default rule fired after 30 minutes of a quiet demo)
+    assert 0 < malformed * 4 < 100, malformed
