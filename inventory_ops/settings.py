@@ -410,9 +410,16 @@ INGEST_KEY_RETENTION_DAYS = int(os.environ.get("INGEST_KEY_RETENTION_DAYS", "90"
 DEAD_LETTER_RETENTION_DAYS = int(os.environ.get("DEAD_LETTER_RETENTION_DAYS", "90"))
 HOUSEKEEPING_INTERVAL_SECONDS = int(os.environ.get("HOUSEKEEPING_INTERVAL_SECONDS", "86400"))
 
-# Live dashboards (docs/dashboard.md): each watched scope is recomputed at most once per
-# DASHBOARD_COALESCE_MS after changes are announced, and at least every DASHBOARD_REFRESH_S.
-DASHBOARD_COALESCE_MS = int(os.environ.get("DASHBOARD_COALESCE_MS", "500"))
+# Live dashboards (docs/dashboard.md): a watched scope is recomputed at once when a change is
+# announced after a quiet spell, then at most once per coalescing interval while changes keep
+# coming, and at least every DASHBOARD_REFRESH_S. The interval adapts to what the scope's last
+# update cost, between DASHBOARD_COALESCE_MIN_MS and DASHBOARD_COALESCE_MAX_MS;
+# DASHBOARD_COALESCE_MS, if set, pins it instead.
+DASHBOARD_COALESCE_MS = (
+    int(os.environ["DASHBOARD_COALESCE_MS"]) if os.environ.get("DASHBOARD_COALESCE_MS") else None
+)
+DASHBOARD_COALESCE_MIN_MS = int(os.environ.get("DASHBOARD_COALESCE_MIN_MS", "200"))
+DASHBOARD_COALESCE_MAX_MS = int(os.environ.get("DASHBOARD_COALESCE_MAX_MS", "1000"))
 DASHBOARD_REFRESH_S = float(os.environ.get("DASHBOARD_REFRESH_S", "10"))
 
 # Worker liveness (ingest/heartbeats.py): each worker beats every WORKER_HEARTBEAT_SECONDS to a

@@ -4,6 +4,7 @@ out to every watcher, whatever the number of watchers and announcements."""
 import asyncio
 import itertools
 import json
+import statistics
 import time
 
 import pytest
@@ -317,3 +318,47 @@ def test_an_announcement_without_redis_is_logged_not_raised(settings, caplog):
     scopes_changed_announce(site_codes=["ams"])
 
     assert "could not announce scopes change for sites ['ams']" in caplog.text
+
+
+class SlowViews(CountingViews):
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def __call__(self, scope: Scope) -> dict:
+        time.sleep(self.seconds)
+        return super().__call__(scope)
+
+
+@pytest.mark.parametrize(
+    ("view_seconds", "shortest_gap", "longest_gap"),
+    [
+        (0.0, 0.19, 0.4),  # a cheap view: the floor, 200 ms (at most 5 per second)
+        (0.12, 0.59, 0.75),  # 120 ms: five times its cost, 600 ms
+        (0.3, 0.99, 1.2),  # 300 ms: the ceiling, 1 s
+    ],
+)
+def test_the_interval_adapts_to_what_the_last_update_cost(
+    settings, view_seconds, shortest_gap, longest_gap
+):
+    # given the default, adaptive coalescing, and a view that takes view_seconds to compute
+    settings.DASHBOARD_COALESCE_MS = None
+    settings.DASHBOARD_COALESCE_MIN_MS, settings.DASHBOARD_COALESCE_MAX_MS = 200, 1000
+    views = SlowViews(view_seconds)
+    scope = Scope(site="ams", window="1h")
+
+    async def scenario(hub):
+        await hub.watch(scope, RecordingWatcher())
+        # when changes keep coming every 20 ms for 3 s
+        for _ in range(150):
+            hub.announcement_handle(KIND_SCOPES, ["ams"])
+            await asyncio.sleep(0.02)
+
+    hub_run(scenario, view_build=views)
+
+    # then computations start five times their cost apart, within 200 ms..1 s
+    starts = [started - view_seconds for _, started in views.calls]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert len(gaps) >= 2, gaps
+    assert min(gaps) >= shortest_gap, gaps
+    assert statistics.median(gaps) <= longest_gap, gaps
