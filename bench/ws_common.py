@@ -71,6 +71,9 @@ class Watcher:
     # For each value, the frame that first showed it: its receipt (wall clock) and its timing.
     seen_wall: dict[int, float] = field(default_factory=dict)
     timing_of: dict[int, dict] = field(default_factory=dict)
+    # When each view frame's computation started (wall clock, from its timing): one watcher of
+    # one scope in one process sees every computation of that scope.
+    computation_starts: list[float] = field(default_factory=list)
     computations: int = 0
     frames: int = 0
     retries: int = 0
@@ -100,14 +103,17 @@ class Watcher:
                 received, received_wall = time.monotonic(), time.time()
                 self.frames += 1
                 data = frame.encode() if isinstance(frame, str) else frame
+                timing = TIMING.search(data)
+                timing = json.loads(timing.group(1)) if timing else None
+                if timing:
+                    self.computation_starts.append(timing["started"])
                 match = STOCK_CELL.search(data)
                 if match and int(match.group(1)) not in self.seen_at:
                     value = int(match.group(1))
                     self.seen_at[value] = received
                     self.seen_wall[value] = received_wall
-                    timing = TIMING.search(data)
                     if timing:
-                        self.timing_of[value] = json.loads(timing.group(1))
+                        self.timing_of[value] = timing
                 match = COMPUTATIONS.search(data)
                 if match:
                     self.computations = max(self.computations, int(match.group(1)))

@@ -14,7 +14,9 @@ time from sending it to the first frame whose on-hand value includes it.
 
 import argparse
 import asyncio
+import bisect
 import contextlib
+import itertools
 import json
 import os
 import statistics
@@ -184,6 +186,33 @@ def frames_report(watcher: Watcher) -> list[str]:
     return lines
 
 
+def computations_report(watcher: Watcher, since: float, until: float) -> str:
+    """Computations of the watched scope while events flowed: per second on average, the most
+    that started within any one second, and the shortest gap between two (the interval)."""
+    starts = sorted(s for s in watcher.computation_starts if since <= s <= until)
+    if not starts:
+        return "computations of the watched scope while events flowed: none"
+    most = max(bisect.bisect_left(starts, start + 1) - i for i, start in enumerate(starts))
+    gaps = [(later - earlier) * 1000 for earlier, later in itertools.pairwise(starts)]
+    gap = ""
+    if gaps:
+        gap = f"{min(gaps):.0f} ms shortest gap, {statistics.median(gaps):.0f} ms median"
+    return (
+        f"computations of the watched scope while events flowed: {len(starts)} in "
+        f"{until - since:.1f}s = {len(starts) / (until - since):.1f}/s, at most {most} in any "
+        f"1 s; {gap}"
+    )
+
+
+def coalescing_line() -> str:
+    if settings.DASHBOARD_COALESCE_MS is not None:
+        return f"DASHBOARD_COALESCE_MS={settings.DASHBOARD_COALESCE_MS} (pinned)"
+    return (
+        f"coalescing adaptive {settings.DASHBOARD_COALESCE_MIN_MS}.."
+        f"{settings.DASHBOARD_COALESCE_MAX_MS} ms"
+    )
+
+
 async def bench(args, daphne, site, sku, cookie, send_batch) -> None:
     url = daphne.base_url.replace("http://", "ws://") + f"/ws/dashboard/?site={site.code}"
     watcher = Watcher()
@@ -202,7 +231,7 @@ async def bench(args, daphne, site, sku, cookie, send_batch) -> None:
     # the rate. Batches may then apply out of order, so "batch k is shown" means the client
     # shows at least k batches' worth of stock.
     sends = []
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     next_send = started
     while time.monotonic() - started < args.duration:
         batch = {"sent_monotonic": time.monotonic(), "sent": time.time()}
@@ -213,6 +242,7 @@ async def bench(args, daphne, site, sku, cookie, send_batch) -> None:
         await asyncio.sleep(max(0, next_send - time.monotonic()))
     await asyncio.gather(*sends)
     elapsed = time.monotonic() - started
+    flow_ended_wall = time.time()
     await asyncio.sleep(5)  # let the last batches arrive
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -234,7 +264,7 @@ async def bench(args, daphne, site, sku, cookie, send_batch) -> None:
         batch["received"] = watcher.seen_wall[value]
         batch.update(watcher.timing_of.get(value, {}))
     events_sent = len(accepted) * batch_size
-    print(f"{settings_line()}, DASHBOARD_COALESCE_MS={settings.DASHBOARD_COALESCE_MS}")
+    print(f"{settings_line()}, {coalescing_line()}")
     print(
         f"path: {args.via}; {events_sent} events accepted in {elapsed:.1f}s "
         f"= {events_sent / elapsed:.0f} events/s, batches of {batch_size}; statuses {statuses}"
@@ -244,6 +274,7 @@ async def bench(args, daphne, site, sku, cookie, send_batch) -> None:
         f"batches never shown within 5 s of the end: {missing}; frames received: "
         f"{watcher.frames} (coalesced: {len(accepted)} batches)"
     )
+    print(computations_report(watcher, started_wall, flow_ended_wall))
     for line in breakdown_report(args.via, accepted) + frames_report(watcher):
         print(line)
     print(
