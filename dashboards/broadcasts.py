@@ -10,7 +10,7 @@ Transport: the channels-redis layer, one group per scope (a dashboard shows one 
 `dashboards.scope.all` and `dashboards.scope.site.<code>`, plus `dashboards.hubs` for changes
 that concern every scope. The members of a group are not sockets but the hub
 (`dashboards.live.DashboardHub`) of each Daphne process that has watchers of that scope: the hub
-recomputes each scope at most every DASHBOARD_COALESCE_MS and fans the frame out to its own
+recomputes each scope at most once per coalescing interval and fans the frame out to its own
 sockets. So the layer carries only small announcements, one copy per Daphne process, never a
 15 kB frame per socket (which a group per socket would copy through Redis, and which a full
 channel would drop silently, as measured on this stack). A lost announcement while no Daphne
