@@ -10,8 +10,8 @@ How an update travels:
    watchers, and the result is serialised once. Leading edge: a change to a scope that had no
    computation in the last interval is computed at once. Trailing edge: changes heard during
    the interval (or during a computation) are computed when it ends, so the last state is always
-   sent. The interval adapts (`interval_seconds`): five times what the scope's last update cost
-   (computation and fan-out), bounded to 200 ms..1 s;
+   sent. The interval adapts (`interval_seconds`): five times the CPU time the scope's last
+   update cost (computation, serialisation and fan-out), bounded to 200 ms..1 s;
 4. the same frame (htmx out-of-band fragments + Plotly figures) is sent to every watcher.
 
 Why sockets are not group members themselves: RedisChannelLayer copies a group message into every
@@ -72,8 +72,8 @@ class ScopeState:
     first_change: tuple[float | None, float] | None = None
 
 
-# The interval is this many times the cost of the scope's last update: a scope spends at most a
-# fifth of the time computing and sending its view, whatever the machine's load or audience.
+# The interval is this many times the CPU cost of the scope's last update: a scope's updates use
+# at most a fifth of a core, whatever its audience.
 COALESCE_COST_FACTOR = 5
 
 
@@ -93,14 +93,20 @@ def coalesce_bounds() -> tuple[float, float]:
 def interval_seconds(last_cost: float) -> float:
     """How long a scope waits after a computation starts before the next may start.
 
-    How it decides: `last_cost` is the wall time of the scope's last update, from its
-    computation's start to the end of its fan-out to every watcher of this process. The interval
-    is COALESCE_COST_FACTOR times that, within `coalesce_bounds()`. A view that costs 15-40 ms
-    (a site scope on a quiet machine) gets the floor, 200 ms: at most 5 computations per second
-    and a continuous flow waits 100 ms on average. When computations get dearer (a loaded
-    machine, the all-sites scope of many sites, a fan-out to 1,000 sockets), the interval grows
-    with them, up to 1 s, so the hub backs off instead of computing back to back. It follows the
-    last update only, so it comes back down as soon as one update is cheap again.
+    How it decides: `last_cost` is the CPU time of the scope's last update: the computing
+    thread's CPU for the view, plus the event loop's CPU while it serialised the frame and sent
+    it to every watcher of this process. The interval is COALESCE_COST_FACTOR times that, within
+    `coalesce_bounds()`. A view that costs 15-40 ms of CPU (a site scope) gets the floor,
+    200 ms: at most 5 computations per second, and a continuous flow waits 100 ms on average.
+    When updates get dearer (the all-sites scope of many sites, a fan-out to 1,000 sockets at
+    ~0.4 ms each) the interval grows with them, up to 1 s, so the hub backs off instead of
+    computing back to back. It follows the last update only, so it comes back down as soon as
+    one update is cheap again.
+
+    CPU, not wall time: on a machine shared with other work the wall time grows with everyone's
+    load, and backing off for it only makes the screens later without saving anything. Measured
+    at load 15 on 2 cores: a view of 27 ms of CPU took 200 ms of wall time; sized from that, the
+    interval was 1 s and a batch every 0.6 s waited for it (p50 777 ms from event to screen).
     """
     shortest, longest = coalesce_bounds()
     return min(longest, max(shortest, COALESCE_COST_FACTOR * last_cost))
@@ -245,6 +251,7 @@ class DashboardHub:
         try:
             started = time.time()
             payload, cpu = await database_sync_to_async(self._view_build_timed)(scope, state)
+            loop_cpu_started = time.thread_time()
             payload["computations"] = self.computations + 1
             payload["timing"] = frame_timing(
                 first_change, started=started, computed=time.time(), cpu=cpu
@@ -265,13 +272,12 @@ class DashboardHub:
             return
         finally:
             state.computing = False
-            state.interval = interval_seconds(time.monotonic() - state.last_started)
         self.computations += 1
         # Cached before the fan-out: a watcher joining mid-broadcast gets this frame from watch().
         state.latest_frame, state.latest_at = frame, time.monotonic()
         await self._broadcast(state, frame)
-        # The fan-out is part of the update's cost: 1,000 sockets take ~0.4 s to send to.
-        state.interval = interval_seconds(time.monotonic() - state.last_started)
+        # The serialisation and fan-out are part of the update's cost (1,000 sockets: ~0.4 s).
+        state.interval = interval_seconds(cpu + time.thread_time() - loop_cpu_started)
 
     def _view_build_timed(self, scope: Scope, state: ScopeState) -> tuple[dict, float]:
         # The interval counts from when the computation really starts: its thread may have
