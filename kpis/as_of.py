@@ -20,6 +20,7 @@ from django.db import connection
 from core.db import datetime_param
 from kpis.checkpoints import checkpoint_at_or_before
 from kpis.models import OrderLineRecord, SnapshotRecord, StockCheckpoint, StockStatus
+from kpis.trouble_hours import counts_statement, trouble_of
 from kpis.units import instant
 from kpis.windows import DEMAND_LOOKBACK, rows_of
 from ledger.models import Movement, Site, SiteReorderPoint, Sku, StockLevel
@@ -50,22 +51,31 @@ def _scope_sql(site_id: int | None, sku_id: int | None, prefix: str = "") -> tup
 
 
 def _pairs_statement(
-    site_id: int | None, sku_id: int | None, at: dt.datetime, *, with_demand: bool
+    site_id: int | None,
+    sku_id: int | None,
+    at: dt.datetime,
+    *,
+    with_demand: bool,
+    pairs: tuple[str, list] | None = None,
+    before: bool = False,
 ) -> tuple[str, list]:
     """Each pair of the scope (those with a stock level now, and those known only from
-    demand) with its latest checkpoint at or before `at`; with `with_demand`, its effective
-    reorder point (today's) and whether it had an order line in (at - 30 days, at]."""
+    demand; or those of `pairs`, a SELECT of (site_id, sku_id)) with its latest checkpoint at
+    or before `at`; with `with_demand`, its effective reorder point (today's) and whether it
+    had an order line in (at - 30 days, at] (`before`: in [at - 30 days, at), as the hourly
+    trouble counters judge a pair just before a whole hour)."""
     checkpoints = StockCheckpoint._meta.db_table
     scope, scope_params = _scope_sql(site_id, sku_id)
     moment = datetime_param(at)
     demand_columns, demand_joins, demand_params = "", "", []
     if with_demand:
         line_table = OrderLineRecord._meta.db_table
+        low, high = (">=", "<") if before else (">", "<=")
         demand_columns = (
             ", CASE WHEN own.id IS NULL THEN sku.reorder_point ELSE own.reorder_point END, "  # noqa: S608
             "EXISTS (SELECT 1 FROM " + line_table + " line "
             "WHERE line.site_id = pairs.site_id AND line.sku_id = pairs.sku_id "
-            "AND line.occurred_at > %s AND line.occurred_at <= %s)"
+            f"AND line.occurred_at {low} %s AND line.occurred_at {high} %s)"
         )
         demand_joins = (
             f" LEFT JOIN {Sku._meta.db_table} sku ON sku.id = pairs.sku_id "
@@ -88,15 +98,18 @@ def _pairs_statement(
             f"SELECT latest.id FROM {checkpoints} latest WHERE latest.site_id = pairs.site_id "
             "AND latest.sku_id = pairs.sku_id AND latest.at <= %s ORDER BY latest.at DESC LIMIT 1)"
         )
+    if pairs is None:
+        pairs = (
+            f"SELECT site_id, sku_id FROM {StockLevel._meta.db_table} WHERE {scope} UNION "  # noqa: S608
+            f"SELECT site_id, sku_id FROM {StockStatus._meta.db_table} WHERE {scope}",
+            [*scope_params, *scope_params],
+        )
     # Only table names and fixed clauses are interpolated; values are parameters.
     sql = (
         "SELECT pairs.site_id, pairs.sku_id, checkpoint.on_hand, checkpoint.reserved"  # noqa: S608
-        f"{demand_columns} FROM ("
-        f"SELECT site_id, sku_id FROM {StockLevel._meta.db_table} WHERE {scope} UNION "
-        f"SELECT site_id, sku_id FROM {StockStatus._meta.db_table} WHERE {scope}) pairs "
-        f"{checkpoint_join}{demand_joins}"
+        f"{demand_columns} FROM ({pairs[0]}) pairs {checkpoint_join}{demand_joins}"
     )
-    return sql, [*demand_params, *scope_params, *scope_params, moment]
+    return sql, [*demand_params, *pairs[1], moment]
 
 
 def _recent_statement(site_id: int | None, sku_id: int | None, at: dt.datetime):
@@ -177,39 +190,101 @@ def worst_stockouts_at(*, site_id: int | None, at: dt.datetime, limit: int) -> l
     return [(*pair, available, levels[pair].reorder_point) for available, pair in worst]
 
 
+def _changed_pairs(site_id: int | None, hour: dt.datetime, at: dt.datetime):
+    """The pairs of the scope whose trouble may differ between just before `hour` (the whole
+    hour at or before `at`) and `at`: those with a movement or an order line in [hour, at],
+    and those whose order line of [hour - 30 days, at - 30 days] may drop out of the
+    look-back. Every other pair counts as it did just before `hour`."""
+    scope, scope_params = _scope_sql(site_id, None)
+    lookback = [hour - DEMAND_LOOKBACK, at - DEMAND_LOOKBACK]
+    sql = (
+        f"SELECT site_id, sku_id FROM {Movement._meta.db_table} WHERE {scope} "  # noqa: S608
+        "AND occurred_at >= %s AND occurred_at <= %s UNION "
+        f"SELECT site_id, sku_id FROM {OrderLineRecord._meta.db_table} WHERE {scope} AND ("
+        "(occurred_at >= %s AND occurred_at <= %s) OR (occurred_at >= %s AND occurred_at <= %s))"
+    )
+    moments = [datetime_param(moment) for moment in (hour, at, hour, at, *lookback)]
+    return sql, [*scope_params, *moments[:2], *scope_params, *moments[2:]]
+
+
+def _snapshot_pairs(snapshot_rows) -> tuple[str, list] | None:
+    """A SELECT of the pairs the snapshot lines compare (those with a level or demand)."""
+    clauses, params = [], []
+    for snapshot_site, snapshot_lines in snapshot_rows:
+        sku_ids = sorted({line[0] for line in snapshot_lines})
+        if sku_ids:
+            clauses.append(f"(site_id = %s AND sku_id IN ({', '.join(['%s'] * len(sku_ids))}))")
+            params.extend([snapshot_site, *sku_ids])
+    if not clauses:
+        return None
+    where = " OR ".join(clauses)
+    return (
+        f"SELECT site_id, sku_id FROM {StockLevel._meta.db_table} WHERE {where} UNION "  # noqa: S608
+        f"SELECT site_id, sku_id FROM {StockStatus._meta.db_table} WHERE {where}",
+        [*params, *params],
+    )
+
+
+def _trouble(level: LevelAt) -> tuple[int, int, int]:
+    return trouble_of(
+        has_level=level.has_level,
+        on_hand=level.on_hand,
+        available=level.available,
+        reorder_point=level.reorder_point,
+        demand=level.had_demand,
+    )
+
+
 def stock_kpis_at(*, site_id: int | None, at: dt.datetime) -> dict:
     """`stockouts`, `negative_stock`, `below_reorder_point` and the reconciliation skew at
-    `at`, as `kpis.reads` gives them for now."""
-    pair_rows, recent_rows, snapshot_rows = rows_of(
+    `at`, as `kpis.reads` gives them for now.
+
+    The counts are the hourly trouble counters just before the whole hour H at or before
+    `at` (`kpis.trouble_hours`), corrected by the pairs whose state may have changed between
+    H and `at` (`_changed_pairs`: at most an hour of movements and order lines, and the order
+    lines leaving the look-back then), each judged at `at` and as the counters judged it. The
+    skew compares each site's latest snapshot with the levels at `at` of its lines' pairs.
+    """
+    hour = instant(checkpoint_at_or_before(at))
+    changed = _changed_pairs(site_id, hour, at)
+    count_rows, at_rows, recent_rows, hour_rows, snapshot_rows = rows_of(
         [
-            _pairs_statement(site_id, None, at, with_demand=True),
+            counts_statement(site_id, int(hour.timestamp())),
+            _pairs_statement(site_id, None, at, with_demand=True, pairs=changed),
             _recent_statement(site_id, None, at),
+            _pairs_statement(site_id, None, hour, with_demand=True, pairs=changed, before=True),
             _snapshots_statement(site_id, at),
         ]
     )
-    levels = _levels_fold(pair_rows, recent_rows, with_demand=True)
+    counts = [int(value) for value in count_rows[0]]
+    then = _levels_fold(hour_rows, [], with_demand=True)
+    for pair, level in _levels_fold(at_rows, recent_rows, with_demand=True).items():
+        for index, (new, old) in enumerate(zip(_trouble(level), _trouble(then[pair]), strict=True)):
+            counts[index] += new - old
+    snapshots = [
+        (site, json.loads(lines) if isinstance(lines, str) else lines)  # SQLite's JSON is text
+        for site, lines in snapshot_rows
+    ]
+    levels = {}
+    compared = _snapshot_pairs(snapshots)
+    if compared is not None:
+        (pair_rows,) = rows_of(
+            [_pairs_statement(site_id, None, at, with_demand=False, pairs=compared)]
+        )
+        levels = _levels_fold(pair_rows, recent_rows, with_demand=False)
     lines = mismatched = units = 0
-    for snapshot_site, snapshot_lines in snapshot_rows:
-        if isinstance(snapshot_lines, str):  # raw SQL hands SQLite's JSON back as text
-            snapshot_lines = json.loads(snapshot_lines)
+    for snapshot_site, snapshot_lines in snapshots:
         for sku_id, qty, _on_hand_when_applied in snapshot_lines:
             level = levels.get((snapshot_site, sku_id))
             on_hand = level.on_hand if level is not None and level.has_level else 0
             lines += 1
             mismatched += qty != on_hand
             units += abs(qty - on_hand)
+    negative, below, stockouts = counts
     return {
-        "stockouts": sum(
-            1 for level in levels.values() if level.had_demand and level.available <= 0
-        ),
-        "negative_stock": sum(1 for level in levels.values() if level.on_hand < 0),
-        "below_reorder_point": sum(
-            1
-            for level in levels.values()
-            if level.has_level
-            and level.reorder_point is not None
-            and level.available < level.reorder_point
-        ),
+        "stockouts": stockouts,
+        "negative_stock": negative,
+        "below_reorder_point": below,
         "reconciliation_skew": float(Decimal(mismatched) / Decimal(lines)) if lines else None,
         "reconciliation_skew_units": units if lines else None,
     }

@@ -10,6 +10,11 @@ from django.db import models
 from django.db.models import F, Q
 
 from core.timechecks import storable_time_check
+from kpis.trouble_tables import (  # noqa: F401 (models of this app)
+    StockTroubleHour,
+    StockTroubleStep,
+    TroubleCounts,
+)
 
 ALL_SITES = 0
 
@@ -382,7 +387,7 @@ class StockStatus(models.Model):
         return f"{self.site_id}/{self.sku_id}: on_hand {self.on_hand}, available {self.available}"
 
 
-class StockTroubleCount(models.Model):
+class StockTroubleCount(TroubleCounts):
     """How many stock pairs are in trouble, per site (0: all sites): the "now" KPIs at the
     cost of a few rows, whatever the number of pairs in trouble.
 
@@ -396,14 +401,6 @@ class StockTroubleCount(models.Model):
     and readers sum the shards. A shard's count may be negative; the sum is exact.
     Writers learn a row's old state from their own update (`StockStatus.was_*`).
     """
-
-    site_id = models.BigIntegerField()
-    span_s = models.IntegerField()
-    start = models.DateTimeField()
-    shard = models.SmallIntegerField(default=0)
-    negative_stock = models.BigIntegerField(default=0)
-    below_reorder_point = models.BigIntegerField(default=0)
-    stockouts = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -44,6 +44,8 @@ from kpis.models import (
     StockTroubleCount,
 )
 from kpis.stock_status import TROUBLE_COUNT_FIELDS, trouble_add, trouble_of_state
+from kpis.trouble_hours import trouble_hours_rebuild
+from kpis.trouble_tables import StockTroubleHour, StockTroubleStep
 from kpis.units import FIELDS, ORDERS, instant, minute_of
 from ledger.models import (
     Movement,
@@ -53,6 +55,15 @@ from ledger.models import (
 )
 
 REBUILD_CHUNK = 20000
+# Steps a room above runs first, in the rebuild's transaction, to complete the stored facts
+# from what it holds (ingest: the channel and courier of old deliveries). Registered from its
+# AppConfig.ready, so the read model imports nothing above it; each returns counts to report.
+REBUILD_PREPARERS: dict[str, Callable[..., dict[str, int]]] = {}
+
+
+def rebuild_preparer_register(name: str, prepare: Callable[..., dict[str, int]]) -> None:
+    """`prepare(site_id=None or one site's id)` runs first in every rebuild."""
+    REBUILD_PREPARERS[name] = prepare
 
 
 def rollups_rebuild(
@@ -81,6 +92,8 @@ def rollups_rebuild(
                             BreakdownBucket,
                             BreakdownBin,
                             StockCheckpoint,
+                            StockTroubleHour,
+                            StockTroubleStep,
                         )
                     )
                     + " IN EXCLUSIVE MODE"
@@ -113,6 +126,7 @@ def rollups_rebuild(
             progress("movements", done, total)
         revaluations_fold(sums, revaluations)
 
+        prepared = {name: prepare(site_id=site_id) for name, prepare in REBUILD_PREPARERS.items()}
         deliveries = DeliveryRecord.objects.filter(scope).order_by()
         breakdowns = breakdowns_new()
         delivery_rows = deliveries.values_list(
@@ -200,11 +214,16 @@ def rollups_rebuild(
         progress("restocking demand", 1, 1)
         checkpoints = checkpoints_rebuild(scope)
         progress("stock checkpoints", 1, 1)
+        trouble_steps = trouble_hours_rebuild(scope)
+        _all_sites_sum(StockTroubleHour, ("span_s", "start"), TROUBLE_COUNT_FIELDS)
+        progress("hourly trouble counters", 1, 1)
     return {
         "movements": total,
         "buckets": len(buckets),
         "stock_levels": len(status),
         "stock_checkpoints": checkpoints,
+        "trouble_steps": trouble_steps,
+        "prepared": prepared,
         "demand_buckets": demand_buckets,
     }
 

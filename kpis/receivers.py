@@ -19,6 +19,7 @@ from django.utils import timezone
 from kpis.demand import demand_movements_record
 from kpis.rollups import rollups_movements_record, unit_cost_change_record
 from kpis.stock_status import stock_status_reorder_points_refresh
+from kpis.trouble_hours import trouble_reorder_point_changed
 from ledger.models import SiteReorderPoint, Sku
 from ledger.services import MOVEMENT_COLUMNS
 from ledger.signals import movements_recorded
@@ -64,6 +65,7 @@ def sku_changed(sender, instance: Sku, created: bool, raw: bool = False, **kwarg
             )
         if old_point != instance.reorder_point:
             stock_status_reorder_points_refresh(sku_id=instance.pk)
+            trouble_reorder_point_changed(sku_id=instance.pk)
 
 
 @receiver(post_save, sender=SiteReorderPoint, dispatch_uid="kpis_site_reorder_point_saved")
@@ -71,4 +73,6 @@ def sku_changed(sender, instance: Sku, created: bool, raw: bool = False, **kwarg
 def site_reorder_point_changed(sender, instance: SiteReorderPoint, **kwargs) -> None:
     if kwargs.get("raw"):
         return
-    stock_status_reorder_points_refresh(sku_id=instance.sku_id, site_id=instance.site_id)
+    with transaction.atomic():
+        stock_status_reorder_points_refresh(sku_id=instance.sku_id, site_id=instance.site_id)
+        trouble_reorder_point_changed(sku_id=instance.sku_id, site_id=instance.site_id)

@@ -50,6 +50,7 @@ from kpis.models import (
     in_stock_trouble,
 )
 from kpis.stock_status import reorder_points, stock_status_demand, stock_status_upsert
+from kpis.trouble_hours import since_by_pair, trouble_steps_refresh
 from kpis.units import fulfillment_bin, instant, minute_of, money_e4
 from ledger.models import (
     Movement,
@@ -146,6 +147,7 @@ def rollups_movements_record(
     revaluations_insert(revaluations)
     stock_status_upsert(_levels_in_or_out_of_trouble(levels, levels_before))
     checkpoints_add(map(_CHECKPOINT_COLUMNS, movements))
+    trouble_steps_refresh(since_by_pair(row[:3] for row in map(_CHECKPOINT_COLUMNS, movements)))
 
 
 def _levels_in_or_out_of_trouble(
@@ -213,6 +215,9 @@ def rollups_facts_record(
             if pair not in latest or latest[pair] < fact.occurred_at:
                 latest[pair] = fact.occurred_at
         stock_status_demand(latest)
+        trouble_steps_refresh(
+            since_by_pair((fact.site_id, fact.sku_id, fact.occurred_at) for fact in order_lines)
+        )
     rollups_add(sums, bins)
     if snapshots:
         records = SnapshotRecord.objects.bulk_create(_snapshot_records(snapshots))
