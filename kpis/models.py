@@ -169,6 +169,23 @@ class DeliveryRecord(models.Model):
                 fields=["courier_id", "fulfillment_bin", "fulfillment_us", "occurred_at"],
                 name="delivery_courier_duration_idx",
             ),
+            # And for one site's: without the site in the index, the walk fetched every
+            # site's rows of the key's bin from the table to filter them (50 ms for one site
+            # and 30 days at 1,000,000 movements; 0.8 ms with these, index only).
+            models.Index(
+                fields=["channel", "site_id", "fulfillment_bin", "fulfillment_us", "occurred_at"],
+                name="delivery_channel_site_idx",
+            ),
+            models.Index(
+                fields=[
+                    "courier_id",
+                    "site_id",
+                    "fulfillment_bin",
+                    "fulfillment_us",
+                    "occurred_at",
+                ],
+                name="delivery_courier_site_idx",
+            ),
         ]
 
     def __str__(self) -> str:
