@@ -29,6 +29,13 @@ class Command(BaseCommand):
         started = time.monotonic()
         counts = rollups_rebuild(site_id=site_id, progress=ProgressBar(self.stdout))
         elapsed = time.monotonic() - started
+        keys = counts["prepared"].get("delivery_keys")
+        if keys and keys["looked_at"]:
+            self.stdout.write(
+                f"Deliveries without channel and courier: {keys['looked_at']:,}; given their "
+                f"channel: {keys['channels']:,}, their courier: {keys['couriers']:,} "
+                "(from the stored orders and the batch bodies still kept)."
+            )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Rebuilt KPI rollups{f' of site {site}' if site else ''} from "
