@@ -30,8 +30,9 @@ from kpis.checkpoints import CHECKPOINT_S, checkpoint_after
 from kpis.models import ALL_SITES, OrderLineRecord, StockCheckpoint
 from kpis.stock_status import TROUBLE_COUNT_FIELDS, reorder_points
 from kpis.trouble_tables import StockTroubleHour, StockTroubleStep
-from kpis.units import instant
+from kpis.units import EPOCH, instant
 from kpis.windows import DEMAND_LOOKBACK
+from ledger.models import SiteReorderPoint, Sku
 
 DAY_S = 86400
 NOTHING = (0, 0, 0)
@@ -56,80 +57,107 @@ def pair_steps(
     since: int,
     prior_checkpoint: tuple[int, int] | None,
     checkpoints: list[tuple[int, int, int]],
-    prior_line: dt.datetime | None,
-    lines: list[dt.datetime],
+    prior_line: int | None,
+    lines: list[int],
     reorder_point: int | None,
 ) -> dict[int, tuple[int, int, int]]:
     """One pair's steps at the hours >= `since` (epoch s of a whole hour): `prior_checkpoint`
     is its latest checkpoint (on hand, reserved) before `since`, `checkpoints` (at s, on hand,
-    reserved) those from `since` on, `prior_line` its latest order line before `since - 1 h`,
-    `lines` its order lines from then on."""
+    reserved) those from `since` on, `prior_line` its latest order line (epoch µs) before
+    `since - 1 h`, `lines` its order lines (epoch µs) from then on."""
     lines = sorted(lines)
-    line_hours = [checkpoint_after(line) for line in lines]
-    expiries = [checkpoint_after(line + DEMAND_LOOKBACK) for line in [*lines, prior_line] if line]
+    line_hours = [_hour_after_us(line) for line in lines]
+    expiries = [_hour_after_us(line + LOOKBACK_US) for line in lines]
+    if prior_line is not None:
+        expiries.append(_hour_after_us(prior_line + LOOKBACK_US))
     breaks = sorted(
         {at for at, _, _ in checkpoints}
-        | {hour for hour in [*line_hours, *expiries] if hour >= since}
+        | {hour for hour in (*line_hours, *expiries) if hour >= since}
     )
     steps = {}
     state = prior_checkpoint
-    checkpoint_iter = iter(sorted(checkpoints))
-    pending = next(checkpoint_iter, None)
-    latest_line, line_index = prior_line, 0
+    checkpoints = sorted(checkpoints)
+    next_checkpoint, checkpoint_count = 0, len(checkpoints)
+    latest_line, line_index, line_count = prior_line, 0, len(lines)
     before = _trouble_at(since - CHECKPOINT_S, state, latest_line, reorder_point)
     for hour in breaks:
-        while pending is not None and pending[0] <= hour:
-            state, pending = pending[1:], next(checkpoint_iter, None)
-        while line_index < len(lines) and line_hours[line_index] <= hour:
+        while next_checkpoint < checkpoint_count and checkpoints[next_checkpoint][0] <= hour:
+            state = checkpoints[next_checkpoint][1:]
+            next_checkpoint += 1
+        while line_index < line_count and line_hours[line_index] <= hour:
             latest_line, line_index = lines[line_index], line_index + 1
         now = _trouble_at(hour, state, latest_line, reorder_point)
         if now != before:
-            steps[hour] = tuple(new - old for new, old in zip(now, before, strict=True))
+            steps[hour] = (now[0] - before[0], now[1] - before[1], now[2] - before[2])
         before = now
     return steps
 
 
+LOOKBACK_US = int(DEMAND_LOOKBACK.total_seconds()) * 1_000_000
+HOUR_US = CHECKPOINT_S * 1_000_000
+
+
+def _hour_after_us(moment_us: int) -> int:
+    """`checkpoints.checkpoint_after` of an instant in epoch µs: the end of its hour (s)."""
+    return (moment_us // HOUR_US) * CHECKPOINT_S + CHECKPOINT_S
+
+
+def _epoch_us(moment: dt.datetime) -> int:
+    return (moment - EPOCH) // dt.timedelta(microseconds=1)
+
+
 def _trouble_at(hour: int, state, latest_line, reorder_point) -> tuple[int, int, int]:
-    on_hand, reserved = state if state is not None else (0, 0)
-    demand = latest_line is not None and latest_line >= instant(hour) - DEMAND_LOOKBACK
-    return trouble_of(
-        has_level=state is not None,
-        on_hand=on_hand,
-        available=on_hand - reserved,
-        reorder_point=reorder_point,
-        demand=demand,
+    """`trouble_of` just before the whole hour `hour` (epoch s)."""
+    if state is None:
+        on_hand = available = 0
+    else:
+        on_hand, reserved = state
+        available = on_hand - reserved
+    demand = latest_line is not None and latest_line >= hour * 1_000_000 - LOOKBACK_US
+    return (
+        int(on_hand < 0),
+        int(state is not None and reorder_point is not None and available < reorder_point),
+        int(available <= 0 and demand),
     )
 
 
 def counts_add(counts: defaultdict, site_id: int, hour: int, step, sign: int = 1) -> None:
     """Add a pair's step at `hour` to the counters of its site and of all sites."""
+    negative, below, stockouts = step
     for scope in (site_id, ALL_SITES):
         for span in (CHECKPOINT_S, DAY_S):
             row = counts[(scope, span, hour - hour % span)]
-            for index, value in enumerate(step):
-                row[index] += sign * value
+            row[0] += sign * negative
+            row[1] += sign * below
+            row[2] += sign * stockouts
 
 
 def trouble_steps_refresh(since_by_pair: dict[tuple[int, int], int]) -> None:
     """Recompute these pairs' steps from their hour (epoch s) on and add the difference to the
     counters. Caller is in the writing transaction, after its checkpoints and order lines are
-    written, and holds the pairs' level locks."""
+    written, and holds the pairs' level locks. Only the pairs whose steps changed are
+    rewritten (most writes change no pair's trouble)."""
     if not since_by_pair:
         return
     items = sorted(since_by_pair.items())
     inputs = _inputs_read(items)
     counts: defaultdict = defaultdict(lambda: [0, 0, 0])
-    new_rows = []
-    for (site_id, sku_id), since in items:
-        pair = (site_id, sku_id)
-        given = inputs[pair]
-        steps = pair_steps(since=since, **given["steps_of"])
-        for hour, old in given["stored"].items():
+    changed, new_rows = [], []
+    for pair, since in items:
+        given, stored = inputs[pair]
+        steps = pair_steps(since=since, **given)
+        if steps == stored:
+            continue
+        changed.append((pair, since))
+        site_id = pair[0]
+        for hour, old in stored.items():
             counts_add(counts, site_id, hour, old, -1)
         for hour, step in steps.items():
             counts_add(counts, site_id, hour, step)
-            new_rows.append([site_id, sku_id, instant(hour), *step])
-    _steps_replace(items, new_rows)
+            new_rows.append([*pair, instant(hour), *step])
+    if not changed:
+        return
+    _steps_replace(changed, new_rows)
     rows = [(key, values) for key, values in counts.items() if any(values)]
     if rows:
         shard = writer_shard()
@@ -142,34 +170,41 @@ def trouble_steps_refresh(since_by_pair: dict[tuple[int, int], int]) -> None:
 
 
 def _inputs_read(items: list[tuple[tuple[int, int], int]]) -> dict:
-    """What `pair_steps` needs of each pair, and its stored steps from its hour on."""
-    points = reorder_points({pair for pair, _ in items})
+    """Each pair's inputs of `pair_steps` and its stored steps from its hour on."""
+    # PostgreSQL reads the reorder points in the same statement (`REORDER_POINT` rows).
+    points = {} if connection.vendor == "postgresql" else reorder_points(dict(items).keys())
     inputs = {
-        pair: {
-            "steps_of": {
+        pair: (
+            {
                 "prior_checkpoint": None,
                 "checkpoints": [],
                 "prior_line": None,
                 "lines": [],
                 "reorder_point": points.get(pair),
             },
-            "stored": {},
-        }
+            {},
+        )
         for pair, _ in items
     }
-    for kind, site_id, sku_id, at, on_hand, reserved, *step in _input_rows(items):
-        given = inputs[(site_id, sku_id)]
-        if kind == "prior_checkpoint":
-            given["steps_of"]["prior_checkpoint"] = (on_hand, reserved)
-        elif kind == "checkpoint":
-            given["steps_of"]["checkpoints"].append((int(at.timestamp()), on_hand, reserved))
-        elif kind == "prior_line":
-            given["steps_of"]["prior_line"] = at
-        elif kind == "line":
-            given["steps_of"]["lines"].append(at)
+    for kind, site_id, sku_id, at_us, on_hand, reserved, *step in _input_rows(items):
+        given, stored = inputs[(site_id, sku_id)]
+        if kind == CHECKPOINT:
+            given["checkpoints"].append((at_us // 1_000_000, on_hand, reserved))
+        elif kind == PRIOR_CHECKPOINT:
+            given["prior_checkpoint"] = (on_hand, reserved)
+        elif kind == LINE:
+            given["lines"].append(at_us)
+        elif kind == PRIOR_LINE:
+            given["prior_line"] = at_us
+        elif kind == REORDER_POINT:
+            given["reorder_point"] = on_hand
         else:
-            given["stored"][int(at.timestamp())] = tuple(step)
+            stored[at_us // 1_000_000] = tuple(step)
     return inputs
+
+
+# The kinds of `_input_rows`.
+PRIOR_CHECKPOINT, CHECKPOINT, PRIOR_LINE, LINE, STEP, REORDER_POINT = range(6)
 
 
 def _input_rows(items) -> Iterator[tuple]:
@@ -183,23 +218,23 @@ def _input_rows(items) -> Iterator[tuple]:
         checkpoints = StockCheckpoint.objects.filter(of_pair)
         prior = checkpoints.filter(at__lt=since_at).order_by("-at").first()
         if prior is not None:
-            yield ("prior_checkpoint", site_id, sku_id, prior.at, prior.on_hand, prior.reserved)
+            yield (PRIOR_CHECKPOINT, site_id, sku_id, 0, prior.on_hand, prior.reserved)
         for at, on_hand, reserved in checkpoints.filter(at__gte=since_at).values_list(
             "at", "on_hand", "reserved"
         ):
-            yield ("checkpoint", site_id, sku_id, at, on_hand, reserved)
+            yield (CHECKPOINT, site_id, sku_id, _epoch_us(at), on_hand, reserved)
         lines = OrderLineRecord.objects.filter(of_pair)
         prior_line = lines.filter(occurred_at__lt=line_from).order_by("-occurred_at").first()
         if prior_line is not None:
-            yield ("prior_line", site_id, sku_id, prior_line.occurred_at, 0, 0)
+            yield (PRIOR_LINE, site_id, sku_id, _epoch_us(prior_line.occurred_at), 0, 0)
         for moment in lines.filter(occurred_at__gte=line_from).values_list(
             "occurred_at", flat=True
         ):
-            yield ("line", site_id, sku_id, moment, 0, 0)
+            yield (LINE, site_id, sku_id, _epoch_us(moment), 0, 0)
         for at, *step in StockTroubleStep.objects.filter(of_pair, at__gte=since_at).values_list(
             "at", *TROUBLE_COUNT_FIELDS
         ):
-            yield ("step", site_id, sku_id, at, 0, 0, *step)
+            yield (STEP, site_id, sku_id, _epoch_us(at), 0, 0, *step)
 
 
 def _input_rows_pg(items) -> Iterator[tuple]:
@@ -209,23 +244,32 @@ def _input_rows_pg(items) -> Iterator[tuple]:
     steps = StockTroubleStep._meta.db_table
     of_pair = "t.site_id = u.site_id AND t.sku_id = u.sku_id"
     since = "to_timestamp(u.since)"
+    us = "(extract(epoch FROM {}) * 1000000)::bigint"
     line_from = f"to_timestamp(u.since - {CHECKPOINT_S})"
     sql = (
         "WITH u (site_id, sku_id, since) AS (SELECT * FROM unnest("  # noqa: S608
         "%s::bigint[], %s::bigint[], %s::bigint[])) "
-        "SELECT 'prior_checkpoint', u.site_id, u.sku_id, p.at, p.on_hand, p.reserved, 0, 0, 0 "
+        f"SELECT {PRIOR_CHECKPOINT}, u.site_id, u.sku_id, 0, p.on_hand, p.reserved, 0, 0, 0 "
         f"FROM u CROSS JOIN LATERAL (SELECT t.at, t.on_hand, t.reserved FROM {checkpoints} t "
         f"WHERE {of_pair} AND t.at < {since} ORDER BY t.at DESC LIMIT 1) p "
-        "UNION ALL SELECT 'checkpoint', u.site_id, u.sku_id, t.at, t.on_hand, t.reserved, 0, 0, 0 "
+        f"UNION ALL SELECT {CHECKPOINT}, u.site_id, u.sku_id, {us.format('t.at')}, t.on_hand, "
+        "t.reserved, 0, 0, 0 "
         f"FROM u JOIN {checkpoints} t ON {of_pair} AND t.at >= {since} "
-        "UNION ALL SELECT 'prior_line', u.site_id, u.sku_id, p.occurred_at, 0, 0, 0, 0, 0 "
+        f"UNION ALL SELECT {PRIOR_LINE}, u.site_id, u.sku_id, {us.format('p.occurred_at')}, "
+        "0, 0, 0, 0, 0 "
         f"FROM u CROSS JOIN LATERAL (SELECT t.occurred_at FROM {lines} t WHERE {of_pair} "
         f"AND t.occurred_at < {line_from} ORDER BY t.occurred_at DESC LIMIT 1) p "
-        "UNION ALL SELECT 'line', u.site_id, u.sku_id, t.occurred_at, 0, 0, 0, 0, 0 "
+        f"UNION ALL SELECT {LINE}, u.site_id, u.sku_id, {us.format('t.occurred_at')}, "
+        "0, 0, 0, 0, 0 "
         f"FROM u JOIN {lines} t ON {of_pair} AND t.occurred_at >= {line_from} "
-        "UNION ALL SELECT 'step', u.site_id, u.sku_id, t.at, 0, 0, "
+        f"UNION ALL SELECT {STEP}, u.site_id, u.sku_id, {us.format('t.at')}, 0, 0, "
         f"{', '.join(f't.{name}' for name in TROUBLE_COUNT_FIELDS)} "
-        f"FROM u JOIN {steps} t ON {of_pair} AND t.at >= {since}"
+        f"FROM u JOIN {steps} t ON {of_pair} AND t.at >= {since} "
+        f"UNION ALL SELECT {REORDER_POINT}, u.site_id, u.sku_id, 0, CASE WHEN own.id IS NULL "
+        "THEN sku.reorder_point ELSE own.reorder_point END, 0, 0, 0, 0 "
+        f"FROM u LEFT JOIN {Sku._meta.db_table} sku ON sku.id = u.sku_id "
+        f"LEFT JOIN {SiteReorderPoint._meta.db_table} own "
+        "ON own.site_id = u.site_id AND own.sku_id = u.sku_id"
     )
     columns = [pg_int_array(values) for values in zip(*((*p, s) for p, s in items), strict=True)]
     with connection.cursor() as cursor:
@@ -275,7 +319,7 @@ def trouble_hours_rebuild(scope: Q) -> int:
         .values_list("site_id", "sku_id", "occurred_at")
         .iterator(chunk_size=REBUILD_CHUNK)
     ):
-        lines[(site_id, sku_id)].append(moment)
+        lines[(site_id, sku_id)].append(_epoch_us(moment))
     points = reorder_points(set(checkpoints) | set(lines))
     counts: defaultdict = defaultdict(lambda: [0, 0, 0])
     step_rows = []

@@ -38,7 +38,7 @@ def trouble_hours_fill(apps, schema_editor):
         .values_list("site_id", "sku_id", "occurred_at")
         .iterator(chunk_size=FILL_CHUNK)
     ):
-        lines[(site_id, sku_id)].append(moment)
+        lines[(site_id, sku_id)].append((moment - epoch) // dt.timedelta(microseconds=1))
     defaults = dict(Sku.objects.values_list("id", "reorder_point"))
     own = {
         (site_id, sku_id): point
