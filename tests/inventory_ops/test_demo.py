@@ -1,7 +1,8 @@
 """The demo (`load_demo`, then the simulator's traffic) shows a plausible business."""
 
 import io
-from datetime import timedelta
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -9,11 +10,14 @@ from django.utils import timezone
 
 from demo.catalog import DEMO_SITES
 from demo.history import LOW_DAYS, RUNNING_LOW
+from demo.orders import demo_order_facts
 from ingest.simulation import (
     DEFAULT_RATE,
     ROLES,
     FeedSimulator,
+    SimulationMix,
     counts_per_level_hour,
+    order_rate,
     units_shipped_per_day,
 )
 from kpis.reads import kpis_compute
@@ -112,3 +116,39 @@ def test_a_quiet_demo_fires_no_alert_and_holds_days_not_months_of_stock(settings
     assert all(LOW_DAYS[0] * 0.8 <= days < 3 for days in low), low
     assert all(2.5 <= days <= 31 for days in normal), (normal[0], normal[-1])
     assert kpis_compute(window="1h")["below_reorder_point"] == RUNNING_LOW
+
+
+def test_deliveries_flow_at_the_steady_rate_through_the_demos_start():
+    # given the demo's orders, whose history ends half a minute before load_demo's end, and the
+    # simulator that takes over from there 20 s later
+    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    sales_end = now - timedelta(seconds=30)
+    _, history = demo_order_facts(
+        site_ids=[1, 2, 3, 4],
+        sku_ids=list(range(40)),
+        rate=DEFAULT_RATE,
+        now=now,
+        sales_end=sales_end,
+    )
+    delivered = Counter(int((fact.occurred_at - now) // timedelta(minutes=1)) for fact in history)
+    simulator = FeedSimulator(sites=["a", "b", "c", "d"], skus=["X", "Y", "Z"], seed=2)
+    started = now + timedelta(seconds=20)
+    simulator.warm_start(now=started, since=sales_end, rate=DEFAULT_RATE)
+
+    # when the simulator runs for 50 minutes
+    owed = 0.0
+    for second in range(50 * 60):
+        owed += DEFAULT_RATE
+        count, owed = int(owed), owed - int(owed)
+        ticked = simulator.tick(now=started + timedelta(seconds=second), count=count)
+        for event in ticked["courier"]:
+            if event["type"] == "order.delivered" and event["occurred_at"] != "yesterday":
+                at = datetime.fromisoformat(event["occurred_at"])
+                delivered[int((at - now) // timedelta(minutes=1))] += 1
+
+    # then every minute around the start has about the steady deliveries (~76 a minute): none
+    # went missing while the simulator's first couriers were on the road (it had none for five
+    # minutes, and fewer than the steady rate for 45)
+    steady = order_rate(DEFAULT_RATE, SimulationMix()) * 60 * 0.97  # 3 % are cancelled
+    per_minute = [delivered[minute] for minute in range(-10, 45)]
+    assert all(0.75 * steady <= count <= 1.25 * steady for count in per_minute), per_minute
