@@ -15,6 +15,7 @@ from kpis.trouble_tables import (  # noqa: F401 (models of this app)
     StockTroubleStep,
     TroubleCounts,
 )
+from kpis.restock_models import RestockState, RestockWindow  # noqa: F401 (the app's models)
 
 ALL_SITES = 0
 

@@ -38,11 +38,14 @@ from kpis.models import (
     FulfillmentBin,
     KpiBucket,
     OrderLineRecord,
+    RestockState,
+    RestockWindow,
     Revaluation,
     StockCheckpoint,
     StockStatus,
     StockTroubleCount,
 )
+from kpis.restock_state import restock_rebuild
 from kpis.stock_status import TROUBLE_COUNT_FIELDS, trouble_add, trouble_of_state
 from kpis.trouble_hours import trouble_hours_rebuild
 from kpis.trouble_tables import StockTroubleHour, StockTroubleStep
@@ -94,6 +97,8 @@ def rollups_rebuild(
                             StockCheckpoint,
                             StockTroubleHour,
                             StockTroubleStep,
+                            RestockState,
+                            RestockWindow,
                         )
                     )
                     + " IN EXCLUSIVE MODE"
@@ -211,6 +216,7 @@ def rollups_rebuild(
         _trouble_counts_rebuild(status)
         progress("stock status", 1, 1)
         demand_buckets = demand_rebuild(site_id=site_id)
+        restock_pairs = restock_rebuild(site_id=site_id)
         progress("restocking demand", 1, 1)
         checkpoints = checkpoints_rebuild(scope)
         progress("stock checkpoints", 1, 1)
@@ -225,6 +231,7 @@ def rollups_rebuild(
         "trouble_steps": trouble_steps,
         "prepared": prepared,
         "demand_buckets": demand_buckets,
+        "restock_pairs": restock_pairs,
     }
 
 

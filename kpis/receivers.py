@@ -1,10 +1,11 @@
 """What the KPI read model hears from the ledger (connected by `KpisConfig.ready`), in the
 writer's transaction (derived data that must stay exact with the ledger):
-- `ledger.signals.movements_recorded`: every ledger write folds into the KPI rollups and the
-  restocking demand (`kpis.demand`);
+- `ledger.signals.movements_recorded`: every ledger write folds into the KPI rollups, the
+  restocking demand (`kpis.demand`) and the restocking rows (`kpis.restock_state`);
 - the catalog's model saves: standard costs and reorder points are edited by `catalog_import`,
   by the admin's SKU form and its site reorder point inline, and every save is caught here. A
-  queryset `.update()` of `unit_cost` bypasses them; `rebuild_kpis` cannot recover a cost
+  queryset `.update()` of `unit_cost` bypasses them; a site's save carries its code and
+  restocking lead time to its restocking rows; `rebuild_kpis` cannot recover a cost
   history that was never recorded (see docs/kpis.md).
 """
 
@@ -17,10 +18,16 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from kpis.demand import demand_movements_record
+from kpis.restock_state import (
+    restock_movements_record,
+    restock_reorder_points_refresh,
+    restock_site_changed,
+    restock_sku_changed,
+)
 from kpis.rollups import rollups_movements_record, unit_cost_change_record
 from kpis.stock_status import stock_status_reorder_points_refresh
 from kpis.trouble_hours import trouble_reorder_point_changed
-from ledger.models import SiteReorderPoint, Sku
+from ledger.models import Site, SiteReorderPoint, Sku
 from ledger.services import MOVEMENT_COLUMNS
 from ledger.signals import movements_recorded
 
@@ -38,8 +45,9 @@ def movements_fold(sender, *, movements, levels, levels_before, **kwargs) -> Non
 
 
 @receiver(movements_recorded, dispatch_uid="kpis_demand_recorded")
-def demand_fold(sender, *, movements, **kwargs) -> None:
+def demand_fold(sender, *, movements, levels, **kwargs) -> None:
     demand_movements_record(map(_DEMAND_COLUMNS, movements))
+    restock_movements_record(map(_DEMAND_COLUMNS, movements), levels)
 
 
 @receiver(pre_save, sender=Sku, dispatch_uid="kpis_sku_previous")
@@ -66,6 +74,8 @@ def sku_changed(sender, instance: Sku, created: bool, raw: bool = False, **kwarg
         if old_point != instance.reorder_point:
             stock_status_reorder_points_refresh(sku_id=instance.pk)
             trouble_reorder_point_changed(sku_id=instance.pk)
+            restock_reorder_points_refresh(sku_id=instance.pk)
+        restock_sku_changed(instance)
 
 
 @receiver(post_save, sender=SiteReorderPoint, dispatch_uid="kpis_site_reorder_point_saved")
@@ -76,3 +86,12 @@ def site_reorder_point_changed(sender, instance: SiteReorderPoint, **kwargs) -> 
     with transaction.atomic():
         stock_status_reorder_points_refresh(sku_id=instance.sku_id, site_id=instance.site_id)
         trouble_reorder_point_changed(sku_id=instance.sku_id, site_id=instance.site_id)
+        restock_reorder_points_refresh(sku_id=instance.sku_id, site_id=instance.site_id)
+
+
+@receiver(post_save, sender=Site, dispatch_uid="kpis_site_saved")
+def site_changed(sender, instance: Site, created: bool, raw: bool = False, **kwargs) -> None:
+    """A site's code or restocking lead time may have changed: its restocking rows follow."""
+    if created or raw:
+        return
+    restock_site_changed(instance)
