@@ -70,6 +70,10 @@ class ScopeState:
     # (writer's sent_at, heard at) of the first change announced since the last computation
     # started, wall-clock seconds: the frame reports it, so a client can see where time went.
     first_change: tuple[float | None, float] | None = None
+    # The "Restock now" panel as last computed: a view within its interval reuses it, and a
+    # computation is then due when the interval ends (`follow_up`), so it stays live.
+    restock: panels.RestockMemo = field(default_factory=panels.RestockMemo)
+    follow_up: asyncio.TimerHandle | None = None
 
 
 # The interval is this many times the CPU cost of the scope's last update: a scope's updates use
@@ -275,9 +279,25 @@ class DashboardHub:
         self.computations += 1
         # Cached before the fan-out: a watcher joining mid-broadcast gets this frame from watch().
         state.latest_frame, state.latest_at = frame, time.monotonic()
+        if state.restock.reused:
+            self._follow_up_schedule(scope, state)
         await self._broadcast(state, frame)
         # The serialisation and fan-out are part of the update's cost (1,000 sockets: ~0.4 s).
         state.interval = interval_seconds(cpu + time.thread_time() - loop_cpu_started)
+
+    def _follow_up_schedule(self, scope: Scope, state: ScopeState) -> None:
+        """A view showed the restock panel as computed earlier: compute the scope again when
+        the panel's interval is over (once, however many views reused it)."""
+        if state.follow_up is not None and not state.follow_up.cancelled():
+            return
+        delay = state.restock.computed_at + panels.restock_interval_s() - time.monotonic()
+
+        def follow_up() -> None:
+            state.follow_up = None
+            if self.scopes.get(scope) is state and state.watchers:
+                self._request(scope, FULL)
+
+        state.follow_up = asyncio.get_running_loop().call_later(max(0.0, delay), follow_up)
 
     def _view_build_timed(self, scope: Scope, state: ScopeState) -> tuple[dict, float]:
         # The interval counts from when the computation really starts: its thread may have
@@ -285,7 +305,11 @@ class DashboardHub:
         # start a whole interval later.
         state.last_started = time.monotonic()
         cpu_before = time.thread_time()
-        payload = self._view_build(scope)
+        lent = panels.restock_memo.set(state.restock)
+        try:
+            payload = self._view_build(scope)
+        finally:
+            panels.restock_memo.reset(lent)
         return payload, time.thread_time() - cpu_before
 
     async def _alerts_send(self, scope: Scope, state: ScopeState) -> None:

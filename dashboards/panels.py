@@ -5,7 +5,10 @@ update can never disagree. Numbers come only from `kpis.reads` (the /api/kpis co
 the stock tables come from the stock levels.
 """
 
-from dataclasses import dataclass
+import math
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -15,7 +18,7 @@ from django.utils import timezone
 from dashboards import figures
 from kpis.as_of import levels_at
 from kpis.reads import kpis_compute
-from kpis.restock import restock_lines
+from kpis.restock import restock_page
 from kpis.trends import TREND_SPANS, kpi_trends_compute
 from kpis.windows import WINDOWS, UnknownWindow
 from ledger.models import Site, Sku
@@ -145,7 +148,7 @@ def scope_context_build(
     trends = kpi_trends_compute(site=scope.site, window=scope.window, now=now)
     site_totals = [] if scope.site else sites_with_stock_totals()
     lowest_stock = stock_levels_lowest_available(site_code=scope.site, limit=LOWEST_STOCK_ROWS)
-    restock = restock_lines(site=scope.site, now=now)
+    restock_count, restock = _restock_panel(scope, now)
     return {
         "scope": scope,
         "kpis": kpis,
@@ -155,13 +158,48 @@ def scope_context_build(
         "feeds": feed_rows(kpis.get("feeds") or []),
         "site_totals": site_totals,
         "lowest_stock": lowest_stock,
-        "restock": restock[:RESTOCK_ROWS],
-        "restock_count": len(restock),
+        "restock": restock,
+        "restock_count": restock_count,
         "charts": charts_build(trends, channels=kpis.get("breakdown") or []),
         "currency": settings.INVENTORY_CURRENCY,
         "spark_bucket": SPARK_BUCKET_NAMES[TREND_SPANS[scope.window]],
         "as_of": now,
     }
+
+
+@dataclass
+class RestockMemo:
+    """The "Restock now" panel of one watched scope as last computed on the live path (the
+    hub keeps one per scope and lends it through `restock_memo`)."""
+
+    computed_at: float = -math.inf  # monotonic
+    count: int = 0
+    lines: list = field(default_factory=list)
+    reused: bool = False  # the last view showed it without computing it
+
+
+# Set by the live hub around a view computation; unset (page loads, CSV) the panel is computed.
+restock_memo: ContextVar[RestockMemo | None] = ContextVar("restock_memo", default=None)
+
+
+def restock_interval_s() -> float:
+    """On the live path the panel is computed at most this often per scope (the hub computes it
+    again once the interval is over if a view in between reused it)."""
+    return getattr(settings, "DASHBOARD_RESTOCK_INTERVAL_S", 2.0)
+
+
+def _restock_panel(scope: Scope, now: datetime) -> tuple[int, list]:
+    """(how many pairs need restocking, the most urgent) of the scope: computed, or on the live
+    path reused if computed less than `restock_interval_s` ago."""
+    memo = restock_memo.get()
+    if memo is not None:
+        memo.reused = time.monotonic() - memo.computed_at < restock_interval_s()
+        if memo.reused:
+            return memo.count, memo.lines
+    count, lines = restock_page(site=scope.site, now=now, size=RESTOCK_ROWS)
+    if memo is not None:
+        memo.computed_at, memo.count, memo.lines = time.monotonic(), count, lines
+    return count, lines
 
 
 def _frozen_context_build(scope: Scope, as_of: datetime) -> dict:

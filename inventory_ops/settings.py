@@ -421,6 +421,9 @@ DASHBOARD_COALESCE_MS = (
 DASHBOARD_COALESCE_MIN_MS = int(os.environ.get("DASHBOARD_COALESCE_MIN_MS", "200"))
 DASHBOARD_COALESCE_MAX_MS = int(os.environ.get("DASHBOARD_COALESCE_MAX_MS", "1000"))
 DASHBOARD_REFRESH_S = float(os.environ.get("DASHBOARD_REFRESH_S", "10"))
+# The live path computes a scope's "Restock now" panel at most this often (then once more at
+# the end of the interval if an update in between showed the previous one).
+DASHBOARD_RESTOCK_INTERVAL_S = float(os.environ.get("DASHBOARD_RESTOCK_INTERVAL_S", "2"))
 
 # Worker liveness (ingest/heartbeats.py): each worker beats every WORKER_HEARTBEAT_SECONDS to a
 # file in WORKER_HEARTBEAT_DIR (for `manage.py worker_alive`) and to Redis; three missed beats
