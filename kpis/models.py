@@ -10,12 +10,12 @@ from django.db import models
 from django.db.models import F, Q
 
 from core.timechecks import storable_time_check
+from kpis.restock_models import RestockState, RestockWindow  # noqa: F401 (the app's models)
 from kpis.trouble_tables import (  # noqa: F401 (models of this app)
     StockTroubleHour,
     StockTroubleStep,
     TroubleCounts,
 )
-from kpis.restock_models import RestockState, RestockWindow  # noqa: F401 (the app's models)
 
 ALL_SITES = 0
 
