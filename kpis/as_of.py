@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from django.db import connection
 
-from core.db import datetime_param
+from core.db import datetime_param, pg_int_array
 from kpis.checkpoints import checkpoint_at_or_before
 from kpis.models import OrderLineRecord, SnapshotRecord, StockCheckpoint, StockStatus
 from kpis.trouble_hours import counts_statement, trouble_of
@@ -71,18 +71,26 @@ def _pairs_statement(
     if with_demand:
         line_table = OrderLineRecord._meta.db_table
         low, high = (">=", "<") if before else (">", "<=")
-        demand_columns = (
-            ", CASE WHEN own.id IS NULL THEN sku.reorder_point ELSE own.reorder_point END, "  # noqa: S608
-            "EXISTS (SELECT 1 FROM " + line_table + " line "
+        line = (
+            f"SELECT 1 AS found FROM {line_table} line "  # noqa: S608
             "WHERE line.site_id = pairs.site_id AND line.sku_id = pairs.sku_id "
-            f"AND line.occurred_at {low} %s AND line.occurred_at {high} %s)"
+            f"AND line.occurred_at {low} %s AND line.occurred_at {high} %s"
         )
+        point = ", CASE WHEN own.id IS NULL THEN sku.reorder_point ELSE own.reorder_point END, "
         demand_joins = (
             f" LEFT JOIN {Sku._meta.db_table} sku ON sku.id = pairs.sku_id "
             f"LEFT JOIN {SiteReorderPoint._meta.db_table} own "
             "ON own.site_id = pairs.site_id AND own.sku_id = pairs.sku_id"
         )
         demand_params = [datetime_param(at - DEMAND_LOOKBACK), moment]
+        if connection.vendor == "postgresql":
+            # One probe of the (site, SKU, time) index per pair. (As an EXISTS in the select
+            # list, PostgreSQL hashed every order line of the 30 days instead: 0.6 s for
+            # 1,200 pairs at 1,000,000 movements.)
+            demand_columns = f"{point}demand.found IS NOT NULL"
+            demand_joins += f" LEFT JOIN LATERAL ({line} LIMIT 1) demand ON true"
+        else:
+            demand_columns = f"{point}EXISTS ({line})"
     latest = (
         f"SELECT latest.id, latest.on_hand, latest.reserved FROM {checkpoints} latest "  # noqa: S608
         "WHERE latest.site_id = pairs.site_id AND latest.sku_id = pairs.sku_id "
@@ -109,6 +117,8 @@ def _pairs_statement(
         "SELECT pairs.site_id, pairs.sku_id, checkpoint.on_hand, checkpoint.reserved"  # noqa: S608
         f"{demand_columns} FROM ({pairs[0]}) pairs {checkpoint_join}{demand_joins}"
     )
+    if connection.vendor == "postgresql":
+        return sql, [*pairs[1], moment, *demand_params]
     return sql, [*demand_params, *pairs[1], moment]
 
 
@@ -208,20 +218,26 @@ def _changed_pairs(site_id: int | None, hour: dt.datetime, at: dt.datetime):
 
 
 def _snapshot_pairs(snapshot_rows) -> tuple[str, list] | None:
-    """A SELECT of the pairs the snapshot lines compare (those with a level or demand)."""
-    clauses, params = [], []
-    for snapshot_site, snapshot_lines in snapshot_rows:
-        sku_ids = sorted({line[0] for line in snapshot_lines})
-        if sku_ids:
-            clauses.append(f"(site_id = %s AND sku_id IN ({', '.join(['%s'] * len(sku_ids))}))")
-            params.extend([snapshot_site, *sku_ids])
-    if not clauses:
+    """A SELECT of the pairs the snapshot lines compare."""
+    pairs = sorted(
+        {(site, line[0]) for site, snapshot_lines in snapshot_rows for line in snapshot_lines}
+    )
+    if not pairs:
         return None
+    if connection.vendor == "postgresql":  # two array parameters, whatever the lines
+        return (
+            "SELECT * FROM unnest(%s::bigint[], %s::bigint[]) AS p (site_id, sku_id)",
+            [pg_int_array(site for site, _ in pairs), pg_int_array(sku for _, sku in pairs)],
+        )
+    clauses, params = [], []
+    for site in sorted({site for site, _ in pairs}):
+        sku_ids = [sku for pair_site, sku in pairs if pair_site == site]
+        clauses.append(f"(site_id = %s AND sku_id IN ({', '.join(['%s'] * len(sku_ids))}))")
+        params.extend([site, *sku_ids])
     where = " OR ".join(clauses)
     return (
-        f"SELECT site_id, sku_id FROM {StockLevel._meta.db_table} WHERE {where} UNION "  # noqa: S608
-        f"SELECT site_id, sku_id FROM {StockStatus._meta.db_table} WHERE {where}",
-        [*params, *params],
+        f"SELECT site_id, sku_id FROM {StockLevel._meta.db_table} WHERE {where}",  # noqa: S608
+        params,
     )
 
 
