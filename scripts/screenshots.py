@@ -78,7 +78,8 @@ def main() -> None:
             )
             page.wait_for_selector("#chart-orders-per-minute .main-svg")
             page.wait_for_timeout(500)  # Plotly's resize to the new viewport
-            page.screenshot(path=DOCS / file_name, full_page=full_page)
+            # fonts and Plotly can take long on a busy machine (30 s timed out at load 15)
+            page.screenshot(path=DOCS / file_name, full_page=full_page, timeout=180_000)
             print(f"saved docs/{file_name}")
         browser.close()
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 from demo.catalog import DEMO_SITES
 from demo.history import LOW_DAYS, RUNNING_LOW
 from demo.orders import demo_order_facts
+from ingest.management.commands.simulate_feeds import sales_end
 from ingest.simulation import (
     DEFAULT_RATE,
     ROLES,
@@ -22,7 +23,7 @@ from ingest.simulation import (
 )
 from kpis.reads import kpis_compute
 from kpis.windows import WINDOWS
-from ledger.models import Site, Sku, StockLevel
+from ledger.models import Movement, MovementKind, Site, Sku, StockLevel
 from oncall.models import Alert
 from oncall.services import alerts_evaluate
 from tests.ingest.helpers import batch_apply, source_make
@@ -152,3 +153,22 @@ def test_deliveries_flow_at_the_steady_rate_through_the_demos_start():
     steady = order_rate(DEFAULT_RATE, SimulationMix()) * 60 * 0.97  # 3 % are cancelled
     per_minute = [delivered[minute] for minute in range(-10, 45)]
     assert all(0.75 * steady <= count <= 1.25 * steady for count in per_minute), per_minute
+
+
+@pytest.mark.slow
+def test_the_simulator_takes_over_the_sales_where_the_demo_history_ends(settings):
+    # given the demo data, loaded now
+    settings.DEBUG = True
+    before = timezone.now()
+    call_command("load_demo", stdout=io.StringIO())
+    after = timezone.now()
+
+    # then its sales end on a whole minute before the load ended, the last minute's sales at the
+    # minute's middle, and the simulator takes over at that minute's end: each minute's sales
+    # are the history's or the simulator's, never both (the 1 h turnover chart read twice the
+    # rate for the minute of the start)
+    end = sales_end()
+    assert before.replace(second=0, microsecond=0) <= end <= after
+    assert end.second == 0 and end.microsecond == 0
+    newest = Movement.objects.filter(kind=MovementKind.ORDER_DISPATCHED).latest("occurred_at")
+    assert newest.occurred_at == end - timedelta(seconds=30)

@@ -18,7 +18,7 @@ from demo.orders import demo_order_facts
 from ingest.simulation import DEFAULT_RATE, counts_per_level_hour, units_shipped_per_day
 from kpis.rollups import rollups_facts_record
 from ledger.catalog import SiteRow, SkuRow
-from ledger.models import Movement, MovementKind, Site, Sku
+from ledger.models import Movement, Site, Sku
 from ledger.services import catalog_import, movements_record
 from slos.counters import slo_counts_write
 
@@ -92,10 +92,14 @@ class Command(BaseCommand):
         skus = [code for code, *_ in DEMO_SKUS]
         now = timezone.now()
         slo_counts_write(slo_history(now=now))
+        # The history ends on the last whole minute (its sales are a minute's at the minute's
+        # middle): simulate_feeds takes over from the end of its newest dispatch's minute, so
+        # neither the history nor the simulator counts the sales of that minute's second half.
+        end = now.replace(second=0, microsecond=0)
         history = demo_history(
             pairs=[(site, sku) for site in sites for sku in skus],
             daily_units=daily_units,
-            now=now,
+            now=end,
             counts_per_hour=counts_per_hour,
         )
         movements_record(requests=history)
@@ -103,12 +107,8 @@ class Command(BaseCommand):
             site_ids=list(Site.objects.filter(code__in=sites).values_list("id", flat=True)),
             sku_ids=list(Sku.objects.filter(code__in=skus).values_list("id", flat=True)),
             rate=DEFAULT_RATE,
-            now=now,
-            sales_end=max(
-                request.occurred_at
-                for request in history
-                if request.kind == MovementKind.ORDER_DISPATCHED
-            ),
+            now=end,
+            sales_end=end,
         )
         rollups_facts_record(order_lines=order_lines, deliveries=deliveries)
         return True

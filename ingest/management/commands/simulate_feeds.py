@@ -4,7 +4,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
@@ -30,12 +30,20 @@ def _token_for(name: str) -> str:
     return feed_source_rotate_token(source=source)
 
 
-def _newest_dispatch() -> datetime | None:
+def sales_end() -> datetime | None:
+    """Where the ledger's sales end: the end of the minute of its newest dispatch, or None.
+
+    The demo history's sales are a minute's at the minute's middle (demo/history.py): the
+    simulator takes over at the minute's end. From the newest dispatch itself, it sent the
+    dispatches of the minute's second half on top of the history's, and the 1 h turnover chart
+    read twice the rate (~65 against ~31 turns a year) for the minute of the start.
+    """
     newest = Movement.objects.filter(kind=MovementKind.ORDER_DISPATCHED).aggregate(
         newest=Max("occurred_at")
     )["newest"]
-    close_old_connections()
-    return newest
+    if newest is None:
+        return None
+    return newest.replace(second=0, microsecond=0) + timedelta(minutes=1)
 
 
 class Command(BaseCommand):
@@ -93,9 +101,11 @@ class Command(BaseCommand):
         started = time.monotonic()
         totals = {"events": 0, "accepted": 0, "refused": 0}
         # Orders already under way, so dispatches flow from the first second (the ledger's
-        # newest dispatch, e.g. the demo history's last sale, is where they take over).
+        # sales end, e.g. the demo history's, is where they take over).
         now = datetime.now(UTC)
-        under_way = simulator.warm_start(now=now, since=_newest_dispatch() or now, rate=rate)
+        since = min(now, sales_end() or now)
+        close_old_connections()
+        under_way = simulator.warm_start(now=now, since=since, rate=rate)
         for chunk_start in range(0, len(under_way), WARM_START_BATCH):
             chunk = under_way[chunk_start : chunk_start + WARM_START_BATCH]
             self._send(url, tokens[SHOP], chunk, totals)
