@@ -85,7 +85,8 @@ def test_a_quiet_demo_fires_no_alert_and_holds_days_not_months_of_stock(settings
     # (the history's last hour already has the orders behind its sales, delivered by couriers
     # in minutes to an hour)
     loaded = kpis_compute(window="1h")
-    assert loaded["deliveries"] > 1000 and 0.9 < loaded["order_accuracy"] < 1
+    # (accurate enough for the accuracy tile's built-in "good", 98 % and above)
+    assert loaded["deliveries"] > 1000 and 0.98 <= loaded["order_accuracy"] < 1
     assert 5 * 60 < loaded["fulfillment_p50_s"] < loaded["fulfillment_p90_s"] < 2 * 3600
     # (and the 1 h window and the hour before it have as many counts as the simulator makes in
     # an hour: no cliff in the Counts tile at the start; they used to hold 20 against ~1,600)
