@@ -57,40 +57,45 @@ def _pairs_statement(
     *,
     with_demand: bool,
     pairs: tuple[str, list] | None = None,
-    before: bool = False,
+    hour: dt.datetime | None = None,
 ) -> tuple[str, list]:
     """Each pair of the scope (those with a stock level now, and those known only from
     demand; or those of `pairs`, a SELECT of (site_id, sku_id)) with its latest checkpoint at
     or before `at`; with `with_demand`, its effective reorder point (today's) and whether it
-    had an order line in (at - 30 days, at] (`before`: in [at - 30 days, at), as the hourly
-    trouble counters judge a pair just before a whole hour)."""
+    had an order line in (at - 30 days, at], and with `hour` also whether it had one in
+    [hour - 30 days, hour), as the hourly trouble counters judge a pair just before it."""
     checkpoints = StockCheckpoint._meta.db_table
     scope, scope_params = _scope_sql(site_id, sku_id)
     moment = datetime_param(at)
     demand_columns, demand_joins, demand_params = "", "", []
     if with_demand:
-        line_table = OrderLineRecord._meta.db_table
-        low, high = (">=", "<") if before else (">", "<=")
-        line = (
-            f"SELECT 1 AS found FROM {line_table} line "  # noqa: S608
-            "WHERE line.site_id = pairs.site_id AND line.sku_id = pairs.sku_id "
-            f"AND line.occurred_at {low} %s AND line.occurred_at {high} %s"
+        windows = [(">", datetime_param(at - DEMAND_LOOKBACK), "<=", moment)]
+        if hour is not None:
+            hour_moment = datetime_param(hour)
+            windows.append((">=", datetime_param(hour - DEMAND_LOOKBACK), "<", hour_moment))
+        demand_columns = (
+            ", CASE WHEN own.id IS NULL THEN sku.reorder_point ELSE own.reorder_point END"
         )
-        point = ", CASE WHEN own.id IS NULL THEN sku.reorder_point ELSE own.reorder_point END, "
         demand_joins = (
             f" LEFT JOIN {Sku._meta.db_table} sku ON sku.id = pairs.sku_id "
             f"LEFT JOIN {SiteReorderPoint._meta.db_table} own "
             "ON own.site_id = pairs.site_id AND own.sku_id = pairs.sku_id"
         )
-        demand_params = [datetime_param(at - DEMAND_LOOKBACK), moment]
-        if connection.vendor == "postgresql":
-            # One probe of the (site, SKU, time) index per pair. (As an EXISTS in the select
-            # list, PostgreSQL hashed every order line of the 30 days instead: 0.6 s for
-            # 1,200 pairs at 1,000,000 movements.)
-            demand_columns = f"{point}demand.found IS NOT NULL"
-            demand_joins += f" LEFT JOIN LATERAL ({line} LIMIT 1) demand ON true"
-        else:
-            demand_columns = f"{point}EXISTS ({line})"
+        for index, (low, low_moment, high, high_moment) in enumerate(windows):
+            line = (
+                f"SELECT 1 AS found FROM {OrderLineRecord._meta.db_table} line "  # noqa: S608
+                "WHERE line.site_id = pairs.site_id AND line.sku_id = pairs.sku_id "
+                f"AND line.occurred_at {low} %s AND line.occurred_at {high} %s"
+            )
+            demand_params += [low_moment, high_moment]
+            if connection.vendor == "postgresql":
+                # One probe of the (site, SKU, time) index per pair. (As an EXISTS in the
+                # select list, PostgreSQL hashed every order line of the 30 days instead:
+                # 0.6 s for 1,200 pairs at 1,000,000 movements.)
+                demand_columns += f", demand_{index}.found IS NOT NULL"
+                demand_joins += f" LEFT JOIN LATERAL ({line} LIMIT 1) demand_{index} ON true"
+            else:
+                demand_columns += f", EXISTS ({line})"
     latest = (
         f"SELECT latest.id, latest.on_hand, latest.reserved FROM {checkpoints} latest "  # noqa: S608
         "WHERE latest.site_id = pairs.site_id AND latest.sku_id = pairs.sku_id "
@@ -157,7 +162,7 @@ def _levels_fold(pair_rows, recent_rows, *, with_demand: bool) -> dict[tuple[int
         pair = (site_id, sku_id)
         has_level = on_hand is not None or pair in recent
         moved_on_hand, moved_reserved = recent.get(pair, (0, 0))
-        point, had_demand = demand if with_demand else (None, False)
+        point, had_demand = demand[:2] if with_demand else (None, False)
         levels[pair] = LevelAt(
             on_hand=(on_hand or 0) + moved_on_hand,
             reserved=(reserved or 0) + moved_reserved,
@@ -263,18 +268,21 @@ def stock_kpis_at(*, site_id: int | None, at: dt.datetime) -> dict:
     """
     hour = instant(checkpoint_at_or_before(at))
     changed = _changed_pairs(site_id, hour, at)
-    count_rows, at_rows, recent_rows, hour_rows, snapshot_rows = rows_of(
+    # A pair's latest checkpoint at or before `at` is its latest at or before `hour` (no whole
+    # hour lies between them): one probe serves both judgements.
+    count_rows, pair_rows, recent_rows, snapshot_rows = rows_of(
         [
             counts_statement(site_id, int(hour.timestamp())),
-            _pairs_statement(site_id, None, at, with_demand=True, pairs=changed),
+            _pairs_statement(site_id, None, at, with_demand=True, pairs=changed, hour=hour),
             _recent_statement(site_id, None, at),
-            _pairs_statement(site_id, None, hour, with_demand=True, pairs=changed, before=True),
             _snapshots_statement(site_id, at),
         ]
     )
     counts = [int(value) for value in count_rows[0]]
-    then = _levels_fold(hour_rows, [], with_demand=True)
-    for pair, level in _levels_fold(at_rows, recent_rows, with_demand=True).items():
+    then = _levels_fold(
+        [(*row[:5], row[6]) for row in pair_rows], [], with_demand=True
+    )  # checkpoint only, the demand of [hour - 30 days, hour)
+    for pair, level in _levels_fold(pair_rows, recent_rows, with_demand=True).items():
         for index, (new, old) in enumerate(zip(_trouble(level), _trouble(then[pair]), strict=True)):
             counts[index] += new - old
     snapshots = [
