@@ -45,6 +45,54 @@ def database_recreate() -> None:
     )
 
 
+def _admin_url_and_name() -> tuple[str, str]:
+    admin_url, name = BENCH_DATABASE_URL.rsplit("/", 1)
+    return f"{admin_url}/postgres", name
+
+
+def _close_django_connections() -> None:
+    if "django.db" in sys.modules:
+        from django.db import connections
+
+        connections.close_all()
+
+
+def template_save() -> None:
+    """Keep the benchmark database as it is now (migrated, catalog loaded) as a template, so
+    that the next runs start from a copy of it (`database_from_template`) instead of migrating."""
+    import psycopg
+
+    _close_django_connections()
+    admin_url, name = _admin_url_and_name()
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}_tpl" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}_tpl" TEMPLATE "{name}"')
+
+
+def template_drop() -> None:
+    import psycopg
+
+    admin_url, name = _admin_url_and_name()
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}_tpl" WITH (FORCE)')
+
+
+def database_from_template() -> bool:
+    """Make the benchmark database a fresh copy of its template; False if there is none."""
+    import psycopg
+
+    _close_django_connections()
+    admin_url, name = _admin_url_and_name()
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        if not connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [f"{name}_tpl"]
+        ).fetchone():
+            return False
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{name}_tpl"')
+    return True
+
+
 def free_port() -> int:
     import socket
 
@@ -53,10 +101,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(args: list[str], log_name: str) -> subprocess.Popen:
+def _start(args: list[str], log_name: str, extra_env: dict | None = None) -> subprocess.Popen:
     log_dir = BASE_DIR / "var" / "bench-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING", **(extra_env or {}))
     log = open(log_dir / f"{log_name}.log", "wb")  # noqa: SIM115 (closed with the process)
     process = subprocess.Popen(
         args, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -66,8 +114,8 @@ def _start(args: list[str], log_name: str) -> subprocess.Popen:
 
 
 @contextmanager
-def _process(args: list[str], log_name: str):
-    process = _start(args, log_name)
+def _process(args: list[str], log_name: str, extra_env: dict | None = None):
+    process = _start(args, log_name, extra_env)
     try:
         yield process
     finally:
@@ -81,9 +129,12 @@ def _process(args: list[str], log_name: str):
 
 
 @contextmanager
-def stack(*, workers: int):
-    """Yield the web's base URL with Daphne and `workers` ingest workers running."""
+def stack(*, workers: int, slo_counters: bool = True):
+    """Yield the web's base URL with Daphne and `workers` ingest workers running; with
+    `slo_counters=False`, with the SLO counters switched off (bench/slo_off.py)."""
     port = free_port()
+    extra_env = {} if slo_counters else {"DJANGO_SETTINGS_MODULE": "bench.slo_off_settings"}
+    worker_class = "ingest.worker.IngestWorker" if slo_counters else "bench.slo_off.SloOffWorker"
     with ExitStack() as stack_:
         stack_.enter_context(
             _process(
@@ -92,6 +143,7 @@ def stack(*, workers: int):
                     *("--port", str(port), "inventory_ops.asgi:application"),
                 ],
                 "daphne",
+                extra_env,
             )
         )
         for number in range(workers):
@@ -99,9 +151,10 @@ def stack(*, workers: int):
                 _process(
                     [
                         *(sys.executable, "manage.py", "rqworker", "ingest"),
-                        *("--worker-class", "ingest.worker.IngestWorker"),
+                        *("--worker-class", worker_class),
                     ],
                     f"worker-{number}",
+                    extra_env,
                 )
             )
         base_url = f"http://127.0.0.1:{port}"
@@ -115,7 +168,8 @@ def stack(*, workers: int):
                     raise
                 time.sleep(0.2)
         time.sleep(2)  # let the workers connect
-        print(f"{settings_line()}; {workers} worker(s)", flush=True)
+        counters = "" if slo_counters else ", SLO counters off"
+        print(f"{settings_line()}; {workers} worker(s){counters}", flush=True)
         yield base_url
 
 

@@ -14,6 +14,7 @@ until the last batch is done.
 """
 
 import argparse
+import contextlib
 import threading
 import time
 from datetime import UTC, datetime
@@ -81,14 +82,31 @@ def batches_store(token: str, bodies: list[str]) -> list:
     return [batch.pk for batch in batches]
 
 
-def run(*, events: int, batch_size: int, workers: int, clients: int, stored: bool) -> dict:
-    ingest_stack.database_recreate()
+def run(
+    *,
+    events: int,
+    batch_size: int,
+    workers: int,
+    clients: int,
+    stored: bool,
+    slo_counters: bool = True,
+    during=contextlib.nullcontext,
+    template: bool = False,
+) -> dict:
+    """One run; with `template`, the database is a copy of the one the first such run left
+    migrated with its catalog (ingest_stack.template_save), not migrated again."""
+    from_template = template and ingest_stack.database_from_template()
+    if not from_template:
+        ingest_stack.database_recreate()
     from django.db import connection
     from ingest_common import catalog_ensure, simulator_batches, source_token
 
     from ingest.models import BatchStatus, HeldEvent, IngestBatch
 
-    catalog_ensure()
+    if not from_template:
+        catalog_ensure()
+        if template:
+            ingest_stack.template_save()
     token = source_token()
     bodies = simulator_batches(total=events, batch_size=batch_size, seed=workers)
     connection.close()
@@ -96,7 +114,7 @@ def run(*, events: int, batch_size: int, workers: int, clients: int, stored: boo
 
     django_rq.get_connection("ingest").flushdb()
     stored_ids = batches_store(token, bodies) if stored else []
-    with ingest_stack.stack(workers=workers) as base_url:
+    with ingest_stack.stack(workers=workers, slo_counters=slo_counters) as base_url:
         queue = list(bodies)
         lock = threading.Lock()
 
@@ -108,6 +126,8 @@ def run(*, events: int, batch_size: int, workers: int, clients: int, stored: boo
                     body = queue.pop(0)
                 ingest_stack.post(base_url, token, body)
 
+        timed = during()
+        timed.__enter__()
         started = time.perf_counter()
         if stored:
             from ingest.receiving import batch_enqueue
@@ -125,9 +145,11 @@ def run(*, events: int, batch_size: int, workers: int, clients: int, stored: boo
         ) and time.perf_counter() - started < 3600:
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
+        timed.__exit__(None, None, None)
     totals = IngestBatch.objects.values_list("applied", "duplicates", "rejected", "held")
     counts = [sum(column) for column in zip(*totals, strict=True)]
     from ledger.models import Movement
+    from slos.models import SloCount
 
     return {
         "workers": workers,
@@ -140,6 +162,7 @@ def run(*, events: int, batch_size: int, workers: int, clients: int, stored: boo
         "rejected": counts[2],
         "held": counts[3],
         "movements": Movement.objects.count(),
+        "slo_rows": SloCount.objects.count(),
     }
 
 
