@@ -201,6 +201,11 @@ def main() -> None:
     parser.add_argument("--waits", action="store_true", help="sample pg_stat_activity")
     parser.add_argument("--only-on", action="store_true", help="counters on only, no pairs")
     parser.add_argument(
+        "--alternate-order",
+        action="store_true",
+        help="off first in every other pair (ABBA...): a trend of the load then favours neither",
+    )
+    parser.add_argument(
         "--no-diagnosis",
         action="store_true",
         help="skip the last run: 2 workers, counters on, pg_stat_activity sampled",
@@ -217,7 +222,8 @@ def main() -> None:
     for pair in range(args.pairs):
         print(f"pair {pair + 1}", flush=True)
         for workers in args.workers:
-            for slo_counters in arms:
+            flipped = args.alternate_order and pair % 2 == 1
+            for slo_counters in reversed(arms) if flipped else arms:
                 results.append(one_run(args, workers=workers, slo_counters=slo_counters))
     print(f"end: load {loadavg()}, {time.strftime('%H:%M:%S', time.gmtime())} UTC", flush=True)
     summary(args, arms, results)
