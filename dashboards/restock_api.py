@@ -8,7 +8,7 @@ from django.http import HttpRequest, JsonResponse
 from ninja import Router, Schema
 
 from dashboards.api import _error, _reader_page
-from kpis.restock import restock_lines
+from kpis.restock import restock_page
 from ledger.exceptions import UnknownSite
 
 router = Router(tags=["restock"])
@@ -60,12 +60,7 @@ def restock(
         return page
     first, page_size = page
     try:
-        lines = restock_lines(site=site or None)
+        count, lines = restock_page(site=site or None, first=first, size=page_size)
     except UnknownSite:
         return _error(404, f"no site with code {site!r}")
-    return JsonResponse(
-        {
-            "count": len(lines),
-            "items": [line.as_json() for line in lines[first : first + page_size]],
-        }
-    )
+    return JsonResponse({"count": count, "items": [line.as_json() for line in lines]})
