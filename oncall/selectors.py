@@ -19,7 +19,7 @@ from core.queues import DEFAULT_QUEUE, QUEUE_NAMES
 from ingest.heartbeats import redis_heartbeats
 from ingest.models import DeadLetter, DeadLetterStatus, RejectionCode
 from ingest.selectors import feeds_freshness
-from kpis.restock import restock_lines, running_out
+from kpis.restock import restock_page, running_out
 from ledger.models import Movement, MovementKind, StockLevel
 from oncall.measures import KPI_KEY_OF_KIND, SLO_BURN_WINDOWS, measure_shown, slo_burn_measure
 from oncall.models import (
@@ -368,10 +368,9 @@ def dead_letters_by_reason(*, samples: int = 3) -> Diagnostic:
 def restock_suggestions(*, limit: int = 50) -> Diagnostic:
     """The pairs that need restocking, most urgent first, with what to reorder."""
     diagnostic = Diagnostic(DiagnosticName.RUNNING_OUT, DiagnosticName.RUNNING_OUT.label)
-    lines = restock_lines()
-    diagnostic.rows = lines[:limit]
-    diagnostic.summary = f"{len(lines)} SKU-site(s) to reorder" + (
-        f" (first {limit})" if len(lines) > limit else ""
+    count, diagnostic.rows = restock_page(size=limit)
+    diagnostic.summary = f"{count} SKU-site(s) to reorder" + (
+        f" (first {limit})" if count > limit else ""
     )
     return diagnostic
 
