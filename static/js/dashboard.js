@@ -139,8 +139,33 @@
     return { data: data, layout: Object.assign({}, figure.layout, { xaxis: xaxis }) };
   }
 
+  // plotly.js (1.2 MB) runs only once the tiles are live (or after PLOTLY_LATEST_MS without a
+  // live view, or at once on a frozen page): figures that come before it are kept, the latest
+  // only, and drawn when it has loaded.
+  const PLOTLY_LATEST_MS = 3000;
+  let chartsWaiting = null;
+  let plotlyRequested = false;
+
+  function plotlyLoad() {
+    const preload = document.getElementById("plotly-js");
+    if (plotlyRequested || window.Plotly || !preload) return;
+    plotlyRequested = true;
+    const script = document.createElement("script");
+    script.src = preload.href;
+    script.onload = function () {
+      const figures = chartsWaiting;
+      chartsWaiting = null;
+      chartsRender(figures);
+    };
+    document.head.appendChild(script);
+  }
+
   function chartsRender(figures) {
-    if (!window.Plotly || !figures) return;
+    if (!figures) return;
+    if (!window.Plotly) {
+      chartsWaiting = figures;
+      return;
+    }
     Object.keys(figures).forEach(function (id) {
       const element = document.getElementById(id);
       const figure = inViewerTime(figures[id]);
@@ -183,6 +208,7 @@
       errorBox.textContent = "";
       stateSet("live");
       staleTimerArm();
+      plotlyLoad();
     } else if (frame.type === "alerts") {
       htmx.swap(document.body, frame.html, { swapStyle: "none" });
       linksPrune();
@@ -322,10 +348,12 @@
   if (root.dataset.frozenAt) {
     // A past instant (?as_of=): nothing to follow, no socket; "Back to live" leaves it.
     badge.textContent = "Not live: as it was at " + new Date(root.dataset.frozenAt).toLocaleString();
+    plotlyLoad();
     return;
   }
   stateSet("connecting");
   connect();
+  setTimeout(plotlyLoad, PLOTLY_LATEST_MS);
 })();
 
 // The time control: the viewer picks a local date and time; the page asks the server for

@@ -206,3 +206,34 @@ def test_kiosk_mode_is_readable_from_afar_and_needs_nothing_from_the_internet(pa
     assert not has_nav
     outside = [url for url in requested if not url.startswith((base_url, "ws://127.0.0.1"))]
     assert outside == []
+
+
+def test_the_tiles_go_live_before_plotly_js_runs_and_the_charts_draw_after(
+    page, manager, stocked_site
+):
+    # given plotly.js held back on its way to the browser
+    held, released = [], []
+
+    def hold(route) -> None:
+        if released:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/plotly-basic.min*.js", hold)
+
+    with daphne_server() as daphne:
+        # when the manager opens the dashboard
+        dashboard_open(page, daphne.base_url, "/sites/ams/")
+
+        # then the tiles are live with their numbers while plotly.js has not run
+        assert page.evaluate("() => typeof window.Plotly") == "undefined"
+        assert page.text_content('[data-kpi="negative_stock"]') == "0"
+        assert page.locator(".js-plotly-plot").count() == 0
+
+        # and once plotly.js arrives the charts draw
+        assert held  # the page did ask for it
+        released.append(True)
+        for route in held:
+            route.continue_()
+        page.wait_for_selector("#chart-orders-per-minute .main-svg", timeout=30_000)
