@@ -11,10 +11,13 @@ import pytest
 from django.utils import timezone
 
 from dashboards.panels import CHARTS, RESTOCK_ROWS
+from ingest.sources import feed_source_create
 from ledger.models import MovementKind
+from oncall.services import alerts_evaluate
 from tests.browser.conftest import in_thread, live_state_wait, log_in
 from tests.builders import site_make, sku_make, user_make
 from tests.dashboards.kpi_helpers import count, deliver, move, receive, record
+from tests.oncall.test_alerts import dispatch, negative_stock_rule
 from tests.processes import daphne_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -43,6 +46,38 @@ RESTOCK_SHOWN = """() => {
           columns: [...document.querySelectorAll('#restock th')].filter(shown)
             .map(th => th.textContent)};
 }"""
+# The right column of the TV: the freshness panel whole inside it, nothing clipped, and no
+# table cell broken mid-word ("simulato r"): a cell of one word renders on one line.
+RIGHT_COLUMN_SHOWN = """() => {
+  const feeds = document.getElementById('feeds');
+  const column = feeds.parentElement;
+  const lines = cell => {  // the lines its text takes (a badge's border box is no line)
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    const tops = new Set();
+    for (let text = walker.nextNode(); text; text = walker.nextNode()) {
+      const range = document.createRange();
+      range.selectNodeContents(text);
+      [...range.getClientRects()].filter(rect => rect.width > 0)
+        .forEach(rect => tops.add(Math.round(rect.top)));
+    }
+    return tops.size;
+  };
+  const shown = element => element.offsetParent !== null;
+  const cells = [...document.querySelectorAll('#dashboard td, #dashboard th')].filter(shown);
+  return {
+    bottom: feeds.getBoundingClientRect().bottom,
+    columnBottom: column.getBoundingClientRect().bottom,
+    clipped: [feeds, column].filter(box => box.scrollHeight > box.clientHeight).map(box => box.id
+      || box.className),
+    broken: cells.filter(cell => !/\\s/.test(cell.textContent.trim()) && lines(cell) > 1)
+      .map(cell => cell.textContent.trim()),
+    names: [...document.querySelectorAll('#feeds tbody tr td:first-child')].map(cell => ({
+      text: cell.textContent, title: cell.title, fits: cell.scrollWidth <= cell.clientWidth,
+      nowrap: getComputedStyle(cell).whiteSpace === 'nowrap',
+      ellipsis: getComputedStyle(cell).textOverflow === 'ellipsis'})),
+  };
+}"""
+FEED_NAMES = ["simulator", "simulator-courier", "simulator-wms", "warehouse-" + "long-name-" * 4]
 CUT_TILE_VALUES = """() => [...document.querySelectorAll('[data-kpi]')]
   .filter(value => value.scrollWidth > value.clientWidth)
   .map(value => value.dataset.kpi + ': ' + value.textContent)"""
@@ -69,6 +104,14 @@ def huge_site():
         for number in range(RESTOCK_ROWS):
             low = sku_make(f"LOW-{number}", reorder_point=1000 + number)
             receive(site, low, 10 + number, now - dt.timedelta(minutes=20))
+        # the demo's feeds, and one with a name longer than its cell
+        for name in FEED_NAMES:
+            feed_source_create(name=name)
+        # and an open alert above them in the same column
+        oversold = sku_make("OVERSOLD")
+        record(dispatch(site, oversold, 5))
+        negative_stock_rule(site)
+        alerts_evaluate(site_codes=None)
         return site
 
     return in_thread(build)
@@ -85,14 +128,16 @@ def kiosk_open(page, base_url: str, width: int, height: int, path: str = "/?kios
     )
 
 
+@pytest.mark.parametrize("path", ["/?kiosk=1", "/sites/ams/?kiosk=1"])
 @pytest.mark.parametrize(("width", "height"), TV_SCREENS)
 def test_the_kiosk_fits_one_screen_with_every_chart_and_no_value_cut(
-    page, manager, huge_site, width, height
+    page, manager, huge_site, width, height, path
 ):
     with daphne_server() as daphne:
-        kiosk_open(page, daphne.base_url, width, height)
+        kiosk_open(page, daphne.base_url, width, height, path)
         page.wait_for_timeout(300)  # Plotly's responsive resize
         screen = page.evaluate(FITS_ONE_SCREEN)
+        right_column = page.evaluate(RIGHT_COLUMN_SHOWN)
         charts = page.evaluate(CHARTS_IN_VIEW)
         cut = page.evaluate(CUT_TILE_VALUES)
         restock = page.evaluate(RESTOCK_SHOWN)
@@ -114,7 +159,19 @@ def test_the_kiosk_fits_one_screen_with_every_chart_and_no_value_cut(
         assert chart["height"] >= height * 0.2, chart  # a chart, not a sliver
     # beside them, the most urgent restocking in a short list
     assert restock["bottom"] <= height and restock["right"] <= width, restock
-    assert restock["rows"] == 5 and restock["columns"] == ["Site", "SKU", "Days of cover"]
+    columns = ["SKU", "Days of cover"] if "sites/" in path else ["Site", "SKU", "Days of cover"]
+    assert restock["rows"] == 5 and restock["columns"] == columns
+    # the right column shows the feeds' freshness whole, under the alerts
+    assert right_column["bottom"] <= min(height, right_column["columnBottom"]), right_column
+    assert right_column["clipped"] == [], right_column
+    assert right_column["broken"] == [], right_column
+    assert [name["text"] for name in right_column["names"]] == sorted(FEED_NAMES)
+    for name in right_column["names"]:
+        # on one line: the demo's feeds whole, a longer name shortened with "…" (its scrollWidth
+        # is then its full length), the full name on hover
+        assert name["nowrap"] and name["ellipsis"], name
+        assert name["fits"] == name["text"].startswith("simulator"), name
+        assert name["title"] == name["text"], name
     assert cut == []
     assert units_shown == "987.7M"  # shortened to fit, the exact figure on hover
     assert units_exact == "Mismatch units: 987,654,321"
