@@ -63,13 +63,12 @@ class MovementRequest(NamedTuple):
 
 
 class AppliedMovement(NamedTuple):
-    """What a request did: the level before it and the deltas written."""
+    """What a request did: on_hand before it and the deltas written."""
 
     request: MovementRequest
     site_id: int
     sku_id: int
     on_hand_before: int
-    reserved_before: int
     on_hand_delta: int
     reserved_delta: int
 
@@ -181,7 +180,6 @@ def _movements_record_in_transaction(requests: Sequence[MovementRequest]) -> lis
                 level.site_id,
                 level.sku_id,
                 on_hand_before,
-                reserved_before,
                 on_hand_delta,
                 reserved_delta,
             )
