@@ -211,13 +211,10 @@ def _batch_give_up(batch_id, *, reason: str) -> int:
         ],
         batch_size=1000,
     )
+    # Its applied, duplicates and held are still 0: every attempt rolled back, and nothing
+    # else writes the counts of a batch that is not done (settling moves those of done ones).
     IngestBatch.objects.filter(pk=batch.pk).update(
-        status=BatchStatus.DONE,
-        finished_at=timezone.now(),
-        applied=0,
-        duplicates=0,
-        held=0,
-        rejected=len(raw_events),
+        status=BatchStatus.DONE, finished_at=timezone.now(), rejected=len(raw_events)
     )
     return len(raw_events)
 
