@@ -44,10 +44,13 @@ def healthz(request):
 
 
 def _sees_details(request) -> bool:
-    """On-call people (who may run remediations) see what is wrong; anyone else only whether."""
-    user = getattr(request, "user", None)
+    """On-call people (who may run remediations) see what is wrong; anyone else only whether.
+
+    `request.user` is there (the authentication middleware sets it for every request); reading
+    it reads the session and the user from the database.
+    """
     try:
-        return bool(user and user.is_authenticated and user.has_perm(ON_CALL_PERMISSION))
+        return request.user.is_authenticated and request.user.has_perm(ON_CALL_PERMISSION)
     except DatabaseError:  # the session or the user cannot be read: no details
         return False
 
