@@ -20,6 +20,15 @@ COURIERS_SHOWN = (
     "() => [...document.querySelectorAll('tr[data-courier]')].map(row => row.dataset.courier)"
 )
 
+SCORECARD_ON_A_PHONE = """() => {
+  const table = document.querySelector('.scorecard-table');
+  const cells = [...table.querySelectorAll('tbody th, tbody td')];
+  return {scrollWidth: table.scrollWidth, clientWidth: table.clientWidth, cells: cells.length,
+          off_screen: cells.filter(cell => cell.getBoundingClientRect().right > 390
+            || cell.getBoundingClientRect().left < 0).map(cell => cell.textContent),
+          labels: cells.filter(cell => cell.dataset.label).map(cell => cell.dataset.label)};
+}"""
+
 
 @pytest.fixture
 def couriers():
@@ -101,8 +110,16 @@ def test_the_scorecard_fits_a_phone(chromium, couriers):
             log_in(page, daphne.base_url, username="boss", password=PASSWORD)
             page.goto(f"{daphne.base_url}/couriers/?window=24h")
             page.wait_for_selector("tr[data-courier]")
-            # the page never scrolls sideways; the table scrolls inside itself if it must
+            # the page never scrolls sideways, nor does the table inside itself: one card per
+            # courier, every figure on screen
             assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            table = page.evaluate(SCORECARD_ON_A_PHONE)
+            assert table["scrollWidth"] <= table["clientWidth"], table
+            assert table["cells"] == 3 * 6 and table["off_screen"] == [], table
+            assert table["labels"][:5] == [
+                "Deliveries", "Order accuracy", "Cost per shipment", "Fulfillment p50",
+                "Fulfillment p90",
+            ]  # fmt: skip
             page.click("th[data-column=deliveries] a")
             order_wait(page, ["cargo-1", "van-2", "bike-7"])
     finally:

@@ -366,7 +366,14 @@ def test_every_page_a_user_reaches_fits_a_phone_with_log_out_and_acknowledge_on_
     alert_id = in_thread(phone_pages_build)
     sku_path = "/skus/TEA-" + "X" * 60 + "/"
     pages = {
-        "boss": ["/", "/sites/ams/", "/?window=24h", f"{sku_path}?site=ams", sku_path],
+        "boss": [
+            "/",
+            "/sites/ams/",
+            "/?window=24h",
+            f"{sku_path}?site=ams",
+            sku_path,
+            "/couriers/",
+        ],
         "engineer": ["/", "/oncall/", f"/oncall/alerts/{alert_id}/", "/oncall/runbooks/"],
     }
     too_wide, log_out_off, acknowledge_off = [], [], []

@@ -41,12 +41,24 @@ def test_the_scorecard_lists_every_courier_with_its_figures(client, deliveries):
 
     assert couriers_listed(html) == ["bike-7", "cargo-1", "van-2"]
     row = html[html.index('data-courier="bike-7"') :].split("</tr>")[0]
-    assert '<td class="number" data-field="deliveries">2</td>' in row
-    assert '<td class="number" data-field="order_accuracy">50.0%</td>' in row
-    assert '<td class="number" data-field="cost_per_shipment">5.00</td>' in row
-    assert '<td class="number" data-field="fulfillment_p50_s">—</td>' in row
+    assert '<td class="number" data-field="deliveries" data-label="Deliveries">2</td>' in row
+    assert (
+        '<td class="number" data-field="order_accuracy" data-label="Order accuracy">50.0%</td>'
+        in row
+    )
+    assert (
+        '<td class="number" data-field="cost_per_shipment" data-label="Cost per shipment">5.00</td>'
+        in row
+    )
+    assert (
+        '<td class="number" data-field="fulfillment_p50_s" data-label="Fulfillment p50">—</td>'
+        in row
+    )
     van = html[html.index('data-courier="van-2"') :].split("</tr>")[0]
-    assert '<td class="number" data-field="fulfillment_p50_s">10.0 min</td>' in van
+    assert (
+        '<td class="number" data-field="fulfillment_p50_s" data-label="Fulfillment p50">'
+        "10.0 min</td>" in van
+    )
     assert 'aria-sort="descending"' in html  # deliveries, most first
 
 
