@@ -1,11 +1,13 @@
 """Fuzzing the ingest API with hypothesis: never a 500, and only valid events move stock."""
 
+import datetime as dt
 import json
 import uuid
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from django.conf import settings as django_settings
 from pydantic import ValidationError
 
 from ingest.models import IngestBatch
@@ -112,6 +114,12 @@ def valid_event_id(raw: dict) -> str | None:
         return None
     # PostgreSQL cannot store NUL or lone surrogates: documented as a rejection.
     if unstorable(event.model_dump()):
+        return None
+    # Times before the floor or too far ahead are refused (time_out_of_range), e.g. `0`, 1970.
+    latest = dt.datetime.now(dt.UTC) + dt.timedelta(
+        seconds=django_settings.EVENT_TIME_FUTURE_TOLERANCE_SECONDS
+    )
+    if not django_settings.EVENT_TIME_FLOOR <= event.occurred_at <= latest:
         return None
     if event.site == "north" and getattr(event, "sku", None) in {"A", "B"}:
         return event.event_id
