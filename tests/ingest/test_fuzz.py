@@ -5,9 +5,9 @@ import json
 import uuid
 
 import pytest
+from django.conf import settings as django_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from django.conf import settings as django_settings
 from pydantic import ValidationError
 
 from ingest.models import IngestBatch
